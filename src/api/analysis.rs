@@ -1,0 +1,350 @@
+//! Analysis templates and the runs made from them.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::{AnalysisArg, DurationString};
+
+/// Metrics that decide whether a version is good, with the arguments they take.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisTemplate",
+    namespaced,
+    derive = "PartialEq",
+    shortname = "sat",
+    category = "sluice",
+    doc = "Metrics that decide whether a version is good"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<ArgumentSpec>,
+    #[schemars(length(min = 1))]
+    pub metrics: Vec<Metric>,
+}
+
+/// The same as an AnalysisTemplate, usable from every namespace.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "ClusterAnalysisTemplate",
+    derive = "PartialEq",
+    shortname = "scat",
+    category = "sluice",
+    doc = "Metrics that decide whether a version is good, for every namespace"
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterAnalysisTemplateSpec {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<ArgumentSpec>,
+    #[schemars(length(min = 1))]
+    pub metrics: Vec<Metric>,
+}
+
+impl From<ClusterAnalysisTemplateSpec> for AnalysisTemplateSpec {
+    fn from(spec: ClusterAnalysisTemplateSpec) -> Self {
+        Self { args: spec.args, metrics: spec.metrics }
+    }
+}
+
+/// An argument a template takes; without a value the Rollout must supply one.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ArgumentSpec {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Metric {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    /// Time between measurements. Without it, `count` measurements are taken back to back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationString>,
+    /// Wait before the first measurement.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_delay: Option<DurationString>,
+    /// Measurements to take. Unset: 1 without an interval, unbounded with one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub count: Option<i32>,
+    /// Expression over `result` that marks a measurement Successful, e.g. `result < 0.01`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success_condition: Option<String>,
+    /// Expression over `result` that marks a measurement Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_condition: Option<String>,
+    /// Failed measurements tolerated before the metric fails (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub failure_limit: Option<i32>,
+    /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub inconclusive_limit: Option<i32>,
+    /// Errors in a row tolerated before the metric errs (default 4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub consecutive_error_limit: Option<i32>,
+    /// Measure and record, but never fail the run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    pub provider: MetricProvider,
+}
+
+/// Where a measurement comes from: exactly one provider.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.prometheus), has(self.cloudWatch), has(self.cloudWatchAlarm), has(self.web)].filter(x, x).size() == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm or web"))]
+#[serde(rename_all = "camelCase")]
+pub struct MetricProvider {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prometheus: Option<PrometheusMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_watch: Option<CloudWatchMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cloud_watch_alarm: Option<CloudWatchAlarmMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web: Option<WebMetric>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusMetric {
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub address: String,
+    /// PromQL; `{{args.NAME}}` is replaced by the argument's value.
+    #[schemars(length(min = 1))]
+    pub query: String,
+    /// Evaluate over a range ending now (a range query with `step`), instead of an instant query.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub range: Option<PrometheusRange>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+    /// Header sent with each query (for example Authorization), its value from a Secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_header: Option<SecretHeader>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusRange {
+    pub window: DurationString,
+    pub step: DurationString,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudWatchMetric {
+    /// How far back the queries look.
+    pub window: DurationString,
+    #[schemars(length(min = 1))]
+    pub metric_data_queries: Vec<MetricDataQuery>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.expression) != has(self.metricStat)").message("a metricDataQuery sets exactly one of expression or metricStat"))]
+#[serde(rename_all = "camelCase")]
+pub struct MetricDataQuery {
+    #[schemars(length(min = 1))]
+    pub id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expression: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metric_stat: Option<MetricStat>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub return_data: Option<bool>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricStat {
+    pub namespace: String,
+    pub metric_name: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dimensions: Vec<MetricDimension>,
+    #[schemars(range(min = 1))]
+    pub period: i32,
+    pub stat: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct MetricDimension {
+    pub name: String,
+    pub value: String,
+}
+
+/// A CloudWatch alarm: in ALARM state the measurement fails (CodeDeploy's rollback on alarm).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudWatchAlarmMetric {
+    #[schemars(length(min = 1))]
+    pub alarm_name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct WebMetric {
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub url: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<HttpMethod>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub headers: Vec<WebHeader>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body: Option<String>,
+    /// Where the value sits in the JSON answer, e.g. `$.data.errorRate`. Unset: the whole body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub json_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpMethod {
+    #[serde(rename = "GET")]
+    Get,
+    #[serde(rename = "POST")]
+    Post,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.value) != has(self.secretKeyRef)").message("a header sets exactly one of value or secretKeyRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct WebHeader {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<SecretKeyRef>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretHeader {
+    pub name: String,
+    pub secret_key_ref: SecretKeyRef,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+pub struct SecretKeyRef {
+    pub name: String,
+    pub key: String,
+}
+
+/// One execution of analysis templates for a rollout: every measurement that decided a step.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "AnalysisRun",
+    namespaced,
+    status = "AnalysisRunStatus",
+    derive = "PartialEq",
+    shortname = "sar",
+    category = "sluice",
+    doc = "One execution of analysis templates, with every measurement taken",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.message", priority = 1),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunSpec {
+    /// The metrics, with every `{{args.NAME}}` already replaced.
+    #[schemars(length(min = 1))]
+    pub metrics: Vec<Metric>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
+    /// Stop measuring; a run terminated without failures counts as Successful.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub terminate: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema, PartialOrd, Ord, Hash)]
+pub enum AnalysisPhase {
+    #[default]
+    Pending,
+    Running,
+    Successful,
+    Failed,
+    Error,
+    Inconclusive,
+}
+
+impl AnalysisPhase {
+    pub fn is_completed(self) -> bool {
+        !matches!(self, Self::Pending | Self::Running)
+    }
+}
+
+impl std::fmt::Display for AnalysisPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisRunStatus {
+    #[serde(default)]
+    pub phase: AnalysisPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub metric_results: Vec<MetricResult>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    pub name: String,
+    #[serde(default)]
+    pub phase: AnalysisPhase,
+    #[serde(default)]
+    pub count: i32,
+    #[serde(default)]
+    pub successful: i32,
+    #[serde(default)]
+    pub failed: i32,
+    #[serde(default)]
+    pub inconclusive: i32,
+    #[serde(default)]
+    pub error: i32,
+    #[serde(default)]
+    pub consecutive_error: i32,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dry_run: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The most recent measurements (older ones are dropped past a bound; counts above keep the totals).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub measurements: Vec<Measurement>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Measurement {
+    pub phase: AnalysisPhase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub started_at: Time,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}

@@ -1,0 +1,503 @@
+//! The `Rollout` custom resource.
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, LabelSelector, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::DurationString;
+
+/// A Rollout replaces a Deployment (or an ECS service's deployment controller): it brings a new
+/// version in by canary, blue/green or rolling steps, shifts traffic and gates each step on analysis.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Rollout",
+    namespaced,
+    status = "RolloutStatus",
+    derive = "PartialEq",
+    shortname = "sro",
+    category = "sluice",
+    doc = "A progressive rollout of a Kubernetes or ECS workload",
+    scale(
+        spec_replicas_path = ".spec.workload.kubernetes.replicas",
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStepIndex"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Updated", type_ = "integer", json_path = ".status.updatedReplicas"),
+    printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
+    printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[x_kube(validation = Rule::new("!has(self.strategy.rolling) || !has(self.traffic)").message("a rolling update splits traffic by replica ratio: remove spec.traffic, or use a canary or blueGreen strategy"))]
+#[x_kube(validation = Rule::new("!has(self.workload.ecs) || !has(self.strategy.rolling)").message("ECS services roll out through task sets: use a canary or blueGreen strategy (a canary with one setWeight: 100 step is all-at-once)"))]
+#[x_kube(validation = Rule::new("!has(self.workload.ecs) || has(self.traffic)").message("an ECS workload needs spec.traffic.alb: traffic moves between the task sets' target groups"))]
+#[x_kube(validation = Rule::new("!has(self.strategy.blueGreen) || !has(self.traffic) || has(self.traffic.alb.testListenerArn) || has(self.traffic.alb.testRuleArn) || !has(self.workload.ecs)").message("a blueGreen ECS rollout needs traffic.alb.testListenerArn or testRuleArn so the new task set can be tested before promotion"))]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSpec {
+    /// What runs: exactly one of `kubernetes` or `ecs`.
+    pub workload: Workload,
+    /// How traffic is split. Without it the split follows the replica ratio.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traffic: Option<Traffic>,
+    /// How the new version comes in: exactly one of `canary`, `blueGreen` or `rolling`.
+    pub strategy: Strategy,
+    /// Seconds a rollout may wait for replicas or traffic without progress before it is Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: Option<i32>,
+    /// Abort (and roll back) when the progress deadline passes, instead of only reporting it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub progress_deadline_abort: bool,
+    /// Holds the rollout where it is until set back to false (`kubectl sluice pause` / `resume`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// Replaces every pod that started before this time (`kubectl sluice restart`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restart_at: Option<Time>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.kubernetes) != has(self.ecs)").message("set exactly one of workload.kubernetes or workload.ecs"))]
+#[serde(rename_all = "camelCase")]
+pub struct Workload {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<KubernetesWorkload>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ecs: Option<EcsWorkload>,
+}
+
+/// Pods, run as one ReplicaSet per revision owned by the Rollout.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct KubernetesWorkload {
+    #[serde(default = "one")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+    pub selector: LabelSelector,
+    pub template: PodTemplateSpec,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_ready_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub revision_history_limit: Option<i32>,
+}
+
+fn one() -> i32 {
+    1
+}
+
+/// An ECS service whose deployment controller is EXTERNAL; each revision is a task set.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsWorkload {
+    /// Cluster name or ARN.
+    #[schemars(length(min = 1))]
+    pub cluster: String,
+    /// Service name or ARN; the service must use the EXTERNAL deployment controller.
+    #[schemars(length(min = 1))]
+    pub service: String,
+    /// Task definition ARN (family:revision) of the version to run.
+    #[schemars(length(min = 1))]
+    pub task_definition: String,
+    /// Tasks the service runs at full capacity; task sets are scaled as a percentage of it.
+    #[schemars(range(min = 1))]
+    pub desired_count: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub launch_type: Option<EcsLaunchType>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network_configuration: Option<EcsNetworkConfiguration>,
+    /// The container and port registered with the target groups named in `traffic.alb`.
+    pub load_balancer: EcsLoadBalancer,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EcsLaunchType {
+    #[serde(rename = "FARGATE")]
+    Fargate,
+    #[serde(rename = "EC2")]
+    Ec2,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsNetworkConfiguration {
+    #[schemars(length(min = 1))]
+    pub subnets: Vec<String>,
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    #[serde(default)]
+    pub assign_public_ip: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct EcsLoadBalancer {
+    #[schemars(length(min = 1))]
+    pub container_name: String,
+    #[schemars(range(min = 1, max = 65535))]
+    pub container_port: i32,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.alb)").message("traffic needs a router: set traffic.alb, or leave traffic out to split by replica ratio"))]
+#[serde(rename_all = "camelCase")]
+pub struct Traffic {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alb: Option<AlbTraffic>,
+}
+
+/// Weighted target groups on an Application Load Balancer listener or listener rule.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.listenerArn) != has(self.ruleArn)").message("set exactly one of traffic.alb.listenerArn (its default action) or traffic.alb.ruleArn"))]
+#[x_kube(validation = Rule::new("self.stableTargetGroupArn != self.canaryTargetGroupArn").message("traffic.alb.stableTargetGroupArn and canaryTargetGroupArn must be different target groups"))]
+#[x_kube(validation = Rule::new("!(has(self.testListenerArn) && has(self.testRuleArn))").message("set at most one of traffic.alb.testListenerArn or testRuleArn"))]
+#[serde(rename_all = "camelCase")]
+pub struct AlbTraffic {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub listener_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub rule_arn: Option<String>,
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub stable_target_group_arn: String,
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub canary_target_group_arn: String,
+    /// A listener whose default action sends all its traffic to the new version (blue/green preview).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub test_listener_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
+    pub test_rule_arn: Option<String>,
+    /// Requests carrying this header go to the new version whatever the weight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_route: Option<HeaderRoute>,
+    /// Healthy targets a target group needs before weight moves to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub min_healthy_targets: Option<i32>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderRoute {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[schemars(length(min = 1))]
+    pub values: Vec<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.canary), has(self.blueGreen), has(self.rolling)].filter(x, x).size() == 1").message("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling"))]
+#[serde(rename_all = "camelCase")]
+pub struct Strategy {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blue_green: Option<BlueGreenStrategy>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolling: Option<RollingStrategy>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStrategy {
+    #[serde(default)]
+    #[schemars(length(max = 100))]
+    pub steps: Vec<CanaryStep>,
+    /// Service whose selector follows the stable revision (its pods back the stable target group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_service: Option<String>,
+    /// Service whose selector follows the canary revision (its pods back the canary target group).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_service: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrString>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Analysis that runs for the whole rollout, from the first step to promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+    /// Seconds the old stable revision keeps running after promotion (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_seconds: Option<i32>,
+    /// Seconds an aborted canary keeps running after its traffic is gone (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub abort_scale_down_delay_seconds: Option<i32>,
+}
+
+/// One canary step: exactly one of its fields.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setCanaryScale)].filter(x, x).size() == 1").message("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"))]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryStep {
+    /// Percent of traffic for the canary, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setWeight is a percentage: use a value from 0 to 100"))]
+    pub set_weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pause: Option<Pause>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_canary_scale: Option<SetCanaryScale>,
+}
+
+/// A pause: for `duration`, or until promoted when no duration is given.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct Pause {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<DurationString>,
+}
+
+/// Sizes the canary independently of its traffic weight.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("[has(self.replicas), has(self.weight), has(self.matchTrafficWeight) && self.matchTrafficWeight].filter(x, x).size() == 1").message("setCanaryScale takes exactly one of replicas, weight or matchTrafficWeight: true"))]
+#[serde(rename_all = "camelCase")]
+pub struct SetCanaryScale {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setCanaryScale.weight is a percentage of replicas: use a value from 0 to 100"))]
+    pub weight: Option<i32>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub match_traffic_weight: bool,
+}
+
+/// Analysis templates to run, with the arguments they take.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutAnalysis {
+    #[schemars(length(min = 1))]
+    pub templates: Vec<AnalysisTemplateRef>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub args: Vec<AnalysisArg>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisTemplateRef {
+    #[schemars(length(min = 1))]
+    pub template_name: String,
+    /// Refer to a ClusterAnalysisTemplate instead of a namespaced AnalysisTemplate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cluster_scope: bool,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct AnalysisArg {
+    #[schemars(length(min = 1))]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct BlueGreenStrategy {
+    /// Service that receives production traffic; it selects the stable revision until promotion.
+    #[schemars(length(min = 1))]
+    pub active_service: String,
+    /// Service that selects the new revision before promotion, for tests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_service: Option<String>,
+    /// Promote by itself once the new revision is ready and analysed (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_promotion_enabled: Option<bool>,
+    /// Seconds to wait after the new revision is ready before promoting by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub auto_promotion_seconds: Option<i32>,
+    /// Replicas of the new revision before promotion (default: all of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub preview_replica_count: Option<i32>,
+    /// Seconds the old revision keeps running after promotion (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub scale_down_delay_seconds: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_promotion_analysis: Option<RolloutAnalysis>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_promotion_analysis: Option<RolloutAnalysis>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollingStrategy {
+    /// Extra replicas above the desired count during the update (default 25%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_surge: Option<IntOrString>,
+    /// Replicas that may be unavailable during the update (default 25%).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+    /// Analysis that gates the update while it runs; a failure rolls back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum RolloutPhase {
+    #[default]
+    Progressing,
+    Paused,
+    Healthy,
+    Degraded,
+}
+
+impl std::fmt::Display for RolloutPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum PauseReason {
+    /// A canary `pause` step.
+    CanaryPauseStep,
+    /// Analysis ended Inconclusive; a person decides.
+    InconclusiveAnalysis,
+    /// Blue/green waits for promotion.
+    BlueGreenPause,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PauseCondition {
+    pub reason: PauseReason,
+    pub start_time: Time,
+}
+
+/// A request made by a person (through `kubectl sluice`), written under its own field manager.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandRequest {
+    /// Unique per request; the controller acts once per id.
+    pub id: String,
+    /// For promote: skip every remaining step and analysis.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub full: bool,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutCommands {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<CommandRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<CommandRequest>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<CommandRequest>,
+}
+
+/// The ids of the last requests the controller acted on.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandledCommands {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<String>,
+}
+
+/// A revision that leaves service at `at` (scale-down delay after promotion or abort).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScheduledScaleDown {
+    pub revision: String,
+    pub at: Time,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<RolloutPhase>,
+    /// What is happening and, when a person is needed, what they can do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_step_index: Option<i32>,
+    /// The revision serving production traffic.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// The revision the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<String>,
+    /// Canary weight the current step asks for.
+    #[serde(default)]
+    pub canary_weight: i32,
+    /// Canary weight read back from the traffic router (or the replica ratio).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified_weight: Option<i32>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub updated_replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    #[serde(default)]
+    pub available_replicas: i32,
+    /// Label selector of the pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pause_conditions: Vec<PauseCondition>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub abort: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_at: Option<Time>,
+    /// Bumped by each retry so analysis runs of a new attempt get new names.
+    #[serde(default)]
+    pub attempt: i32,
+    /// Promotion is under way: all remaining steps are skipped.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promote_full: bool,
+    /// Blue/green: the new revision became ready at this time (auto-promotion counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview_ready_at: Option<Time>,
+    /// Blue/green: traffic switched to the new revision; post-promotion analysis decides.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub switched: bool,
+    /// Last time the rollout moved forward (the progress deadline counts from it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_progress_at: Option<Time>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scale_downs: Vec<ScheduledScaleDown>,
+    /// Requests from `kubectl sluice` (promote, abort, retry); written by the plugin, read here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commands: Option<RolloutCommands>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub handled_commands: Option<HandledCommands>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}
+
+impl Workload {
+    /// Replicas (or ECS tasks) at full capacity.
+    pub fn replicas(&self) -> i32 {
+        match (&self.kubernetes, &self.ecs) {
+            (Some(k), _) => k.replicas,
+            (None, Some(e)) => e.desired_count,
+            (None, None) => 0,
+        }
+    }
+}
