@@ -29,7 +29,7 @@ use super::DurationString;
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStepIndex"),
     printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
-    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.replicas"),
+    printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
     printcolumn(name = "Updated", type_ = "integer", json_path = ".status.updatedReplicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
     printcolumn(name = "Available", type_ = "integer", json_path = ".status.availableReplicas"),
@@ -448,8 +448,13 @@ pub struct RolloutStatus {
     /// Canary weight read back from the traffic router (or the replica ratio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_weight: Option<i32>,
+    /// Replicas (or ECS tasks) at full capacity.
+    #[serde(default)]
+    pub desired_replicas: i32,
+    /// Replicas of every revision together.
     #[serde(default)]
     pub replicas: i32,
+    /// Ready replicas of the revision the spec asks for.
     #[serde(default)]
     pub updated_replicas: i32,
     #[serde(default)]

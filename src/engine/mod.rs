@@ -1,1 +1,191 @@
+//! The decision core. `step(input) -> Plan`: pure, no I/O, no clock, no async.
+//!
+//! Every decision of the product is made here from the spec, the last status, what the adapters
+//! observed and the time the caller passes in. Actions are declarative ("revision abc has 3
+//! replicas", "canary weight is 20") and emitted only where the observation differs, so applying a
+//! plan twice, or after a crash, changes nothing more.
 
+pub mod analysis;
+mod blue_green;
+mod canary;
+mod conditions;
+mod context;
+mod rest;
+pub mod revision;
+mod rolling;
+mod validate;
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+
+use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutSpec, RolloutStatus};
+
+pub use context::default_progress_deadline;
+pub use validate::{InvalidSpec, validate};
+
+/// Everything the engine looks at in one pass.
+#[derive(Clone, Copy, Debug)]
+pub struct Input<'a> {
+    /// The Rollout's name; analysis runs are named after it.
+    pub name: &'a str,
+    pub generation: Option<i64>,
+    pub spec: &'a RolloutSpec,
+    pub status: &'a RolloutStatus,
+    pub observed: &'a Observed,
+    pub now: Timestamp,
+}
+
+/// What the adapters saw, read fresh (or from watch caches) before each pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Observed {
+    /// Every revision the platform runs or keeps (ReplicaSets, ECS task sets).
+    pub revisions: Vec<RevisionObservation>,
+    /// The traffic router's state; `None` when traffic follows the replica ratio.
+    pub traffic: Option<TrafficObservation>,
+    /// The analysis runs that belong to this rollout.
+    pub analysis_runs: Vec<AnalysisRunObservation>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RevisionObservation {
+    pub revision: String,
+    /// Replicas asked for (ReplicaSet spec, task set computed desired count).
+    pub replicas: i32,
+    pub ready: i32,
+    pub available: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrafficObservation {
+    /// Canary weight read back from the router; `None` when it could not be read or is not ours.
+    pub canary_weight: Option<i32>,
+    /// Healthy targets of the stable revision in the stable target group.
+    pub stable_healthy_targets: i32,
+    /// Healthy targets of the canary revision in the canary target group.
+    pub canary_healthy_targets: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AnalysisRunObservation {
+    pub name: String,
+    pub phase: AnalysisPhase,
+    pub message: Option<String>,
+}
+
+/// The result of a pass: what to do, the status to write after doing it, and when to look again.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Apply in order; write `status` only once all of them succeeded.
+    pub actions: Vec<Action>,
+    pub status: RolloutStatus,
+    pub events: Vec<Event>,
+    /// Look again after this long even if nothing changes; `None` waits for a change.
+    pub requeue_after: Option<Duration>,
+}
+
+/// A desired state for one thing an adapter controls.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(tag = "action", rename_all = "camelCase")]
+pub enum Action {
+    /// The revision runs this many replicas (created if missing; 0 retires it).
+    Scale { revision: String, replicas: i32 },
+    /// Percent of traffic on the canary target group; the rest goes to the stable one.
+    SetWeight { canary_weight: i32 },
+    /// The Service of a role selects this revision's pods.
+    PointService { role: ServiceRole, revision: String },
+    /// The revision now serves production (ECS: primary task set).
+    MarkStable { revision: String },
+    CreateAnalysisRun { name: String, revision: String, purpose: AnalysisPurpose, analysis: RolloutAnalysis },
+    TerminateAnalysisRun { name: String },
+}
+
+/// Canary: the stable and canary Services. Blue/green: the active and preview Services.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum ServiceRole {
+    Stable,
+    Canary,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AnalysisPurpose {
+    Step(usize),
+    Background,
+    PrePromotion,
+    PostPromotion,
+}
+
+impl AnalysisPurpose {
+    pub fn label(self) -> String {
+        match self {
+            Self::Step(i) => format!("step-{i}"),
+            Self::Background => "background".into(),
+            Self::PrePromotion => "pre-promotion".into(),
+            Self::PostPromotion => "post-promotion".into(),
+        }
+    }
+}
+
+/// A decision worth telling people about, emitted as a Kubernetes Event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Event {
+    pub reason: EventReason,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum EventReason {
+    RolloutStarted,
+    NewRevision,
+    StepCompleted,
+    WeightSet,
+    Paused,
+    AnalysisStarted,
+    AnalysisPassed,
+    AnalysisFailed,
+    AnalysisInconclusive,
+    Promoted,
+    Aborted,
+    Retried,
+    Completed,
+    ProgressDeadlineExceeded,
+    InvalidSpec,
+}
+
+impl EventReason {
+    /// Warnings are what a person may need to act on.
+    pub fn is_warning(self) -> bool {
+        matches!(
+            self,
+            Self::AnalysisFailed | Self::AnalysisInconclusive | Self::Aborted | Self::ProgressDeadlineExceeded | Self::InvalidSpec
+        )
+    }
+}
+
+impl std::fmt::Display for EventReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Decide one pass.
+pub fn step(input: Input<'_>) -> Plan {
+    let mut pass = context::Pass::new(input);
+    if let Err(invalid) = validate(input.spec) {
+        pass.invalid_spec(&invalid);
+        return pass.finish();
+    }
+    pass.begin();
+    if pass.at_rest() {
+        rest::settle(&mut pass);
+    } else if let Some(canary) = &input.spec.strategy.canary {
+        canary::progress(&mut pass, canary);
+    } else if let Some(blue_green) = &input.spec.strategy.blue_green {
+        blue_green::progress(&mut pass, blue_green);
+    } else if let Some(rolling) = &input.spec.strategy.rolling {
+        rolling::progress(&mut pass, rolling);
+    }
+    pass.finish()
+}

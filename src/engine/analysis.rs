@@ -1,0 +1,278 @@
+//! Analysis verdicts: measurements → metric phase → run phase, and when to measure next.
+//!
+//! The rules (docs/analysis.md says them for users):
+//! * A measurement is Successful, Failed, Inconclusive (including "no data") or Error.
+//! * Errors do not count toward `count`; more than `consecutiveErrorLimit` (default 4) errors in a
+//!   row make the metric Error.
+//! * More than `failureLimit` (default 0) failures make it Failed; more than `inconclusiveLimit`
+//!   (default 0) inconclusive measurements make it Inconclusive.
+//! * Once `count` measurements are taken it is Successful only if at least one succeeded:
+//!   no data is never success.
+//! * A run is Failed if any metric failed, Error if any erred, Running while any runs,
+//!   Inconclusive if any is, otherwise Successful. Dry-run metrics are recorded but never decide.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+
+use crate::api::{AnalysisPhase, InvalidDuration, Measurement, Metric, MetricResult};
+
+pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i32 = 4;
+/// Measurements kept per metric in an AnalysisRun's status; the counters keep the totals.
+pub const MEASUREMENT_RETENTION: usize = 20;
+
+/// The limits and timing of one metric, resolved from its spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricPolicy {
+    /// `None`: measure until the run is terminated.
+    pub count: Option<i32>,
+    pub interval: Option<Duration>,
+    pub initial_delay: Duration,
+    pub failure_limit: i32,
+    pub inconclusive_limit: i32,
+    pub consecutive_error_limit: i32,
+    pub dry_run: bool,
+}
+
+impl MetricPolicy {
+    pub fn of(metric: &Metric) -> Result<Self, InvalidDuration> {
+        let interval = metric.interval.as_ref().map(|d| d.to_duration()).transpose()?;
+        let count = match (metric.count, interval) {
+            (Some(count), _) => Some(count.max(1)),
+            (None, None) => Some(1),
+            (None, Some(_)) => None,
+        };
+        Ok(Self {
+            count,
+            interval,
+            initial_delay: metric.initial_delay.as_ref().map(|d| d.to_duration()).transpose()?.unwrap_or_default(),
+            failure_limit: metric.failure_limit.unwrap_or(0).max(0),
+            inconclusive_limit: metric.inconclusive_limit.unwrap_or(0).max(0),
+            consecutive_error_limit: metric.consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT).max(0),
+            dry_run: metric.dry_run,
+        })
+    }
+}
+
+/// Adds a measurement to a metric's result and recomputes its phase.
+pub fn record(policy: &MetricPolicy, result: &mut MetricResult, measurement: Measurement) {
+    match measurement.phase {
+        AnalysisPhase::Error => {
+            result.error += 1;
+            result.consecutive_error += 1;
+        }
+        phase => {
+            result.consecutive_error = 0;
+            result.count += 1;
+            match phase {
+                AnalysisPhase::Successful => result.successful += 1,
+                AnalysisPhase::Failed => result.failed += 1,
+                _ => result.inconclusive += 1,
+            }
+        }
+    }
+    result.measurements.push(measurement);
+    if result.measurements.len() > MEASUREMENT_RETENTION {
+        let excess = result.measurements.len() - MEASUREMENT_RETENTION;
+        result.measurements.drain(..excess);
+    }
+    result.dry_run = policy.dry_run;
+    let (phase, message) = metric_phase(policy, result);
+    result.phase = phase;
+    result.message = message;
+}
+
+fn last_value(result: &MetricResult) -> String {
+    result
+        .measurements
+        .last()
+        .map(|m| match (&m.value, &m.message) {
+            (Some(value), _) => format!("; last value {value}"),
+            (None, Some(message)) => format!("; last: {message}"),
+            (None, None) => String::new(),
+        })
+        .unwrap_or_default()
+}
+
+/// The phase of one metric from its counters.
+pub fn metric_phase(policy: &MetricPolicy, result: &MetricResult) -> (AnalysisPhase, Option<String>) {
+    let name = &result.name;
+    let last = last_value(result);
+    if result.consecutive_error > policy.consecutive_error_limit {
+        let message = format!("metric {name}: {} errors in a row (limit {}){last}", result.consecutive_error, policy.consecutive_error_limit);
+        return (AnalysisPhase::Error, Some(message));
+    }
+    if result.failed > policy.failure_limit {
+        let message = format!("metric {name}: {} of {} measurements failed (limit {}){last}", result.failed, result.count, policy.failure_limit);
+        return (AnalysisPhase::Failed, Some(message));
+    }
+    if result.inconclusive > policy.inconclusive_limit {
+        let message = format!("metric {name}: {} inconclusive measurements (limit {}){last}", result.inconclusive, policy.inconclusive_limit);
+        return (AnalysisPhase::Inconclusive, Some(message));
+    }
+    if policy.count.is_some_and(|count| result.count >= count) {
+        if result.successful == 0 {
+            return (AnalysisPhase::Inconclusive, Some(format!("metric {name}: no successful measurement{last}")));
+        }
+        return (AnalysisPhase::Successful, Some(format!("metric {name}: {} of {} measurements successful{last}", result.successful, result.count)));
+    }
+    if result.count + result.error == 0 {
+        return (AnalysisPhase::Pending, None);
+    }
+    (AnalysisPhase::Running, Some(format!("metric {name}: {} measurements so far{last}", result.count)))
+}
+
+/// When the next measurement of a metric is due; `None` once the metric is decided.
+pub fn next_measurement_at(policy: &MetricPolicy, result: &MetricResult, run_started: Timestamp) -> Option<Timestamp> {
+    if metric_phase(policy, result).0.is_completed() {
+        return None;
+    }
+    let after = |t: Timestamp, d: Duration| t + SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO);
+    match result.measurements.last() {
+        None => Some(after(run_started, policy.initial_delay)),
+        Some(last) => {
+            let finished = last.finished_at.as_ref().unwrap_or(&last.started_at).0;
+            Some(after(finished, policy.interval.unwrap_or(Duration::ZERO)))
+        }
+    }
+}
+
+/// The phase of a run from its metrics. A terminated run settles its still-running metrics:
+/// Successful if they had a success, Inconclusive if not.
+pub fn run_phase(policies: &[MetricPolicy], results: &[MetricResult], terminated: bool) -> (AnalysisPhase, Option<String>) {
+    let deciding: Vec<(AnalysisPhase, Option<String>)> = policies
+        .iter()
+        .zip(results)
+        .filter(|(policy, _)| !policy.dry_run)
+        .map(|(policy, result)| {
+            let (phase, message) = metric_phase(policy, result);
+            match phase {
+                AnalysisPhase::Pending | AnalysisPhase::Running if terminated => {
+                    if result.successful > 0 && result.failed == 0 {
+                        (AnalysisPhase::Successful, message)
+                    } else {
+                        (AnalysisPhase::Inconclusive, Some(format!("metric {}: terminated before a successful measurement", result.name)))
+                    }
+                }
+                _ => (phase, message),
+            }
+        })
+        .collect();
+    let first = |wanted: &[AnalysisPhase]| deciding.iter().find(|(p, _)| wanted.contains(p)).cloned();
+    if let Some(verdict) = first(&[AnalysisPhase::Failed]).or_else(|| first(&[AnalysisPhase::Error])) {
+        return verdict;
+    }
+    if let Some((_, message)) = first(&[AnalysisPhase::Pending, AnalysisPhase::Running]) {
+        let any_started = deciding.iter().any(|(p, _)| *p != AnalysisPhase::Pending);
+        return (if any_started { AnalysisPhase::Running } else { AnalysisPhase::Pending }, message);
+    }
+    if let Some(verdict) = first(&[AnalysisPhase::Inconclusive]) {
+        return verdict;
+    }
+    (AnalysisPhase::Successful, Some("all metrics successful".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    fn policy(count: Option<i32>, failure_limit: i32) -> MetricPolicy {
+        MetricPolicy {
+            count,
+            interval: Some(Duration::from_secs(60)),
+            initial_delay: Duration::ZERO,
+            failure_limit,
+            inconclusive_limit: 0,
+            consecutive_error_limit: DEFAULT_CONSECUTIVE_ERROR_LIMIT,
+            dry_run: false,
+        }
+    }
+
+    fn measure(policy: &MetricPolicy, result: &mut MetricResult, phases: &[AnalysisPhase]) {
+        for (i, phase) in phases.iter().enumerate() {
+            let at = Timestamp::from_second(i as i64 * 60).unwrap();
+            record(policy, result, Measurement { phase: *phase, value: Some("0.5".into()), started_at: Time(at), finished_at: Some(Time(at)), message: None });
+        }
+    }
+
+    fn result() -> MetricResult {
+        MetricResult { name: "error-rate".into(), ..Default::default() }
+    }
+
+    use AnalysisPhase::*;
+
+    #[test]
+    fn failures_beyond_the_limit_fail_the_metric() {
+        let p = policy(Some(5), 1);
+        let mut r = result();
+        measure(&p, &mut r, &[Successful, Failed]);
+        assert_eq!(metric_phase(&p, &r).0, Running);
+        measure(&p, &mut r, &[Failed]);
+        let (phase, message) = metric_phase(&p, &r);
+        assert_eq!(phase, Failed);
+        assert!(message.unwrap().contains("2 of 3 measurements failed (limit 1); last value 0.5"));
+    }
+
+    #[test]
+    fn errors_do_not_count_and_a_streak_beyond_the_limit_errs() {
+        let p = policy(Some(2), 0);
+        let mut r = result();
+        measure(&p, &mut r, &[Error, Error, Error, Error, Successful]);
+        assert_eq!(r.count, 1);
+        assert_eq!(metric_phase(&p, &r).0, Running, "four errors are within the default limit, and reset by a success");
+        measure(&p, &mut r, &[Error, Error, Error, Error, Error]);
+        assert_eq!(metric_phase(&p, &r).0, Error);
+    }
+
+    #[test]
+    fn no_data_is_never_success() {
+        let p = MetricPolicy { inconclusive_limit: 5, ..policy(Some(2), 0) };
+        let mut r = result();
+        measure(&p, &mut r, &[Inconclusive, Inconclusive]);
+        assert_eq!(metric_phase(&p, &r).0, Inconclusive);
+    }
+
+    #[test]
+    fn unbounded_metrics_run_until_terminated() {
+        let p = policy(None, 0);
+        let mut r = result();
+        measure(&p, &mut r, &[Successful, Successful, Successful]);
+        assert_eq!(metric_phase(&p, &r).0, Running);
+        assert_eq!(run_phase(std::slice::from_ref(&p), std::slice::from_ref(&r), false).0, Running);
+        assert_eq!(run_phase(&[p], &[r], true).0, Successful);
+    }
+
+    #[test]
+    fn dry_run_metrics_never_decide() {
+        let deciding = policy(Some(1), 0);
+        let dry = MetricPolicy { dry_run: true, ..policy(Some(1), 0) };
+        let (mut good, mut bad) = (result(), result());
+        measure(&deciding, &mut good, &[Successful]);
+        measure(&dry, &mut bad, &[Failed]);
+        assert_eq!(run_phase(&[deciding.clone(), dry.clone()], &[good.clone(), bad.clone()], false).0, Successful);
+        let strict = MetricPolicy { dry_run: false, ..dry };
+        assert_eq!(run_phase(&[deciding, strict], &[good, bad], false).0, Failed);
+    }
+
+    #[test]
+    fn the_next_measurement_waits_for_the_delay_then_the_interval() {
+        let p = MetricPolicy { initial_delay: Duration::from_secs(30), ..policy(Some(3), 0) };
+        let mut r = result();
+        let start = Timestamp::from_second(1_000).unwrap();
+        assert_eq!(next_measurement_at(&p, &r, start), Some(Timestamp::from_second(1_030).unwrap()));
+        measure(&p, &mut r, &[Successful]);
+        assert_eq!(next_measurement_at(&p, &r, start), Some(Timestamp::from_second(60).unwrap()));
+        measure(&p, &mut r, &[Successful, Successful]);
+        assert_eq!(next_measurement_at(&p, &r, start), None);
+    }
+
+    #[test]
+    fn retention_is_bounded_but_totals_are_kept() {
+        let p = policy(None, 100);
+        let mut r = result();
+        measure(&p, &mut r, &vec![Successful; MEASUREMENT_RETENTION + 7]);
+        assert_eq!(r.measurements.len(), MEASUREMENT_RETENTION);
+        assert_eq!(r.successful as usize, MEASUREMENT_RETENTION + 7);
+    }
+}

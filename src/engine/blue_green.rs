@@ -1,0 +1,152 @@
+//! Blue/green: the candidate runs beside stable behind the preview Service (and test listener),
+//! is analysed, then takes all traffic at once; post-promotion analysis can still send it back.
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::canary::analysis_verdict;
+use super::context::Pass;
+use super::{AnalysisPurpose, EventReason, ServiceRole};
+use crate::api::{AnalysisPhase, BlueGreenStrategy, PauseReason, RolloutAnalysis, RolloutPhase};
+
+const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+enum Gate {
+    Open,
+    Shut,
+    Abort(String),
+}
+
+pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
+    let delay = blue_green.scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64));
+    if pass.abort_requested {
+        pass.abort("aborted by `kubectl sluice abort`");
+    }
+    if pass.status.abort {
+        return pass.roll_back(delay);
+    }
+    if pass.promote_requested.is_some() && !pass.status.promote_full {
+        pass.status.promote_full = true;
+        pass.status.pause_conditions.clear();
+        pass.event(EventReason::Promoted, "promotion requested: switching without waiting for the remaining gates");
+    }
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    pass.scale(&stable, n);
+    pass.point_service(ServiceRole::Canary, &update);
+    let mut keep_runs = Vec::new();
+
+    if !pass.status.switched {
+        let preview = blue_green.preview_replica_count.unwrap_or(n).min(n);
+        let promoting = pass.status.promote_full;
+        if pass.input.spec.paused && !promoting {
+            pass.scale(&update, preview.max(pass.current(&update)));
+            pass.terminate_runs_except(&[]);
+            return pass.outcome(RolloutPhase::Paused, "paused by spec.paused before promotion");
+        }
+        let gate = if promoting { Gate::Open } else { preview_gates(pass, blue_green, preview, &mut keep_runs) };
+        pass.terminate_runs_except(&keep_runs);
+        match gate {
+            Gate::Shut => return,
+            Gate::Abort(reason) => {
+                pass.abort(&reason);
+                return pass.roll_back(delay);
+            }
+            Gate::Open => {}
+        }
+        pass.scale(&update, n);
+        let ready = pass.ready(&update);
+        if ready < n {
+            return pass.wait(format!("promoting revision {update}: {ready}/{n} ready before the switch"));
+        }
+        pass.point_service(ServiceRole::Stable, &update);
+        if pass.has_router() && !pass.steer(100, false) {
+            if pass.message.is_empty() {
+                pass.wait(format!("switching production traffic to revision {update}"));
+            }
+            return;
+        }
+        pass.status.switched = true;
+        pass.event(EventReason::Promoted, format!("production traffic switched to revision {update}"));
+    }
+
+    pass.scale(&update, n);
+    pass.point_service(ServiceRole::Stable, &update);
+    let skip_analysis = pass.status.promote_full;
+    let post = blue_green.post_promotion_analysis.as_ref().filter(|_| !skip_analysis);
+    match post.map(|analysis| gate_on(pass, AnalysisPurpose::PostPromotion, analysis, &mut keep_runs)) {
+        None | Some(Gate::Open) => {
+            pass.terminate_runs_except(&[]);
+            pass.mark_stable(delay);
+        }
+        Some(Gate::Shut) => pass.terminate_runs_except(&keep_runs),
+        Some(Gate::Abort(reason)) => {
+            pass.abort(&reason);
+            pass.roll_back(delay);
+        }
+    }
+}
+
+/// The preview is ready, analysed and (auto-)approved.
+fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i32, keep_runs: &mut Vec<String>) -> Gate {
+    let update = pass.update.clone();
+    pass.scale(&update, preview.max(pass.current(&update).min(pass.replicas)));
+    let ready = pass.ready(&update);
+    if ready < preview {
+        pass.wait(format!("waiting for preview revision {update}: {ready}/{preview} ready"));
+        return Gate::Shut;
+    }
+    let ready_at = pass.status.preview_ready_at.get_or_insert_with(|| Time(pass.input.now)).0;
+    if let Some(analysis) = &blue_green.pre_promotion_analysis {
+        match gate_on(pass, AnalysisPurpose::PrePromotion, analysis, keep_runs) {
+            Gate::Open => {}
+            other => return other,
+        }
+    }
+    let name = pass.input.name;
+    if blue_green.auto_promotion_enabled == Some(false) {
+        pass.pause_started(PauseReason::BlueGreenPause);
+        pass.outcome(RolloutPhase::Paused, format!("preview revision {update} is ready; run `kubectl sluice promote {name}` to switch traffic to it"));
+        return Gate::Shut;
+    }
+    if let Some(seconds) = blue_green.auto_promotion_seconds {
+        let at = ready_at + SignedDuration::from_secs(i64::from(seconds.max(0)));
+        if pass.now() < at {
+            pass.requeue_at(at);
+            pass.outcome(RolloutPhase::Paused, format!("preview revision {update} is ready; promoting by itself at {at}"));
+            return Gate::Shut;
+        }
+    }
+    Gate::Open
+}
+
+fn gate_on(pass: &mut Pass<'_>, purpose: AnalysisPurpose, analysis: &RolloutAnalysis, keep_runs: &mut Vec<String>) -> Gate {
+    let (run, phase, message) = pass.analysis(purpose, analysis);
+    keep_runs.push(run.clone());
+    let name = pass.input.name;
+    match phase {
+        AnalysisPhase::Successful => {
+            if pass.input.observed.analysis_runs.iter().any(|r| r.name == run) && pass.input.status.phase != Some(RolloutPhase::Healthy) {
+                pass.event(EventReason::AnalysisPassed, format!("analysis run {run} passed"));
+            }
+            Gate::Open
+        }
+        AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(analysis_verdict(&run, phase, message)),
+        AnalysisPhase::Inconclusive => {
+            if pass.pause_started(PauseReason::InconclusiveAnalysis) == pass.now() {
+                pass.event(EventReason::AnalysisInconclusive, analysis_verdict(&run, phase, message.clone()));
+            }
+            pass.outcome(
+                RolloutPhase::Paused,
+                format!("{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back", analysis_verdict(&run, phase, message)),
+            );
+            Gate::Shut
+        }
+        AnalysisPhase::Pending | AnalysisPhase::Running => {
+            pass.outcome(RolloutPhase::Progressing, format!("{} analysis run {run} is {phase}", purpose.label()));
+            Gate::Shut
+        }
+    }
+}

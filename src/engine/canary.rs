@@ -1,0 +1,322 @@
+//! Canary: the candidate takes traffic step by step (setWeight, pause, analysis, setCanaryScale),
+//! then is promoted to stable.
+
+use std::time::Duration;
+
+use jiff::SignedDuration;
+
+use super::context::{Pass, resolve_count};
+use super::{AnalysisPurpose, EventReason, ServiceRole};
+use crate::api::{AnalysisPhase, CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
+
+const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
+
+enum StepState {
+    Done,
+    Waiting,
+    Abort(String),
+}
+
+pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
+    let steps = &canary.steps;
+    if pass.abort_requested {
+        pass.abort("aborted by `kubectl sluice abort`");
+    }
+    if pass.status.abort {
+        return pass.roll_back(abort_delay(canary));
+    }
+    let mut index = pass.status.current_step_index.unwrap_or(0).clamp(0, steps.len() as i32) as usize;
+    match pass.promote_requested {
+        Some(true) => {
+            pass.status.promote_full = true;
+            pass.event(EventReason::Promoted, "full promotion requested: skipping the remaining steps");
+        }
+        Some(false) if index < steps.len() => {
+            pass.status.pause_conditions.clear();
+            pass.event(EventReason::StepCompleted, format!("step {index} skipped by `kubectl sluice promote`"));
+            index += 1;
+        }
+        _ => {}
+    }
+    if pass.status.promote_full {
+        index = steps.len();
+    }
+
+    let mut keep_runs = Vec::new();
+    if let Some(background) = canary.analysis.as_ref().filter(|_| !pass.status.promote_full) {
+        let (name, phase, message) = pass.analysis(AnalysisPurpose::Background, background);
+        keep_runs.push(name.clone());
+        if matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
+            pass.abort(&analysis_verdict(&name, phase, message));
+            return pass.roll_back(abort_delay(canary));
+        }
+    }
+
+    let draining = pass.others();
+    while index < steps.len() && draining.is_empty() && !pass.input.spec.paused {
+        match step_state(pass, canary, index, &mut keep_runs) {
+            StepState::Done => {
+                pass.event(EventReason::StepCompleted, format!("step {index} ({}) completed", describe(&steps[index])));
+                pass.status.pause_conditions.clear();
+                index += 1;
+            }
+            StepState::Waiting => break,
+            StepState::Abort(reason) => {
+                pass.status.current_step_index = Some(index as i32);
+                pass.abort(&reason);
+                return pass.roll_back(abort_delay(canary));
+            }
+        }
+    }
+    pass.status.current_step_index = Some(index as i32);
+    pass.terminate_runs_except(&keep_runs);
+
+    if !draining.is_empty() {
+        drain(pass, canary, index, &draining);
+    } else if index == steps.len() && !pass.input.spec.paused {
+        promote(pass, canary);
+    } else {
+        apply_goal(pass, canary, index);
+        if pass.input.spec.paused {
+            pass.outcome(RolloutPhase::Paused, format!("paused by spec.paused at step {index}; `kubectl sluice resume {}` continues", pass.input.name));
+        }
+    }
+}
+
+fn abort_delay(canary: &CanaryStrategy) -> Duration {
+    canary
+        .abort_scale_down_delay_seconds
+        .map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
+}
+
+pub(super) fn analysis_verdict(name: &str, phase: AnalysisPhase, message: Option<String>) -> String {
+    match message {
+        Some(message) => format!("analysis run {name} {phase}: {message}"),
+        None => format!("analysis run {name} {phase}"),
+    }
+}
+
+fn describe(step: &CanaryStep) -> String {
+    if let Some(weight) = step.set_weight {
+        format!("setWeight {weight}")
+    } else if let Some(pause) = &step.pause {
+        pause.duration.as_ref().map_or("pause until promoted".into(), |d| format!("pause {}", d.0))
+    } else if step.analysis.is_some() {
+        "analysis".into()
+    } else {
+        "setCanaryScale".into()
+    }
+}
+
+/// The canary weight in force at `index`: the last setWeight at or before it.
+fn weight_at(steps: &[CanaryStep], index: usize) -> i32 {
+    steps.iter().take(index + 1).filter_map(|s| s.set_weight).next_back().unwrap_or(0)
+}
+
+/// Canary replicas at `index`: the last setCanaryScale, or the traffic weight's share.
+fn canary_replicas_at(steps: &[CanaryStep], index: usize, replicas: i32) -> i32 {
+    let weight = weight_at(steps, index);
+    let share = |percent: i32| (replicas * percent + 99) / 100;
+    match steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back() {
+        Some(scale) if !scale.match_traffic_weight => match (scale.replicas, scale.weight) {
+            (Some(count), _) => count.min(replicas),
+            (None, Some(percent)) => share(percent),
+            (None, None) => share(weight),
+        },
+        _ => share(weight),
+    }
+}
+
+fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_runs: &mut Vec<String>) -> StepState {
+    let step = &canary.steps[index];
+    let n = pass.replicas;
+    let update = pass.update.clone();
+    let target = canary_replicas_at(&canary.steps, index, n);
+    if let Some(weight) = step.set_weight {
+        let canary_ready = pass.ready(&update) >= target;
+        let reached = if pass.has_router() {
+            pass.observed_weight() == Some(weight)
+        } else {
+            let stable = pass.stable.clone();
+            pass.current(&stable) <= n - target && pass.ready(&stable) >= n - target
+        };
+        return if canary_ready && reached { StepState::Done } else { StepState::Waiting };
+    }
+    if step.set_canary_scale.is_some() {
+        return if pass.ready(&update) >= target { StepState::Done } else { StepState::Waiting };
+    }
+    if let Some(pause) = &step.pause {
+        let started = pass.pause_started(PauseReason::CanaryPauseStep);
+        let name = pass.input.name;
+        return match pause.duration.as_ref().and_then(|d| d.to_duration().ok()) {
+            Some(duration) => {
+                let ends = started + SignedDuration::try_from(duration).unwrap_or(SignedDuration::ZERO);
+                if pass.now() >= ends {
+                    pass.unpause(PauseReason::CanaryPauseStep);
+                    StepState::Done
+                } else {
+                    pass.requeue_at(ends);
+                    pass.outcome(RolloutPhase::Paused, format!("step {index}: paused for {} until {ends}", pause.duration.as_ref().map_or("", |d| d.0.as_str())));
+                    StepState::Waiting
+                }
+            }
+            None => {
+                pass.outcome(RolloutPhase::Paused, format!("step {index}: paused until promoted; run `kubectl sluice promote {name}` to continue"));
+                StepState::Waiting
+            }
+        };
+    }
+    if let Some(analysis) = &step.analysis {
+        let (run, phase, message) = pass.analysis(AnalysisPurpose::Step(index), analysis);
+        keep_runs.push(run.clone());
+        return match phase {
+            AnalysisPhase::Successful => {
+                pass.event(EventReason::AnalysisPassed, format!("analysis run {run} passed"));
+                StepState::Done
+            }
+            AnalysisPhase::Failed | AnalysisPhase::Error => StepState::Abort(analysis_verdict(&run, phase, message)),
+            AnalysisPhase::Inconclusive => {
+                if pass.pause_started(PauseReason::InconclusiveAnalysis) == pass.now() {
+                    pass.event(EventReason::AnalysisInconclusive, analysis_verdict(&run, phase, message.clone()));
+                }
+                let name = pass.input.name;
+                pass.outcome(
+                    RolloutPhase::Paused,
+                    format!("{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back", analysis_verdict(&run, phase, message)),
+                );
+                StepState::Waiting
+            }
+            AnalysisPhase::Pending | AnalysisPhase::Running => {
+                pass.outcome(RolloutPhase::Progressing, format!("step {index}: analysis run {run} is {phase}"));
+                StepState::Waiting
+            }
+        };
+    }
+    StepState::Done
+}
+
+/// Brings replicas and traffic to what step `index` asks for.
+fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize) {
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let weight = weight_at(&canary.steps, index);
+    let target = canary_replicas_at(&canary.steps, index, n);
+    pass.point_service(ServiceRole::Stable, &stable);
+    if pass.has_router() {
+        pass.scale(&stable, n);
+        // Traffic first: the canary shrinks only once the router no longer sends it more.
+        let shrink_later = pass.observed_weight().is_none_or(|o| o > weight);
+        let size = if shrink_later { target.max(pass.current(&update)) } else { target };
+        pass.scale(&update, size);
+        if pass.observed_weight() == Some(0) {
+            pass.point_service(ServiceRole::Canary, &update);
+        }
+        let ready = pass.ready(&update);
+        let toward_canary = pass.observed_weight().is_none_or(|o| weight > o);
+        if toward_canary && weight > 0 && ready < target.max(1) {
+            pass.status.canary_weight = weight;
+            pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{target} ready before weight {weight}"));
+        } else {
+            pass.steer(weight, false);
+        }
+    } else {
+        pass.status.canary_weight = weight;
+        pass.point_service(ServiceRole::Canary, &update);
+        scale_by_ratio(pass, canary, target);
+    }
+}
+
+/// Without a router the replica ratio is the traffic split: the stable shrinks only as canary
+/// pods become ready, so capacity never drops below the desired count.
+fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32) {
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let surge = resolve_count(canary.max_surge.as_ref(), n, 25, true).max(1);
+    let stable_now = pass.current(&stable);
+    let canary_now = pass.current(&update);
+    let room = (n + surge - stable_now).max(canary_now);
+    let canary_goal = target.min(room);
+    pass.scale(&update, canary_goal);
+    let ready = pass.ready(&update);
+    let stable_goal = n - ready.min(target);
+    pass.scale(&stable, stable_goal.max(0));
+    if ready < target || stable_now > stable_goal {
+        pass.wait(format!("waiting for canary revision {update}: {ready}/{target} ready; stable {stable} at {stable_now}, going to {stable_goal}"));
+    }
+}
+
+/// A superseded candidate still runs: traffic leaves it before it is scaled down.
+fn drain(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, draining: &[String]) {
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    pass.scale(&stable, n);
+    let traffic_off = if pass.has_router() {
+        pass.scale(&update, canary_replicas_at(&canary.steps, index, n));
+        pass.steer(0, false)
+    } else {
+        pass.ready(&stable) >= n
+    };
+    pass.retire(draining, traffic_off);
+    pass.wait(format!("retiring superseded revision {} before revision {update} takes traffic", draining.join(", ")));
+}
+
+/// All steps done: the candidate takes every replica, then all traffic, then becomes stable.
+fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let delay = canary.scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64));
+    if pass.has_router() {
+        pass.scale(&stable, n);
+        pass.scale(&update, n);
+        let ready = pass.ready(&update);
+        if ready < n {
+            return pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
+        }
+        if pass.steer(100, false) {
+            pass.mark_stable(delay);
+        } else if pass.message.is_empty() {
+            pass.wait(format!("promoting revision {update}: moving all traffic to it"));
+        }
+    } else {
+        pass.status.canary_weight = 100;
+        pass.point_service(ServiceRole::Canary, &update);
+        scale_by_ratio(pass, canary, n);
+        if pass.ready(&update) >= n && pass.current(&stable) == 0 {
+            pass.mark_stable(Duration::ZERO);
+        } else {
+            let ready = pass.ready(&update);
+            pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{Pause, SetCanaryScale};
+
+    fn weight(w: i32) -> CanaryStep {
+        CanaryStep { set_weight: Some(w), ..Default::default() }
+    }
+    fn pause() -> CanaryStep {
+        CanaryStep { pause: Some(Pause::default()), ..Default::default() }
+    }
+
+    #[test]
+    fn weight_in_force_is_the_last_set_weight_so_far() {
+        let steps = [weight(10), pause(), weight(50), pause()];
+        assert_eq!(weight_at(&steps, 0), 10);
+        assert_eq!(weight_at(&steps, 1), 10);
+        assert_eq!(weight_at(&steps, 3), 50);
+        assert_eq!(weight_at(&[pause()], 0), 0);
+    }
+
+    #[test]
+    fn canary_size_follows_weight_unless_scaled_explicitly() {
+        let scale = CanaryStep { set_canary_scale: Some(SetCanaryScale { replicas: Some(1), ..Default::default() }), ..Default::default() };
+        let steps = [weight(10), scale, weight(50)];
+        assert_eq!(canary_replicas_at(&steps, 0, 10), 1);
+        assert_eq!(canary_replicas_at(&steps, 2, 10), 1, "setCanaryScale holds until changed");
+        assert_eq!(canary_replicas_at(&[weight(25)], 0, 10), 3, "rounded up");
+    }
+}

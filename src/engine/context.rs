@@ -1,0 +1,494 @@
+//! One pass of the engine: the inputs, the status being built, and the helpers every strategy
+//! uses to turn a goal into safe, idempotent actions.
+
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::conditions;
+use super::{Action, AnalysisPurpose, AnalysisRunObservation, Event, EventReason, Input, InvalidSpec, Plan, ServiceRole};
+use crate::api::{AnalysisPhase, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown};
+use crate::engine::revision;
+
+/// Seconds without progress before a rollout is reported stuck, when the spec does not say.
+pub fn default_progress_deadline() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// How often to look at a traffic router while waiting on it (it sends no watch events).
+pub(super) const ROUTER_POLL: Duration = Duration::from_secs(5);
+
+pub(super) struct Pass<'a> {
+    pub input: Input<'a>,
+    pub status: RolloutStatus,
+    pub actions: Vec<Action>,
+    pub events: Vec<Event>,
+    requeue: Option<Duration>,
+    /// Replicas at full capacity.
+    pub replicas: i32,
+    pub update: String,
+    pub stable: String,
+    pub phase: RolloutPhase,
+    pub message: String,
+    /// The rollout waits on replicas or traffic, so the progress deadline counts.
+    pub deadline_applies: bool,
+    pub promote_requested: Option<bool>,
+    pub abort_requested: bool,
+    deadline_exceeded: bool,
+}
+
+impl<'a> Pass<'a> {
+    pub fn new(input: Input<'a>) -> Self {
+        Self {
+            input,
+            status: input.status.clone(),
+            actions: Vec::new(),
+            events: Vec::new(),
+            requeue: None,
+            replicas: input.spec.workload.replicas(),
+            update: String::new(),
+            stable: String::new(),
+            phase: RolloutPhase::Progressing,
+            message: String::new(),
+            deadline_applies: false,
+            promote_requested: None,
+            abort_requested: false,
+            deadline_exceeded: false,
+        }
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.input.now
+    }
+
+    pub fn event(&mut self, reason: EventReason, message: impl Into<String>) {
+        self.events.push(Event { reason, message: message.into() });
+    }
+
+    pub fn requeue_in(&mut self, after: Duration) {
+        self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
+    }
+
+    pub fn requeue_at(&mut self, at: Timestamp) {
+        let after = at.duration_since(self.now());
+        self.requeue_in(Duration::try_from(after).unwrap_or(Duration::ZERO));
+    }
+
+    pub fn outcome(&mut self, phase: RolloutPhase, message: impl Into<String>) {
+        self.phase = phase;
+        self.message = message.into();
+    }
+
+    /// Waiting on replicas or traffic: progress is expected, so the deadline counts.
+    pub fn wait(&mut self, message: impl Into<String>) {
+        self.outcome(RolloutPhase::Progressing, message);
+        self.deadline_applies = true;
+    }
+
+    pub fn invalid_spec(&mut self, invalid: &InvalidSpec) {
+        let message = format!("invalid spec: {invalid}");
+        if !self.input.status.conditions.iter().any(|c| c.type_ == conditions::INVALID_SPEC && c.message == message) {
+            self.event(EventReason::InvalidSpec, message.clone());
+        }
+        self.status.observed_generation = self.input.generation;
+        let now = self.now();
+        conditions::set(&mut self.status.conditions, conditions::INVALID_SPEC, true, "InvalidSpec", &message, now);
+        self.outcome(RolloutPhase::Degraded, message);
+    }
+
+    /// Settles the revision roles, acts on people's requests and notices a new revision.
+    pub fn begin(&mut self) {
+        self.status.observed_generation = self.input.generation;
+        conditions::remove(&mut self.status.conditions, conditions::INVALID_SPEC);
+        self.update = revision::of(&self.input.spec.workload);
+        self.stable = match &self.input.status.stable_revision {
+            Some(stable) => stable.clone(),
+            None => {
+                self.event(EventReason::RolloutStarted, format!("first revision {} goes straight to stable", self.update));
+                self.update.clone()
+            }
+        };
+        self.status.stable_revision = Some(self.stable.clone());
+        self.take_commands();
+        self.notice_new_revision();
+        self.status.update_revision = Some(self.update.clone());
+    }
+
+    fn take_commands(&mut self) {
+        let requested = self.input.status.commands.clone().unwrap_or_default();
+        let mut handled = self.status.handled_commands.clone().unwrap_or_default();
+        if let Some(retry) = requested.retry.filter(|r| handled.retry.as_ref() != Some(&r.id)) {
+            handled.retry = Some(retry.id);
+            if self.status.abort {
+                self.restart_attempt();
+                self.event(EventReason::Retried, format!("retrying revision {} from the first step", self.update));
+            }
+        }
+        if let Some(abort) = requested.abort.filter(|a| handled.abort.as_ref() != Some(&a.id)) {
+            handled.abort = Some(abort.id);
+            self.abort_requested = true;
+        }
+        if let Some(promote) = requested.promote.filter(|p| handled.promote.as_ref() != Some(&p.id)) {
+            handled.promote = Some(promote.id);
+            self.promote_requested = Some(promote.full);
+        }
+        self.status.handled_commands = Some(handled);
+    }
+
+    fn restart_attempt(&mut self) {
+        self.status.abort = false;
+        self.status.aborted_at = None;
+        self.status.attempt += 1;
+        self.reset_progress();
+    }
+
+    /// Forget the progress of the previous candidate: a new one starts from the first step.
+    pub fn reset_progress(&mut self) {
+        self.status.current_step_index = Some(0);
+        self.status.pause_conditions.clear();
+        self.status.promote_full = false;
+        self.status.preview_ready_at = None;
+        self.status.switched = false;
+    }
+
+    fn notice_new_revision(&mut self) {
+        let previous = self.input.status.update_revision.as_deref();
+        if previous == Some(self.update.as_str()) || self.update == self.stable {
+            return;
+        }
+        let replaced = previous.filter(|p| *p != self.stable);
+        let message = match replaced {
+            Some(old) => format!("revision {} replaces {old} mid-rollout; starting again from the first step", self.update),
+            None => format!("rolling out revision {} over stable {}", self.update, self.stable),
+        };
+        self.status.abort = false;
+        self.status.aborted_at = None;
+        self.reset_progress();
+        self.event(EventReason::NewRevision, message);
+    }
+
+    pub fn at_rest(&self) -> bool {
+        self.update == self.stable
+    }
+
+    pub fn observed(&self, revision: &str) -> Option<&super::RevisionObservation> {
+        self.input.observed.revisions.iter().find(|r| r.revision == revision)
+    }
+
+    pub fn ready(&self, revision: &str) -> i32 {
+        self.observed(revision).map_or(0, |r| r.ready)
+    }
+
+    pub fn current(&self, revision: &str) -> i32 {
+        self.observed(revision).map_or(0, |r| r.replicas)
+    }
+
+    /// Revisions the platform still runs that are neither stable nor the update.
+    pub fn others(&self) -> Vec<String> {
+        self.input
+            .observed
+            .revisions
+            .iter()
+            .filter(|r| r.revision != self.stable && r.revision != self.update && r.replicas > 0)
+            .map(|r| r.revision.clone())
+            .collect()
+    }
+
+    pub fn scale(&mut self, revision: &str, replicas: i32) {
+        let current = self.observed(revision).map(|r| r.replicas);
+        if current != Some(replicas) && !(current.is_none() && replicas == 0) {
+            self.actions.push(Action::Scale { revision: revision.to_string(), replicas });
+        }
+    }
+
+    pub fn point_service(&mut self, role: ServiceRole, revision: &str) {
+        self.actions.push(Action::PointService { role, revision: revision.to_string() });
+    }
+
+    pub fn has_router(&self) -> bool {
+        self.input.observed.traffic.is_some() || self.input.spec.traffic.is_some()
+    }
+
+    pub fn observed_weight(&self) -> Option<i32> {
+        self.input.observed.traffic.as_ref().and_then(|t| t.canary_weight)
+    }
+
+    pub fn min_healthy_targets(&self) -> i32 {
+        self.input
+            .spec
+            .traffic
+            .as_ref()
+            .and_then(|t| t.alb.as_ref())
+            .and_then(|a| a.min_healthy_targets)
+            .unwrap_or(1)
+    }
+
+    fn healthy_targets(&self, canary: bool) -> i32 {
+        self.input
+            .observed
+            .traffic
+            .as_ref()
+            .map_or(0, |t| if canary { t.canary_healthy_targets } else { t.stable_healthy_targets })
+    }
+
+    /// Moves the canary weight toward `weight`. Weight only moves onto a target group that has
+    /// enough healthy targets, unless `urgent` (an abort sends traffic home at once).
+    /// Returns true once the router reports `weight` back.
+    pub fn steer(&mut self, weight: i32, urgent: bool) -> bool {
+        self.status.canary_weight = weight;
+        let observed = self.observed_weight();
+        if observed == Some(weight) {
+            return true;
+        }
+        let toward_canary = observed.is_none_or(|o| weight > o);
+        let needed = self.min_healthy_targets();
+        let healthy = self.healthy_targets(toward_canary);
+        if !urgent && healthy < needed && (weight > 0 || !toward_canary) {
+            let group = if toward_canary { "canary" } else { "stable" };
+            self.wait(format!(
+                "waiting for the {group} target group: {healthy} healthy targets of the {needed} needed before weight moves to it"
+            ));
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
+        self.actions.push(Action::SetWeight { canary_weight: weight });
+        self.requeue_in(ROUTER_POLL);
+        false
+    }
+
+    pub fn pause_started(&mut self, reason: PauseReason) -> Timestamp {
+        if let Some(existing) = self.status.pause_conditions.iter().find(|p| p.reason == reason) {
+            return existing.start_time.0;
+        }
+        self.status.pause_conditions.push(PauseCondition { reason, start_time: Time(self.now()) });
+        self.event(EventReason::Paused, format!("paused: {reason:?}"));
+        self.now()
+    }
+
+    pub fn unpause(&mut self, reason: PauseReason) {
+        self.status.pause_conditions.retain(|p| p.reason != reason);
+    }
+
+    pub fn run_name(&self, purpose: AnalysisPurpose) -> String {
+        format!("{}-{}-{}-{}", self.input.name, self.update, self.status.attempt, purpose.label())
+    }
+
+    pub fn run(&self, name: &str) -> Option<&AnalysisRunObservation> {
+        self.input.observed.analysis_runs.iter().find(|r| r.name == name)
+    }
+
+    /// The phase of the analysis run for `purpose`, creating the run when it does not exist yet.
+    pub fn analysis(&mut self, purpose: AnalysisPurpose, analysis: &RolloutAnalysis) -> (String, AnalysisPhase, Option<String>) {
+        let name = self.run_name(purpose);
+        match self.run(&name) {
+            Some(run) => (name, run.phase, run.message.clone()),
+            None => {
+                self.actions.push(Action::CreateAnalysisRun {
+                    name: name.clone(),
+                    revision: self.update.clone(),
+                    purpose,
+                    analysis: analysis.clone(),
+                });
+                self.event(EventReason::AnalysisStarted, format!("analysis run {name} started"));
+                (name, AnalysisPhase::Pending, None)
+            }
+        }
+    }
+
+    /// Stops every unfinished analysis run except those named.
+    pub fn terminate_runs_except(&mut self, keep: &[String]) {
+        let stale: Vec<String> = self
+            .input
+            .observed
+            .analysis_runs
+            .iter()
+            .filter(|r| !r.phase.is_completed() && !keep.contains(&r.name))
+            .map(|r| r.name.clone())
+            .collect();
+        for name in stale {
+            self.actions.push(Action::TerminateAnalysisRun { name });
+        }
+    }
+
+    pub fn schedule_scale_down(&mut self, revision: &str, delay: Duration) {
+        if self.status.scale_downs.iter().any(|s| s.revision == revision) {
+            return;
+        }
+        let at = self.now() + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
+        self.status.scale_downs.push(ScheduledScaleDown { revision: revision.to_string(), at: Time(at) });
+    }
+
+    /// Scales down every revision in `revisions` whose scheduled time has come, once `traffic_off`
+    /// says no traffic can reach it. Unscheduled ones go at once.
+    pub fn retire(&mut self, revisions: &[String], traffic_off: bool) {
+        for revision in revisions {
+            let at = self.status.scale_downs.iter().find(|s| &s.revision == revision).map(|s| s.at.0);
+            match at {
+                Some(at) if at > self.now() => self.requeue_at(at),
+                _ if traffic_off => self.scale(revision, 0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Starts the abort: traffic goes back to stable now; the candidate is scaled down later.
+    pub fn abort(&mut self, reason: &str) {
+        if self.status.abort {
+            return;
+        }
+        self.status.abort = true;
+        self.status.aborted_at = Some(Time(self.now()));
+        self.status.pause_conditions.clear();
+        self.status.promote_full = false;
+        self.event(EventReason::Aborted, format!("aborted revision {}: {reason}", self.update));
+        self.status.message = Some(reason.to_string());
+    }
+
+    pub fn abort_message(&self) -> String {
+        let reason = self.input.status.message.as_deref().filter(|_| self.input.status.abort);
+        let reason = self.status.message.as_deref().or(reason).unwrap_or("aborted");
+        format!(
+            "aborted: {reason}; traffic is back on stable revision {}; the spec still asks for revision {}: \
+             run `kubectl sluice retry {}` to try it again, or `kubectl sluice undo {}` to return the spec to the stable version",
+            self.stable, self.update, self.input.name, self.input.name
+        )
+    }
+
+    pub fn finish(mut self) -> Plan {
+        self.sync_scale_downs();
+        self.count_replicas();
+        if self.has_router() && self.status.verified_weight != self.input.status.verified_weight
+            && let Some(weight) = self.status.verified_weight
+        {
+            self.event(EventReason::WeightSet, format!("canary weight is {weight}%"));
+        }
+        self.check_progress_deadline();
+        let paused = !self.status.pause_conditions.is_empty() || self.input.spec.paused;
+        self.status.phase = Some(self.phase);
+        self.status.message = Some(self.message.clone());
+        conditions::summarize(&mut self.status, self.phase, paused, self.deadline_exceeded, self.input.now);
+        Plan { actions: self.actions, status: self.status, events: self.events, requeue_after: self.requeue }
+    }
+
+    /// Forget scheduled scale-downs of revisions that are gone or back in a role.
+    fn sync_scale_downs(&mut self) {
+        let observed = &self.input.observed;
+        let (stable, update) = (self.stable.clone(), self.update.clone());
+        let aborted = self.status.abort;
+        self.status.scale_downs.retain(|s| {
+            s.revision != stable
+                && (s.revision != update || aborted)
+                && observed.revisions.iter().any(|r| r.revision == s.revision && r.replicas > 0)
+        });
+    }
+
+    fn count_replicas(&mut self) {
+        let revisions = &self.input.observed.revisions;
+        self.status.desired_replicas = self.replicas;
+        self.status.replicas = revisions.iter().map(|r| r.replicas).sum();
+        self.status.ready_replicas = revisions.iter().map(|r| r.ready).sum();
+        self.status.available_replicas = revisions.iter().map(|r| r.available).sum();
+        self.status.updated_replicas = self.observed(&self.update.clone()).map_or(0, |r| r.ready);
+        self.status.verified_weight = if self.has_router() {
+            self.observed_weight()
+        } else {
+            let canary = if self.at_rest() { 0 } else { self.ready(&self.update.clone()) };
+            let total = self.status.ready_replicas.max(1);
+            Some((canary * 100 + total / 2) / total)
+        };
+        if let Some(kubernetes) = &self.input.spec.workload.kubernetes {
+            let labels = kubernetes.selector.match_labels.clone().unwrap_or_default();
+            let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            self.status.selector = Some(selector.join(","));
+        }
+    }
+
+    fn check_progress_deadline(&mut self) {
+        let before = self.input.status;
+        let moved = before.current_step_index != self.status.current_step_index
+            || before.stable_revision != self.status.stable_revision
+            || before.update_revision != self.status.update_revision
+            || before.ready_replicas != self.status.ready_replicas
+            || before.updated_replicas != self.status.updated_replicas
+            || before.verified_weight != self.status.verified_weight
+            || before.abort != self.status.abort;
+        let counting = self.deadline_applies && self.phase == RolloutPhase::Progressing && !self.input.spec.paused;
+        if moved || !counting || self.status.last_progress_at.is_none() {
+            self.status.last_progress_at = Some(Time(self.now()));
+            if counting {
+                self.requeue_in(self.deadline());
+            }
+            return;
+        }
+        let since = self.status.last_progress_at.as_ref().map_or(self.now(), |t| t.0);
+        let deadline = since + SignedDuration::try_from(self.deadline()).unwrap_or(SignedDuration::ZERO);
+        if self.now() < deadline {
+            self.requeue_at(deadline);
+            return;
+        }
+        let already = before.conditions.iter().any(|c| c.type_ == conditions::PROGRESSING && c.reason == "ProgressDeadlineExceeded");
+        let stuck = format!("no progress for {}s: {}", self.deadline().as_secs(), self.message);
+        if !already {
+            self.event(EventReason::ProgressDeadlineExceeded, stuck.clone());
+        }
+        if self.input.spec.progress_deadline_abort {
+            self.abort(&stuck);
+            self.requeue_in(Duration::ZERO);
+        }
+        self.phase = RolloutPhase::Degraded;
+        self.message = stuck;
+        self.deadline_exceeded = true;
+    }
+
+    fn deadline(&self) -> Duration {
+        self.input
+            .spec
+            .progress_deadline_seconds
+            .map_or_else(default_progress_deadline, |s| Duration::from_secs(s.max(1) as u64))
+    }
+}
+
+impl Pass<'_> {
+    /// The candidate becomes stable; the old stable leaves after `delay`.
+    pub fn mark_stable(&mut self, delay: Duration) {
+        let (old, new) = (self.stable.clone(), self.update.clone());
+        self.point_service(ServiceRole::Stable, &new);
+        self.actions.push(Action::MarkStable { revision: new.clone() });
+        self.schedule_scale_down(&old, delay);
+        self.status.stable_revision = Some(new.clone());
+        self.stable = new.clone();
+        self.event(EventReason::Promoted, format!("revision {new} is now stable; revision {old} scales down in {}s", delay.as_secs()));
+        self.outcome(RolloutPhase::Progressing, format!("promoted revision {new}"));
+        self.requeue_in(Duration::ZERO);
+    }
+
+    /// Canary or blue/green candidate aborted: traffic home at once, the candidate scaled down
+    /// after `delay` and only once no traffic can reach it.
+    pub fn roll_back(&mut self, delay: Duration) {
+        let (stable, update) = (self.stable.clone(), self.update.clone());
+        self.scale(&stable, self.replicas);
+        self.point_service(ServiceRole::Stable, &stable);
+        let traffic_home = if self.has_router() { self.steer(0, true) } else { self.ready(&stable) >= self.replicas };
+        let delay = if self.has_router() { delay } else { Duration::ZERO };
+        self.schedule_scale_down(&update, delay);
+        let mut leaving = self.others();
+        leaving.push(update);
+        self.retire(&leaving, traffic_home);
+        self.terminate_runs_except(&[]);
+        let message = self.abort_message();
+        self.outcome(RolloutPhase::Degraded, message);
+    }
+}
+
+/// Resolves `maxSurge` / `maxUnavailable` (a count or a percentage of `replicas`).
+pub(super) fn resolve_count(value: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>, replicas: i32, default_percent: i32, round_up: bool) -> i32 {
+    use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+    let percent = match value {
+        Some(IntOrString::Int(count)) => return (*count).max(0),
+        Some(IntOrString::String(text)) => text.trim_end_matches('%').parse::<i32>().unwrap_or(default_percent),
+        None => default_percent,
+    };
+    let scaled = replicas * percent.max(0);
+    if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+}

@@ -1,0 +1,63 @@
+//! Rolling update: replace old pods with new ones within maxSurge / maxUnavailable, gated by
+//! analysis; a failed analysis rolls back to the stable revision.
+
+use std::time::Duration;
+
+use super::canary::analysis_verdict;
+use super::context::{Pass, resolve_count};
+use super::{AnalysisPurpose, ServiceRole};
+use crate::api::{AnalysisPhase, RolloutPhase, RollingStrategy};
+
+pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
+    if pass.abort_requested {
+        pass.abort("aborted by `kubectl sluice abort`");
+    }
+    let mut keep_runs = Vec::new();
+    if let Some(analysis) = rolling.analysis.as_ref().filter(|_| !pass.status.abort) {
+        let (run, phase, message) = pass.analysis(AnalysisPurpose::Background, analysis);
+        keep_runs.push(run.clone());
+        if matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
+            pass.abort(&analysis_verdict(&run, phase, message));
+        }
+    }
+    if pass.status.abort {
+        return pass.roll_back(Duration::ZERO);
+    }
+    pass.terminate_runs_except(&keep_runs);
+    if pass.input.spec.paused {
+        return pass.outcome(RolloutPhase::Paused, "paused by spec.paused");
+    }
+
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let mut surge = resolve_count(rolling.max_surge.as_ref(), n, 25, true);
+    let unavailable = resolve_count(rolling.max_unavailable.as_ref(), n, 25, false);
+    if surge == 0 && unavailable == 0 {
+        surge = 1;
+    }
+    // Superseded revisions go first, the stable last.
+    let mut old = pass.others();
+    old.push(stable.clone());
+    let old_total: i32 = old.iter().map(|r| pass.current(r)).sum();
+    let old_ready: i32 = old.iter().map(|r| pass.ready(r)).sum();
+    let new_now = pass.current(&update);
+    let new_ready = pass.ready(&update);
+
+    let new_goal = if pass.status.promote_full { n } else { n.min(new_now + (n + surge - new_now - old_total).max(0)) };
+    pass.scale(&update, new_goal);
+    let min_available = n - unavailable;
+    let mut removable = (new_ready + old_ready - min_available).max(0).min(old_total);
+    for revision in &old {
+        let current = pass.current(revision);
+        let take = removable.min(current);
+        if take > 0 {
+            pass.scale(revision, current - take);
+            removable -= take;
+        }
+    }
+    pass.point_service(ServiceRole::Canary, &update);
+    if new_ready >= n && old_total == 0 {
+        return pass.mark_stable(Duration::ZERO);
+    }
+    pass.wait(format!("rolling update to revision {update}: {new_ready}/{n} new ready, {old_total} old replicas left"));
+}

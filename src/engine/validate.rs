@@ -1,0 +1,77 @@
+//! Checks the API server cannot make: a spec that passes its schema but cannot be run.
+
+use crate::api::{RolloutAnalysis, RolloutSpec};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidSpec(pub String);
+
+fn invalid(message: impl Into<String>) -> Result<(), InvalidSpec> {
+    Err(InvalidSpec(message.into()))
+}
+
+pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
+    let workload = &spec.workload;
+    if workload.kubernetes.is_some() == workload.ecs.is_some() {
+        return invalid("set exactly one of workload.kubernetes or workload.ecs");
+    }
+    if workload.replicas() < 0 {
+        return invalid("replicas cannot be negative");
+    }
+    let strategy = &spec.strategy;
+    let strategies = [strategy.canary.is_some(), strategy.blue_green.is_some(), strategy.rolling.is_some()];
+    if strategies.iter().filter(|s| **s).count() != 1 {
+        return invalid("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling");
+    }
+    if workload.ecs.is_some() && spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).is_none() {
+        return invalid("an ECS workload needs spec.traffic.alb");
+    }
+    if strategy.rolling.is_some() && spec.traffic.is_some() {
+        return invalid("a rolling update splits traffic by replica ratio: remove spec.traffic");
+    }
+    if let Some(canary) = &strategy.canary {
+        for (index, step) in canary.steps.iter().enumerate() {
+            let kinds = [step.set_weight.is_some(), step.pause.is_some(), step.analysis.is_some(), step.set_canary_scale.is_some()];
+            if kinds.iter().filter(|k| **k).count() != 1 {
+                return invalid(format!("step {index} must set exactly one of setWeight, pause, analysis or setCanaryScale"));
+            }
+            if let Some(weight) = step.set_weight
+                && !(0..=100).contains(&weight)
+            {
+                return invalid(format!("step {index}: setWeight {weight} is not a percentage from 0 to 100"));
+            }
+            if let Some(duration) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
+                duration.to_duration().map_err(|e| InvalidSpec(format!("step {index}: {e}")))?;
+            }
+            if let Some(analysis) = &step.analysis {
+                analysis_refs(analysis, &format!("step {index}"))?;
+            }
+            if let Some(scale) = &step.set_canary_scale
+                && scale.weight.is_some_and(|w| !(0..=100).contains(&w))
+            {
+                return invalid(format!("step {index}: setCanaryScale.weight is not a percentage from 0 to 100"));
+            }
+        }
+        if let Some(analysis) = &canary.analysis {
+            analysis_refs(analysis, "canary.analysis")?;
+        }
+    }
+    if let Some(blue_green) = &strategy.blue_green {
+        for (analysis, place) in [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")] {
+            if let Some(analysis) = analysis {
+                analysis_refs(analysis, place)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn analysis_refs(analysis: &RolloutAnalysis, place: &str) -> Result<(), InvalidSpec> {
+    if analysis.templates.is_empty() {
+        return invalid(format!("{place}: name at least one analysis template"));
+    }
+    if analysis.templates.iter().any(|t| t.template_name.is_empty()) {
+        return invalid(format!("{place}: an analysis template reference has an empty templateName"));
+    }
+    Ok(())
+}
