@@ -1,1 +1,5 @@
+//! Measurements: how a metric's value is judged. Providers (Prometheus, CloudWatch, web) live
+//! beside this; the verdict rules over measurements are in `engine::analysis`.
 
+pub mod condition;
+pub mod run;

@@ -1,0 +1,181 @@
+//! Building an AnalysisRun from templates and advancing it measurement by measurement.
+//! Pure: the caller takes the measurements (providers do I/O) and passes the time in.
+
+use jiff::Timestamp;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+use super::condition::{self, MeasuredValue};
+use crate::api::{AnalysisArg, AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, Measurement, MetricResult};
+use crate::engine::analysis::{self, MetricPolicy};
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+/// Merges templates into one run spec, with every `{{args.NAME}}` replaced.
+/// Rollout arguments override template defaults; an argument left without a value is an error.
+pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg]) -> Result<AnalysisRunSpec, RunError> {
+    let mut resolved: Vec<AnalysisArg> = Vec::new();
+    let mut metrics = Vec::new();
+    for (template_name, template) in templates {
+        for arg in &template.args {
+            let value = args.iter().find(|a| a.name == arg.name).and_then(|a| a.value.clone()).or_else(|| arg.value.clone());
+            let Some(value) = value else {
+                return Err(RunError(format!("analysis template {template_name} needs argument `{}`; add it to the rollout's analysis args", arg.name)));
+            };
+            if !resolved.iter().any(|a| a.name == arg.name) {
+                resolved.push(AnalysisArg { name: arg.name.clone(), value: Some(value) });
+            }
+        }
+        for metric in &template.metrics {
+            if metrics.iter().any(|m: &crate::api::Metric| m.name == metric.name) {
+                return Err(RunError(format!("metric `{}` appears in more than one template", metric.name)));
+            }
+            for expression in [&metric.success_condition, &metric.failure_condition].into_iter().flatten() {
+                condition::check(expression).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
+            }
+            MetricPolicy::of(metric).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
+            let text = serde_json::to_string(metric).expect("metric serializes");
+            let substituted = substitute(&text, &resolved);
+            if let Some(start) = substituted.find("{{args.") {
+                let missing: String = substituted[start..].chars().take_while(|c| *c != '}').collect();
+                return Err(RunError(format!("template {template_name}, metric {}: `{missing}}}}}` names an argument the template does not declare", metric.name)));
+            }
+            metrics.push(serde_json::from_str(&substituted).expect("substitution keeps JSON valid"));
+        }
+    }
+    if metrics.is_empty() {
+        return Err(RunError("the analysis templates define no metrics".into()));
+    }
+    Ok(AnalysisRunSpec { metrics, args: resolved, terminate: false })
+}
+
+fn substitute(text: &str, args: &[AnalysisArg]) -> String {
+    args.iter().fold(text.to_string(), |acc, arg| {
+        let value = serde_json::to_string(arg.value.as_deref().unwrap_or_default()).expect("string serializes");
+        acc.replace(&format!("{{{{args.{}}}}}", arg.name), &value[1..value.len() - 1])
+    })
+}
+
+fn policies(spec: &AnalysisRunSpec) -> Vec<MetricPolicy> {
+    spec.metrics.iter().map(|m| MetricPolicy::of(m).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"))).collect()
+}
+
+/// Indices of the metrics due for a measurement at `now`.
+pub fn due(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, now: Timestamp) -> Vec<usize> {
+    if spec.terminate || status.phase.is_completed() {
+        return Vec::new();
+    }
+    let started = status.started_at.as_ref().map_or(now, |t| t.0);
+    policies(spec)
+        .iter()
+        .enumerate()
+        .filter(|(i, policy)| {
+            let result = result_of(spec, status, *i);
+            analysis::next_measurement_at(policy, &result, started).is_some_and(|at| at <= now)
+        })
+        .map(|(i, _)| i)
+        .collect()
+}
+
+/// When the next measurement of any metric is due.
+pub fn next_due(spec: &AnalysisRunSpec, status: &AnalysisRunStatus) -> Option<Timestamp> {
+    if spec.terminate || status.phase.is_completed() {
+        return None;
+    }
+    let started = status.started_at.as_ref()?.0;
+    policies(spec).iter().enumerate().filter_map(|(i, p)| analysis::next_measurement_at(p, &result_of(spec, status, i), started)).min()
+}
+
+fn result_of(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, index: usize) -> MetricResult {
+    let name = &spec.metrics[index].name;
+    status.metric_results.iter().find(|r| &r.name == name).cloned().unwrap_or_else(|| MetricResult { name: name.clone(), ..Default::default() })
+}
+
+/// Records what a provider returned for metric `index` (an `Err` is a provider error).
+pub fn record(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, index: usize, started: Timestamp, finished: Timestamp, outcome: Result<MeasuredValue, String>) {
+    let metric = &spec.metrics[index];
+    let policy = MetricPolicy::of(metric).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"));
+    let (phase, value, message) = match outcome {
+        Err(error) => (AnalysisPhase::Error, None, Some(error)),
+        Ok(value) => match condition::judge(metric.success_condition.as_deref(), metric.failure_condition.as_deref(), &value) {
+            Ok(phase) => {
+                let message = matches!(value, MeasuredValue::NoData).then(|| "no data".to_string());
+                (phase, value.display(), message)
+            }
+            Err(e) => (AnalysisPhase::Error, value.display(), Some(e.to_string())),
+        },
+    };
+    let measurement = Measurement { phase, value, started_at: Time(started), finished_at: Some(Time(finished)), message };
+    let position = match status.metric_results.iter().position(|r| r.name == metric.name) {
+        Some(position) => position,
+        None => {
+            status.metric_results.push(MetricResult { name: metric.name.clone(), ..Default::default() });
+            status.metric_results.len() - 1
+        }
+    };
+    analysis::record(&policy, &mut status.metric_results[position], measurement);
+    settle(spec, status);
+}
+
+/// Recomputes the run's phase from its metrics.
+pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {
+    if status.phase.is_completed() {
+        return;
+    }
+    let results: Vec<MetricResult> = (0..spec.metrics.len()).map(|i| result_of(spec, status, i)).collect();
+    let (phase, message) = analysis::run_phase(&policies(spec), &results, spec.terminate);
+    status.phase = phase;
+    status.message = message;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ArgumentSpec, Metric, MetricProvider, PrometheusMetric};
+
+    fn template(query: &str) -> AnalysisTemplateSpec {
+        AnalysisTemplateSpec {
+            args: vec![ArgumentSpec { name: "service".into(), value: None }, ArgumentSpec { name: "window".into(), value: Some("5m".into()) }],
+            metrics: vec![Metric {
+                name: "error-rate".into(),
+                success_condition: Some("result < 0.01".into()),
+                provider: MetricProvider {
+                    prometheus: Some(PrometheusMetric { address: "http://prometheus:9090".into(), query: query.into(), ..Default::default() }),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn arguments_are_substituted_with_rollout_values_first() {
+        let t = template(r#"sum(rate(errors{service="{{args.service}}"}[{{args.window}}]))"#);
+        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
+        let spec = build(&[("success-rate".into(), t)], &args).unwrap();
+        let query = &spec.metrics[0].provider.prometheus.as_ref().unwrap().query;
+        assert_eq!(query, r#"sum(rate(errors{service="checkout"}[5m]))"#);
+    }
+
+    #[test]
+    fn a_missing_argument_says_what_to_add() {
+        let err = build(&[("success-rate".into(), template("up"))], &[]).unwrap_err();
+        assert!(err.0.contains("needs argument `service`"), "{err}");
+        let undeclared = build(&[("t".into(), template("x{{args.nope}}"))], &[AnalysisArg { name: "service".into(), value: Some("a".into()) }]).unwrap_err();
+        assert!(undeclared.0.contains("{{args.nope}}"), "{undeclared}");
+    }
+
+    #[test]
+    fn a_run_is_decided_by_its_measurements() {
+        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
+        let spec = build(&[("t".into(), template("up"))], &args).unwrap();
+        let t0 = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisRunStatus { started_at: Some(Time(t0)), ..Default::default() };
+        assert_eq!(due(&spec, &status, t0), vec![0]);
+        record(&spec, &mut status, 0, t0, t0, Ok(MeasuredValue::scalar(0.2)));
+        assert_eq!(status.phase, AnalysisPhase::Failed);
+        assert!(status.message.as_deref().unwrap().contains("last value 0.2"), "{:?}", status.message);
+        assert!(due(&spec, &status, t0).is_empty());
+    }
+}

@@ -1,0 +1,39 @@
+//! Reads multi-document YAML manifests into typed objects.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::api::{AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, Rollout};
+
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub rollouts: Vec<Rollout>,
+    /// AnalysisTemplates and ClusterAnalysisTemplates by name.
+    pub templates: BTreeMap<String, AnalysisTemplateSpec>,
+}
+
+pub fn load_manifests(text: &str) -> Result<Manifests, String> {
+    let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("not valid YAML: {e}"))?;
+    let mut manifests = Manifests::default();
+    for (index, document) in documents.into_iter().enumerate() {
+        if document.is_null() {
+            continue;
+        }
+        let kind = document.get("kind").and_then(Value::as_str).unwrap_or_default().to_string();
+        let describe = |e: serde_json::Error| format!("document {} ({kind}): {e}", index + 1);
+        match kind.as_str() {
+            "Rollout" => manifests.rollouts.push(serde_json::from_value(document).map_err(describe)?),
+            "AnalysisTemplate" => {
+                let template: AnalysisTemplate = serde_json::from_value(document).map_err(describe)?;
+                manifests.templates.insert(template.metadata.name.clone().unwrap_or_default(), template.spec);
+            }
+            "ClusterAnalysisTemplate" => {
+                let template: ClusterAnalysisTemplate = serde_json::from_value(document).map_err(describe)?;
+                manifests.templates.insert(template.metadata.name.clone().unwrap_or_default(), template.spec.into());
+            }
+            other => return Err(format!("document {}: kind `{other}` is not a Rollout or analysis template", index + 1)),
+        }
+    }
+    Ok(manifests)
+}
