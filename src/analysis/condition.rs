@@ -14,6 +14,7 @@ pub enum MeasuredValue {
 }
 
 impl MeasuredValue {
+    /// A number. Numbers are doubles in conditions: write `result == 1.0`, not `result == 1`.
     pub fn scalar(value: f64) -> Self {
         Self::Json(serde_json::json!(value))
     }
@@ -120,5 +121,17 @@ mod tests {
         assert!(matches!(judge(Some("result + 'x'"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::Evaluate { .. })));
         assert!(matches!(judge(Some("result"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::NotBoolean { .. })));
         assert!(matches!(judge(Some("missing < 1"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::Evaluate { .. })));
+    }
+}
+
+#[cfg(test)]
+mod equality {
+    use super::*;
+
+    /// Numbers are doubles: `==` wants a double literal, ordering compares across types.
+    #[test]
+    fn numbers_are_doubles() {
+        assert_eq!(judge(Some("result == 1.0"), None, &MeasuredValue::scalar(1.0)), Ok(AnalysisPhase::Successful));
+        assert_eq!(judge(Some("result >= 1"), None, &MeasuredValue::scalar(1.0)), Ok(AnalysisPhase::Successful));
     }
 }

@@ -96,9 +96,10 @@ fn result_of(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, index: usize) -
 pub fn record(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, index: usize, started: Timestamp, finished: Timestamp, outcome: Result<MeasuredValue, String>) {
     let metric = &spec.metrics[index];
     let policy = MetricPolicy::of(metric).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"));
+    let (success, failure) = conditions_of(metric);
     let (phase, value, message) = match outcome {
         Err(error) => (AnalysisPhase::Error, None, Some(error)),
-        Ok(value) => match condition::judge(metric.success_condition.as_deref(), metric.failure_condition.as_deref(), &value) {
+        Ok(value) => match condition::judge(success, failure, &value) {
             Ok(phase) => {
                 let message = matches!(value, MeasuredValue::NoData).then(|| "no data".to_string());
                 (phase, value.display(), message)
@@ -117,6 +118,18 @@ pub fn record(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, index: usi
     analysis::record(&policy, &mut status.metric_results[position], measurement);
     settle(spec, status);
 }
+
+/// A metric's conditions; a CloudWatch alarm without any fails while the alarm is in ALARM.
+fn conditions_of(metric: &crate::api::Metric) -> (Option<&str>, Option<&str>) {
+    let (success, failure) = (metric.success_condition.as_deref(), metric.failure_condition.as_deref());
+    if metric.provider.cloud_watch_alarm.is_some() && success.is_none() && failure.is_none() {
+        return (None, Some(ALARM_FAILS));
+    }
+    (success, failure)
+}
+
+/// The failure condition of a CloudWatch alarm metric that states none: its value is the alarm state.
+pub const ALARM_FAILS: &str = "result == 'ALARM'";
 
 /// Recomputes the run's phase from its metrics.
 pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {

@@ -470,6 +470,9 @@ pub struct RolloutStatus {
     pub abort: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<Time>,
+    /// Why the candidate was aborted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort_reason: Option<String>,
     /// Bumped by each retry so analysis runs of a new attempt get new names.
     #[serde(default)]
     pub attempt: i32,

@@ -139,6 +139,7 @@ impl<'a> Pass<'a> {
     fn restart_attempt(&mut self) {
         self.status.abort = false;
         self.status.aborted_at = None;
+        self.status.abort_reason = None;
         self.status.attempt += 1;
         self.reset_progress();
     }
@@ -158,6 +159,7 @@ impl<'a> Pass<'a> {
             return;
         }
         let replaced = previous.filter(|p| *p != self.stable);
+        self.status.abort_reason = None;
         let message = match replaced {
             Some(old) => format!("revision {} replaces {old} mid-rollout; starting again from the first step", self.update),
             None => format!("rolling out revision {} over stable {}", self.update, self.stable),
@@ -342,14 +344,14 @@ impl<'a> Pass<'a> {
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
         self.event(EventReason::Aborted, format!("aborted revision {}: {reason}", self.update));
-        self.status.message = Some(reason.to_string());
+        self.status.abort_reason = Some(reason.to_string());
     }
 
-    pub fn abort_message(&self) -> String {
-        let reason = self.input.status.message.as_deref().filter(|_| self.input.status.abort);
-        let reason = self.status.message.as_deref().or(reason).unwrap_or("aborted");
+    pub fn abort_message(&self, traffic_home: bool) -> String {
+        let reason = self.status.abort_reason.as_deref().unwrap_or("aborted");
+        let traffic = if traffic_home { "traffic is back on" } else { "traffic is moving back to" };
         format!(
-            "aborted: {reason}; traffic is back on stable revision {}; the spec still asks for revision {}: \
+            "aborted: {reason}; {traffic} stable revision {}; the spec still asks for revision {}: \
              run `kubectl sluice retry {}` to try it again, or `kubectl sluice undo {}` to return the spec to the stable version",
             self.stable, self.update, self.input.name, self.input.name
         )
@@ -476,7 +478,7 @@ impl Pass<'_> {
         leaving.push(update);
         self.retire(&leaving, traffic_home);
         self.terminate_runs_except(&[]);
-        let message = self.abort_message();
+        let message = self.abort_message(traffic_home);
         self.outcome(RolloutPhase::Degraded, message);
     }
 }

@@ -37,8 +37,9 @@ pub struct Scenario {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct MetricPoint {
     pub at: DurationString,
+    /// A number, or a string such as an alarm state (`ALARM`, `OK`).
     #[serde(default)]
-    pub value: Option<f64>,
+    pub value: Option<serde_json::Value>,
     #[serde(default)]
     pub no_data: bool,
     #[serde(default)]
@@ -83,7 +84,10 @@ impl ScriptedMetrics {
             for point in series {
                 let at = point.at.to_duration().map_err(|e| format!("metric {metric}: {e}"))?;
                 let sample = match (&point.value, point.no_data, &point.error) {
-                    (Some(v), false, None) => Sample::Value(*v),
+                    (Some(v), false, None) => Sample::Value(match v {
+                        serde_json::Value::Number(n) => serde_json::json!(n.as_f64().unwrap_or_default()),
+                        other => other.clone(),
+                    }),
                     (None, true, None) => Sample::NoData,
                     (None, false, Some(e)) => Sample::Error(e.clone()),
                     _ => return Err(format!("metric {metric} at {}: give exactly one of value, noData: true or error", point.at.0)),

@@ -15,7 +15,8 @@ use crate::engine::{self, Action, AnalysisRunObservation, Event, Input, Observed
 /// What a metric reads at a moment of the simulation.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Sample {
-    Value(f64),
+    /// A number, or any JSON value (an alarm state such as "ALARM", a document).
+    Value(serde_json::Value),
     NoData,
     Error(String),
 }
@@ -185,7 +186,7 @@ impl World {
             for index in analysis_run::due(&run.spec, &run.status, self.now) {
                 let name = run.spec.metrics[index].name.clone();
                 let outcome = match self.metrics.sample(&name, elapsed) {
-                    Sample::Value(v) => Ok(MeasuredValue::scalar(v)),
+                    Sample::Value(v) => Ok(MeasuredValue::Json(v)),
                     Sample::NoData => Ok(MeasuredValue::NoData),
                     Sample::Error(e) => Err(e),
                 };
@@ -197,7 +198,8 @@ impl World {
         }
     }
 
-    fn apply(&mut self, action: &Action) {
+    /// Applies an action; false when it changed nothing (adapters skip such calls).
+    fn apply(&mut self, action: &Action) -> bool {
         match action {
             Action::Scale { revision, replicas } => {
                 let ready_after = self.ready_after;
@@ -208,6 +210,9 @@ impl World {
                 };
                 let pods = self.pods.entry(revision.clone()).or_insert(Pods { ready_at: Vec::new() });
                 let target = (*replicas).max(0) as usize;
+                if target == pods.ready_at.len() {
+                    return false;
+                }
                 if target < pods.ready_at.len() {
                     // Like a ReplicaSet: pods not yet ready go first.
                     pods.ready_at.sort();
@@ -216,11 +221,17 @@ impl World {
                     pods.ready_at.extend(extra.into_iter().map(|d| after(now, ready_after + d)));
                 }
             }
-            Action::SetWeight { canary_weight } => self.weight = Some(*canary_weight),
-            Action::PointService { role, revision } => {
-                self.services.insert(role_key(*role), revision.clone());
+            Action::SetWeight { canary_weight } => {
+                let changed = self.weight != Some(*canary_weight);
+                self.weight = Some(*canary_weight);
+                return changed;
             }
-            Action::MarkStable { revision } => self.primary = Some(revision.clone()),
+            Action::PointService { role, revision } => {
+                return self.services.insert(role_key(*role), revision.clone()).as_ref() != Some(revision);
+            }
+            Action::MarkStable { revision } => {
+                return self.primary.replace(revision.clone()).as_ref() != Some(revision);
+            }
             Action::CreateAnalysisRun { name, revision, analysis, .. } => {
                 let templates: Result<Vec<_>, String> = analysis
                     .templates
@@ -243,15 +254,20 @@ impl World {
                         revision: revision.clone(),
                     },
                 };
-                self.runs.entry(name.clone()).or_insert(run);
+                if self.runs.contains_key(name) {
+                    return false;
+                }
+                self.runs.insert(name.clone(), run);
             }
             Action::TerminateAnalysisRun { name } => {
-                if let Some(run) = self.runs.get_mut(name) {
-                    run.spec.terminate = true;
-                    analysis_run::settle(&run.spec, &mut run.status);
-                }
+                let Some(run) = self.runs.get_mut(name).filter(|r| !r.spec.terminate) else {
+                    return false;
+                };
+                run.spec.terminate = true;
+                analysis_run::settle(&run.spec, &mut run.status);
             }
         }
+        true
     }
 
     /// One controller pass: observe, decide, apply, write status.
@@ -274,8 +290,9 @@ impl World {
             if self.faults.action_fails(action, self.now) {
                 return PassOutcome::Interrupted { applied, reason: format!("{action:?} failed") };
             }
-            self.apply(action);
-            applied.push(action.clone());
+            if self.apply(action) {
+                applied.push(action.clone());
+            }
         }
         if self.faults.crash_after(applied.len()) {
             return PassOutcome::Interrupted { applied, reason: "controller crashed before writing status".into() };
