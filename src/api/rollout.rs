@@ -388,6 +388,10 @@ pub struct PauseCondition {
 pub struct CommandRequest {
     /// Unique per request; the controller acts once per id.
     pub id: String,
+    /// The revision the person acted on; a request for another revision is ignored, so a
+    /// promote cannot land on a version pushed after it was typed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
     /// For promote: skip every remaining step and analysis.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub full: bool,

@@ -7,17 +7,11 @@ use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::canary::analysis_verdict;
-use super::context::Pass;
+use super::context::{Gate, Pass};
 use super::{AnalysisPurpose, EventReason, ServiceRole};
 use crate::api::{AnalysisPhase, BlueGreenStrategy, PauseReason, RolloutAnalysis, RolloutPhase};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
-
-enum Gate {
-    Open,
-    Shut,
-    Abort(String),
-}
 
 pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     let delay = blue_green.scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64));

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use jiff::SignedDuration;
 
-use super::context::{Pass, resolve_count};
+use super::context::{Gate, Pass, resolve_count};
 use super::{AnalysisPurpose, EventReason, ServiceRole};
 use crate::api::{AnalysisPhase, CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
 
@@ -26,6 +26,18 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         return pass.roll_back(abort_delay(canary));
     }
     let mut index = pass.status.current_step_index.unwrap_or(0).clamp(0, steps.len() as i32) as usize;
+    let mut keep_runs = Vec::new();
+    let mut held = false;
+    if let Some(background) = canary.analysis.as_ref().filter(|_| !pass.status.promote_full) {
+        match pass.background_gate(background, &mut keep_runs) {
+            Gate::Open => {}
+            Gate::Shut => held = true,
+            Gate::Abort(reason) => {
+                pass.abort(&reason);
+                return pass.roll_back(abort_delay(canary));
+            }
+        }
+    }
     match pass.promote_requested {
         Some(true) => {
             pass.status.promote_full = true;
@@ -42,18 +54,9 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         index = steps.len();
     }
 
-    let mut keep_runs = Vec::new();
-    if let Some(background) = canary.analysis.as_ref().filter(|_| !pass.status.promote_full) {
-        let (name, phase, message) = pass.analysis(AnalysisPurpose::Background, background);
-        keep_runs.push(name.clone());
-        if matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
-            pass.abort(&analysis_verdict(&name, phase, message));
-            return pass.roll_back(abort_delay(canary));
-        }
-    }
 
     let draining = pass.others();
-    while index < steps.len() && draining.is_empty() && !pass.input.spec.paused {
+    while index < steps.len() && draining.is_empty() && !pass.input.spec.paused && !held {
         match step_state(pass, canary, index, &mut keep_runs) {
             StepState::Done => {
                 pass.event(EventReason::StepCompleted, format!("step {index} ({}) completed", describe(&steps[index])));
@@ -73,11 +76,14 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
 
     if !draining.is_empty() {
         drain(pass, canary, index, &draining);
-    } else if index == steps.len() && !pass.input.spec.paused {
+    } else if index == steps.len() && !pass.input.spec.paused && !held {
         promote(pass, canary);
     } else {
+        let message = held.then(|| pass.message.clone());
         apply_goal(pass, canary, index);
-        if pass.input.spec.paused {
+        if let Some(message) = message {
+            pass.outcome(RolloutPhase::Paused, message);
+        } else if pass.input.spec.paused {
             pass.outcome(RolloutPhase::Paused, format!("paused by spec.paused at step {index}; `kubectl sluice resume {}` continues", pass.input.name));
         }
     }
@@ -206,18 +212,22 @@ fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize) {
         pass.scale(&stable, n);
         // Traffic first: the canary shrinks only once the router no longer sends it more.
         let shrink_later = pass.observed_weight().is_none_or(|o| o > weight);
-        let size = if shrink_later { target.max(pass.current(&update)) } else { target };
+        let mut size = if shrink_later { target.max(pass.current(&update)) } else { target };
+        if weight > 0 || pass.observed_weight() != Some(0) {
+            // A canary that takes traffic keeps at least one replica, whatever setCanaryScale says.
+            size = size.max(1);
+        }
         pass.scale(&update, size);
         if pass.observed_weight() == Some(0) {
             pass.point_service(ServiceRole::Canary, &update);
         }
         let ready = pass.ready(&update);
         let toward_canary = pass.observed_weight().is_none_or(|o| weight > o);
-        if toward_canary && weight > 0 && ready < target.max(1) {
+        if toward_canary && weight > 0 && ready < size {
             pass.status.canary_weight = weight;
-            pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{target} ready before weight {weight}"));
-        } else {
-            pass.steer(weight, false);
+            pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{size} ready before weight {weight}"));
+        } else if pass.steer(weight, false) && ready < size {
+            pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{size} ready"));
         }
     } else {
         pass.status.canary_weight = weight;
@@ -234,12 +244,18 @@ fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32) {
     let surge = resolve_count(canary.max_surge.as_ref(), n, 25, true).max(1);
     let stable_now = pass.current(&stable);
     let canary_now = pass.current(&update);
-    let room = (n + surge - stable_now).max(canary_now);
-    let canary_goal = target.min(room);
-    pass.scale(&update, canary_goal);
     let ready = pass.ready(&update);
-    let stable_goal = n - ready.min(target);
-    pass.scale(&stable, stable_goal.max(0));
+    let stable_goal = (n - ready.min(target)).max(0);
+    pass.scale(&stable, stable_goal);
+    let canary_goal = if target >= canary_now {
+        target.min((n + surge - stable_now).max(canary_now))
+    } else if pass.ready(&stable) >= n - target {
+        target
+    } else {
+        // Shrinking the canary waits until the stable holds the capacity again.
+        canary_now
+    };
+    pass.scale(&update, canary_goal);
     if ready < target || stable_now > stable_goal {
         pass.wait(format!("waiting for canary revision {update}: {ready}/{target} ready; stable {stable} at {stable_now}, going to {stable_goal}"));
     }

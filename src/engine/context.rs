@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions;
 use super::{Action, AnalysisPurpose, AnalysisRunObservation, Event, EventReason, Input, InvalidSpec, Plan, ServiceRole};
-use crate::api::{AnalysisPhase, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown};
+use crate::api::{AnalysisPhase, CommandRequest, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown};
 use crate::engine::revision;
 
 /// Seconds without progress before a rollout is reported stuck, when the spec does not say.
@@ -118,20 +118,22 @@ impl<'a> Pass<'a> {
     fn take_commands(&mut self) {
         let requested = self.input.status.commands.clone().unwrap_or_default();
         let mut handled = self.status.handled_commands.clone().unwrap_or_default();
+        let update = self.update.clone();
+        let current = |r: &CommandRequest| r.revision.as_ref().is_none_or(|rev| *rev == update);
         if let Some(retry) = requested.retry.filter(|r| handled.retry.as_ref() != Some(&r.id)) {
-            handled.retry = Some(retry.id);
-            if self.status.abort {
+            handled.retry = Some(retry.id.clone());
+            if self.status.abort && current(&retry) {
                 self.restart_attempt();
                 self.event(EventReason::Retried, format!("retrying revision {} from the first step", self.update));
             }
         }
         if let Some(abort) = requested.abort.filter(|a| handled.abort.as_ref() != Some(&a.id)) {
-            handled.abort = Some(abort.id);
-            self.abort_requested = true;
+            handled.abort = Some(abort.id.clone());
+            self.abort_requested = current(&abort);
         }
         if let Some(promote) = requested.promote.filter(|p| handled.promote.as_ref() != Some(&p.id)) {
-            handled.promote = Some(promote.id);
-            self.promote_requested = Some(promote.full);
+            handled.promote = Some(promote.id.clone());
+            self.promote_requested = current(&promote).then_some(promote.full);
         }
         self.status.handled_commands = Some(handled);
     }
@@ -255,6 +257,7 @@ impl<'a> Pass<'a> {
             return false;
         }
         self.actions.push(Action::SetWeight { canary_weight: weight });
+        self.wait(format!("setting the canary weight to {weight}%"));
         self.requeue_in(ROUTER_POLL);
         false
     }
@@ -358,6 +361,10 @@ impl<'a> Pass<'a> {
     }
 
     pub fn finish(mut self) -> Plan {
+        if self.phase == RolloutPhase::Progressing && self.message.is_empty() {
+            // Nothing named what the rollout waits for: still, it must not wait unseen.
+            self.wait(format!("progressing to revision {}", self.update));
+        }
         self.sync_scale_downs();
         self.count_replicas();
         if self.has_router() && self.status.verified_weight != self.input.status.verified_weight
@@ -480,6 +487,50 @@ impl Pass<'_> {
         self.terminate_runs_except(&[]);
         let message = self.abort_message(traffic_home);
         self.outcome(RolloutPhase::Degraded, message);
+    }
+}
+
+/// What an analysis gate lets through.
+pub(super) enum Gate {
+    Open,
+    Shut,
+    Abort(String),
+}
+
+impl Pass<'_> {
+    /// Background analysis: a failure aborts; Inconclusive holds the rollout until a person
+    /// promotes, which starts a fresh run (a new attempt) instead of ignoring the data.
+    pub fn background_gate(&mut self, analysis: &RolloutAnalysis, keep_runs: &mut Vec<String>) -> Gate {
+        let (name, phase, message) = self.analysis(AnalysisPurpose::Background, analysis);
+        keep_runs.push(name.clone());
+        let verdict = match &message {
+            Some(message) => format!("analysis run {name} {phase}: {message}"),
+            None => format!("analysis run {name} {phase}"),
+        };
+        match phase {
+            AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(verdict),
+            AnalysisPhase::Inconclusive if self.promote_requested == Some(false) => {
+                self.promote_requested = None;
+                self.status.attempt += 1;
+                self.status.pause_conditions.retain(|p| p.reason != PauseReason::InconclusiveAnalysis);
+                self.event(EventReason::Resumed, format!("{verdict}; promoted by a person, measuring again"));
+                let (fresh, _, _) = self.analysis(AnalysisPurpose::Background, analysis);
+                keep_runs.push(fresh);
+                Gate::Shut
+            }
+            AnalysisPhase::Inconclusive => {
+                if self.pause_started(PauseReason::InconclusiveAnalysis) == self.now() {
+                    self.event(EventReason::AnalysisInconclusive, verdict.clone());
+                }
+                let name = self.input.name;
+                self.outcome(
+                    RolloutPhase::Paused,
+                    format!("{verdict}; run `kubectl sluice promote {name}` to measure again or `kubectl sluice abort {name}` to roll back"),
+                );
+                Gate::Shut
+            }
+            _ => Gate::Open,
+        }
     }
 }
 

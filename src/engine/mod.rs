@@ -149,6 +149,7 @@ pub enum EventReason {
     Promoted,
     Aborted,
     Retried,
+    Resumed,
     Completed,
     ProgressDeadlineExceeded,
     InvalidSpec,

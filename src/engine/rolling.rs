@@ -3,27 +3,30 @@
 
 use std::time::Duration;
 
-use super::canary::analysis_verdict;
-use super::context::{Pass, resolve_count};
-use super::{AnalysisPurpose, ServiceRole};
-use crate::api::{AnalysisPhase, RolloutPhase, RollingStrategy};
+use super::ServiceRole;
+use super::context::{Gate, Pass, resolve_count};
+use crate::api::{RolloutPhase, RollingStrategy};
 
 pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.abort_requested {
         pass.abort("aborted by `kubectl sluice abort`");
     }
     let mut keep_runs = Vec::new();
+    let mut held = false;
     if let Some(analysis) = rolling.analysis.as_ref().filter(|_| !pass.status.abort) {
-        let (run, phase, message) = pass.analysis(AnalysisPurpose::Background, analysis);
-        keep_runs.push(run.clone());
-        if matches!(phase, AnalysisPhase::Failed | AnalysisPhase::Error) {
-            pass.abort(&analysis_verdict(&run, phase, message));
+        match pass.background_gate(analysis, &mut keep_runs) {
+            Gate::Open => {}
+            Gate::Shut => held = true,
+            Gate::Abort(reason) => pass.abort(&reason),
         }
     }
     if pass.status.abort {
         return pass.roll_back(Duration::ZERO);
     }
     pass.terminate_runs_except(&keep_runs);
+    if held {
+        return;
+    }
     if pass.input.spec.paused {
         return pass.outcome(RolloutPhase::Paused, "paused by spec.paused");
     }

@@ -133,7 +133,8 @@ fn command_word(command: Command) -> &'static str {
 /// Writes a person's command into the rollout, as `kubectl sluice` does.
 pub fn issue(world: &mut World, command: Command, id: String) {
     let commands = world.status.commands.get_or_insert_with(RolloutCommands::default);
-    let request = |full| Some(CommandRequest { id: id.clone(), full });
+    let revision = world.status.update_revision.clone();
+    let request = |full| Some(CommandRequest { id: id.clone(), full, revision: revision.clone() });
     match command {
         Command::Promote => commands.promote = request(false),
         Command::PromoteFull => commands.promote = request(true),

@@ -36,8 +36,8 @@ pub trait Faults {
     fn crash_after(&mut self, _applied: usize) -> bool {
         false
     }
-    /// Extra time for one new pod to become ready.
-    fn readiness_delay(&mut self) -> Duration {
+    /// Extra time for one new pod of `revision` to become ready.
+    fn readiness_delay(&mut self, _revision: &str) -> Duration {
         Duration::ZERO
     }
     /// The router's weight cannot be read back this pass.
@@ -65,7 +65,7 @@ pub struct SimRun {
 pub enum PassOutcome {
     Applied { plan: Plan, applied: Vec<Action> },
     /// An action failed or the controller crashed: some actions may be applied, status not written.
-    Interrupted { applied: Vec<Action>, reason: String },
+    Interrupted { plan: Box<Plan>, applied: Vec<Action>, reason: String },
 }
 
 pub struct World {
@@ -86,6 +86,10 @@ pub struct World {
     pub ready_after: Duration,
     pub faults: Box<dyn Faults>,
     pub metrics: Box<dyn MetricSource>,
+    /// Scale-downs that took capacity still serving traffic; the engine must never cause one.
+    pub unsafe_scale_downs: Vec<String>,
+    /// Replicas that may be unavailable during a scale-down (a rolling update's maxUnavailable).
+    pub unavailable_allowance: i32,
 }
 
 fn role_key(role: ServiceRole) -> &'static str {
@@ -130,6 +134,8 @@ impl World {
             ready_after: Duration::from_secs(10),
             faults: Box::new(NoFaults),
             metrics,
+            unsafe_scale_downs: Vec::new(),
+            unavailable_allowance: 0,
         }
     }
 
@@ -202,11 +208,14 @@ impl World {
     fn apply(&mut self, action: &Action) -> bool {
         match action {
             Action::Scale { revision, replicas } => {
+                if *replicas == 0 && self.replicas(revision) > 0 {
+                    self.check_retirement(revision);
+                }
                 let ready_after = self.ready_after;
                 let now = self.now;
                 let extra: Vec<Duration> = {
                     let current = self.replicas(revision);
-                    (current..*replicas).map(|_| self.faults.readiness_delay()).collect()
+                    (current..*replicas).map(|_| self.faults.readiness_delay(revision)).collect()
                 };
                 let pods = self.pods.entry(revision.clone()).or_insert(Pods { ready_at: Vec::new() });
                 let target = (*replicas).max(0) as usize;
@@ -270,6 +279,26 @@ impl World {
         true
     }
 
+    /// Traffic first: a revision is retired only once no traffic reaches it (router), or once
+    /// the others hold the capacity (replica ratio).
+    fn check_retirement(&mut self, revision: &str) {
+        let n = self.spec.workload.replicas();
+        let serves = |role: &str| self.services.get(role).is_some_and(|r| r == revision);
+        let violation = match self.weight {
+            Some(weight) if serves("canary") && weight > 0 => Some(format!("retired {revision} while the canary target group had {weight}% of traffic")),
+            Some(weight) if serves("stable") && weight < 100 => Some(format!("retired {revision} while the stable target group had {}% of traffic", 100 - weight)),
+            Some(_) => None,
+            None => {
+                let others: i32 = self.pods.keys().filter(|r| *r != revision).map(|r| self.ready(r)).sum();
+                (others < n - self.unavailable_allowance)
+                    .then(|| format!("retired {revision} with only {others} ready replicas elsewhere of the {n} needed"))
+            }
+        };
+        if let Some(violation) = violation {
+            self.unsafe_scale_downs.push(format!("{}: {violation}", self.elapsed().as_secs()));
+        }
+    }
+
     /// One controller pass: observe, decide, apply, write status.
     pub fn pass(&mut self) -> PassOutcome {
         self.measure();
@@ -285,17 +314,18 @@ impl World {
         let mut applied = Vec::new();
         for action in &plan.actions {
             if self.faults.crash_after(applied.len()) {
-                return PassOutcome::Interrupted { applied, reason: "controller crashed".into() };
+                return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason: "controller crashed".into() };
             }
             if self.faults.action_fails(action, self.now) {
-                return PassOutcome::Interrupted { applied, reason: format!("{action:?} failed") };
+                let reason = format!("{action:?} failed");
+                return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason };
             }
             if self.apply(action) {
                 applied.push(action.clone());
             }
         }
         if self.faults.crash_after(applied.len()) {
-            return PassOutcome::Interrupted { applied, reason: "controller crashed before writing status".into() };
+            return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason: "controller crashed before writing status".into() };
         }
         let mut status = plan.status.clone();
         status.commands = self.status.commands.clone();

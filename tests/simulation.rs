@@ -1,0 +1,442 @@
+//! Deterministic simulation: the real engine against a simulated platform, router and metrics
+//! under a virtual clock, with random faults, spec updates and people's commands. Every schedule
+//! is reproducible from its seed; the invariants are checked on every pass.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+use rand::rngs::SmallRng;
+use rand::{RngExt, SeedableRng};
+use sluice::api::*;
+use sluice::engine::{Action, revision};
+use sluice::simulate::issue;
+use sluice::simulate::scenario::{Command, with_version};
+use sluice::simulate::world::{Faults, MetricSource, PassOutcome, Sample, World};
+
+const DEFAULT_SCHEDULES: u64 = 10_000;
+const LIMIT: Duration = Duration::from_secs(6 * 3600);
+const FAULT_WINDOW: Duration = Duration::from_secs(40 * 60);
+
+fn pick<T: Clone>(rng: &mut SmallRng, items: &[T]) -> T {
+    items[rng.random_range(0..items.len())].clone()
+}
+
+fn analysis() -> RolloutAnalysis {
+    RolloutAnalysis { templates: vec![AnalysisTemplateRef { template_name: "health".into(), cluster_scope: false }], args: vec![] }
+}
+
+fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
+    let replicas = rng.random_range(1..=10);
+    let template = PodTemplateSpec {
+        spec: Some(PodSpec { containers: vec![Container { name: "app".into(), image: Some("app:1".into()), ..Default::default() }], ..Default::default() }),
+        ..Default::default()
+    };
+    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
+    let alb = AlbTraffic {
+        listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
+        stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
+        canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
+        ..Default::default()
+    };
+    let traffic = rng.random_bool(0.5).then(|| Traffic { alb: Some(alb) });
+    let mut strategy = Strategy::default();
+    let mut traffic_allowed = true;
+    match rng.random_range(0..20) {
+        0..=11 => {
+            let steps = (0..rng.random_range(0..=6))
+                .map(|_| match rng.random_range(0..20) {
+                    0..=7 => CanaryStep { set_weight: Some(pick(rng, &[5, 10, 20, 25, 33, 50, 75, 100])), ..Default::default() },
+                    8..=12 => CanaryStep { pause: Some(Pause { duration: Some(pick(rng, &["0s", "30s", "1m", "5m"]).into()) }), ..Default::default() },
+                    13 => CanaryStep { pause: Some(Pause { duration: None }), ..Default::default() },
+                    14..=17 => CanaryStep { analysis: Some(analysis()), ..Default::default() },
+                    _ => CanaryStep {
+                        set_canary_scale: Some(SetCanaryScale { replicas: Some(rng.random_range(0..=3)), ..Default::default() }),
+                        ..Default::default()
+                    },
+                })
+                .collect();
+            strategy.canary = Some(CanaryStrategy {
+                steps,
+                analysis: rng.random_bool(0.2).then(analysis),
+                scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
+                abort_scale_down_delay_seconds: Some(pick(rng, &[0, 30])),
+                ..Default::default()
+            });
+        }
+        12..=16 => {
+            strategy.blue_green = Some(BlueGreenStrategy {
+                active_service: "active".into(),
+                preview_service: Some("preview".into()),
+                auto_promotion_enabled: rng.random_bool(0.15).then_some(false),
+                auto_promotion_seconds: rng.random_bool(0.3).then(|| rng.random_range(0..120)),
+                preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas)),
+                scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
+                pre_promotion_analysis: rng.random_bool(0.3).then(analysis),
+                post_promotion_analysis: rng.random_bool(0.3).then(analysis),
+            });
+        }
+        _ => {
+            traffic_allowed = false;
+            use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+            strategy.rolling = Some(RollingStrategy {
+                max_surge: Some(IntOrString::Int(rng.random_range(0..=3))),
+                max_unavailable: Some(IntOrString::Int(rng.random_range(0..=2))),
+                analysis: rng.random_bool(0.3).then(analysis),
+            });
+        }
+    }
+    RolloutSpec {
+        workload,
+        traffic: if traffic_allowed { traffic } else { None },
+        strategy,
+        progress_deadline_seconds: Some(pick(rng, &[300, 3600])),
+        progress_deadline_abort: rng.random_bool(0.5),
+        paused: false,
+        restart_at: None,
+    }
+}
+
+/// Metric values: healthy, turning bad, no data or errors, at random moments.
+struct RandomMetrics {
+    points: Vec<(Duration, Sample)>,
+}
+
+impl MetricSource for RandomMetrics {
+    fn sample(&mut self, _metric: &str, elapsed: Duration) -> Sample {
+        self.points.iter().rev().find(|(at, _)| *at <= elapsed).map_or(Sample::NoData, |(_, s)| s.clone())
+    }
+}
+
+fn random_metrics(rng: &mut SmallRng) -> RandomMetrics {
+    let mut points = vec![(Duration::ZERO, Sample::Value(serde_json::json!(0.1)))];
+    for _ in 0..rng.random_range(0..4) {
+        let at = Duration::from_secs(rng.random_range(0..3600));
+        let sample = match rng.random_range(0..4) {
+            0 => Sample::Value(serde_json::json!(0.9)),
+            1 => Sample::NoData,
+            2 => Sample::Error("provider unreachable".into()),
+            _ => Sample::Value(serde_json::json!(0.1)),
+        };
+        points.push((at, sample));
+    }
+    points.sort_by_key(|(at, _)| *at);
+    RandomMetrics { points }
+}
+
+struct Chaos {
+    rng: SmallRng,
+    fail: f64,
+    crash: f64,
+    unreadable: f64,
+    slow: u64,
+    broken: Option<String>,
+}
+
+impl Faults for Chaos {
+    fn action_fails(&mut self, _: &Action, _: Timestamp) -> bool {
+        self.rng.random_bool(self.fail)
+    }
+    fn crash_after(&mut self, _: usize) -> bool {
+        self.rng.random_bool(self.crash)
+    }
+    fn readiness_delay(&mut self, revision: &str) -> Duration {
+        if self.broken.as_deref() == Some(revision) {
+            return Duration::from_secs(100 * 86_400);
+        }
+        Duration::from_secs(self.rng.random_range(0..=self.slow))
+    }
+    fn weight_unreadable(&mut self) -> bool {
+        self.rng.random_bool(self.unreadable)
+    }
+}
+
+/// Calm after the fault window, except that a broken version stays broken.
+struct Calm {
+    broken: Option<String>,
+}
+
+impl Faults for Calm {
+    fn readiness_delay(&mut self, revision: &str) -> Duration {
+        if self.broken.as_deref() == Some(revision) { Duration::from_secs(100 * 86_400) } else { Duration::ZERO }
+    }
+}
+
+enum Happening {
+    Command(Command),
+    Version(String),
+}
+
+struct Outcome {
+    passes: u64,
+    violations: Vec<String>,
+}
+
+fn template() -> AnalysisTemplateSpec {
+    AnalysisTemplateSpec {
+        args: vec![],
+        metrics: vec![Metric {
+            name: "health".into(),
+            interval: Some("30s".into()),
+            count: Some(3),
+            success_condition: Some("result < 0.5".into()),
+            provider: MetricProvider {
+                prometheus: Some(PrometheusMetric { address: "http://p:9090".into(), query: "up".into(), ..Default::default() }),
+                ..Default::default()
+            },
+            ..Default::default()
+        }],
+    }
+}
+
+fn allowed_weights(spec: &RolloutSpec) -> BTreeSet<i32> {
+    let mut allowed = BTreeSet::from([0, 100]);
+    if let Some(canary) = &spec.strategy.canary {
+        allowed.extend(canary.steps.iter().filter_map(|s| s.set_weight));
+    }
+    allowed
+}
+
+/// Waiting for a person, or at rest: the only ways a schedule may end.
+fn settled(world: &World) -> Result<&'static str, String> {
+    let status = &world.status;
+    let n = world.spec.workload.replicas();
+    let update = revision::of(&world.spec.workload);
+    let stable = status.stable_revision.clone().unwrap_or_default();
+    let running = world.running();
+    let waiting_for_person = |s: &RolloutStatus| {
+        world.spec.paused
+            || s.pause_conditions.iter().any(|p| p.reason != PauseReason::CanaryPauseStep || is_manual_pause(world))
+            || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
+    };
+    match status.phase {
+        Some(RolloutPhase::Healthy) if stable == update && running == [update.clone()] && world.ready(&update) == n && world.weight.unwrap_or(0) == 0 => {
+            Ok("healthy")
+        }
+        Some(RolloutPhase::Degraded) if status.abort && running.iter().all(|r| *r == stable) && world.ready(&stable) == n && world.weight.unwrap_or(0) == 0 => {
+            Ok("rolled back")
+        }
+        Some(RolloutPhase::Paused | RolloutPhase::Degraded | RolloutPhase::Progressing) if waiting_for_person(status) => Ok("waiting for a person"),
+        phase => Err(format!("phase {phase:?}, running {running:?}, weight {:?}, message {:?}", world.weight, status.message)),
+    }
+}
+
+fn is_manual_pause(world: &World) -> bool {
+    let index = world.status.current_step_index.unwrap_or(0) as usize;
+    world.spec.strategy.canary.as_ref().and_then(|c| c.steps.get(index)).and_then(|s| s.pause.as_ref()).is_some_and(|p| p.duration.is_none())
+}
+
+fn schedule(seed: u64, trace: bool) -> Outcome {
+    let mut rng = SmallRng::seed_from_u64(seed);
+    let stable_spec = random_spec(&mut rng);
+    let start = Timestamp::from_second(1_767_225_600).unwrap();
+    let mut world = World::at_rest("app", &stable_spec, start, Box::new(random_metrics(&mut rng)));
+    world.templates.insert("health".into(), template());
+    world.ready_after = Duration::from_secs(rng.random_range(1..30));
+    if let Some(rolling) = &stable_spec.strategy.rolling {
+        world.unavailable_allowance = match rolling.max_unavailable {
+            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(u)) => u,
+            _ => 0,
+        };
+    }
+    let first = with_version(&stable_spec, "app:2");
+    let broken = rng.random_bool(0.08).then(|| revision::of(&first.workload));
+    world.faults = Box::new(Chaos {
+        rng: SmallRng::seed_from_u64(seed ^ 0x5eed),
+        fail: pick(&mut rng, &[0.0, 0.05, 0.2]),
+        crash: pick(&mut rng, &[0.0, 0.03, 0.1]),
+        unreadable: pick(&mut rng, &[0.0, 0.05]),
+        slow: pick(&mut rng, &[0, 30, 600]),
+        broken: broken.clone(),
+    });
+    world.set_spec(first);
+
+    let mut agenda: Vec<(Duration, Happening)> = Vec::new();
+    if rng.random_bool(0.2) {
+        agenda.push((Duration::from_secs(rng.random_range(0..1800)), Happening::Version("app:3".into())));
+    }
+    for _ in 0..rng.random_range(0..4) {
+        let command = pick(&mut rng, &[Command::Promote, Command::Promote, Command::PromoteFull, Command::Abort, Command::Retry, Command::Pause, Command::Resume]);
+        agenda.push((Duration::from_secs(rng.random_range(0..2400)), Happening::Command(command)));
+    }
+    if agenda.iter().any(|(_, h)| matches!(h, Happening::Command(Command::Pause))) {
+        agenda.push((Duration::from_secs(2500), Happening::Command(Command::Resume)));
+    }
+    agenda.sort_by_key(|(at, _)| *at);
+    let mut agenda = agenda.into_iter().peekable();
+
+    let mut violations = Vec::new();
+    let mut passes = 0u64;
+    let mut same_instant = 0;
+    let mut touched_by_person: BTreeSet<String> = BTreeSet::new();
+    let mut completed_steps: BTreeMap<(String, i32), Vec<usize>> = BTreeMap::new();
+    let mut calm = false;
+    let mut ids = 0;
+
+    loop {
+        while let Some((_, happening)) = agenda.next_if(|(at, _)| *at <= world.elapsed()) {
+            match happening {
+                Happening::Version(v) => world.set_spec(with_version(&world.spec, &v)),
+                Happening::Command(command) => {
+                    ids += 1;
+                    touched_by_person.insert(world.status.update_revision.clone().unwrap_or_default());
+                    issue(&mut world, command, format!("c{ids}"));
+                }
+            }
+        }
+        if !calm && world.elapsed() >= FAULT_WINDOW {
+            calm = true;
+            world.faults = Box::new(Calm { broken: broken.clone() });
+        }
+        let allowed = allowed_weights(&world.spec);
+        let before_abort = world.status.abort;
+        let outcome = world.pass();
+        passes += 1;
+        if trace {
+            match &outcome {
+                PassOutcome::Applied { plan, applied } => eprintln!(
+                    "{:>6}s {:?} step {:?} weight {:?} abort {} | {:?} | events {:?} | {:?}",
+                    world.elapsed().as_secs(), plan.status.phase, plan.status.current_step_index, world.weight, plan.status.abort,
+                    applied, plan.events.iter().map(|e| e.message.clone()).collect::<Vec<_>>(), plan.status.message
+                ),
+                PassOutcome::Interrupted { applied, reason, .. } => eprintln!("{:>6}s interrupted ({reason}) after {applied:?}", world.elapsed().as_secs()),
+            }
+        }
+        let (applied, requeue) = match &outcome {
+            PassOutcome::Applied { applied, plan } => (applied.clone(), if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }),
+            PassOutcome::Interrupted { applied, .. } => (applied.clone(), Some(Duration::from_secs(5))),
+        };
+        if let PassOutcome::Applied { plan, .. } = &outcome {
+            let key = (plan.status.update_revision.clone().unwrap_or_default(), plan.status.attempt);
+            for event in &plan.events {
+                if event.reason == sluice::engine::EventReason::Resumed {
+                    touched_by_person.insert(key.0.clone());
+                }
+                let Some(index) = step_of(event) else { continue };
+                let done = completed_steps.entry(key.clone()).or_default();
+                if !touched_by_person.contains(&key.0) && done.last().map_or(0, |l| l + 1) != index {
+                    violations.push(format!("step {index} completed after steps {done:?} of {}", key.0));
+                }
+                done.push(index);
+            }
+        }
+        for action in &applied {
+            match action {
+                Action::SetWeight { canary_weight } if !allowed.contains(canary_weight) => {
+                    violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
+                }
+                Action::MarkStable { revision } => {
+                    if before_abort {
+                        violations.push(format!("{revision} promoted while aborted"));
+                    }
+                    if !touched_by_person.contains(revision) {
+                        // A crashed pass still decided: count the steps it completed.
+                        let mut completed = completed_steps.clone();
+                        if let PassOutcome::Interrupted { plan, .. } = &outcome {
+                            let key = (plan.status.update_revision.clone().unwrap_or_default(), plan.status.attempt);
+                            completed.entry(key).or_default().extend(plan.events.iter().filter_map(step_of));
+                        }
+                        check_promotion(&world, revision, &completed, &mut violations);
+                    }
+                }
+                _ => {}
+            }
+        }
+        violations.extend(world.unsafe_scale_downs.drain(..));
+        if !violations.is_empty() {
+            break;
+        }
+
+        let idle = agenda.peek().is_none() && calm;
+        if idle && settled(&world).is_ok() && requeue.is_none_or(|r| r > Duration::ZERO) {
+            break;
+        }
+        let wake = [
+            requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()),
+            world.next_change(),
+            agenda.peek().map(|(at, _)| world.started + SignedDuration::try_from(*at).unwrap()),
+            (!calm).then(|| world.started + SignedDuration::try_from(FAULT_WINDOW).unwrap()),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let Some(wake) = wake else { break };
+        if wake > world.started + SignedDuration::try_from(LIMIT).unwrap() {
+            break;
+        }
+        if wake <= world.now {
+            same_instant += 1;
+            if same_instant > 60 {
+                violations.push(format!("no progress: {same_instant} passes at {}s", world.elapsed().as_secs()));
+                break;
+            }
+        } else {
+            same_instant = 0;
+        }
+        world.now = wake.max(world.now);
+    }
+    if violations.is_empty()
+        && let Err(state) = settled(&world)
+    {
+        violations.push(format!("ended half-way after {}s: {state}", world.elapsed().as_secs()));
+    }
+    Outcome { passes, violations }
+}
+
+/// The index of a step an event says was completed (not skipped by a person).
+fn step_of(event: &sluice::engine::Event) -> Option<usize> {
+    if event.reason != sluice::engine::EventReason::StepCompleted || event.message.contains("skipped") {
+        return None;
+    }
+    event.message.split_whitespace().nth(1).and_then(|i| i.parse().ok())
+}
+
+/// No promotion while analysis has no data or errors, and no step skipped.
+fn check_promotion(world: &World, revision: &str, completed: &BTreeMap<(String, i32), Vec<usize>>, violations: &mut Vec<String>) {
+    let attempt = world.status.attempt;
+    let prefix = format!("app-{revision}-{attempt}-");
+    for (name, run) in world.runs.iter().filter(|(n, _)| n.starts_with(&prefix)) {
+        let background = name.ends_with("background");
+        let bad = if background {
+            matches!(run.status.phase, AnalysisPhase::Failed | AnalysisPhase::Error | AnalysisPhase::Inconclusive)
+        } else {
+            run.status.phase != AnalysisPhase::Successful
+        };
+        if bad {
+            violations.push(format!("{revision} promoted while analysis run {name} is {:?}: {:?}", run.status.phase, run.status.message));
+        }
+    }
+    if let Some(canary) = &world.spec.strategy.canary {
+        let done = completed.get(&(revision.to_string(), attempt)).cloned().unwrap_or_default();
+        let expected: Vec<usize> = (0..canary.steps.len()).collect();
+        if done != expected {
+            violations.push(format!("{revision} promoted after steps {done:?}, expected {expected:?}"));
+        }
+    }
+}
+
+#[test]
+fn ten_thousand_random_schedules_keep_every_invariant() {
+    // More with SLUICE_SCHEDULES=N; CI runs the default.
+    let schedules: u64 = std::env::var("SLUICE_SCHEDULES").ok().and_then(|s| s.parse().ok()).unwrap_or(DEFAULT_SCHEDULES);
+    let mut passes = 0;
+    let mut failures = Vec::new();
+    for seed in 0..schedules {
+        let outcome = schedule(seed, false);
+        passes += outcome.passes;
+        if !outcome.violations.is_empty() {
+            failures.push(format!("seed {seed}: {}", outcome.violations.join(" | ")));
+        }
+    }
+    println!("simulated {schedules} schedules ({passes} engine passes): {} invariant violations", failures.len());
+    assert!(failures.is_empty(), "{} of {schedules} schedules broke an invariant:\n{}", failures.len(), failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n"));
+}
+
+/// `SLUICE_SEED=N cargo test --test simulation replay -- --nocapture` prints one schedule pass by pass.
+#[test]
+fn replay() {
+    let seed = std::env::var("SLUICE_SEED").ok().and_then(|s| s.parse().ok());
+    let outcome = schedule(seed.unwrap_or(0), seed.is_some());
+    assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+}
