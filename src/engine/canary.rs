@@ -266,6 +266,7 @@ fn drain(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, draining: &
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
     pass.scale(&stable, n);
+    pass.point_service(ServiceRole::Stable, &stable);
     let traffic_off = if pass.has_router() {
         pass.scale(&update, canary_replicas_at(&canary.steps, index, n));
         pass.steer(0, false)

@@ -331,10 +331,20 @@ impl<'a> Pass<'a> {
             let at = self.status.scale_downs.iter().find(|s| &s.revision == revision).map(|s| s.at.0);
             match at {
                 Some(at) if at > self.now() => self.requeue_at(at),
-                _ if traffic_off => self.scale(revision, 0),
+                _ if traffic_off && !self.selected_for_traffic(revision) => self.scale(revision, 0),
                 _ => {}
             }
         }
+    }
+
+    /// A role Service still selects the revision while that role takes traffic (a Service
+    /// change not yet applied, or one a crash left behind).
+    fn selected_for_traffic(&self, revision: &str) -> bool {
+        let services = &self.input.observed.services;
+        let weight = self.observed_weight();
+        let stable_serves = services.stable.as_deref() == Some(revision) && (!self.has_router() || weight != Some(100));
+        let canary_serves = services.canary.as_deref() == Some(revision) && self.has_router() && weight != Some(0);
+        stable_serves || canary_serves
     }
 
     /// Starts the abort: traffic goes back to stable now; the candidate is scaled down later.

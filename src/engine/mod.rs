@@ -46,6 +46,15 @@ pub struct Observed {
     pub traffic: Option<TrafficObservation>,
     /// The analysis runs that belong to this rollout.
     pub analysis_runs: Vec<AnalysisRunObservation>,
+    /// The revisions the role Services select now (ECS: the task sets behind each target group).
+    pub services: ServiceSelection,
+}
+
+/// Which revision each role's Service selects; `None` when unknown or not configured.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ServiceSelection {
+    pub stable: Option<String>,
+    pub canary: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

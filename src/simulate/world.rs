@@ -10,7 +10,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::analysis::condition::MeasuredValue;
 use crate::analysis::run as analysis_run;
 use crate::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, RolloutSpec, RolloutStatus};
-use crate::engine::{self, Action, AnalysisRunObservation, Event, Input, Observed, Plan, RevisionObservation, ServiceRole, TrafficObservation};
+use crate::engine::{self, Action, AnalysisRunObservation, Event, Input, Observed, Plan, RevisionObservation, ServiceRole, ServiceSelection, TrafficObservation};
 
 /// What a metric reads at a moment of the simulation.
 #[derive(Clone, Debug, PartialEq)]
@@ -182,7 +182,8 @@ impl World {
             .iter()
             .map(|(name, run)| AnalysisRunObservation { name: name.clone(), phase: run.status.phase, message: run.status.message.clone() })
             .collect();
-        Observed { revisions, traffic, analysis_runs }
+        let services = ServiceSelection { stable: self.services.get("stable").cloned(), canary: self.services.get("canary").cloned() };
+        Observed { revisions, traffic, analysis_runs, services }
     }
 
     /// Takes every measurement due now.
