@@ -118,7 +118,8 @@ fn ecs_and_rolling_and_router_rules() {
 
     let mut both_listener_and_rule = canary_rollout();
     both_listener_and_rule["spec"]["traffic"] = rolling_with_alb["spec"]["traffic"].clone();
-    both_listener_and_rule["spec"]["traffic"]["alb"]["ruleArn"] = json!("arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/a/b/c/d");
+    both_listener_and_rule["spec"]["traffic"]["alb"]["ruleArn"] =
+        json!("arn:aws:elasticloadbalancing:us-east-1:1:listener-rule/app/a/b/c/d");
     assert!(refusal(&both_listener_and_rule).contains("set exactly one of traffic.alb.listenerArn"));
 
     let mut same_groups = canary_rollout();
@@ -135,10 +136,12 @@ fn ecs_and_rolling_and_router_rules() {
 fn analysis_providers_are_exactly_one() {
     let crd = serde_json::to_value(sluice::api::crd::all()[1].1.clone()).unwrap();
     let schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone();
-    let template = |provider: Value| json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "t"},
-        "spec": {"metrics": [{"name": "m", "provider": provider}]}
-    });
+    let template = |provider: Value| {
+        json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "t"},
+            "spec": {"metrics": [{"name": "m", "provider": provider}]}
+        })
+    };
     let prometheus = json!({"prometheus": {"address": "http://p:9090", "query": "up"}});
     assert!(kube::core::cel::Validator::new().validate(&schema, &template(prometheus.clone()), None).is_ok());
     let mut two = prometheus;

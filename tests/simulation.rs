@@ -30,7 +30,10 @@ fn analysis() -> RolloutAnalysis {
 fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
     let replicas = rng.random_range(1..=10);
     let template = PodTemplateSpec {
-        spec: Some(PodSpec { containers: vec![Container { name: "app".into(), image: Some("app:1".into()), ..Default::default() }], ..Default::default() }),
+        spec: Some(PodSpec {
+            containers: vec![Container { name: "app".into(), image: Some("app:1".into()), ..Default::default() }],
+            ..Default::default()
+        }),
         ..Default::default()
     };
     let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
@@ -40,7 +43,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
         ..Default::default()
     };
-    let traffic = rng.random_bool(0.5).then(|| Traffic { alb: Some(alb) });
+    let traffic = rng.random_bool(0.5).then_some(Traffic { alb: Some(alb) });
     let mut strategy = Strategy::default();
     let mut traffic_allowed = true;
     match rng.random_range(0..20) {
@@ -48,7 +51,10 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
             let steps = (0..rng.random_range(0..=6))
                 .map(|_| match rng.random_range(0..20) {
                     0..=7 => CanaryStep { set_weight: Some(pick(rng, &[5, 10, 20, 25, 33, 50, 75, 100])), ..Default::default() },
-                    8..=12 => CanaryStep { pause: Some(Pause { duration: Some(pick(rng, &["0s", "30s", "1m", "5m"]).into()) }), ..Default::default() },
+                    8..=12 => CanaryStep {
+                        pause: Some(Pause { duration: Some(pick(rng, &["0s", "30s", "1m", "5m"]).into()) }),
+                        ..Default::default()
+                    },
                     13 => CanaryStep { pause: Some(Pause { duration: None }), ..Default::default() },
                     14..=17 => CanaryStep { analysis: Some(analysis()), ..Default::default() },
                     _ => CanaryStep {
@@ -211,20 +217,33 @@ fn settled(world: &World) -> Result<&'static str, String> {
             || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
     };
     match status.phase {
-        Some(RolloutPhase::Healthy) if stable == update && running == [update.clone()] && world.ready(&update) == n && world.weight.unwrap_or(0) == 0 => {
+        Some(RolloutPhase::Healthy)
+            if stable == update && running == [update.clone()] && world.ready(&update) == n && world.weight.unwrap_or(0) == 0 =>
+        {
             Ok("healthy")
         }
-        Some(RolloutPhase::Degraded) if status.abort && running.iter().all(|r| *r == stable) && world.ready(&stable) == n && world.weight.unwrap_or(0) == 0 => {
+        Some(RolloutPhase::Degraded)
+            if status.abort && running.iter().all(|r| *r == stable) && world.ready(&stable) == n && world.weight.unwrap_or(0) == 0 =>
+        {
             Ok("rolled back")
         }
-        Some(RolloutPhase::Paused | RolloutPhase::Degraded | RolloutPhase::Progressing) if waiting_for_person(status) => Ok("waiting for a person"),
+        Some(RolloutPhase::Paused | RolloutPhase::Degraded | RolloutPhase::Progressing) if waiting_for_person(status) => {
+            Ok("waiting for a person")
+        }
         phase => Err(format!("phase {phase:?}, running {running:?}, weight {:?}, message {:?}", world.weight, status.message)),
     }
 }
 
 fn is_manual_pause(world: &World) -> bool {
     let index = world.status.current_step_index.unwrap_or(0) as usize;
-    world.spec.strategy.canary.as_ref().and_then(|c| c.steps.get(index)).and_then(|s| s.pause.as_ref()).is_some_and(|p| p.duration.is_none())
+    world
+        .spec
+        .strategy
+        .canary
+        .as_ref()
+        .and_then(|c| c.steps.get(index))
+        .and_then(|s| s.pause.as_ref())
+        .is_some_and(|p| p.duration.is_none())
 }
 
 fn schedule(seed: u64, trace: bool) -> Outcome {
@@ -257,7 +276,10 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
         agenda.push((Duration::from_secs(rng.random_range(0..1800)), Happening::Version("app:3".into())));
     }
     for _ in 0..rng.random_range(0..4) {
-        let command = pick(&mut rng, &[Command::Promote, Command::Promote, Command::PromoteFull, Command::Abort, Command::Retry, Command::Pause, Command::Resume]);
+        let command = pick(
+            &mut rng,
+            &[Command::Promote, Command::Promote, Command::PromoteFull, Command::Abort, Command::Retry, Command::Pause, Command::Resume],
+        );
         agenda.push((Duration::from_secs(rng.random_range(0..2400)), Happening::Command(command)));
     }
     if agenda.iter().any(|(_, h)| matches!(h, Happening::Command(Command::Pause))) {
@@ -297,14 +319,24 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             match &outcome {
                 PassOutcome::Applied { plan, applied } => eprintln!(
                     "{:>6}s {:?} step {:?} weight {:?} abort {} | {:?} | events {:?} | {:?}",
-                    world.elapsed().as_secs(), plan.status.phase, plan.status.current_step_index, world.weight, plan.status.abort,
-                    applied, plan.events.iter().map(|e| e.message.clone()).collect::<Vec<_>>(), plan.status.message
+                    world.elapsed().as_secs(),
+                    plan.status.phase,
+                    plan.status.current_step_index,
+                    world.weight,
+                    plan.status.abort,
+                    applied,
+                    plan.events.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
+                    plan.status.message
                 ),
-                PassOutcome::Interrupted { applied, reason, .. } => eprintln!("{:>6}s interrupted ({reason}) after {applied:?}", world.elapsed().as_secs()),
+                PassOutcome::Interrupted { applied, reason, .. } => {
+                    eprintln!("{:>6}s interrupted ({reason}) after {applied:?}", world.elapsed().as_secs())
+                }
             }
         }
         let (applied, requeue) = match &outcome {
-            PassOutcome::Applied { applied, plan } => (applied.clone(), if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }),
+            PassOutcome::Applied { applied, plan } => {
+                (applied.clone(), if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) })
+            }
             PassOutcome::Interrupted { applied, .. } => (applied.clone(), Some(Duration::from_secs(5))),
         };
         if let PassOutcome::Applied { plan, .. } = &outcome {
@@ -343,7 +375,7 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
                 _ => {}
             }
         }
-        violations.extend(world.unsafe_scale_downs.drain(..));
+        violations.append(&mut world.unsafe_scale_downs);
         if !violations.is_empty() {
             break;
         }
@@ -430,7 +462,12 @@ fn ten_thousand_random_schedules_keep_every_invariant() {
         }
     }
     println!("simulated {schedules} schedules ({passes} engine passes): {} invariant violations", failures.len());
-    assert!(failures.is_empty(), "{} of {schedules} schedules broke an invariant:\n{}", failures.len(), failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {schedules} schedules broke an invariant:\n{}",
+        failures.len(),
+        failures.iter().take(15).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 /// `SLUICE_SEED=N cargo test --test simulation replay -- --nocapture` prints one schedule pass by pass.

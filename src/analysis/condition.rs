@@ -68,8 +68,8 @@ pub fn judge(success: Option<&str>, failure: Option<&str>, value: &MeasuredValue
 }
 
 fn holds(expression: &str, result: &serde_json::Value) -> Result<bool, ConditionError> {
-    let program = Program::compile(expression)
-        .map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })?;
+    let program =
+        Program::compile(expression).map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })?;
     let mut context = Context::default();
     let value = cel::to_value(result).map_err(|e| ConditionError::Evaluate {
         expression: expression.to_string(),

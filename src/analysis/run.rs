@@ -21,7 +21,10 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
         for arg in &template.args {
             let value = args.iter().find(|a| a.name == arg.name).and_then(|a| a.value.clone()).or_else(|| arg.value.clone());
             let Some(value) = value else {
-                return Err(RunError(format!("analysis template {template_name} needs argument `{}`; add it to the rollout's analysis args", arg.name)));
+                return Err(RunError(format!(
+                    "analysis template {template_name} needs argument `{}`; add it to the rollout's analysis args",
+                    arg.name
+                )));
             };
             if !resolved.iter().any(|a| a.name == arg.name) {
                 resolved.push(AnalysisArg { name: arg.name.clone(), value: Some(value) });
@@ -39,7 +42,10 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
             let substituted = substitute(&text, &resolved);
             if let Some(start) = substituted.find("{{args.") {
                 let missing: String = substituted[start..].chars().take_while(|c| *c != '}').collect();
-                return Err(RunError(format!("template {template_name}, metric {}: `{missing}}}}}` names an argument the template does not declare", metric.name)));
+                return Err(RunError(format!(
+                    "template {template_name}, metric {}: `{missing}}}}}` names an argument the template does not declare",
+                    metric.name
+                )));
             }
             metrics.push(serde_json::from_str(&substituted).expect("substitution keeps JSON valid"));
         }
@@ -58,7 +64,10 @@ fn substitute(text: &str, args: &[AnalysisArg]) -> String {
 }
 
 fn policies(spec: &AnalysisRunSpec) -> Vec<MetricPolicy> {
-    spec.metrics.iter().map(|m| MetricPolicy::of(m).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"))).collect()
+    spec.metrics
+        .iter()
+        .map(|m| MetricPolicy::of(m).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy")))
+        .collect()
 }
 
 /// Indices of the metrics due for a measurement at `now`.
@@ -89,11 +98,23 @@ pub fn next_due(spec: &AnalysisRunSpec, status: &AnalysisRunStatus) -> Option<Ti
 
 fn result_of(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, index: usize) -> MetricResult {
     let name = &spec.metrics[index].name;
-    status.metric_results.iter().find(|r| &r.name == name).cloned().unwrap_or_else(|| MetricResult { name: name.clone(), ..Default::default() })
+    status
+        .metric_results
+        .iter()
+        .find(|r| &r.name == name)
+        .cloned()
+        .unwrap_or_else(|| MetricResult { name: name.clone(), ..Default::default() })
 }
 
 /// Records what a provider returned for metric `index` (an `Err` is a provider error).
-pub fn record(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus, index: usize, started: Timestamp, finished: Timestamp, outcome: Result<MeasuredValue, String>) {
+pub fn record(
+    spec: &AnalysisRunSpec,
+    status: &mut AnalysisRunStatus,
+    index: usize,
+    started: Timestamp,
+    finished: Timestamp,
+    outcome: Result<MeasuredValue, String>,
+) {
     let metric = &spec.metrics[index];
     let policy = MetricPolicy::of(metric).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"));
     let (success, failure) = conditions_of(metric);
@@ -149,12 +170,19 @@ mod tests {
 
     fn template(query: &str) -> AnalysisTemplateSpec {
         AnalysisTemplateSpec {
-            args: vec![ArgumentSpec { name: "service".into(), value: None }, ArgumentSpec { name: "window".into(), value: Some("5m".into()) }],
+            args: vec![
+                ArgumentSpec { name: "service".into(), value: None },
+                ArgumentSpec { name: "window".into(), value: Some("5m".into()) },
+            ],
             metrics: vec![Metric {
                 name: "error-rate".into(),
                 success_condition: Some("result < 0.01".into()),
                 provider: MetricProvider {
-                    prometheus: Some(PrometheusMetric { address: "http://prometheus:9090".into(), query: query.into(), ..Default::default() }),
+                    prometheus: Some(PrometheusMetric {
+                        address: "http://prometheus:9090".into(),
+                        query: query.into(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 },
                 ..Default::default()
@@ -175,7 +203,9 @@ mod tests {
     fn a_missing_argument_says_what_to_add() {
         let err = build(&[("success-rate".into(), template("up"))], &[]).unwrap_err();
         assert!(err.0.contains("needs argument `service`"), "{err}");
-        let undeclared = build(&[("t".into(), template("x{{args.nope}}"))], &[AnalysisArg { name: "service".into(), value: Some("a".into()) }]).unwrap_err();
+        let undeclared =
+            build(&[("t".into(), template("x{{args.nope}}"))], &[AnalysisArg { name: "service".into(), value: Some("a".into()) }])
+                .unwrap_err();
         assert!(undeclared.0.contains("{{args.nope}}"), "{undeclared}");
     }
 

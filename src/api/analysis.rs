@@ -21,8 +21,9 @@ use super::{AnalysisArg, DurationString};
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisTemplateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub args: Vec<ArgumentSpec>,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 20))]
     pub metrics: Vec<Metric>,
 }
 
@@ -40,8 +41,9 @@ pub struct AnalysisTemplateSpec {
 #[serde(rename_all = "camelCase")]
 pub struct ClusterAnalysisTemplateSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub args: Vec<ArgumentSpec>,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 20))]
     pub metrics: Vec<Metric>,
 }
 
@@ -102,7 +104,7 @@ pub struct Metric {
 
 /// Where a measurement comes from: exactly one provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("[has(self.prometheus), has(self.cloudWatch), has(self.cloudWatchAlarm), has(self.web)].filter(x, x).size() == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm or web"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm or web"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -145,7 +147,7 @@ pub struct PrometheusRange {
 pub struct CloudWatchMetric {
     /// How far back the queries look.
     pub window: DurationString,
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 20))]
     pub metric_data_queries: Vec<MetricDataQuery>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
@@ -203,6 +205,7 @@ pub struct WebMetric {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
     pub headers: Vec<WebHeader>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
@@ -264,7 +267,7 @@ pub struct SecretKeyRef {
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRunSpec {
     /// The metrics, with every `{{args.NAME}}` already replaced.
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 20))]
     pub metrics: Vec<Metric>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<AnalysisArg>,

@@ -24,8 +24,8 @@ pub fn all() -> Vec<(&'static str, CustomResourceDefinition)> {
 pub fn rollout() -> CustomResourceDefinition {
     let mut crd = serde_json::to_value(Rollout::crd()).expect("CRD serializes");
     for version in crd["spec"]["versions"].as_array_mut().into_iter().flatten() {
-        let template = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
-            ["workload"]["properties"]["kubernetes"]["properties"]["template"];
+        let template = &mut version["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["workload"]["properties"]["kubernetes"]
+            ["properties"]["template"];
         strip_descriptions(template);
     }
     serde_json::from_value(crd).expect("CRD deserializes")

@@ -53,10 +53,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
             "h" => Duration::from_secs(3600),
             _ => return Err(invalid()),
         };
-        total = unit
-            .checked_mul(u32::try_from(number).map_err(|_| invalid())?)
-            .and_then(|d| total.checked_add(d))
-            .ok_or_else(invalid)?;
+        total = unit.checked_mul(u32::try_from(number).map_err(|_| invalid())?).and_then(|d| total.checked_add(d)).ok_or_else(invalid)?;
         rest = &rest[unit_len..];
     }
     Ok(total)

@@ -1,5 +1,8 @@
 //! The `sluice.dev/v1alpha1` API: Rollout, AnalysisTemplate, ClusterAnalysisTemplate, AnalysisRun.
 
+// Several `printcolumn(type_ = ...)` attributes read as duplicates to clippy; they are distinct columns.
+#![allow(clippy::duplicated_attributes)]
+
 mod analysis;
 pub mod crd;
 mod duration;

@@ -197,7 +197,7 @@ pub struct HeaderRoute {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("[has(self.canary), has(self.blueGreen), has(self.rolling)].filter(x, x).size() == 1").message("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling"))]
+#[x_kube(validation = Rule::new("(has(self.canary) ? 1 : 0) + (has(self.blueGreen) ? 1 : 0) + (has(self.rolling) ? 1 : 0) == 1").message("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling"))]
 #[serde(rename_all = "camelCase")]
 pub struct Strategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -239,7 +239,7 @@ pub struct CanaryStrategy {
 
 /// One canary step: exactly one of its fields.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("[has(self.setWeight), has(self.pause), has(self.analysis), has(self.setCanaryScale)].filter(x, x).size() == 1").message("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"))]
+#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) == 1").message("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
     /// Percent of traffic for the canary, 0 to 100.
@@ -264,7 +264,7 @@ pub struct Pause {
 
 /// Sizes the canary independently of its traffic weight.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("[has(self.replicas), has(self.weight), has(self.matchTrafficWeight) && self.matchTrafficWeight].filter(x, x).size() == 1").message("setCanaryScale takes exactly one of replicas, weight or matchTrafficWeight: true"))]
+#[x_kube(validation = Rule::new("(has(self.replicas) ? 1 : 0) + (has(self.weight) ? 1 : 0) + (has(self.matchTrafficWeight) && self.matchTrafficWeight ? 1 : 0) == 1").message("setCanaryScale takes exactly one of replicas, weight or matchTrafficWeight: true"))]
 #[serde(rename_all = "camelCase")]
 pub struct SetCanaryScale {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,9 +281,10 @@ pub struct SetCanaryScale {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutAnalysis {
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 10))]
     pub templates: Vec<AnalysisTemplateRef>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 50))]
     pub args: Vec<AnalysisArg>,
 }
 

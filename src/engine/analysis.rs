@@ -99,22 +99,28 @@ pub fn metric_phase(policy: &MetricPolicy, result: &MetricResult) -> (AnalysisPh
     let name = &result.name;
     let last = last_value(result);
     if result.consecutive_error > policy.consecutive_error_limit {
-        let message = format!("metric {name}: {} errors in a row (limit {}){last}", result.consecutive_error, policy.consecutive_error_limit);
+        let message =
+            format!("metric {name}: {} errors in a row (limit {}){last}", result.consecutive_error, policy.consecutive_error_limit);
         return (AnalysisPhase::Error, Some(message));
     }
     if result.failed > policy.failure_limit {
-        let message = format!("metric {name}: {} of {} measurements failed (limit {}){last}", result.failed, result.count, policy.failure_limit);
+        let message =
+            format!("metric {name}: {} of {} measurements failed (limit {}){last}", result.failed, result.count, policy.failure_limit);
         return (AnalysisPhase::Failed, Some(message));
     }
     if result.inconclusive > policy.inconclusive_limit {
-        let message = format!("metric {name}: {} inconclusive measurements (limit {}){last}", result.inconclusive, policy.inconclusive_limit);
+        let message =
+            format!("metric {name}: {} inconclusive measurements (limit {}){last}", result.inconclusive, policy.inconclusive_limit);
         return (AnalysisPhase::Inconclusive, Some(message));
     }
     if policy.count.is_some_and(|count| result.count >= count) {
         if result.successful == 0 {
             return (AnalysisPhase::Inconclusive, Some(format!("metric {name}: no successful measurement{last}")));
         }
-        return (AnalysisPhase::Successful, Some(format!("metric {name}: {} of {} measurements successful{last}", result.successful, result.count)));
+        return (
+            AnalysisPhase::Successful,
+            Some(format!("metric {name}: {} of {} measurements successful{last}", result.successful, result.count)),
+        );
     }
     if result.count + result.error == 0 {
         return (AnalysisPhase::Pending, None);
@@ -192,7 +198,11 @@ mod tests {
     fn measure(policy: &MetricPolicy, result: &mut MetricResult, phases: &[AnalysisPhase]) {
         for (i, phase) in phases.iter().enumerate() {
             let at = Timestamp::from_second(i as i64 * 60).unwrap();
-            record(policy, result, Measurement { phase: *phase, value: Some("0.5".into()), started_at: Time(at), finished_at: Some(Time(at)), message: None });
+            record(
+                policy,
+                result,
+                Measurement { phase: *phase, value: Some("0.5".into()), started_at: Time(at), finished_at: Some(Time(at)), message: None },
+            );
         }
     }
 
@@ -271,7 +281,7 @@ mod tests {
     fn retention_is_bounded_but_totals_are_kept() {
         let p = policy(None, 100);
         let mut r = result();
-        measure(&p, &mut r, &vec![Successful; MEASUREMENT_RETENTION + 7]);
+        measure(&p, &mut r, &[Successful; MEASUREMENT_RETENTION + 7]);
         assert_eq!(r.measurements.len(), MEASUREMENT_RETENTION);
         assert_eq!(r.successful as usize, MEASUREMENT_RETENTION + 7);
     }

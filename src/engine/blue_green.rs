@@ -92,7 +92,7 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
         pass.wait(format!("waiting for preview revision {update}: {ready}/{preview} ready"));
         return Gate::Shut;
     }
-    let ready_at = pass.status.preview_ready_at.get_or_insert_with(|| Time(pass.input.now)).0;
+    let ready_at = pass.status.preview_ready_at.get_or_insert(Time(pass.input.now)).0;
     if let Some(analysis) = &blue_green.pre_promotion_analysis {
         match gate_on(pass, AnalysisPurpose::PrePromotion, analysis, keep_runs) {
             Gate::Open => {}
@@ -102,7 +102,10 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
     let name = pass.input.name;
     if blue_green.auto_promotion_enabled == Some(false) {
         pass.pause_started(PauseReason::BlueGreenPause);
-        pass.outcome(RolloutPhase::Paused, format!("preview revision {update} is ready; run `kubectl sluice promote {name}` to switch traffic to it"));
+        pass.outcome(
+            RolloutPhase::Paused,
+            format!("preview revision {update} is ready; run `kubectl sluice promote {name}` to switch traffic to it"),
+        );
         return Gate::Shut;
     }
     if let Some(seconds) = blue_green.auto_promotion_seconds {
@@ -134,7 +137,10 @@ fn gate_on(pass: &mut Pass<'_>, purpose: AnalysisPurpose, analysis: &RolloutAnal
             }
             pass.outcome(
                 RolloutPhase::Paused,
-                format!("{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back", analysis_verdict(&run, phase, message)),
+                format!(
+                    "{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back",
+                    analysis_verdict(&run, phase, message)
+                ),
             );
             Gate::Shut
         }

@@ -54,7 +54,6 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         index = steps.len();
     }
 
-
     let draining = pass.others();
     while index < steps.len() && draining.is_empty() && !pass.input.spec.paused && !held {
         match step_state(pass, canary, index, &mut keep_runs) {
@@ -84,15 +83,16 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         if let Some(message) = message {
             pass.outcome(RolloutPhase::Paused, message);
         } else if pass.input.spec.paused {
-            pass.outcome(RolloutPhase::Paused, format!("paused by spec.paused at step {index}; `kubectl sluice resume {}` continues", pass.input.name));
+            pass.outcome(
+                RolloutPhase::Paused,
+                format!("paused by spec.paused at step {index}; `kubectl sluice resume {}` continues", pass.input.name),
+            );
         }
     }
 }
 
 fn abort_delay(canary: &CanaryStrategy) -> Duration {
-    canary
-        .abort_scale_down_delay_seconds
-        .map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
+    canary.abort_scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
 }
 
 pub(super) fn analysis_verdict(name: &str, phase: AnalysisPhase, message: Option<String>) -> String {
@@ -162,12 +162,18 @@ fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_r
                     StepState::Done
                 } else {
                     pass.requeue_at(ends);
-                    pass.outcome(RolloutPhase::Paused, format!("step {index}: paused for {} until {ends}", pause.duration.as_ref().map_or("", |d| d.0.as_str())));
+                    pass.outcome(
+                        RolloutPhase::Paused,
+                        format!("step {index}: paused for {} until {ends}", pause.duration.as_ref().map_or("", |d| d.0.as_str())),
+                    );
                     StepState::Waiting
                 }
             }
             None => {
-                pass.outcome(RolloutPhase::Paused, format!("step {index}: paused until promoted; run `kubectl sluice promote {name}` to continue"));
+                pass.outcome(
+                    RolloutPhase::Paused,
+                    format!("step {index}: paused until promoted; run `kubectl sluice promote {name}` to continue"),
+                );
                 StepState::Waiting
             }
         };
@@ -188,7 +194,10 @@ fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_r
                 let name = pass.input.name;
                 pass.outcome(
                     RolloutPhase::Paused,
-                    format!("{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back", analysis_verdict(&run, phase, message)),
+                    format!(
+                        "{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back",
+                        analysis_verdict(&run, phase, message)
+                    ),
                 );
                 StepState::Waiting
             }
@@ -257,7 +266,9 @@ fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32) {
     };
     pass.scale(&update, canary_goal);
     if ready < target || stable_now > stable_goal {
-        pass.wait(format!("waiting for canary revision {update}: {ready}/{target} ready; stable {stable} at {stable_now}, going to {stable_goal}"));
+        pass.wait(format!(
+            "waiting for canary revision {update}: {ready}/{target} ready; stable {stable} at {stable_now}, going to {stable_goal}"
+        ));
     }
 }
 

@@ -8,7 +8,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions;
 use super::{Action, AnalysisPurpose, AnalysisRunObservation, Event, EventReason, Input, InvalidSpec, Plan, ServiceRole};
-use crate::api::{AnalysisPhase, CommandRequest, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown};
+use crate::api::{
+    AnalysisPhase, CommandRequest, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown,
+};
 use crate::engine::revision;
 
 /// Seconds without progress before a rollout is reported stuck, when the spec does not say.
@@ -219,21 +221,11 @@ impl<'a> Pass<'a> {
     }
 
     pub fn min_healthy_targets(&self) -> i32 {
-        self.input
-            .spec
-            .traffic
-            .as_ref()
-            .and_then(|t| t.alb.as_ref())
-            .and_then(|a| a.min_healthy_targets)
-            .unwrap_or(1)
+        self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).and_then(|a| a.min_healthy_targets).unwrap_or(1)
     }
 
     fn healthy_targets(&self, canary: bool) -> i32 {
-        self.input
-            .observed
-            .traffic
-            .as_ref()
-            .map_or(0, |t| if canary { t.canary_healthy_targets } else { t.stable_healthy_targets })
+        self.input.observed.traffic.as_ref().map_or(0, |t| if canary { t.canary_healthy_targets } else { t.stable_healthy_targets })
     }
 
     /// Moves the canary weight toward `weight`. Weight only moves onto a target group that has
@@ -377,7 +369,8 @@ impl<'a> Pass<'a> {
         }
         self.sync_scale_downs();
         self.count_replicas();
-        if self.has_router() && self.status.verified_weight != self.input.status.verified_weight
+        if self.has_router()
+            && self.status.verified_weight != self.input.status.verified_weight
             && let Some(weight) = self.status.verified_weight
         {
             self.event(EventReason::WeightSet, format!("canary weight is {weight}%"));
@@ -461,10 +454,7 @@ impl<'a> Pass<'a> {
     }
 
     fn deadline(&self) -> Duration {
-        self.input
-            .spec
-            .progress_deadline_seconds
-            .map_or_else(default_progress_deadline, |s| Duration::from_secs(s.max(1) as u64))
+        self.input.spec.progress_deadline_seconds.map_or_else(default_progress_deadline, |s| Duration::from_secs(s.max(1) as u64))
     }
 }
 
@@ -535,7 +525,9 @@ impl Pass<'_> {
                 let name = self.input.name;
                 self.outcome(
                     RolloutPhase::Paused,
-                    format!("{verdict}; run `kubectl sluice promote {name}` to measure again or `kubectl sluice abort {name}` to roll back"),
+                    format!(
+                        "{verdict}; run `kubectl sluice promote {name}` to measure again or `kubectl sluice abort {name}` to roll back"
+                    ),
                 );
                 Gate::Shut
             }
@@ -545,7 +537,12 @@ impl Pass<'_> {
 }
 
 /// Resolves `maxSurge` / `maxUnavailable` (a count or a percentage of `replicas`).
-pub(super) fn resolve_count(value: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>, replicas: i32, default_percent: i32, round_up: bool) -> i32 {
+pub(super) fn resolve_count(
+    value: Option<&k8s_openapi::apimachinery::pkg::util::intstr::IntOrString>,
+    replicas: i32,
+    default_percent: i32,
+    round_up: bool,
+) -> i32 {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let percent = match value {
         Some(IntOrString::Int(count)) => return (*count).max(0),

@@ -99,15 +99,32 @@ pub struct Plan {
 #[serde(tag = "action", rename_all = "camelCase")]
 pub enum Action {
     /// The revision runs this many replicas (created if missing; 0 retires it).
-    Scale { revision: String, replicas: i32 },
+    Scale {
+        revision: String,
+        replicas: i32,
+    },
     /// Percent of traffic on the canary target group; the rest goes to the stable one.
-    SetWeight { canary_weight: i32 },
+    SetWeight {
+        canary_weight: i32,
+    },
     /// The Service of a role selects this revision's pods.
-    PointService { role: ServiceRole, revision: String },
+    PointService {
+        role: ServiceRole,
+        revision: String,
+    },
     /// The revision now serves production (ECS: primary task set).
-    MarkStable { revision: String },
-    CreateAnalysisRun { name: String, revision: String, purpose: AnalysisPurpose, analysis: RolloutAnalysis },
-    TerminateAnalysisRun { name: String },
+    MarkStable {
+        revision: String,
+    },
+    CreateAnalysisRun {
+        name: String,
+        revision: String,
+        purpose: AnalysisPurpose,
+        analysis: RolloutAnalysis,
+    },
+    TerminateAnalysisRun {
+        name: String,
+    },
 }
 
 /// Canary: the stable and canary Services. Blue/green: the active and preview Services.

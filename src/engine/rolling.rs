@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::ServiceRole;
 use super::context::{Gate, Pass, resolve_count};
-use crate::api::{RolloutPhase, RollingStrategy};
+use crate::api::{RollingStrategy, RolloutPhase};
 
 pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.abort_requested {

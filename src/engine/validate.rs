@@ -57,7 +57,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
         }
     }
     if let Some(blue_green) = &strategy.blue_green {
-        for (analysis, place) in [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")] {
+        for (analysis, place) in
+            [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")]
+        {
             if let Some(analysis) = analysis {
                 analysis_refs(analysis, place)?;
             }

@@ -54,7 +54,10 @@ pub fn run(rollout: &Rollout, templates: BTreeMap<String, AnalysisTemplateSpec>,
 
     let mut agenda: Vec<(Duration, Happening)> = Vec::new();
     for update in &scenario.updates {
-        agenda.push((update.at.to_duration().map_err(|e| SimulateError::Scenario(e.to_string()))?, Happening::Version(update.version.clone())));
+        agenda.push((
+            update.at.to_duration().map_err(|e| SimulateError::Scenario(e.to_string()))?,
+            Happening::Version(update.version.clone()),
+        ));
     }
     for command in &scenario.commands {
         agenda.push((command.at.to_duration().map_err(|e| SimulateError::Scenario(e.to_string()))?, Happening::Command(command.command)));

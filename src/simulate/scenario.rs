@@ -130,12 +130,7 @@ pub fn with_version(spec: &RolloutSpec, version: &str) -> RolloutSpec {
     if let Some(ecs) = &mut spec.workload.ecs {
         ecs.task_definition = version.to_string();
     }
-    if let Some(container) = spec
-        .workload
-        .kubernetes
-        .as_mut()
-        .and_then(|k| k.template.spec.as_mut())
-        .and_then(|p| p.containers.first_mut())
+    if let Some(container) = spec.workload.kubernetes.as_mut().and_then(|k| k.template.spec.as_mut()).and_then(|p| p.containers.first_mut())
     {
         container.image = Some(version.to_string());
     }

@@ -11,10 +11,23 @@ use crate::engine::Action;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Entry {
     /// The rollout's state changed.
-    State { at: Duration, line: String },
-    Action { at: Duration, text: String },
-    Event { at: Duration, reason: String, message: String },
-    Note { at: Duration, text: String },
+    State {
+        at: Duration,
+        line: String,
+    },
+    Action {
+        at: Duration,
+        text: String,
+    },
+    Event {
+        at: Duration,
+        reason: String,
+        message: String,
+    },
+    Note {
+        at: Duration,
+        text: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -10,7 +10,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use crate::analysis::condition::MeasuredValue;
 use crate::analysis::run as analysis_run;
 use crate::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, RolloutSpec, RolloutStatus};
-use crate::engine::{self, Action, AnalysisRunObservation, Event, Input, Observed, Plan, RevisionObservation, ServiceRole, ServiceSelection, TrafficObservation};
+use crate::engine::{
+    self, Action, AnalysisRunObservation, Event, Input, Observed, Plan, RevisionObservation, ServiceRole, ServiceSelection,
+    TrafficObservation,
+};
 
 /// What a metric reads at a moment of the simulation.
 #[derive(Clone, Debug, PartialEq)]
@@ -63,9 +66,16 @@ pub struct SimRun {
 /// What one pass did.
 #[derive(Debug)]
 pub enum PassOutcome {
-    Applied { plan: Plan, applied: Vec<Action> },
+    Applied {
+        plan: Box<Plan>,
+        applied: Vec<Action>,
+    },
     /// An action failed or the controller crashed: some actions may be applied, status not written.
-    Interrupted { plan: Box<Plan>, applied: Vec<Action>, reason: String },
+    Interrupted {
+        plan: Box<Plan>,
+        applied: Vec<Action>,
+        reason: String,
+    },
 }
 
 pub struct World {
@@ -257,10 +267,17 @@ impl World {
                 let built = templates.and_then(|t| analysis_run::build(&t, &analysis.args).map_err(|e| e.0));
                 let started = Some(Time(self.now));
                 let run = match built {
-                    Ok(spec) => SimRun { spec, status: AnalysisRunStatus { started_at: started, ..Default::default() }, revision: revision.clone() },
+                    Ok(spec) => {
+                        SimRun { spec, status: AnalysisRunStatus { started_at: started, ..Default::default() }, revision: revision.clone() }
+                    }
                     Err(message) => SimRun {
                         spec: AnalysisRunSpec::default(),
-                        status: AnalysisRunStatus { phase: AnalysisPhase::Error, message: Some(message), started_at: started, ..Default::default() },
+                        status: AnalysisRunStatus {
+                            phase: AnalysisPhase::Error,
+                            message: Some(message),
+                            started_at: started,
+                            ..Default::default()
+                        },
                         revision: revision.clone(),
                     },
                 };
@@ -286,8 +303,12 @@ impl World {
         let n = self.spec.workload.replicas();
         let serves = |role: &str| self.services.get(role).is_some_and(|r| r == revision);
         let violation = match self.weight {
-            Some(weight) if serves("canary") && weight > 0 => Some(format!("retired {revision} while the canary target group had {weight}% of traffic")),
-            Some(weight) if serves("stable") && weight < 100 => Some(format!("retired {revision} while the stable target group had {}% of traffic", 100 - weight)),
+            Some(weight) if serves("canary") && weight > 0 => {
+                Some(format!("retired {revision} while the canary target group had {weight}% of traffic"))
+            }
+            Some(weight) if serves("stable") && weight < 100 => {
+                Some(format!("retired {revision} while the stable target group had {}% of traffic", 100 - weight))
+            }
             Some(_) => None,
             None => {
                 let others: i32 = self.pods.keys().filter(|r| *r != revision).map(|r| self.ready(r)).sum();
@@ -331,7 +352,7 @@ impl World {
         let mut status = plan.status.clone();
         status.commands = self.status.commands.clone();
         self.status = status;
-        PassOutcome::Applied { plan, applied }
+        PassOutcome::Applied { plan: Box::new(plan), applied }
     }
 
     /// The next moment something changes by itself: a pod becomes ready or a measurement is due.

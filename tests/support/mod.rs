@@ -1,0 +1,224 @@
+//! Test support for the local stack: start or attach to one, and hand out clients for the real
+//! Kubernetes API server, moto (through the real AWS SDK) and Prometheus.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use prost::Message;
+
+/// A running local stack (see `e2e/stack`).
+pub struct Stack {
+    pub dir: PathBuf,
+    pub kubeconfig: PathBuf,
+    pub aws_endpoint: String,
+    pub prometheus_url: String,
+    /// PATH with the stack's kubectl, helm and kwokctl first.
+    pub path: String,
+    env: BTreeMap<String, String>,
+    owned: bool,
+}
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+impl Stack {
+    /// Attaches to the stack named by `SLUICE_STACK_DIR` (from `eval "$(e2e/stack up)"`), or
+    /// starts one that `down` stops again.
+    pub fn start_or_attach() -> Stack {
+        let attached = ["SLUICE_STACK_DIR", "KUBECONFIG", "AWS_ENDPOINT_URL", "PROMETHEUS_URL"].iter().all(|k| std::env::var(k).is_ok());
+        if attached {
+            let env: BTreeMap<String, String> = std::env::vars().collect();
+            return Self::from_env(env, false);
+        }
+        eprintln!("starting a local stack (e2e/stack up)");
+        let output = Command::new(repo().join("e2e/stack")).arg("up").output().expect("e2e/stack runs");
+        assert!(output.status.success(), "e2e/stack up failed:\n{}", String::from_utf8_lossy(&output.stderr));
+        let env = parse_exports(&String::from_utf8_lossy(&output.stdout));
+        Self::from_env(env, true)
+    }
+
+    fn from_env(env: BTreeMap<String, String>, owned: bool) -> Stack {
+        let get = |k: &str| env.get(k).cloned().unwrap_or_else(|| panic!("the stack exports no {k}"));
+        Stack {
+            dir: get("SLUICE_STACK_DIR").into(),
+            kubeconfig: get("KUBECONFIG").into(),
+            aws_endpoint: get("AWS_ENDPOINT_URL"),
+            prometheus_url: get("PROMETHEUS_URL"),
+            path: get("PATH"),
+            env,
+            owned,
+        }
+    }
+
+    /// Stops the stack if this process started it.
+    pub fn down(&self) {
+        if self.owned {
+            let status = Command::new(repo().join("e2e/stack")).arg("down").arg(&self.dir).status().expect("e2e/stack runs");
+            assert!(status.success(), "e2e/stack down failed");
+        }
+    }
+
+    pub fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        command.env("PATH", &self.path).env("KUBECONFIG", &self.kubeconfig);
+        if let Some(cache) = self.env.get("KUBECACHEDIR") {
+            command.env("KUBECACHEDIR", cache);
+        }
+        command
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        self.command("kubectl").args(args).output().expect("kubectl runs")
+    }
+
+    pub async fn kube(&self) -> kube::Client {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default()).await.expect("kubeconfig is valid");
+        kube::Client::try_from(config).expect("client builds")
+    }
+
+    /// AWS SDK configuration pointed at moto. Retries are off: moto may apply a call and still
+    /// answer 500, and a retry would apply it twice.
+    pub fn aws(&self) -> aws_config::SdkConfig {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let http = aws_smithy_http_client::Builder::new()
+            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
+            .build_https();
+        aws_config::SdkConfig::builder()
+            .endpoint_url(&self.aws_endpoint)
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_credential_types::provider::SharedCredentialsProvider::new(aws_credential_types::Credentials::new(
+                "testing", "testing", None, None, "stack",
+            )))
+            .http_client(http)
+            .retry_config(aws_config::retry::RetryConfig::disabled())
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .build()
+    }
+
+    /// Calls an EC2 query action on moto directly (the tests need only a VPC and subnets).
+    pub async fn ec2(&self, params: &[(&str, &str)]) -> String {
+        let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
+        form.extend_from_slice(params);
+        let response = reqwest::Client::new()
+            .post(&self.aws_endpoint)
+            .header(
+                "Authorization",
+                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
+            )
+            .form(&form)
+            .send()
+            .await
+            .expect("moto answers");
+        let status = response.status();
+        let body = response.text().await.unwrap_or_default();
+        assert!(status.is_success(), "EC2 {params:?} failed: {body}");
+        body
+    }
+
+    /// Pushes one sample to Prometheus through its remote-write receiver.
+    pub async fn push_sample(&self, metric: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+        let mut all = vec![Label { name: "__name__".into(), value: metric.into() }];
+        all.extend(labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }));
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        let request =
+            WriteRequest { timeseries: vec![TimeSeries { labels: all, samples: vec![Sample { value, timestamp: timestamp_ms }] }] };
+        let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).expect("snappy compresses");
+        let response = reqwest::Client::new()
+            .post(format!("{}/api/v1/write", self.prometheus_url))
+            .header("Content-Encoding", "snappy")
+            .header("Content-Type", "application/x-protobuf")
+            .header("X-Prometheus-Remote-Write-Version", "0.1.0")
+            .body(body)
+            .send()
+            .await
+            .expect("prometheus answers");
+        let status = response.status();
+        assert!(status.is_success(), "remote write refused: {status} {}", response.text().await.unwrap_or_default());
+    }
+}
+
+fn parse_exports(text: &str) -> BTreeMap<String, String> {
+    let inherited_path = std::env::var("PATH").unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.strip_prefix("export "))
+        .filter_map(|line| line.split_once('='))
+        .map(|(key, value)| {
+            let value = value.trim_matches('\'').replace("\"$PATH\"", &inherited_path).replace("$PATH", &inherited_path);
+            (key.to_string(), value)
+        })
+        .collect()
+}
+
+/// Waits until `check` returns `Some`, polling with a deadline; never a bare sleep.
+pub async fn wait_for<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// A fresh namespace for one test.
+pub async fn namespace(client: &kube::Client, prefix: &str) -> String {
+    use k8s_openapi::api::core::v1::Namespace;
+    let name = format!("{prefix}-{}", std::process::id() % 100_000 + rand_suffix());
+    let api: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns: Namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": name}})).unwrap();
+    api.create(&Default::default(), &ns).await.expect("namespace created");
+    name
+}
+
+fn rand_suffix() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed) * 100_000
+}
+
+pub fn path_str(path: &Path) -> &str {
+    path.to_str().expect("utf-8 path")
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct WriteRequest {
+    #[prost(message, repeated, tag = "1")]
+    timeseries: Vec<TimeSeries>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct TimeSeries {
+    #[prost(message, repeated, tag = "1")]
+    labels: Vec<Label>,
+    #[prost(message, repeated, tag = "2")]
+    samples: Vec<Sample>,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Label {
+    #[prost(string, tag = "1")]
+    name: String,
+    #[prost(string, tag = "2")]
+    value: String,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Sample {
+    #[prost(double, tag = "1")]
+    value: f64,
+    #[prost(int64, tag = "2")]
+    timestamp: i64,
+}
