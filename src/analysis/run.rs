@@ -34,10 +34,6 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
             if metrics.iter().any(|m: &crate::api::Metric| m.name == metric.name) {
                 return Err(RunError(format!("metric `{}` appears in more than one template", metric.name)));
             }
-            for expression in [&metric.success_condition, &metric.failure_condition].into_iter().flatten() {
-                condition::check(expression).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
-            }
-            MetricPolicy::of(metric).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
             let text = serde_json::to_string(metric).expect("metric serializes");
             let substituted = substitute(&text, &resolved);
             if let Some(start) = substituted.find("{{args.") {
@@ -47,7 +43,12 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
                     metric.name
                 )));
             }
-            metrics.push(serde_json::from_str(&substituted).expect("substitution keeps JSON valid"));
+            let metric: crate::api::Metric = serde_json::from_str(&substituted).expect("substitution keeps JSON valid");
+            for expression in [&metric.success_condition, &metric.failure_condition].into_iter().flatten() {
+                condition::check(expression).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
+            }
+            MetricPolicy::of(&metric).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
+            metrics.push(metric);
         }
     }
     if metrics.is_empty() {

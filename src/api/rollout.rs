@@ -38,7 +38,7 @@ use super::DurationString;
 #[x_kube(validation = Rule::new("!has(self.strategy.rolling) || !has(self.traffic)").message("a rolling update splits traffic by replica ratio: remove spec.traffic, or use a canary or blueGreen strategy"))]
 #[x_kube(validation = Rule::new("!has(self.workload.ecs) || !has(self.strategy.rolling)").message("ECS services roll out through task sets: use a canary or blueGreen strategy (a canary with one setWeight: 100 step is all-at-once)"))]
 #[x_kube(validation = Rule::new("!has(self.workload.ecs) || has(self.traffic)").message("an ECS workload needs spec.traffic.alb: traffic moves between the task sets' target groups"))]
-#[x_kube(validation = Rule::new("!has(self.strategy.blueGreen) || !has(self.traffic) || has(self.traffic.alb.testListenerArn) || has(self.traffic.alb.testRuleArn) || !has(self.workload.ecs)").message("a blueGreen ECS rollout needs traffic.alb.testListenerArn or testRuleArn so the new task set can be tested before promotion"))]
+#[x_kube(validation = Rule::new("!has(self.strategy.blueGreen) || !has(self.workload.ecs) || (has(self.traffic) && has(self.traffic.alb) && (has(self.traffic.alb.testListenerArn) || has(self.traffic.alb.testRuleArn)))").message("a blueGreen ECS rollout needs traffic.alb.testListenerArn or testRuleArn so the new task set can be tested before promotion"))]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutSpec {
     /// What runs: exactly one of `kubernetes` or `ecs`.

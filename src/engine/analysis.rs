@@ -157,7 +157,11 @@ pub fn run_phase(policies: &[MetricPolicy], results: &[MetricResult], terminated
                     if result.successful > 0 && result.failed == 0 {
                         (AnalysisPhase::Successful, message)
                     } else {
-                        (AnalysisPhase::Inconclusive, Some(format!("metric {}: terminated before a successful measurement", result.name)))
+                        let message = format!(
+                            "metric {}: stopped after {} successful and {} failed measurements",
+                            result.name, result.successful, result.failed
+                        );
+                        (AnalysisPhase::Inconclusive, Some(message))
                     }
                 }
                 _ => (phase, message),

@@ -33,11 +33,18 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     let mut keep_runs = Vec::new();
 
     if !pass.status.switched {
+        let superseded = pass.others();
+        if !superseded.is_empty() {
+            // A superseded candidate may hold production: bring it home and retire it first.
+            pass.point_service(ServiceRole::Stable, &stable);
+            let production_home = !pass.has_router() || pass.steer(0, false);
+            pass.retire(&superseded, production_home);
+            return pass.wait(format!("retiring superseded revision {} before revision {update} is previewed", superseded.join(", ")));
+        }
         let preview = blue_green.preview_replica_count.unwrap_or(n).min(n);
         let promoting = pass.status.promote_full;
         if pass.input.spec.paused && !promoting {
             pass.scale(&update, preview.max(pass.current(&update)));
-            pass.terminate_runs_except(&[]);
             return pass.outcome(RolloutPhase::Paused, "paused by spec.paused before promotion");
         }
         let gate = if promoting { Gate::Open } else { preview_gates(pass, blue_green, preview, &mut keep_runs) };
@@ -63,6 +70,9 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             return;
         }
         pass.status.switched = true;
+        if let Some(name) = keep_runs.first() {
+            pass.event(EventReason::AnalysisPassed, format!("analysis run {name} passed"));
+        }
         pass.event(EventReason::Promoted, format!("production traffic switched to revision {update}"));
     }
 
@@ -72,6 +82,9 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     let post = blue_green.post_promotion_analysis.as_ref().filter(|_| !skip_analysis);
     match post.map(|analysis| gate_on(pass, AnalysisPurpose::PostPromotion, analysis, &mut keep_runs)) {
         None | Some(Gate::Open) => {
+            if let Some(name) = keep_runs.first() {
+                pass.event(EventReason::AnalysisPassed, format!("analysis run {name} passed"));
+            }
             pass.terminate_runs_except(&[]);
             pass.mark_stable(delay);
         }
@@ -112,7 +125,7 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
         let at = ready_at + SignedDuration::from_secs(i64::from(seconds.max(0)));
         if pass.now() < at {
             pass.requeue_at(at);
-            pass.outcome(RolloutPhase::Paused, format!("preview revision {update} is ready; promoting by itself at {at}"));
+            pass.outcome(RolloutPhase::Progressing, format!("preview revision {update} is ready; promoting by itself at {at}"));
             return Gate::Shut;
         }
     }
@@ -124,12 +137,7 @@ fn gate_on(pass: &mut Pass<'_>, purpose: AnalysisPurpose, analysis: &RolloutAnal
     keep_runs.push(run.clone());
     let name = pass.input.name;
     match phase {
-        AnalysisPhase::Successful => {
-            if pass.input.observed.analysis_runs.iter().any(|r| r.name == run) && pass.input.status.phase != Some(RolloutPhase::Healthy) {
-                pass.event(EventReason::AnalysisPassed, format!("analysis run {run} passed"));
-            }
-            Gate::Open
-        }
+        AnalysisPhase::Successful => Gate::Open,
         AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(analysis_verdict(&run, phase, message)),
         AnalysisPhase::Inconclusive => {
             if pass.pause_started(PauseReason::InconclusiveAnalysis) == pass.now() {

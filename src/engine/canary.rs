@@ -71,7 +71,10 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         }
     }
     pass.status.current_step_index = Some(index as i32);
-    pass.terminate_runs_except(&keep_runs);
+    if !pass.input.spec.paused {
+        // While paused the current step's run keeps measuring; resuming picks its verdict up.
+        pass.terminate_runs_except(&keep_runs);
+    }
 
     if !draining.is_empty() {
         drain(pass, canary, index, &draining);
@@ -296,6 +299,9 @@ fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
     if pass.has_router() {
         pass.scale(&stable, n);
         pass.scale(&update, n);
+        if pass.observed_weight() == Some(0) {
+            pass.point_service(ServiceRole::Canary, &update);
+        }
         let ready = pass.ready(&update);
         if ready < n {
             return pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));

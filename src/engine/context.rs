@@ -150,7 +150,7 @@ impl<'a> Pass<'a> {
 
     /// Forget the progress of the previous candidate: a new one starts from the first step.
     pub fn reset_progress(&mut self) {
-        self.status.current_step_index = Some(0);
+        self.status.current_step_index = self.input.spec.strategy.canary.as_ref().map(|_| 0);
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
         self.status.preview_ready_at = None;
@@ -238,6 +238,15 @@ impl<'a> Pass<'a> {
             return true;
         }
         let toward_canary = observed.is_none_or(|o| weight > o);
+        let (role, revision) = if toward_canary { ("canary", &self.update) } else { ("stable", &self.stable) };
+        let services = &self.input.observed.services;
+        let selected = if toward_canary { &services.canary } else { &services.stable };
+        if !urgent && selected.as_ref().is_some_and(|s| s != revision) {
+            let message = format!("waiting for the {role} Service to select revision {revision} before weight moves to it");
+            self.wait(message);
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
         let needed = self.min_healthy_targets();
         let healthy = self.healthy_targets(toward_canary);
         if !urgent && healthy < needed && (weight > 0 || !toward_canary) {
@@ -404,6 +413,9 @@ impl<'a> Pass<'a> {
         self.status.updated_replicas = self.observed(&self.update.clone()).map_or(0, |r| r.ready);
         self.status.verified_weight = if self.has_router() {
             self.observed_weight()
+        } else if self.input.spec.strategy.blue_green.is_some() {
+            let active = self.input.observed.services.stable.as_deref();
+            Some(if !self.at_rest() && active == Some(self.update.as_str()) { 100 } else { 0 })
         } else {
             let canary = if self.at_rest() { 0 } else { self.ready(&self.update.clone()) };
             let total = self.status.ready_replicas.max(1);
@@ -509,7 +521,7 @@ impl Pass<'_> {
         };
         match phase {
             AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(verdict),
-            AnalysisPhase::Inconclusive if self.promote_requested == Some(false) => {
+            AnalysisPhase::Inconclusive if self.promote_requested.is_some() => {
                 self.promote_requested = None;
                 self.status.attempt += 1;
                 self.status.pause_conditions.retain(|p| p.reason != PauseReason::InconclusiveAnalysis);

@@ -2,7 +2,8 @@
 //!
 //! Every decision of the product is made here from the spec, the last status, what the adapters
 //! observed and the time the caller passes in. Actions are declarative ("revision abc has 3
-//! replicas", "canary weight is 20") and emitted only where the observation differs, so applying a
+//! replicas", "canary weight is 20"): scale and weight actions are emitted only where the
+//! observation differs, Service selections on every pass (adapters skip a no-op), so applying a
 //! plan twice, or after a crash, changes nothing more.
 
 pub mod analysis;
@@ -96,7 +97,7 @@ pub struct Plan {
 
 /// A desired state for one thing an adapter controls.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "action", rename_all = "camelCase")]
+#[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Action {
     /// The revision runs this many replicas (created if missing; 0 retires it).
     Scale {

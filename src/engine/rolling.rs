@@ -11,6 +11,10 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.abort_requested {
         pass.abort("aborted by `kubectl sluice abort`");
     }
+    if pass.promote_requested == Some(true) && !pass.status.abort {
+        pass.status.promote_full = true;
+        pass.event(super::EventReason::Promoted, "full promotion requested: all new replicas at once");
+    }
     let mut keep_runs = Vec::new();
     let mut held = false;
     if let Some(analysis) = rolling.analysis.as_ref().filter(|_| !pass.status.abort) {

@@ -56,6 +56,25 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
             analysis_refs(analysis, "canary.analysis")?;
         }
     }
+    if let Some(analysis) = strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
+        analysis_refs(analysis, "rolling.analysis")?;
+    }
+    let counts = [
+        (strategy.canary.as_ref().and_then(|c| c.max_surge.as_ref()), "canary.maxSurge"),
+        (strategy.canary.as_ref().and_then(|c| c.max_unavailable.as_ref()), "canary.maxUnavailable"),
+        (strategy.rolling.as_ref().and_then(|r| r.max_surge.as_ref()), "rolling.maxSurge"),
+        (strategy.rolling.as_ref().and_then(|r| r.max_unavailable.as_ref()), "rolling.maxUnavailable"),
+    ];
+    for (value, place) in counts {
+        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+        match value {
+            Some(IntOrString::Int(count)) if *count < 0 => return invalid(format!("{place} cannot be negative")),
+            Some(IntOrString::String(text)) if text.strip_suffix('%').is_none_or(|n| n.parse::<u32>().is_err()) => {
+                return invalid(format!("{place} `{text}` is neither a count nor a percentage such as 25%"));
+            }
+            _ => {}
+        }
+    }
     if let Some(blue_green) = &strategy.blue_green {
         for (analysis, place) in
             [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")]

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, PostParams};
 use serde_json::json;
 use sluice::api::Rollout;
@@ -58,18 +59,19 @@ pub async fn crds_apply_client_side_and_refuse_bad_rollouts(stack: Arc<Stack>) {
     let crds = repo().join("crds");
     let applied = stack.kubectl(&["apply", "-f", path_str(&crds)]);
     assert!(applied.status.success(), "kubectl apply -f crds/ failed: {}", String::from_utf8_lossy(&applied.stderr));
-    let established = stack.kubectl(&[
-        "wait",
-        "--for=condition=Established",
-        "--timeout=60s",
-        "crd/rollouts.sluice.dev",
-        "crd/analysistemplates.sluice.dev",
-        "crd/clusteranalysistemplates.sluice.dev",
-        "crd/analysisruns.sluice.dev",
-    ]);
-    assert!(established.status.success(), "CRDs not established: {}", String::from_utf8_lossy(&established.stderr));
-
     let client = stack.kube().await;
+    // `kubectl wait` errs on a CRD whose status has no conditions yet, so poll instead.
+    let crds_api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in ["rollouts", "analysistemplates", "clusteranalysistemplates", "analysisruns"] {
+        let name = format!("{name}.sluice.dev");
+        wait_for(&format!("{name} Established"), Duration::from_secs(60), || async {
+            let crd = crds_api.get(&name).await.ok()?;
+            let conditions = crd.status?.conditions?;
+            conditions.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        })
+        .await;
+    }
+
     let ns = namespace(&client, "crds").await;
     let api: Api<Rollout> = Api::namespaced(client.clone(), &ns);
     let rollout = example_rollout(&ns);
