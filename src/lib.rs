@@ -4,6 +4,10 @@
 
 pub mod analysis;
 pub mod api;
+pub mod aws;
 pub mod cli;
+pub mod controller;
 pub mod engine;
+pub mod platform;
 pub mod simulate;
+pub mod traffic;

@@ -2,4 +2,5 @@
 //! beside this; the verdict rules over measurements are in `engine::analysis`.
 
 pub mod condition;
+pub mod providers;
 pub mod run;

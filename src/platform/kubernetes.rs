@@ -1,0 +1,1 @@
+//! Kubernetes: each revision is a ReplicaSet owned by the Rollout.

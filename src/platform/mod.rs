@@ -1,0 +1,5 @@
+//! Platforms: where revisions run. Kubernetes (ReplicaSets owned by the Rollout) and Amazon ECS
+//! (task sets of a service whose deployment controller is EXTERNAL).
+
+pub mod ecs;
+pub mod kubernetes;

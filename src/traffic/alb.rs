@@ -1,0 +1,1 @@
+//! Application Load Balancer weights: one ModifyRule/ModifyListener per weight change, one read back.
