@@ -14,7 +14,23 @@ fn committed_crds_match_the_types() {
     for (file, definition) in crd::all() {
         let path = format!("{}/crds/{file}", env!("CARGO_MANIFEST_DIR"));
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(committed == crd::to_yaml(&definition), "crds/{file} is stale: run `cargo run -- crd --write crds`");
+        assert!(
+            committed == crd::to_yaml(&definition),
+            "crds/{file} is stale: run `cargo run -- crd --write crds --write charts/sluice/crds`"
+        );
+    }
+}
+
+#[test]
+fn the_chart_ships_the_same_crds() {
+    for (file, _) in crd::all() {
+        let dir = env!("CARGO_MANIFEST_DIR");
+        let chart = std::fs::read_to_string(format!("{dir}/charts/sluice/crds/{file}")).unwrap_or_default();
+        let committed = std::fs::read_to_string(format!("{dir}/crds/{file}")).unwrap();
+        assert!(
+            chart == committed,
+            "charts/sluice/crds/{file} differs from crds/{file}: run `cargo run -- crd --write crds --write charts/sluice/crds`"
+        );
     }
 }
 

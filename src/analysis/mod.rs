@@ -2,5 +2,6 @@
 //! beside this; the verdict rules over measurements are in `engine::analysis`.
 
 pub mod condition;
+pub mod judge;
 pub mod providers;
 pub mod run;

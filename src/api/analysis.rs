@@ -64,6 +64,8 @@ pub struct ArgumentSpec {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.judge) || (has(self.provider.prometheus) && has(self.provider.prometheus.range))").message("a judge compares samples from Prometheus range queries: set provider.prometheus with a range (window and step)"))]
+#[x_kube(validation = Rule::new("!has(self.judge) || has(self.successCondition) || has(self.failureCondition)").message("a metric with a judge needs a condition on its verdict, such as successCondition: result.verdict == 'Pass'"))]
 #[serde(rename_all = "camelCase")]
 pub struct Metric {
     #[schemars(length(min = 1))]
@@ -100,6 +102,56 @@ pub struct Metric {
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,
     pub provider: MetricProvider,
+    /// Compare the canary's samples (the provider's query) with the baseline's statistically;
+    /// the measured value is then the verdict, e.g. `successCondition: result.verdict == 'Pass'`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub judge: Option<MetricJudge>,
+}
+
+/// A statistical comparison of canary and baseline samples over the provider's range.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricJudge {
+    /// The baseline's (stable revision's) query, in the provider's language; the provider's own
+    /// query gives the canary's samples.
+    #[schemars(length(min = 1))]
+    pub baseline_query: String,
+    /// The change that is a regression: Increase (latency, errors) or Decrease (success rate).
+    pub direction: JudgeDirection,
+    /// Relative change tolerated in the bad direction, e.g. 0.1: the canary may be 10% worse (default 0.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 100.0))]
+    pub tolerance: Option<f64>,
+    /// p-value below which a difference counts as real (default 0.05).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0001, max = 0.5))]
+    pub significance: Option<f64>,
+    /// Samples each side needs; with fewer the measurement is no data (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5, max = 100000))]
+    pub min_samples: Option<i32>,
+    /// The queries count events (such as errors); these count the trials (such as requests). Then
+    /// the error proportions are compared instead of the distributions of values.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub totals: Option<JudgeTotals>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum JudgeDirection {
+    /// A higher canary value is worse.
+    #[default]
+    Increase,
+    /// A lower canary value is worse.
+    Decrease,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JudgeTotals {
+    #[schemars(length(min = 1))]
+    pub baseline_query: String,
+    #[schemars(length(min = 1))]
+    pub canary_query: String,
 }
 
 /// Where a measurement comes from: exactly one provider.

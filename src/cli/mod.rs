@@ -19,13 +19,13 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Run the controller against the cluster in the current kubeconfig.
-    Controller,
-    /// Print the CustomResourceDefinitions, or write them as files into a directory.
+    /// Run the controller against the cluster in the current kubeconfig (or in-cluster config).
+    Controller(ControllerArgs),
+    /// Print the CustomResourceDefinitions, or write them as files into directories.
     Crd {
-        /// Write one file per CRD into this directory instead of printing.
+        /// Write one file per CRD into this directory instead of printing (repeatable).
         #[arg(long)]
-        write: Option<PathBuf>,
+        write: Vec<PathBuf>,
     },
     /// Print the timeline a rollout would follow under a scenario.
     Simulate {
@@ -38,9 +38,29 @@ pub enum Command {
     },
 }
 
+#[derive(clap::Args, Debug)]
+pub struct ControllerArgs {
+    /// Watch only this namespace; all namespaces when unset.
+    #[arg(long, env = "SLUICE_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "SLUICE_METRICS_ADDR", default_value = "0.0.0.0:8080")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Act only while holding the leader Lease (run several replicas, one acts).
+    #[arg(long, env = "SLUICE_LEADER_ELECTION", default_value_t = false)]
+    pub leader_election: bool,
+    #[arg(long, env = "SLUICE_LEASE_NAME", default_value = "sluice-controller")]
+    pub lease_name: String,
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// This replica's name in the Lease.
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+}
+
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
-        Command::Controller => Err("the controller is not in this build yet; `sluice simulate` runs the engine locally".to_string()),
+        Command::Controller(args) => controller(args),
         Command::Crd { write } => crd(write),
         Command::Simulate { file, scenario } => simulate::run(&file, scenario.as_deref()),
     };
@@ -53,15 +73,34 @@ pub fn run(cli: Cli) -> ExitCode {
     }
 }
 
-fn crd(write: Option<PathBuf>) -> Result<(), String> {
-    let Some(dir) = write else {
+fn controller(args: ControllerArgs) -> Result<(), String> {
+    let identity = args.identity.unwrap_or_else(|| format!("sluice-{}", std::process::id()));
+    let settings = crate::controller::Settings {
+        namespace: args.namespace,
+        metrics_addr: args.metrics_addr,
+        leader_election: args.leader_election,
+        lease_name: args.lease_name,
+        lease_namespace: args.lease_namespace,
+        identity,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let measure = crate::analysis::providers::measurer().await;
+        crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
+    })
+}
+
+fn crd(write: Vec<PathBuf>) -> Result<(), String> {
+    if write.is_empty() {
         print!("{}", crate::api::crd::all_yaml());
         return Ok(());
-    };
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    for (file, crd) in crate::api::crd::all() {
-        let path = dir.join(file);
-        std::fs::write(&path, crate::api::crd::to_yaml(&crd)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    for dir in write {
+        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        for (file, crd) in crate::api::crd::all() {
+            let path = dir.join(file);
+            std::fs::write(&path, crate::api::crd::to_yaml(&crd)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
     }
     Ok(())
 }

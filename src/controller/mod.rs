@@ -1,1 +1,164 @@
 //! The controller: observe through the adapters, call the engine, apply its plan, write status.
+//! It keeps no rollout state of its own: everything lives in each Rollout's status.
+
+mod analysis_runs;
+mod error;
+mod metrics;
+mod rollouts;
+mod server;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::runtime::controller::Controller;
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use tracing::{info, warn};
+
+pub use analysis_runs::Measure;
+pub use error::Error;
+pub use metrics::Metrics;
+
+use crate::api::{AnalysisRun, Rollout};
+
+/// How the controller runs.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace (single-namespace mode); all namespaces when `None`.
+    pub namespace: Option<String>,
+    pub metrics_addr: SocketAddr,
+    /// Take a coordination.k8s.io Lease before acting, so only one replica acts.
+    pub leader_election: bool,
+    pub lease_name: String,
+    pub lease_namespace: String,
+    pub identity: String,
+}
+
+/// What every reconcile pass shares; built once.
+pub struct Context {
+    pub client: Client,
+    pub recorder: kube::runtime::events::Recorder,
+    pub metrics: Metrics,
+    pub replica_sets: Store<ReplicaSet>,
+    pub services: Store<Service>,
+    pub analysis_runs: Store<AnalysisRun>,
+    pub phases: std::sync::Mutex<std::collections::HashMap<String, crate::api::RolloutPhase>>,
+    /// The resourceVersion of each Rollout's last status write. A pass that sees an older copy in
+    /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
+    /// which is safe: a new process starts from a fresh list.
+    pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+}
+
+fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs until the process is stopped (or, with leader election, until leadership is lost).
+pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    crate::aws::install_crypto_provider();
+    let client = Client::try_default().await?;
+    let mut registry = Registry::default();
+    let metrics = Metrics::new(&mut registry);
+    let ready = Arc::new(AtomicBool::new(false));
+    let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), ready.clone()));
+
+    let mut leadership = None;
+    if settings.leader_election {
+        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
+            .with_namespace(&settings.lease_namespace)
+            .with_identity(&settings.identity)
+            .with_duration(15)
+            .with_grace(5)
+            .build()
+            .await?;
+        let (mut channel, task) = manager.watch().await;
+        info!(lease = %settings.lease_name, "waiting to become the leader");
+        ready.store(true, Ordering::Relaxed);
+        while !*channel.borrow_and_update() {
+            channel.changed().await?;
+        }
+        info!("leading");
+        metrics.leader.set(1);
+        leadership = Some((channel, task));
+    }
+
+    // Most-recent list semantics: a restarted controller must not decide from a stale cache.
+    let wc = watcher::Config::default();
+    let (replica_sets, rs_writer) = reflector::store();
+    let (services, svc_writer) = reflector::store();
+    let (analysis_runs, ar_writer) = reflector::store();
+    let rs_stream = watcher(api::<ReplicaSet>(&client, &settings.namespace), wc.clone().labels(crate::platform::kubernetes::ROLLOUT_LABEL))
+        .default_backoff()
+        .reflect(rs_writer)
+        .touched_objects();
+    let svc_stream =
+        watcher(api::<Service>(&client, &settings.namespace), wc.clone()).default_backoff().reflect(svc_writer).touched_objects();
+    let ar_stream =
+        watcher(api::<AnalysisRun>(&client, &settings.namespace), wc.clone()).default_backoff().reflect(ar_writer).touched_objects();
+
+    let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
+    let context = Arc::new(Context {
+        recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
+        client: client.clone(),
+        metrics,
+        replica_sets,
+        services,
+        analysis_runs,
+        phases: Default::default(),
+        written: Default::default(),
+    });
+
+    let services_watch = tokio::spawn(svc_stream.for_each(|_| async {}));
+    let rollouts = Controller::new(api::<Rollout>(&client, &settings.namespace), wc.clone())
+        .owns_stream(rs_stream)
+        .owns_stream(ar_stream)
+        .shutdown_on_signal()
+        .run(rollouts::reconcile, rollouts::error_policy, context.clone())
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(%error, "rollout reconcile failed");
+            }
+        });
+    let runner = Controller::new(api::<AnalysisRun>(&client, &settings.namespace), wc)
+        .shutdown_on_signal()
+        .run(analysis_runs::reconcile, analysis_runs::error_policy, Arc::new(analysis_runs::Runner { context: context.clone(), measure }))
+        .for_each(|_| async {});
+    ready.store(true, Ordering::Relaxed);
+
+    let lost = async move {
+        match leadership {
+            Some((mut channel, _task)) => {
+                while *channel.borrow_and_update() {
+                    if channel.changed().await.is_err() {
+                        break;
+                    }
+                }
+                warn!("lost the leader lease; stopping so a restart starts as a follower");
+            }
+            None => futures::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = futures::future::join(rollouts, runner) => {},
+        _ = lost => {},
+    }
+    services_watch.abort();
+    server.abort();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    Ok(())
+}

@@ -438,11 +438,14 @@ impl<'a> Pass<'a> {
             || before.verified_weight != self.status.verified_weight
             || before.abort != self.status.abort;
         let counting = self.deadline_applies && self.phase == RolloutPhase::Progressing && !self.input.spec.paused;
-        if moved || !counting || self.status.last_progress_at.is_none() {
+        if !counting {
+            // Cleared rather than stamped, so a rollout at rest writes the same status every pass.
+            self.status.last_progress_at = None;
+            return;
+        }
+        if moved || self.status.last_progress_at.is_none() {
             self.status.last_progress_at = Some(Time(self.now()));
-            if counting {
-                self.requeue_in(self.deadline());
-            }
+            self.requeue_in(self.deadline());
             return;
         }
         let since = self.status.last_progress_at.as_ref().map_or(self.now(), |t| t.0);

@@ -17,6 +17,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     status.preview_ready_at = None;
     status.switched = false;
     status.current_step_index = pass.input.spec.strategy.canary.as_ref().map(|c| c.steps.len() as i32);
+    status.canary_weight = 0;
 
     pass.scale(&stable, n);
     pass.point_service(ServiceRole::Stable, &stable);

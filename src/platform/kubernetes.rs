@@ -1,1 +1,224 @@
-//! Kubernetes: each revision is a ReplicaSet owned by the Rollout.
+//! Kubernetes: each revision is a ReplicaSet owned by the Rollout, named `<rollout>-<revision>` and
+//! labelled with the revision (like a Deployment's pod-template-hash); role Services select a
+//! revision by that label.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+
+use crate::api::{KubernetesWorkload, Rollout};
+use crate::engine::{RevisionObservation, ServiceRole, ServiceSelection};
+
+pub const REVISION_LABEL: &str = "sluice.dev/revision";
+pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+pub const FIELD_MANAGER: &str = "sluice";
+const DEFAULT_REVISION_HISTORY: usize = 10;
+
+/// The ReplicaSet that runs `revision` with `replicas` pods.
+pub fn replica_set(rollout: &Rollout, workload: &KubernetesWorkload, revision: &str, replicas: i32) -> ReplicaSet {
+    let mut template = workload.template.clone();
+    let metadata = template.metadata.get_or_insert_with(ObjectMeta::default);
+    let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(REVISION_LABEL.into(), revision.into());
+    let mut selector = workload.selector.clone();
+    selector.match_labels.get_or_insert_with(BTreeMap::new).insert(REVISION_LABEL.into(), revision.into());
+    ReplicaSet {
+        metadata: ObjectMeta {
+            name: Some(format!("{}-{revision}", rollout.name_any())),
+            namespace: rollout.namespace(),
+            labels: Some(BTreeMap::from([(ROLLOUT_LABEL.into(), rollout.name_any()), (REVISION_LABEL.into(), revision.into())])),
+            owner_references: rollout.controller_owner_ref(&()).map(|o| vec![o]),
+            ..Default::default()
+        },
+        spec: Some(ReplicaSetSpec {
+            replicas: Some(replicas),
+            min_ready_seconds: workload.min_ready_seconds,
+            selector: LabelSelector { ..selector },
+            template: Some(template),
+        }),
+        status: None,
+    }
+}
+
+/// The ReplicaSets this rollout owns.
+pub fn owned<'a>(rollout: &Rollout, replica_sets: &'a [Arc<ReplicaSet>]) -> Vec<&'a ReplicaSet> {
+    let uid = rollout.uid();
+    replica_sets.iter().map(|rs| rs.as_ref()).filter(|rs| rs.owner_references().iter().any(|o| Some(&o.uid) == uid.as_ref())).collect()
+}
+
+pub fn observe(rollout: &Rollout, replica_sets: &[Arc<ReplicaSet>]) -> Vec<RevisionObservation> {
+    owned(rollout, replica_sets)
+        .into_iter()
+        .filter_map(|rs| {
+            let revision = rs.labels().get(REVISION_LABEL)?.clone();
+            let status = rs.status.clone().unwrap_or_default();
+            Some(RevisionObservation {
+                revision,
+                replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
+                ready: status.ready_replicas.unwrap_or(0),
+                available: status.available_replicas.unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// The Service each role uses, from the strategy.
+pub fn service_name(rollout: &Rollout, role: ServiceRole) -> Option<String> {
+    let strategy = &rollout.spec.strategy;
+    match role {
+        ServiceRole::Stable => strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.stable_service.clone())
+            .or_else(|| strategy.blue_green.as_ref().map(|b| b.active_service.clone())),
+        ServiceRole::Canary => strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.canary_service.clone())
+            .or_else(|| strategy.blue_green.as_ref().and_then(|b| b.preview_service.clone())),
+    }
+}
+
+/// Which revision each role Service selects now.
+pub fn service_selection(rollout: &Rollout, services: &[Arc<Service>]) -> ServiceSelection {
+    let namespace = rollout.namespace();
+    let selected = |role| {
+        let name = service_name(rollout, role)?;
+        let service = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace)?;
+        service.spec.as_ref()?.selector.as_ref()?.get(REVISION_LABEL).cloned()
+    };
+    ServiceSelection { stable: selected(ServiceRole::Stable), canary: selected(ServiceRole::Canary) }
+}
+
+/// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for. An existing
+/// ReplicaSet keeps its own template: only its replica count changes.
+pub async fn scale(
+    client: &kube::Client,
+    rollout: &Rollout,
+    replica_sets: &[Arc<ReplicaSet>],
+    revision: &str,
+    replicas: i32,
+) -> Result<(), ScaleError> {
+    let Some(workload) = &rollout.spec.workload.kubernetes else { return Ok(()) };
+    let namespace = rollout.namespace().unwrap_or_default();
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
+    let existing =
+        owned(rollout, replica_sets).into_iter().find(|rs| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision));
+    if let Some(rs) = existing {
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        return Ok(());
+    }
+    if crate::engine::revision::of(&rollout.spec.workload) != revision {
+        return Err(ScaleError::TemplateGone(revision.to_string()));
+    }
+    let mut desired = replica_set(rollout, workload, revision, replicas);
+    desired.metadata.managed_fields = None;
+    let value = serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "ReplicaSet",
+        "metadata": desired.metadata,
+        "spec": desired.spec,
+    });
+    let name = desired.metadata.name.clone().unwrap_or_default();
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&value)).await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScaleError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("revision {0} has no ReplicaSet and its template is no longer in the spec")]
+    TemplateGone(String),
+}
+
+/// Points the role's Service at the revision's pods (no-op when it already does or has no Service).
+pub async fn point_service(
+    client: &kube::Client,
+    rollout: &Rollout,
+    services: &[Arc<Service>],
+    role: ServiceRole,
+    revision: &str,
+) -> Result<(), kube::Error> {
+    let Some(name) = service_name(rollout, role) else { return Ok(()) };
+    let namespace = rollout.namespace();
+    if !services.iter().any(|s| s.name_any() == name && s.namespace() == namespace) {
+        tracing::warn!(service = %name, "the Service named in the rollout's strategy does not exist; create it so traffic follows the revisions");
+        return Ok(());
+    }
+    let current = match role {
+        ServiceRole::Stable => service_selection(rollout, services).stable,
+        ServiceRole::Canary => service_selection(rollout, services).canary,
+    };
+    if current.as_deref() == Some(revision) {
+        return Ok(());
+    }
+    let namespace = rollout.namespace().unwrap_or_default();
+    let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
+    let patch = serde_json::json!({"spec": {"selector": {REVISION_LABEL: revision}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    Ok(())
+}
+
+/// Deletes scaled-down ReplicaSets beyond `revisionHistoryLimit` (oldest first).
+pub async fn prune_history(
+    client: &kube::Client,
+    rollout: &Rollout,
+    replica_sets: &[Arc<ReplicaSet>],
+    keep: &[&str],
+) -> Result<(), kube::Error> {
+    let Some(workload) = &rollout.spec.workload.kubernetes else { return Ok(()) };
+    let limit = workload.revision_history_limit.map_or(DEFAULT_REVISION_HISTORY, |l| l.max(0) as usize);
+    let mut idle: Vec<&ReplicaSet> = owned(rollout, replica_sets)
+        .into_iter()
+        .filter(|rs| rs.spec.as_ref().and_then(|s| s.replicas) == Some(0))
+        .filter(|rs| !keep.iter().any(|k| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(*k)))
+        .collect();
+    if idle.len() <= limit {
+        return Ok(());
+    }
+    idle.sort_by_key(|rs| rs.creation_timestamp().map(|t| t.0));
+    let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
+    for rs in idle.iter().take(idle.len() - limit) {
+        api.delete(&rs.name_any(), &DeleteParams::background()).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RolloutSpec;
+
+    fn rollout() -> Rollout {
+        let spec: RolloutSpec = serde_json::from_value(serde_json::json!({
+            "workload": {"kubernetes": {"replicas": 3, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}},
+            "strategy": {"canary": {"steps": [], "stableService": "web-stable"}}
+        }))
+        .unwrap();
+        let mut rollout = Rollout::new("web", spec);
+        rollout.metadata.namespace = Some("shop".into());
+        rollout.metadata.uid = Some("uid-1".into());
+        rollout
+    }
+
+    #[test]
+    fn a_revision_replica_set_is_owned_and_selects_only_its_pods() {
+        let r = rollout();
+        let rs = replica_set(&r, r.spec.workload.kubernetes.as_ref().unwrap(), "abc", 2);
+        assert_eq!(rs.metadata.name.as_deref(), Some("web-abc"));
+        let owner = &rs.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!((owner.uid.as_str(), owner.controller), ("uid-1", Some(true)));
+        let spec = rs.spec.unwrap();
+        assert_eq!(spec.selector.match_labels.unwrap().get(REVISION_LABEL).map(String::as_str), Some("abc"));
+        let labels = spec.template.unwrap().metadata.unwrap().labels.unwrap();
+        assert_eq!((labels.get("app").map(String::as_str), labels.get(REVISION_LABEL).map(String::as_str)), (Some("web"), Some("abc")));
+    }
+}

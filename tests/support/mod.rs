@@ -125,11 +125,16 @@ impl Stack {
 
     /// Pushes one sample to Prometheus through its remote-write receiver.
     pub async fn push_sample(&self, metric: &str, labels: &[(&str, &str)], value: f64, timestamp_ms: i64) {
+        self.push_series(metric, labels, &[(value, timestamp_ms)]).await;
+    }
+
+    /// Pushes samples of one series in one remote write; `(value, timestamp_ms)`, oldest first.
+    pub async fn push_series(&self, metric: &str, labels: &[(&str, &str)], samples: &[(f64, i64)]) {
         let mut all = vec![Label { name: "__name__".into(), value: metric.into() }];
         all.extend(labels.iter().map(|(n, v)| Label { name: n.to_string(), value: v.to_string() }));
         all.sort_by(|a, b| a.name.cmp(&b.name));
-        let request =
-            WriteRequest { timeseries: vec![TimeSeries { labels: all, samples: vec![Sample { value, timestamp: timestamp_ms }] }] };
+        let samples = samples.iter().map(|(value, timestamp)| Sample { value: *value, timestamp: *timestamp }).collect();
+        let request = WriteRequest { timeseries: vec![TimeSeries { labels: all, samples }] };
         let body = snap::raw::Encoder::new().compress_vec(&request.encode_to_vec()).expect("snappy compresses");
         let response = reqwest::Client::new()
             .post(format!("{}/api/v1/write", self.prometheus_url))

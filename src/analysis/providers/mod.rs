@@ -1,2 +1,256 @@
 //! Metric providers: each takes one measurement of a metric (Prometheus, CloudWatch metrics,
 //! CloudWatch alarms, web) and returns a value for the conditions to judge.
+//!
+//! [`Providers`] is built once with long-lived clients (one HTTP client, CloudWatch clients per
+//! region, the Kubernetes client for Secrets) and dispatches on the metric's provider. Every
+//! measurement runs under a deadline: the provider's `timeout`, else [`DEFAULT_TIMEOUT`]. A
+//! metric with a `judge` is measured by [`prometheus`] with two range queries (four with totals)
+//! and judged by [`crate::analysis::judge`].
+
+mod cloudwatch;
+mod cloudwatch_alarm;
+mod prometheus;
+mod secret;
+mod web;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use jiff::Timestamp;
+
+use super::condition::MeasuredValue;
+use crate::api::{DurationString, Metric, format_duration};
+use crate::controller::Measure;
+
+/// The deadline of a measurement whose provider sets no `timeout` (CloudWatch sets none).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a measurement could not be taken; recorded as an Error measurement with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The metric cannot be measured as written (a bad duration, JSON path, header or region).
+    #[error("{0}")]
+    Config(String),
+    /// A Secret the metric names cannot be read.
+    #[error("{0}")]
+    Secret(String),
+    /// The provider's server could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No answer within the timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// An HTTP answer that is not a success (2xx).
+    #[error("{0}")]
+    Status(String),
+    /// The provider refused the query (bad PromQL, an AWS error).
+    #[error("{0}")]
+    Query(String),
+    /// An answer of an unexpected shape.
+    #[error("{0}")]
+    Response(String),
+    /// What the metric names does not exist (a CloudWatch alarm).
+    #[error("{0}")]
+    NotFound(String),
+}
+
+impl ProviderError {
+    /// A bounded label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Secret(_) => "secret",
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::Status(_) => "status",
+            Self::Query(_) => "query",
+            Self::Response(_) => "response",
+            Self::NotFound(_) => "not-found",
+        }
+    }
+}
+
+/// Takes measurements. Build it once and keep it: it holds the clients.
+pub struct Providers {
+    http: reqwest::Client,
+    kube: Option<kube::Client>,
+    cloudwatch: cloudwatch::Clients,
+}
+
+impl Providers {
+    /// `kube` reads the Secrets that headers name; without it such metrics are errors.
+    pub fn new(aws: &aws_config::SdkConfig, kube: Option<kube::Client>) -> Self {
+        crate::aws::install_crypto_provider();
+        let http = reqwest::Client::builder().user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
+        Self { http, kube, cloudwatch: cloudwatch::Clients::new(aws) }
+    }
+
+    /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
+    pub async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
+        let provider = &metric.provider;
+        if let Some(judge) = &metric.judge {
+            let Some(prometheus) = &provider.prometheus else {
+                return Err(ProviderError::Config(format!(
+                    "metric {}: a judge compares Prometheus range queries; set provider.prometheus with a range",
+                    metric.name
+                )));
+            };
+            if metric.success_condition.is_none() && metric.failure_condition.is_none() {
+                return Err(ProviderError::Config(format!(
+                    "metric {}: a judge needs a condition on its verdict, such as successCondition: result.verdict == 'Pass'",
+                    metric.name
+                )));
+            }
+            let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
+            let what = format!("prometheus at {}", prometheus.address);
+            let measuring = prometheus::judged(&self.http, self.kube.as_ref(), namespace, prometheus, judge, now, timeout);
+            return within(&what, "provider.prometheus.timeout", timeout, measuring).await;
+        }
+        if let Some(prometheus) = &provider.prometheus {
+            let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
+            let what = format!("prometheus at {}", prometheus.address);
+            let measuring = prometheus::measure(&self.http, self.kube.as_ref(), namespace, prometheus, now, timeout);
+            return within(&what, "provider.prometheus.timeout", timeout, measuring).await;
+        }
+        if let Some(cloud_watch) = &provider.cloud_watch {
+            let what = format!("CloudWatch GetMetricData for metric {}", metric.name);
+            return within(&what, "the default", DEFAULT_TIMEOUT, self.cloudwatch.measure(cloud_watch, now)).await;
+        }
+        if let Some(alarm) = &provider.cloud_watch_alarm {
+            let what = format!("CloudWatch DescribeAlarms for alarm {}", alarm.alarm_name);
+            return within(&what, "the default", DEFAULT_TIMEOUT, cloudwatch_alarm::measure(&self.cloudwatch, alarm)).await;
+        }
+        if let Some(web) = &provider.web {
+            let timeout = timeout_of(web.timeout.as_ref(), "provider.web.timeout")?;
+            let what = format!("web {}", web.url);
+            return within(&what, "provider.web.timeout", timeout, web::measure(&self.http, self.kube.as_ref(), namespace, web)).await;
+        }
+        Err(ProviderError::Config(format!(
+            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm or web",
+            metric.name
+        )))
+    }
+}
+
+impl Measure for Providers {
+    fn measure<'a>(&'a self, namespace: &'a str, metric: &'a Metric, now: Timestamp) -> BoxFuture<'a, Result<MeasuredValue, String>> {
+        Box::pin(async move { Providers::measure(self, namespace, metric, now).await.map_err(|e| e.to_string()) })
+    }
+}
+
+/// What the controller measures with: the providers, with AWS configured from the environment and
+/// the in-cluster (or kubeconfig) Kubernetes client for Secrets.
+pub async fn measurer() -> Arc<dyn Measure> {
+    let aws = crate::aws::sdk_config().await;
+    let kube = kube::Client::try_default().await.ok();
+    Arc::new(Providers::new(&aws, kube))
+}
+
+fn timeout_of(timeout: Option<&DurationString>, field: &str) -> Result<Duration, ProviderError> {
+    match timeout {
+        None => Ok(DEFAULT_TIMEOUT),
+        Some(d) => match d.to_duration() {
+            Ok(d) if !d.is_zero() => Ok(d),
+            Ok(_) => Err(ProviderError::Config(format!("{field} is 0: give a positive duration such as 30s"))),
+            Err(e) => Err(ProviderError::Config(format!("{field}: {e}"))),
+        },
+    }
+}
+
+/// Runs a measurement under its deadline.
+async fn within<F>(what: &str, field: &str, timeout: Duration, measuring: F) -> Result<MeasuredValue, ProviderError>
+where
+    F: Future<Output = Result<MeasuredValue, ProviderError>>,
+{
+    match tokio::time::timeout(timeout, measuring).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(ProviderError::Timeout(format!(
+            "{what}: no answer within {} ({field} timeout); check that the server is up and answers in time, or raise the timeout",
+            format_duration(timeout)
+        ))),
+    }
+}
+
+/// An error and its causes on one line ("error sending request: … : Connection refused").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// A reqwest failure as a provider error: connect failures, timeouts and the rest.
+fn http_error(what: &str, error: &reqwest::Error) -> ProviderError {
+    let detail = chain(error);
+    if error.is_timeout() {
+        ProviderError::Timeout(format!("{what}: timed out: {detail}"))
+    } else if error.is_connect() {
+        ProviderError::Unreachable(format!("{what}: cannot connect: {detail}; check the address and that the server is running"))
+    } else if error.is_builder() {
+        ProviderError::Config(format!("{what}: invalid request: {detail}"))
+    } else if let Some(status) = error.status() {
+        ProviderError::Status(format!("{what}: answered {status}"))
+    } else if error.is_decode() {
+        ProviderError::Response(format!("{what}: the answer does not parse: {detail}"))
+    } else {
+        ProviderError::Unreachable(format!("{what}: request failed: {detail}"))
+    }
+}
+
+/// The first characters of a body, for messages.
+fn excerpt(body: &str) -> String {
+    const MAX: usize = 200;
+    let trimmed = body.trim();
+    match trimmed.char_indices().nth(MAX) {
+        Some((end, _)) => format!("{}…", &trimmed[..end]),
+        None => trimmed.to_string(),
+    }
+}
+
+/// A number as a double for conditions; NaN and ±Inf are no data.
+fn finite(value: f64) -> MeasuredValue {
+    if value.is_finite() { MeasuredValue::scalar(value) } else { MeasuredValue::NoData }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn categories_are_bounded() {
+        let all = [
+            ProviderError::Config(String::new()),
+            ProviderError::Secret(String::new()),
+            ProviderError::Unreachable(String::new()),
+            ProviderError::Timeout(String::new()),
+            ProviderError::Status(String::new()),
+            ProviderError::Query(String::new()),
+            ProviderError::Response(String::new()),
+            ProviderError::NotFound(String::new()),
+        ];
+        let categories: std::collections::BTreeSet<&str> = all.iter().map(ProviderError::category).collect();
+        assert_eq!(categories.len(), all.len());
+    }
+
+    #[test]
+    fn timeouts_default_and_refuse_zero() {
+        assert_eq!(timeout_of(None, "t"), Ok(DEFAULT_TIMEOUT));
+        assert_eq!(timeout_of(Some(&"250ms".into()), "t"), Ok(Duration::from_millis(250)));
+        assert!(matches!(timeout_of(Some(&"0s".into()), "t"), Err(ProviderError::Config(_))));
+        assert!(matches!(timeout_of(Some(&"soon".into()), "t"), Err(ProviderError::Config(_))));
+    }
+
+    #[test]
+    fn excerpts_are_short() {
+        assert_eq!(excerpt("  ok \n"), "ok");
+        assert_eq!(excerpt(&"é".repeat(300)).chars().count(), 201);
+    }
+}

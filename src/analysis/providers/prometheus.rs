@@ -1,0 +1,177 @@
+//! Prometheus: an instant query at `now`, or a range query over `range.window` ending at `now`;
+//! and, for a metric with a judge, the range queries of both sides, judged.
+
+use std::time::Duration;
+
+use jiff::Timestamp;
+use prometheus_http_query::response::Data;
+use reqwest::header::{HeaderName, HeaderValue};
+
+use super::{ProviderError, chain, finite, http_error, secret};
+use crate::analysis::condition::MeasuredValue;
+use crate::analysis::judge::{self, Counts, Verdict};
+use crate::api::{MetricJudge, PrometheusMetric, PrometheusRange};
+
+type Header = Option<(HeaderName, HeaderValue)>;
+
+/// One measurement: an instant query gives a number (one sample) or a vector (several); a range
+/// query gives the vector of every sample of every series. No samples, or only NaN/±Inf: no data.
+pub async fn measure(
+    http: &reqwest::Client,
+    kube: Option<&kube::Client>,
+    namespace: &str,
+    spec: &PrometheusMetric,
+    now: Timestamp,
+    timeout: Duration,
+) -> Result<MeasuredValue, ProviderError> {
+    let server = Server::new(http, spec, kube, namespace, timeout).await?;
+    match &spec.range {
+        None => server.instant(&spec.query, now).await,
+        Some(range) => Ok(MeasuredValue::vector(server.range(&spec.query, "query", range, now).await?)),
+    }
+}
+
+/// A judged measurement: the canary's samples (the provider's query) against the baseline's.
+/// The value is the judgement as a document (`result.verdict`); too few samples is no data.
+pub async fn judged(
+    http: &reqwest::Client,
+    kube: Option<&kube::Client>,
+    namespace: &str,
+    spec: &PrometheusMetric,
+    judge_spec: &MetricJudge,
+    now: Timestamp,
+    timeout: Duration,
+) -> Result<MeasuredValue, ProviderError> {
+    let Some(range) = &spec.range else {
+        return Err(ProviderError::Config("a judge compares samples over a range: set provider.prometheus.range (window and step)".into()));
+    };
+    let server = Server::new(http, spec, kube, namespace, timeout).await?;
+    let settings = judge::Settings::of(judge_spec);
+    let judgement = match &judge_spec.totals {
+        None => {
+            let (baseline, canary) = futures::try_join!(
+                server.range(&judge_spec.baseline_query, "judge.baselineQuery", range, now),
+                server.range(&spec.query, "query", range, now),
+            )?;
+            judge::compare(&baseline, &canary, &settings)
+        }
+        Some(totals) => {
+            let (baseline_events, canary_events, baseline_trials, canary_trials) = futures::try_join!(
+                server.range(&judge_spec.baseline_query, "judge.baselineQuery", range, now),
+                server.range(&spec.query, "query", range, now),
+                server.range(&totals.baseline_query, "judge.totals.baselineQuery", range, now),
+                server.range(&totals.canary_query, "judge.totals.canaryQuery", range, now),
+            )?;
+            let sum = |values: Vec<f64>| values.iter().sum::<f64>();
+            judge::compare_proportions(
+                Counts { events: sum(baseline_events), trials: sum(baseline_trials) },
+                Counts { events: sum(canary_events), trials: sum(canary_trials) },
+                &settings,
+            )
+        }
+    };
+    if judgement.verdict == Verdict::NoData {
+        tracing::info!(address = %spec.address, "judge has no data: {}", judgement.message);
+        return Ok(MeasuredValue::NoData);
+    }
+    Ok(MeasuredValue::Json(judgement.to_json()))
+}
+
+/// A Prometheus server as one metric reaches it: the shared HTTP client, its header, its timeout.
+struct Server {
+    client: prometheus_http_query::Client,
+    address: String,
+    header: Header,
+    timeout_ms: i64,
+}
+
+impl Server {
+    async fn new(
+        http: &reqwest::Client,
+        spec: &PrometheusMetric,
+        kube: Option<&kube::Client>,
+        namespace: &str,
+        timeout: Duration,
+    ) -> Result<Self, ProviderError> {
+        let client = prometheus_http_query::Client::from(http.clone(), &spec.address)
+            .map_err(|e| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", spec.address)))?;
+        let header = match &spec.auth_header {
+            None => None,
+            Some(auth) => {
+                let value = secret::value(kube, namespace, &auth.secret_key_ref).await?;
+                Some(secret::header(&auth.name, &value, true)?)
+            }
+        };
+        let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
+        Ok(Self { client, address: spec.address.clone(), header, timeout_ms })
+    }
+
+    async fn instant(&self, query: &str, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
+        let time = format!("{:.3}", now.as_millisecond() as f64 / 1000.0);
+        let mut request = self.client.query(query).query("time", time).timeout(self.timeout_ms);
+        if let Some((name, value)) = &self.header {
+            request = request.header(name.clone(), value.clone());
+        }
+        let response = request.get().await.map_err(|e| self.error("query", query, e))?;
+        Ok(match response.data() {
+            Data::Scalar(sample) => finite(sample.value()),
+            Data::Vector(vector) => {
+                let values: Vec<f64> = vector.iter().map(|s| s.sample().value()).filter(|v| v.is_finite()).collect();
+                match values.as_slice() {
+                    [] => MeasuredValue::NoData,
+                    [one] => MeasuredValue::scalar(*one),
+                    _ => MeasuredValue::vector(values),
+                }
+            }
+            Data::Matrix(matrix) => MeasuredValue::vector(
+                matrix.iter().flat_map(|series| series.samples().iter().map(|s| s.value())).filter(|v| v.is_finite()).collect(),
+            ),
+        })
+    }
+
+    /// Every finite sample of every series of a range query over `window` ending at `now`.
+    async fn range(&self, query: &str, field: &str, range: &PrometheusRange, now: Timestamp) -> Result<Vec<f64>, ProviderError> {
+        let duration = |d: &crate::api::DurationString, name: &str| {
+            d.to_duration().map_err(|e| ProviderError::Config(format!("provider.prometheus.range.{name}: {e}")))
+        };
+        let (window, step) = (duration(&range.window, "window")?, duration(&range.step, "step")?);
+        if step.is_zero() {
+            return Err(ProviderError::Config("provider.prometheus.range.step is 0: give a positive duration such as 30s".into()));
+        }
+        let end = now.as_second();
+        let start = end - i64::try_from(window.as_secs()).unwrap_or(i64::MAX / 2);
+        let mut request = self.client.query_range(query, start, end, step.as_secs_f64()).timeout(self.timeout_ms);
+        if let Some((name, value)) = &self.header {
+            request = request.header(name.clone(), value.clone());
+        }
+        let response = request.get().await.map_err(|e| self.error(field, query, e))?;
+        Ok(match response.data() {
+            Data::Matrix(matrix) => {
+                matrix.iter().flat_map(|series| series.samples().iter().map(|s| s.value())).filter(|v| v.is_finite()).collect()
+            }
+            Data::Vector(vector) => vector.iter().map(|s| s.sample().value()).filter(|v| v.is_finite()).collect(),
+            Data::Scalar(sample) => [sample.value()].into_iter().filter(|v| v.is_finite()).collect(),
+        })
+    }
+
+    fn error(&self, field: &str, query: &str, error: prometheus_http_query::Error) -> ProviderError {
+        let what = format!("prometheus at {}", self.address);
+        match &error {
+            prometheus_http_query::Error::Prometheus(e) if e.is_timeout() => ProviderError::Timeout(format!(
+                "{what}: the server gave up evaluating {field} `{query}` within the timeout: {}; simplify the query or raise provider.prometheus.timeout",
+                e.message()
+            )),
+            prometheus_http_query::Error::Prometheus(e) => {
+                ProviderError::Query(format!("{what}: {field} `{query}` refused: {}: {}", e.error_type(), e.message()))
+            }
+            prometheus_http_query::Error::Client(e) => match e.inner() {
+                Some(inner) => http_error(&what, inner),
+                None => ProviderError::Response(format!(
+                    "{what}: {}; is this the address of a Prometheus server (its HTTP API)?",
+                    chain(&error)
+                )),
+            },
+            _ => ProviderError::Response(format!("{what}: {}", chain(&error))),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! Reconciling one Rollout: observe → engine → apply the plan → write status → events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use kube::runtime::finalizer::{Event as Finalize, finalizer};
+use kube::{Resource, ResourceExt};
+use tracing::info;
+
+use super::{Context, Error};
+use crate::analysis::run as analysis_run;
+use crate::api::{
+    AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, Rollout,
+    RolloutAnalysis,
+};
+use crate::engine::{self, Action, AnalysisPurpose, AnalysisRunObservation, Input, Observed, Plan};
+use crate::platform::kubernetes::{self as k8s, FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL};
+
+const FINALIZER: &str = "sluice.dev/traffic";
+pub const PURPOSE_LABEL: &str = "sluice.dev/analysis-purpose";
+/// Look again this often when the engine asks for nothing sooner.
+const RESYNC: Duration = Duration::from_secs(300);
+
+pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+    let started = Instant::now();
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, rollout, |event| async {
+        match event {
+            Finalize::Apply(rollout) => apply(&rollout, &ctx).await,
+            Finalize::Cleanup(rollout) => cleanup(&rollout, &ctx).await,
+        }
+    })
+    .await
+    .map_err(|e| match e {
+        kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+        other => Error::Finalizer(other.to_string()),
+    });
+    ctx.metrics.observe("rollout", started.elapsed());
+    result
+}
+
+pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+    ctx.metrics.failures.get_or_create(&super::metrics::ErrorLabel { controller: "rollout", category: error.category() }).inc();
+    Requeue::requeue(Duration::from_secs(5))
+}
+
+fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
+    if rollout.spec.workload.ecs.is_some() {
+        return Err(Error::Unsupported("an ECS workload"));
+    }
+    if rollout.spec.traffic.is_some() {
+        return Err(Error::Unsupported("ALB traffic routing"));
+    }
+    let namespace = rollout.namespace();
+    let name = rollout.name_any();
+    let analysis_runs = ctx
+        .analysis_runs
+        .state()
+        .iter()
+        .filter(|run| run.namespace() == namespace && run.labels().get(ROLLOUT_LABEL) == Some(&name))
+        .map(|run| {
+            let status = run.status.clone().unwrap_or_default();
+            AnalysisRunObservation { name: run.name_any(), phase: status.phase, message: status.message }
+        })
+        .collect();
+    Ok(Observed {
+        revisions: k8s::observe(rollout, &ctx.replica_sets.state()),
+        traffic: None,
+        analysis_runs,
+        services: k8s::service_selection(rollout, &ctx.services.state()),
+    })
+}
+
+fn key(rollout: &Rollout) -> String {
+    format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any())
+}
+
+fn version(rollout: &Rollout) -> Option<u64> {
+    rollout.resource_version().and_then(|v| v.parse().ok())
+}
+
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    let written = ctx.written.lock().expect("written lock").get(&key(rollout)).copied();
+    if let (Some(written), Some(seen)) = (written, version(rollout))
+        && seen < written
+    {
+        return Ok(Requeue::requeue(Duration::from_millis(50)));
+    }
+    let observed = observe(rollout, ctx)?;
+    let status = rollout.status.clone().unwrap_or_default();
+    let name = rollout.name_any();
+    let plan = engine::step(Input {
+        name: &name,
+        generation: rollout.metadata.generation,
+        spec: &rollout.spec,
+        status: &status,
+        observed: &observed,
+        now: Timestamp::now(),
+    });
+    for action in &plan.actions {
+        execute(action, rollout, ctx).await?;
+    }
+    let keep: Vec<&str> = [plan.status.stable_revision.as_deref(), plan.status.update_revision.as_deref()].into_iter().flatten().collect();
+    k8s::prune_history(&ctx.client, rollout, &ctx.replica_sets.state(), &keep).await?;
+    write_status(rollout, &status, &plan, ctx).await?;
+    publish(rollout, &plan, ctx).await;
+    Ok(Requeue::requeue(plan.requeue_after.unwrap_or(RESYNC)))
+}
+
+async fn execute(action: &Action, rollout: &Rollout, ctx: &Context) -> Result<(), Error> {
+    match action {
+        Action::Scale { revision, replicas } => {
+            match k8s::scale(&ctx.client, rollout, &ctx.replica_sets.state(), revision, *replicas).await {
+                Ok(()) => {}
+                Err(k8s::ScaleError::Kube(e)) => return Err(e.into()),
+                Err(gone @ k8s::ScaleError::TemplateGone(_)) => return Err(Error::Platform(gone.to_string())),
+            }
+        }
+        Action::PointService { role, revision } => k8s::point_service(&ctx.client, rollout, &ctx.services.state(), *role, revision).await?,
+        // Kubernetes has nothing to mark: the stable Service already selects the revision.
+        Action::MarkStable { .. } => {}
+        Action::SetWeight { .. } => return Err(Error::Unsupported("ALB traffic routing")),
+        Action::CreateAnalysisRun { name, revision, purpose, analysis } => {
+            create_run(rollout, ctx, name, revision, *purpose, analysis).await?
+        }
+        Action::TerminateAnalysisRun { name } => {
+            let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+            let patch = serde_json::json!({"spec": {"terminate": true}});
+            api.patch(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Resolves the templates and creates the run. A run that cannot be built is still created, in
+/// phase Error with the reason, so the engine aborts and the person sees why.
+async fn create_run(
+    rollout: &Rollout,
+    ctx: &Context,
+    name: &str,
+    revision: &str,
+    purpose: AnalysisPurpose,
+    analysis: &RolloutAnalysis,
+) -> Result<(), Error> {
+    let namespace = rollout.namespace().unwrap_or_default();
+    let mut templates = Vec::new();
+    let mut problem = None;
+    for reference in &analysis.templates {
+        let found: Result<AnalysisTemplateSpec, kube::Error> = if reference.cluster_scope {
+            Api::<ClusterAnalysisTemplate>::all(ctx.client.clone()).get(&reference.template_name).await.map(|t| t.spec.into())
+        } else {
+            Api::<AnalysisTemplate>::namespaced(ctx.client.clone(), &namespace).get(&reference.template_name).await.map(|t| t.spec)
+        };
+        match found {
+            Ok(spec) => templates.push((reference.template_name.clone(), spec)),
+            Err(kube::Error::Api(status)) if status.code == 404 => {
+                let kind = if reference.cluster_scope { "ClusterAnalysisTemplate" } else { "AnalysisTemplate" };
+                problem = Some(format!("{kind} {} not found in namespace {namespace}", reference.template_name));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let built = match problem {
+        Some(problem) => Err(problem),
+        None => analysis_run::build(&templates, &analysis.args).map_err(|e| e.0),
+    };
+    let (spec, status) = match built {
+        Ok(spec) => (spec, None),
+        Err(message) => (
+            AnalysisRunSpec { metrics: Vec::new(), args: analysis.args.clone(), terminate: false },
+            Some(AnalysisRunStatus { phase: crate::api::AnalysisPhase::Error, message: Some(message), ..Default::default() }),
+        ),
+    };
+    let mut run = AnalysisRun::new(name, spec);
+    run.metadata.namespace = Some(namespace.clone());
+    run.metadata.owner_references = rollout.controller_owner_ref(&()).map(|o| vec![o]);
+    run.metadata.labels = Some(
+        [(ROLLOUT_LABEL, rollout.name_any()), (REVISION_LABEL, revision.to_string()), (PURPOSE_LABEL, purpose.label())]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+    );
+    let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &namespace);
+    match api.create(&PostParams::default(), &run).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(status)) if status.code == 409 => {}
+        Err(other) => return Err(other.into()),
+    }
+    if let Some(status) = status {
+        let patch = serde_json::json!({"status": status});
+        api.patch_status(name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+/// Server-side apply of the whole status under one field manager; skipped when nothing changed.
+/// People's requests (`status.commands`) belong to their own field manager and are left alone.
+async fn write_status(rollout: &Rollout, before: &crate::api::RolloutStatus, plan: &Plan, ctx: &Context) -> Result<(), Error> {
+    if &plan.status == before {
+        return Ok(());
+    }
+    let mut status = plan.status.clone();
+    status.commands = None;
+    let patch = serde_json::json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "status": status});
+    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    let updated = api.patch_status(&rollout.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    if let Some(version) = version(&updated) {
+        ctx.written.lock().expect("written lock").insert(key(rollout), version);
+    }
+    if let Some(phase) = plan.status.phase {
+        let key = key(rollout);
+        let mut phases = ctx.phases.lock().expect("phases lock");
+        phases.insert(key, phase);
+        for gauge_phase in ["Progressing", "Paused", "Healthy", "Degraded"] {
+            let count = phases.values().filter(|p| p.to_string() == gauge_phase).count();
+            ctx.metrics.rollouts.get_or_create(&super::metrics::PhaseLabel { phase: gauge_phase.into() }).set(count as i64);
+        }
+    }
+    Ok(())
+}
+
+fn action_of(event: &engine::Event) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(event.message.as_bytes());
+    let short: String = digest.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    format!("{}-{short}", event.reason)
+}
+
+async fn publish(rollout: &Rollout, plan: &Plan, ctx: &Context) {
+    let reference = rollout.object_ref(&());
+    for event in &plan.events {
+        info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);
+        ctx.metrics.decisions.get_or_create(&super::metrics::EventLabel { reason: event.reason.to_string() }).inc();
+        let kube_event = KubeEvent {
+            type_: if event.reason.is_warning() { EventType::Warning } else { EventType::Normal },
+            reason: event.reason.to_string(),
+            note: Some(event.message.chars().take(1000).collect()),
+            // The recorder folds events with the same action into one series and keeps the first
+            // note: an action per distinct message keeps every decision readable, and a repeat of
+            // the same decision shows as a count.
+            action: action_of(event),
+            secondary: None,
+        };
+        // An event that cannot be written never blocks a rollout.
+        let _ = ctx.recorder.publish(&kube_event, &reference).await;
+    }
+}
+
+/// A Rollout being deleted: traffic goes back to stable before the object goes. Without a
+/// traffic router the ReplicaSets go with the Rollout through garbage collection.
+async fn cleanup(rollout: &Rollout, _ctx: &Context) -> Result<Requeue, Error> {
+    if rollout.spec.traffic.is_some() {
+        return Err(Error::Unsupported("ALB traffic routing"));
+    }
+    Ok(Requeue::await_change())
+}

@@ -1,0 +1,151 @@
+//! The ECS platform against moto through the real SDK.
+
+use std::sync::Arc;
+
+use aws_sdk_ecs::types::{AwsVpcConfiguration, DeploymentControllerType, NetworkConfiguration, Scale, ScaleUnit};
+use sluice::engine::RevisionObservation;
+use sluice::platform::ecs::EcsPlatform;
+
+use crate::fixtures::{self, Service};
+use crate::support::Stack;
+
+fn observation(revision: &str, replicas: i32, ready: i32) -> RevisionObservation {
+    RevisionObservation { revision: revision.into(), replicas, ready, available: ready }
+}
+
+async fn statuses(service: &Service) -> Vec<(String, String)> {
+    let mut sets: Vec<(String, String)> = fixtures::task_sets(service).await.into_iter().map(|(rev, status, _, _)| (rev, status)).collect();
+    sets.sort();
+    sets
+}
+
+pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>) {
+    let lb = fixtures::balancer(&stack, 21).await;
+    let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
+    let (workload, alb) = (&service.workload, &service.alb);
+    let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
+
+    // The first revision ever: stableTargetGroupArn, at full size.
+    platform.scale(workload, alb, "rev-a", "rev-a", 4).await.expect("first task set");
+    platform.mark_stable(workload, "rev-a").await.expect("primary");
+    let state = platform.observe(workload).await.unwrap();
+    assert_eq!(state.revisions(), vec![observation("rev-a", 4, 4)], "moto: STEADY_STATE and no counts, so ready = desired");
+    assert_eq!(state.primary_revision(), Some("rev-a"));
+    assert_eq!(state.target_group_of("rev-a"), Some(lb.stable.as_str()));
+
+    // Idempotent: the same calls again only read.
+    let calls = platform.calls();
+    let before = fixtures::task_sets(&service).await;
+    platform.scale(workload, alb, "rev-a", "rev-a", 4).await.unwrap();
+    platform.mark_stable(workload, "rev-a").await.unwrap();
+    assert_eq!(platform.calls() - calls, 3, "DescribeServices + DescribeTaskSets, then DescribeTaskSets: no write");
+    assert_eq!(fixtures::task_sets(&service).await, before, "nothing changed");
+
+    // A canary of one task: the other target group, 25 %.
+    platform.scale(workload, alb, "rev-b", "rev-a", 1).await.expect("canary task set");
+    let state = platform.observe(workload).await.unwrap();
+    assert_eq!(state.target_group_of("rev-b"), Some(lb.canary.as_str()), "not the stable revision's target group");
+    assert_eq!(state.task_set("rev-b").unwrap().scale_percent, 25.0);
+    assert_eq!(state.revision_on(&lb.canary), Some("rev-b"));
+    assert_eq!(state.revisions(), vec![observation("rev-a", 4, 4), observation("rev-b", 1, 1)]);
+    let calls = platform.calls();
+    platform.scale(workload, alb, "rev-b", "rev-a", 1).await.unwrap();
+    assert_eq!(platform.calls() - calls, 2, "second call: reads only");
+
+    // Grow, promote, retire the old one.
+    platform.scale(workload, alb, "rev-b", "rev-a", 4).await.unwrap();
+    platform.mark_stable(workload, "rev-b").await.unwrap();
+    assert_eq!(statuses(&service).await, [("rev-a".to_string(), "ACTIVE".to_string()), ("rev-b".to_string(), "PRIMARY".to_string())]);
+    platform.scale(workload, alb, "rev-a", "rev-b", 0).await.expect("old task set deleted");
+    platform.scale(workload, alb, "rev-a", "rev-b", 0).await.expect("deleting again is a no-op");
+    let state = platform.observe(workload).await.unwrap();
+    assert_eq!(state.revisions(), vec![observation("rev-b", 4, 4)]);
+    assert_eq!(state.primary_revision(), Some("rev-b"));
+
+    // The next deployment goes back to the first target group: roles alternate.
+    platform.scale(workload, alb, "rev-c", "rev-b", 2).await.unwrap();
+    let state = platform.observe(workload).await.unwrap();
+    assert_eq!(state.target_group_of("rev-c"), Some(lb.stable.as_str()));
+    assert_eq!(state.task_set("rev-c").unwrap().scale_percent, 50.0);
+}
+
+pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_count(stack: Arc<Stack>) {
+    let lb = fixtures::balancer(&stack, 22).await;
+    let mut service = fixtures::ecs_service(&stack, &lb, 3, DeploymentControllerType::External).await;
+    let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
+
+    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 1).await.unwrap();
+    let state = platform.observe(&service.workload).await.unwrap();
+    assert_eq!(state.task_set("rev-a").unwrap().scale_percent, 33.33);
+    assert_eq!(state.revisions(), vec![observation("rev-a", 1, 1)], "⌈33.33 % × 3⌉ = 1");
+
+    // The spec asks for 6 tasks at full size: the service's desiredCount follows, the scale is
+    // recomputed against it.
+    service.workload.desired_count = 6;
+    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 1).await.unwrap();
+    let state = platform.observe(&service.workload).await.unwrap();
+    assert_eq!(state.service_desired_count, 6);
+    assert_eq!(state.task_set("rev-a").unwrap().scale_percent, 16.66);
+    assert_eq!(state.revisions(), vec![observation("rev-a", 1, 1)]);
+
+    let error = platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 7).await.unwrap_err();
+    assert_eq!(error.category(), "invalid", "{error}");
+}
+
+pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>) {
+    // What a retried CreateTaskSet can leave when AWS applied the first attempt and still
+    // answered with an error: two task sets with the same externalId.
+    let lb = fixtures::balancer(&stack, 23).await;
+    let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
+    let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
+    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 4).await.unwrap();
+    platform.mark_stable(&service.workload, "rev-a").await.unwrap();
+    service
+        .client
+        .create_task_set()
+        .cluster(&service.workload.cluster)
+        .service(&service.workload.service)
+        .task_definition(&service.workload.task_definition)
+        .external_id("rev-a")
+        .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+        .network_configuration(
+            NetworkConfiguration::builder()
+                .awsvpc_configuration(
+                    AwsVpcConfiguration::builder()
+                        .set_subnets(Some(lb.network.subnets.clone()))
+                        .security_groups(&lb.network.security_group)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(platform.observe(&service.workload).await.unwrap().revisions().len(), 1, "reported once");
+    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 4).await.unwrap();
+    assert_eq!(statuses(&service).await, [("rev-a".to_string(), "PRIMARY".to_string())], "the primary one is kept");
+}
+
+pub async fn wrong_services_are_reported(stack: Arc<Stack>) {
+    let lb = fixtures::balancer(&stack, 24).await;
+    let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
+    let rolling = fixtures::ecs_service(&stack, &lb, 2, DeploymentControllerType::Ecs).await;
+    let error = platform.observe(&rolling.workload).await.unwrap_err();
+    println!("    ECS-controlled service: [{}] {error}", error.category());
+    assert_eq!(error.category(), "invalid");
+
+    let mut missing = rolling.workload.clone();
+    missing.service = "no-such-service".into();
+    let error = platform.scale(&missing, &rolling.alb, "rev-a", "rev-a", 1).await.unwrap_err();
+    println!("    missing service: [{}] {error}", error.category());
+    assert_eq!(error.category(), "not_found");
+
+    let external = fixtures::ecs_service(&stack, &lb, 2, DeploymentControllerType::External).await;
+    let error = platform.mark_stable(&external.workload, "rev-x").await.unwrap_err();
+    assert_eq!(error.category(), "not_found", "{error}");
+    let calls = platform.calls();
+    let error = platform.scale(&external.workload, &external.alb, "", "rev-a", 1).await.unwrap_err();
+    assert_eq!((error.category(), platform.calls() - calls), ("invalid", 0), "refused before any call");
+}

@@ -1,0 +1,115 @@
+//! The installed chart and controller processes running under its ServiceAccount.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use crate::support::{Stack, path_str, repo};
+
+pub const RELEASE_NAMESPACE: &str = "sluice-system";
+const SERVICE_ACCOUNT: &str = "sluice-controller";
+
+pub struct Harness {
+    pub stack: Stack,
+    /// A kubeconfig that authenticates as the chart's ServiceAccount.
+    pub kubeconfig: PathBuf,
+    processes: Mutex<Vec<(String, Child)>>,
+    log_dir: PathBuf,
+}
+
+impl Harness {
+    pub async fn install(stack: Stack) -> Harness {
+        let chart = repo().join("charts/sluice");
+        // No controller pods: kwok nodes run nothing. The controller runs here, as the ServiceAccount.
+        let installed = stack
+            .command("helm")
+            .args([
+                "upgrade",
+                "--install",
+                "sluice",
+                path_str(&chart),
+                "--namespace",
+                RELEASE_NAMESPACE,
+                "--create-namespace",
+                "--set",
+                "replicas=0",
+            ])
+            .output()
+            .expect("helm runs");
+        assert!(installed.status.success(), "helm install failed: {}", String::from_utf8_lossy(&installed.stderr));
+        let token = stack.kubectl(&["create", "token", SERVICE_ACCOUNT, "-n", RELEASE_NAMESPACE, "--duration=2h"]);
+        assert!(token.status.success(), "token: {}", String::from_utf8_lossy(&token.stderr));
+        let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+        let admin = stack.kubectl(&["config", "view", "--raw", "--flatten", "--minify", "-o", "json"]);
+        let admin: serde_json::Value = serde_json::from_slice(&admin.stdout).expect("admin kubeconfig");
+        let cluster = admin["clusters"][0]["cluster"].clone();
+        let kubeconfig = serde_json::json!({
+            "apiVersion": "v1", "kind": "Config", "current-context": "sluice",
+            "clusters": [{"name": "stack", "cluster": cluster}],
+            "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
+            "contexts": [{"name": "sluice", "context": {"cluster": "stack", "user": SERVICE_ACCOUNT}}],
+        });
+        let path = stack.dir.join("sluice-controller.kubeconfig");
+        std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+        let log_dir = stack.dir.join("controller-logs");
+        std::fs::create_dir_all(&log_dir).unwrap();
+        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir };
+        harness.start("main", &[]);
+        harness
+    }
+
+    /// Starts a controller process under the chart's identity; `name` labels its log.
+    pub fn start(&self, name: &str, extra: &[&str]) -> u32 {
+        let port = free_port();
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{name}.log"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .arg("controller")
+            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
+            .args(extra)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .env("POD_NAMESPACE", RELEASE_NAMESPACE)
+            .env("POD_NAME", name)
+            .env("RUST_LOG", "info,kube_lease_manager=warn")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("controller starts");
+        let pid = child.id();
+        self.processes.lock().unwrap().push((name.to_string(), child));
+        pid
+    }
+
+    /// SIGKILLs the controller process called `name`.
+    pub fn kill(&self, name: &str) {
+        let mut processes = self.processes.lock().unwrap();
+        for (_, child) in processes.iter_mut().filter(|(n, _)| n == name) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        processes.retain(|(n, _)| n != name);
+    }
+
+    pub fn stop_all(&self) {
+        let mut processes = self.processes.lock().unwrap();
+        for (_, child) in processes.iter_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        processes.clear();
+    }
+
+    pub fn dump_log(&self) {
+        for entry in std::fs::read_dir(&self.log_dir).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(15).collect();
+            eprintln!("--- {} (last lines)", entry.path().display());
+            for line in tail.into_iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}

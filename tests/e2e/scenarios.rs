@@ -1,0 +1,351 @@
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
+use sluice::api::{Rollout, RolloutPhase};
+
+use crate::controller::{Harness, RELEASE_NAMESPACE};
+use crate::support::{namespace, path_str, repo, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+struct Scene {
+    client: kube::Client,
+    ns: String,
+    rollouts: Api<Rollout>,
+}
+
+async fn scene(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
+    let client = h.stack.kube().await;
+    let ns = namespace(&client, prefix).await;
+    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for name in services {
+        let service: Service = serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
+        }))
+        .unwrap();
+        api.create(&PostParams::default(), &service).await.expect("service created");
+    }
+    Scene { rollouts: Api::namespaced(client.clone(), &ns), client, ns }
+}
+
+fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": "web"},
+        "spec": {
+            "workload": {"kubernetes": {
+                "replicas": replicas,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": image}]}}
+            }},
+            "strategy": strategy
+        }
+    }))
+    .unwrap()
+}
+
+impl Scene {
+    async fn create(&self, rollout: &Rollout) {
+        self.rollouts.create(&PostParams::default(), rollout).await.expect("rollout created");
+    }
+
+    async fn set_image(&self, image: &str) {
+        // A merge patch replaces the container list: the one container with its new image.
+        let patch =
+            json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}}});
+        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("image set");
+    }
+
+    /// What `kubectl sluice promote|abort|retry` writes.
+    async fn command(&self, kind: &str, id: &str) {
+        let patch = json!({"status": {"commands": {kind: {"id": id}}}});
+        self.rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+    }
+
+    async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
+        wait_for(what, DEADLINE, || async {
+            let rollout = self.rollouts.get("web").await.ok()?;
+            check(&rollout).then_some(rollout)
+        })
+        .await
+    }
+
+    async fn wait_phase(&self, phase: RolloutPhase) -> Rollout {
+        let what = format!("phase {phase}");
+        self.wait(&what, |r| {
+            status_phase(r) == Some(phase) && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
+        })
+        .await
+    }
+
+    /// Replica counts by image: (desired, ready).
+    async fn replica_sets(&self) -> BTreeMap<String, (i32, i32)> {
+        let api: Api<ReplicaSet> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|rs| {
+                let image = rs
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.template.as_ref())
+                    .and_then(|t| t.spec.as_ref())
+                    .map(|p| p.containers[0].image.clone().unwrap_or_default())
+                    .unwrap_or_default();
+                let desired = rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0);
+                let ready = rs.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+                (image, (desired, ready))
+            })
+            .collect()
+    }
+
+    async fn wait_replicas(&self, expected: &[(&str, i32)]) {
+        let expected: BTreeMap<String, (i32, i32)> = expected.iter().map(|(i, n)| (i.to_string(), (*n, *n))).collect();
+        let what = format!("replica sets {expected:?}");
+        wait_for(&what, DEADLINE, || async {
+            let current = self.replica_sets().await;
+            let matching = expected.iter().all(|(image, counts)| current.get(image).unwrap_or(&(0, 0)) == counts)
+                && current.iter().all(|(image, (desired, _))| expected.contains_key(image) || *desired == 0);
+            matching.then_some(())
+        })
+        .await;
+    }
+
+    async fn selector(&self, service: &str) -> Option<String> {
+        let api: Api<Service> = Api::namespaced(self.client.clone(), &self.ns);
+        let service = api.get(service).await.ok()?;
+        service.spec?.selector?.get("sluice.dev/revision").cloned()
+    }
+
+    async fn events(&self) -> Vec<(String, String, i32)> {
+        let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
+        api.list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Rollout"))
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default(), e.series.map_or(1, |s| s.count)))
+            .collect()
+    }
+}
+
+fn status_phase(rollout: &Rollout) -> Option<RolloutPhase> {
+    rollout.status.as_ref().and_then(|s| s.phase)
+}
+
+fn message(rollout: &Rollout) -> String {
+    rollout.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default()
+}
+
+fn step(rollout: &Rollout) -> Option<i32> {
+    rollout.status.as_ref().and_then(|s| s.current_step_index)
+}
+
+fn canary_steps() -> Value {
+    json!({"canary": {
+        "stableService": "web-stable",
+        "canaryService": "web-canary",
+        "steps": [{"setWeight": 25}, {"pause": {"duration": "2s"}}, {"setWeight": 50}, {"pause": {}}]
+    }})
+}
+
+pub async fn chart_renders_and_lints(h: Arc<Harness>) {
+    let chart = repo().join("charts/sluice");
+    let lint = h.stack.command("helm").args(["lint", path_str(&chart)]).output().unwrap();
+    assert!(lint.status.success(), "helm lint: {}", String::from_utf8_lossy(&lint.stdout));
+    for extra in [vec![], vec!["--set", "watchNamespace=shop", "--set", "metrics.serviceMonitor.enabled=true"]] {
+        let out = h
+            .stack
+            .command("helm")
+            .args(["template", "sluice", path_str(&chart), "--namespace", RELEASE_NAMESPACE])
+            .args(&extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "helm template {extra:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("readOnlyRootFilesystem: true") && text.contains("runAsNonRoot: true"));
+    }
+    let bad = h.stack.command("helm").args(["template", "sluice", path_str(&chart), "--set", "replicas=-1"]).output().unwrap();
+    assert!(!bad.status.success(), "values.schema.json refuses a negative replica count");
+}
+
+pub async fn canary_by_replicas_with_timed_and_manual_pauses(h: Arc<Harness>) {
+    let s = scene(&h, "canary", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(4, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:1", 4)]).await;
+
+    s.set_image("web:2").await;
+    let paused = s.wait("the manual pause at step 3", |r| status_phase(r) == Some(RolloutPhase::Paused) && step(r) == Some(3)).await;
+    assert!(message(&paused).contains("kubectl sluice promote web"), "{}", message(&paused));
+    s.wait_replicas(&[("web:1", 2), ("web:2", 2)]).await;
+    let update = paused.status.as_ref().unwrap().update_revision.clone();
+    assert_eq!(s.selector("web-canary").await, update, "the canary Service selects the new revision");
+
+    s.command("promote", "p-1").await;
+    let healthy = s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 4)]).await;
+    assert_eq!(healthy.status.as_ref().unwrap().stable_revision, update);
+    assert_eq!(s.selector("web-stable").await, update, "the stable Service follows the promotion");
+    let events = s.events().await;
+    for reason in ["NewRevision", "StepCompleted", "Paused", "Promoted", "Completed"] {
+        assert!(events.iter().any(|(r, _, _)| r == reason), "no {reason} event in {events:?}");
+    }
+}
+
+pub async fn canary_aborted_returns_to_stable(h: Arc<Harness>) {
+    let s = scene(&h, "abort", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(4, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the manual pause", |r| step(r) == Some(3)).await;
+    s.command("abort", "a-1").await;
+    let degraded = s.wait_phase(RolloutPhase::Degraded).await;
+    s.wait_replicas(&[("web:1", 4)]).await;
+    let text = message(&degraded);
+    assert!(text.contains("aborted by `kubectl sluice abort`") && text.contains("kubectl sluice retry web"), "{text}");
+    assert!(s.events().await.iter().any(|(r, _, _)| r == "Aborted"));
+
+    s.command("retry", "r-1").await;
+    s.wait("the retried canary at its manual pause", |r| step(r) == Some(3) && status_phase(r) == Some(RolloutPhase::Paused)).await;
+    s.wait_replicas(&[("web:1", 2), ("web:2", 2)]).await;
+}
+
+pub async fn blue_green_switches_and_scales_down_after_the_delay(h: Arc<Harness>) {
+    let s = scene(&h, "bluegreen", &["web-active", "web-preview"]).await;
+    let strategy = json!({"blueGreen": {
+        "activeService": "web-active", "previewService": "web-preview",
+        "autoPromotionSeconds": 3, "scaleDownDelaySeconds": 3, "previewReplicaCount": 1
+    }});
+    s.create(&rollout(3, "web:1", strategy)).await;
+    let first = s.wait_phase(RolloutPhase::Healthy).await;
+    let blue = first.status.as_ref().unwrap().stable_revision.clone();
+    s.set_image("web:2").await;
+    let previewing = s.wait("the preview", |r| r.status.as_ref().is_some_and(|s| s.update_revision != s.stable_revision)).await;
+    let green = previewing.status.as_ref().unwrap().update_revision.clone();
+    wait_for("the preview Service to select green", DEADLINE, || async { (s.selector("web-preview").await == green).then_some(()) }).await;
+    assert_eq!(s.selector("web-active").await, blue, "production stays on blue before promotion");
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(s.selector("web-active").await, green, "promoted: the active Service selects green");
+    s.wait_replicas(&[("web:2", 3)]).await;
+}
+
+pub async fn rolling_update_within_surge_and_unavailable(h: Arc<Harness>) {
+    let s = scene(&h, "rolling", &[]).await;
+    s.create(&rollout(3, "web:1", json!({"rolling": {"maxSurge": 1, "maxUnavailable": 0}}))).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    // Never more than replicas + maxSurge pods, never fewer than replicas ready.
+    wait_for("the rolling update", DEADLINE, || {
+        let s = &s;
+        async move {
+            let sets = s.replica_sets().await;
+            let total: i32 = sets.values().map(|(d, _)| d).sum();
+            let ready: i32 = sets.values().map(|(_, r)| r).sum();
+            assert!(total <= 4, "surge exceeded: {sets:?}");
+            assert!(ready >= 3 || total < 3, "availability dropped: {sets:?}");
+            (sets.get("web:2") == Some(&(3, 3)) && sets.get("web:1").is_none_or(|(d, _)| *d == 0)).then_some(())
+        }
+    })
+    .await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+}
+
+pub async fn new_image_mid_canary_restarts_the_steps(h: Arc<Harness>) {
+    let s = scene(&h, "midcanary", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(4, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the manual pause", |r| step(r) == Some(3)).await;
+    s.set_image("web:3").await;
+    s.wait("web:3 at the manual pause", |r| {
+        step(r) == Some(3) && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
+    })
+    .await;
+    s.wait_replicas(&[("web:1", 2), ("web:3", 2)]).await;
+    let events = s.events().await;
+    assert!(events.iter().any(|(r, _, _)| r == "NewRevision"), "{events:?}");
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:3", 4)]).await;
+}
+
+pub async fn rollout_deleted_mid_canary(h: Arc<Harness>) {
+    let s = scene(&h, "delete", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(2, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the manual pause", |r| step(r) == Some(3)).await;
+    s.rollouts.delete("web", &DeleteParams::foreground()).await.expect("delete accepted");
+    wait_for("the rollout to be gone", DEADLINE, || async { s.rollouts.get_opt("web").await.ok().and_then(|r| r.is_none().then_some(())) })
+        .await;
+    wait_for("its ReplicaSets to be collected", DEADLINE, || async { s.replica_sets().await.is_empty().then_some(()) }).await;
+}
+
+pub async fn controller_killed_at_random_moments_converges(h: Arc<Harness>) {
+    let s = scene(&h, "sigkill", &["web-stable", "web-canary"]).await;
+    let strategy = json!({"canary": {
+        "stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}, {"setWeight": 75}, {"pause": {"duration": "1s"}}]
+    }});
+    s.create(&rollout(4, "web:1", strategy)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    // Five kills at moments spread over the canary, each followed by a restart.
+    let moments_ms = [150u64, 700, 400, 1200, 300];
+    for (i, pause) in moments_ms.iter().enumerate() {
+        tokio::time::sleep(Duration::from_millis(*pause)).await;
+        h.kill("main");
+        h.start("main", &[]);
+        let _ = i;
+    }
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 4)]).await;
+    let sets = s.replica_sets().await;
+    assert_eq!(sets.len(), 2, "one ReplicaSet per revision, none duplicated: {sets:?}");
+    let events = s.events().await;
+    for (reason, note, count) in &events {
+        if reason == "StepCompleted" {
+            assert_eq!(*count, 1, "step applied twice: {note}");
+        }
+    }
+    let steps: Vec<&String> = events.iter().filter(|(r, _, _)| r == "StepCompleted").map(|(_, n, _)| n).collect();
+    assert!(steps.len() <= 6, "at most one completion per step: {steps:?}");
+}
+
+pub async fn leader_killed_the_follower_takes_over(h: Arc<Harness>) {
+    h.kill("main");
+    h.start("leader-a", &["--leader-election", "--lease-name", "sluice-e2e"]);
+    let client = h.stack.kube().await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(client, RELEASE_NAMESPACE);
+    let holder = |name: &'static str| {
+        let leases = leases.clone();
+        async move {
+            let lease = leases.get("sluice-e2e").await.ok()?;
+            (lease.spec?.holder_identity? == name).then_some(())
+        }
+    };
+    wait_for("leader-a to hold the lease", DEADLINE, || holder("leader-a")).await;
+    h.start("leader-b", &["--leader-election", "--lease-name", "sluice-e2e"]);
+    let s = scene(&h, "leader", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(2, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    h.kill("leader-a");
+    wait_for("leader-b to take the lease", Duration::from_secs(60), || holder("leader-b")).await;
+    s.set_image("web:2").await;
+    s.wait("the canary under the new leader", |r| step(r) == Some(3)).await;
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    h.kill("leader-b");
+    h.start("main", &[]);
+}

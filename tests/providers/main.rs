@@ -1,0 +1,80 @@
+//! Metric providers against the real local stack: Prometheus fed by remote write, moto's
+//! CloudWatch through the real AWS SDK, Secrets in the real API server, and local HTTP servers
+//! started (and stopped) by the tests. Starts its own stack unless one is attached through the
+//! environment (`eval "$(e2e/stack up)"`), and stops what it started, also when a test fails.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod cbor;
+mod cloudwatch;
+mod common;
+mod judge;
+mod prometheus;
+mod web;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use support::Stack;
+
+type TestFn = fn(Arc<Stack>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
+
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|stack| Box::pin($module::$name(stack))) as TestFn)),*]
+    };
+}
+
+fn main() -> std::process::ExitCode {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let all = tests![
+        prometheus::a_low_value_succeeds,
+        prometheus::a_high_value_fails,
+        prometheus::between_the_conditions_is_inconclusive,
+        prometheus::no_series_is_no_data,
+        prometheus::a_range_query_gives_a_vector,
+        prometheus::an_unreachable_server_is_an_error,
+        prometheus::errors_in_a_row_beyond_the_limit_err_the_metric,
+        prometheus::a_server_that_never_answers_times_out,
+        prometheus::a_refused_query_says_why,
+        prometheus::the_auth_header_comes_from_a_secret,
+        cloudwatch::put_metric_data_is_measured,
+        cloudwatch::an_alarm_in_alarm_fails_the_metric,
+        cloudwatch::an_alarm_without_data_is_inconclusive,
+        cloudwatch::an_unknown_alarm_is_an_error,
+        web::a_json_path_picks_the_value,
+        web::a_header_comes_from_a_secret,
+        web::a_failing_status_is_an_error,
+        web::a_post_sends_its_body,
+        web::a_server_that_never_answers_times_out,
+        judge::a_regression_fails_and_an_equal_canary_passes,
+        judge::sparse_errors_fail_as_proportions,
+        judge::too_few_samples_is_no_data,
+        judge::the_api_server_enforces_the_judge_rules,
+    ];
+    let selected: Vec<_> =
+        all.into_iter().filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let stack = Arc::new(Stack::start_or_attach());
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in selected {
+        let started = Instant::now();
+        let outcome = runtime.block_on(async { tokio::spawn(test(stack.clone())).await });
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1}s)", started.elapsed().as_secs_f64());
+            }
+            Err(error) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({:.1}s): {error}", started.elapsed().as_secs_f64());
+            }
+        }
+    }
+    stack.down();
+    println!("\nproviders: {passed} passed, {failed} failed");
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}

@@ -1,0 +1,193 @@
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use jiff::Timestamp;
+use sluice::analysis::condition::MeasuredValue;
+use sluice::api::{AnalysisPhase, PrometheusRange, SecretHeader, SecretKeyRef};
+
+use crate::common::{Run, Server, Silent, drop_namespace, namespace_with_secret, prometheus, providers, unique};
+use crate::support::Stack;
+
+const METRIC: &str = "sluice_provider_error_ratio";
+
+/// Pushes one sample a little before now and returns a query for it alone.
+async fn pushed(stack: &Stack, value: f64) -> String {
+    let run = unique("p");
+    stack.push_sample(METRIC, &[("run", &run)], value, Timestamp::now().as_millisecond() - 5_000).await;
+    format!(r#"{METRIC}{{run="{run}"}}"#)
+}
+
+fn judged_by(query: &str, stack: &Stack) -> sluice::api::Metric {
+    let mut metric = prometheus(&stack.prometheus_url, query);
+    metric.success_condition = Some("result < 0.01".into());
+    metric.failure_condition = Some("result > 0.05".into());
+    metric
+}
+
+pub async fn a_low_value_succeeds(stack: Arc<Stack>) {
+    let query = pushed(&stack, 0.002).await;
+    let mut run = Run::of(judged_by(&query, &stack));
+    let value = run.measure(&providers(&stack).await, "default").await.expect("measured");
+    assert_eq!(value, MeasuredValue::scalar(0.002));
+    assert_eq!(run.status.phase, AnalysisPhase::Successful, "{:?}", run.status.message);
+    assert_eq!(run.result().measurements[0].value.as_deref(), Some("0.002"));
+}
+
+pub async fn a_high_value_fails(stack: Arc<Stack>) {
+    let query = pushed(&stack, 0.2).await;
+    let mut run = Run::of(judged_by(&query, &stack));
+    run.measure(&providers(&stack).await, "default").await.expect("measured");
+    assert_eq!(run.status.phase, AnalysisPhase::Failed);
+    let message = run.status.message.clone().unwrap_or_default();
+    assert!(message.contains("1 of 1 measurements failed") && message.contains("last value 0.2"), "{message}");
+}
+
+pub async fn between_the_conditions_is_inconclusive(stack: Arc<Stack>) {
+    let query = pushed(&stack, 0.03).await;
+    let mut run = Run::of(judged_by(&query, &stack));
+    run.measure(&providers(&stack).await, "default").await.expect("measured");
+    assert_eq!(run.last_phase(), AnalysisPhase::Inconclusive);
+    assert_eq!(run.status.phase, AnalysisPhase::Inconclusive, "{:?}", run.status.message);
+}
+
+pub async fn no_series_is_no_data(stack: Arc<Stack>) {
+    let query = format!(r#"{METRIC}{{run="{}"}}"#, unique("never-pushed"));
+    let mut run = Run::of(judged_by(&query, &stack));
+    let value = run.measure(&providers(&stack).await, "default").await.expect("measured");
+    assert_eq!(value, MeasuredValue::NoData);
+    let measurement = &run.result().measurements[0];
+    assert_eq!((measurement.phase, measurement.message.as_deref()), (AnalysisPhase::Inconclusive, Some("no data")));
+    assert_eq!(run.status.phase, AnalysisPhase::Inconclusive);
+}
+
+pub async fn a_range_query_gives_a_vector(stack: Arc<Stack>) {
+    let run_label = unique("range");
+    let now = Timestamp::now().as_millisecond();
+    let samples = [(0.1, now - 50_000), (f64::NAN, now - 35_000), (0.2, now - 20_000), (0.3, now - 5_000)];
+    stack.push_series(METRIC, &[("run", &run_label)], &samples).await;
+    let mut metric = prometheus(&stack.prometheus_url, &format!(r#"{METRIC}{{run="{run_label}"}}"#));
+    metric.provider.prometheus.as_mut().unwrap().range = Some(PrometheusRange { window: "1m".into(), step: "5s".into() });
+    metric.success_condition = Some("size(result) >= 3 && result.all(x, x < 0.5)".into());
+    let mut run = Run::of(metric);
+    let value = run.measure(&providers(&stack).await, "default").await.expect("measured");
+    let MeasuredValue::Json(serde_json::Value::Array(values)) = &value else { panic!("a vector: {value:?}") };
+    let values: Vec<f64> = values.iter().map(|v| v.as_f64().expect("a number, NaN left out")).collect();
+    for expected in [0.1, 0.2, 0.3] {
+        assert!(values.contains(&expected), "{values:?}");
+    }
+    assert_eq!(run.status.phase, AnalysisPhase::Successful, "{:?}", run.status.message);
+}
+
+pub async fn an_unreachable_server_is_an_error(stack: Arc<Stack>) {
+    let mut run = Run::of(judged_by("up", &stack));
+    run.spec.metrics[0].provider.prometheus.as_mut().unwrap().address = "http://127.0.0.1:1".into();
+    let error = run.measure(&providers(&stack).await, "default").await.unwrap_err();
+    assert_eq!(error.category(), "unreachable", "{error}");
+    let text = error.to_string();
+    assert!(text.contains("prometheus at http://127.0.0.1:1") && text.contains("cannot connect"), "{text}");
+    let measurement = &run.result().measurements[0];
+    assert_eq!(measurement.phase, AnalysisPhase::Error);
+    assert_eq!(measurement.message.as_deref(), Some(text.as_str()));
+    assert_eq!(run.status.phase, AnalysisPhase::Running, "one error is within the default limit of 4");
+}
+
+pub async fn errors_in_a_row_beyond_the_limit_err_the_metric(stack: Arc<Stack>) {
+    let good = pushed(&stack, 0.001).await;
+    let mut metric = judged_by(&good, &stack);
+    metric.count = Some(5);
+    metric.consecutive_error_limit = Some(2);
+    let mut run = Run::of(metric);
+    let providers = providers(&stack).await;
+    let address = |run: &mut Run, address: &str| run.spec.metrics[0].provider.prometheus.as_mut().unwrap().address = address.into();
+
+    address(&mut run, "http://127.0.0.1:1");
+    for _ in 0..2 {
+        run.measure(&providers, "default").await.unwrap_err();
+    }
+    assert_eq!((run.status.phase, run.result().consecutive_error), (AnalysisPhase::Running, 2));
+
+    address(&mut run, &stack.prometheus_url.clone());
+    run.measure(&providers, "default").await.expect("the server is back");
+    assert_eq!((run.status.phase, run.result().consecutive_error), (AnalysisPhase::Running, 0), "a success ends the streak");
+
+    address(&mut run, "http://127.0.0.1:1");
+    for _ in 0..2 {
+        run.measure(&providers, "default").await.unwrap_err();
+        assert_eq!(run.status.phase, AnalysisPhase::Running);
+    }
+    run.measure(&providers, "default").await.unwrap_err();
+    assert_eq!(run.status.phase, AnalysisPhase::Error);
+    let message = run.status.message.clone().unwrap_or_default();
+    assert!(message.contains("3 errors in a row (limit 2)") && message.contains("cannot connect"), "{message}");
+    assert_eq!((run.result().error, run.result().count), (5, 1));
+}
+
+pub async fn a_server_that_never_answers_times_out(stack: Arc<Stack>) {
+    let silent = Silent::start().await;
+    let mut metric = judged_by("up", &stack);
+    let spec = metric.provider.prometheus.as_mut().unwrap();
+    spec.address = silent.address.clone();
+    spec.timeout = Some("1s".into());
+    let mut run = Run::of(metric);
+    let error = run.measure(&providers(&stack).await, "default").await.unwrap_err();
+    assert_eq!(error.category(), "timeout", "{error}");
+    let text = error.to_string();
+    assert!(text.contains(&silent.address) && text.contains("no answer within 1s"), "{text}");
+    assert_eq!(run.last_phase(), AnalysisPhase::Error);
+    drop(silent);
+}
+
+pub async fn a_refused_query_says_why(stack: Arc<Stack>) {
+    let mut run = Run::of(judged_by("sum(", &stack));
+    let error = run.measure(&providers(&stack).await, "default").await.unwrap_err();
+    assert_eq!(error.category(), "query", "{error}");
+    assert!(error.to_string().contains("query `sum(` refused: bad_data"), "{error}");
+}
+
+pub async fn the_auth_header_comes_from_a_secret(stack: Arc<Stack>) {
+    // Prometheus itself checks no header: a stand-in that only answers with the right token.
+    let router = Router::new().route(
+        "/api/v1/query",
+        get(|headers: HeaderMap| async move {
+            if headers.get("authorization").is_some_and(|v| v == "Bearer s3cret") {
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"0.5"]}]}}"#;
+                (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+            } else {
+                (StatusCode::UNAUTHORIZED, "missing or wrong token").into_response()
+            }
+        }),
+    );
+    let server = Server::start(router).await;
+    let namespace = namespace_with_secret(&stack, "prometheus-auth", "token", "Bearer s3cret\n").await;
+    let providers = providers(&stack).await;
+
+    let mut metric = prometheus(&server.address, "up");
+    metric.provider.prometheus.as_mut().unwrap().auth_header = Some(SecretHeader {
+        name: "Authorization".into(),
+        secret_key_ref: SecretKeyRef { name: "prometheus-auth".into(), key: "token".into() },
+    });
+    let value = Run::of(metric.clone()).measure(&providers, &namespace).await.expect("measured with the token");
+    assert_eq!(value, MeasuredValue::scalar(0.5));
+
+    let mut without = prometheus(&server.address, "up");
+    without.name = "without".into();
+    let error = Run::of(without).measure(&providers, &namespace).await.unwrap_err();
+    assert_eq!(error.category(), "status", "{error}");
+    assert!(error.to_string().contains("401 Unauthorized"), "{error}");
+
+    let mut missing = metric.clone();
+    missing.provider.prometheus.as_mut().unwrap().auth_header.as_mut().unwrap().secret_key_ref.name = "nope".into();
+    let error = Run::of(missing).measure(&providers, &namespace).await.unwrap_err();
+    assert_eq!(error.category(), "secret", "{error}");
+    assert!(error.to_string().contains(&format!("Secret {namespace}/nope not found")), "{error}");
+
+    let mut wrong_key = metric;
+    wrong_key.provider.prometheus.as_mut().unwrap().auth_header.as_mut().unwrap().secret_key_ref.key = "tokn".into();
+    let error = Run::of(wrong_key).measure(&providers, &namespace).await.unwrap_err();
+    assert!(error.to_string().contains("has no key `tokn` (its keys: token)"), "{error}");
+    drop_namespace(&stack, &namespace).await;
+    drop(server);
+}
