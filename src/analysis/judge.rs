@@ -557,6 +557,20 @@ mod tests {
     }
 
     #[test]
+    fn the_tests_match_an_independent_computation_with_ties() {
+        // Computed separately (average ranks, tie-corrected variance 172.5, U = 81, z = 2.3222).
+        let baseline = [1.0, 2.0, 2.0, 3.0, 4.0, 5.0, 5.0, 5.0, 6.0, 7.0];
+        let canary = [3.0, 4.0, 5.0, 6.0, 6.0, 7.0, 8.0, 8.0, 9.0, 10.0];
+        let (greater, _) = mann_whitney(&baseline, &canary);
+        assert!((greater - 0.010_110_268_814).abs() < 1e-9, "{greater}");
+        assert_eq!(hodges_lehmann(&baseline, &canary), 3.0);
+        // F = 0.15652 with 1 and 18 degrees of freedom: two-sided p ≈ 0.697, halved on the canary's side.
+        let (spread_p, ratio) = brown_forsythe(&baseline, &canary);
+        assert!((ratio - 1.8 / 1.6).abs() < 1e-12, "{ratio}");
+        assert!((spread_p - 0.3484).abs() < 0.002, "{spread_p}");
+    }
+
+    #[test]
     fn mann_whitney_matches_a_hand_computed_case() {
         // Baseline 1..=5, canary 6..=10: U = 25, mean 12.5, sd sqrt(25*11/12) = 4.787.
         let (greater, less) = mann_whitney(&[1.0, 2.0, 3.0, 4.0, 5.0], &[6.0, 7.0, 8.0, 9.0, 10.0]);

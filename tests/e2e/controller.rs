@@ -110,6 +110,13 @@ impl Harness {
     }
 }
 
+impl Drop for Harness {
+    /// Controller processes never outlive the tests, even when the harness panics.
+    fn drop(&mut self) {
+        self.stop_all();
+    }
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -349,3 +349,87 @@ pub async fn leader_killed_the_follower_takes_over(h: Arc<Harness>) {
     h.kill("leader-b");
     h.start("main", &[]);
 }
+
+/// An AnalysisTemplate reading `sluice_e2e_error_ratio{namespace=NS}` from the stack's Prometheus.
+async fn error_rate_template(h: &Harness, s: &Scene) {
+    let api: Api<sluice::api::AnalysisTemplate> = Api::namespaced(s.client.clone(), &s.ns);
+    let template: sluice::api::AnalysisTemplate = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate",
+        "metadata": {"name": "error-rate"},
+        "spec": {
+            "args": [{"name": "namespace"}],
+            "metrics": [{
+                "name": "error-rate", "interval": "2s", "count": 2,
+                "successCondition": "result < 0.05",
+                "provider": {"prometheus": {"address": h.stack.prometheus_url, "query": "sluice_e2e_error_ratio{namespace=\"{{args.namespace}}\"}", "timeout": "5s"}}
+            }]
+        }
+    }))
+    .unwrap();
+    api.create(&PostParams::default(), &template).await.expect("template created");
+}
+
+/// Keeps pushing the error ratio until the returned flag is set; Prometheus looks back 5 minutes.
+async fn push_error_ratio(h: &Harness, ns: &str, value: f64) {
+    let now = jiff::Timestamp::now().as_millisecond();
+    h.stack.push_sample("sluice_e2e_error_ratio", &[("namespace", ns)], value, now).await;
+}
+
+fn analysis_ref(ns: &str) -> Value {
+    json!({"templates": [{"templateName": "error-rate"}], "args": [{"name": "namespace", "value": ns}]})
+}
+
+pub async fn prometheus_analysis_with_good_numbers_promotes(h: Arc<Harness>) {
+    let s = scene(&h, "goodnumbers", &["web-stable", "web-canary"]).await;
+    error_rate_template(&h, &s).await;
+    push_error_ratio(&h, &s.ns, 0.01).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 50}, {"analysis": analysis_ref(&s.ns)}]}});
+    s.create(&rollout(2, "web:1", strategy)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the analysis step", |r| step(r) == Some(1)).await;
+    push_error_ratio(&h, &s.ns, 0.01).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 2)]).await;
+    let runs: Api<sluice::api::AnalysisRun> = Api::namespaced(s.client.clone(), &s.ns);
+    let run = &runs.list(&ListParams::default()).await.unwrap().items[0];
+    let status = run.status.clone().unwrap();
+    assert_eq!(status.phase, sluice::api::AnalysisPhase::Successful);
+    assert_eq!(status.metric_results[0].measurements[0].value.as_deref(), Some("0.01"), "the measured value is kept in the run");
+}
+
+pub async fn prometheus_error_rate_turning_bad_rolls_back(h: Arc<Harness>) {
+    let s = scene(&h, "badnumbers", &["web-stable", "web-canary"]).await;
+    error_rate_template(&h, &s).await;
+    push_error_ratio(&h, &s.ns, 0.01).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "analysis": analysis_ref(&s.ns),
+        "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {}}]}});
+    s.create(&rollout(4, "web:1", strategy)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("step 2 reached", |r| step(r).is_some_and(|i| i >= 3)).await;
+    push_error_ratio(&h, &s.ns, 0.3).await;
+    let degraded = s.wait_phase(RolloutPhase::Degraded).await;
+    let text = message(&degraded);
+    assert!(text.contains("metric error-rate") && text.contains("0.3"), "{text}");
+    s.wait_replicas(&[("web:1", 4)]).await;
+}
+
+pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<Harness>) {
+    let s = scene(&h, "bgfail", &["web-active", "web-preview"]).await;
+    error_rate_template(&h, &s).await;
+    let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
+        "prePromotionAnalysis": analysis_ref(&s.ns), "scaleDownDelaySeconds": 0}});
+    s.create(&rollout(2, "web:1", strategy)).await;
+    let first = s.wait_phase(RolloutPhase::Healthy).await;
+    let blue = first.status.as_ref().unwrap().stable_revision.clone();
+    push_error_ratio(&h, &s.ns, 0.5).await;
+    s.set_image("web:2").await;
+    let degraded = s.wait_phase(RolloutPhase::Degraded).await;
+    assert!(message(&degraded).contains("pre-promotion"), "{}", message(&degraded));
+    assert_eq!(s.selector("web-active").await, blue, "production never left blue");
+    assert_eq!(degraded.status.as_ref().unwrap().stable_revision, blue);
+    s.wait_replicas(&[("web:1", 2)]).await;
+}

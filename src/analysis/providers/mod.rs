@@ -104,27 +104,30 @@ impl Providers {
             }
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
+            let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
             let measuring = prometheus::judged(&self.http, self.kube.as_ref(), namespace, prometheus, judge, now, timeout);
-            return within(&what, "provider.prometheus.timeout", timeout, measuring).await;
+            return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(prometheus) = &provider.prometheus {
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
+            let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
             let measuring = prometheus::measure(&self.http, self.kube.as_ref(), namespace, prometheus, now, timeout);
-            return within(&what, "provider.prometheus.timeout", timeout, measuring).await;
+            return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(cloud_watch) = &provider.cloud_watch {
             let what = format!("CloudWatch GetMetricData for metric {}", metric.name);
-            return within(&what, "the default", DEFAULT_TIMEOUT, self.cloudwatch.measure(cloud_watch, now)).await;
+            return within(&what, AWS_HINT, DEFAULT_TIMEOUT, self.cloudwatch.measure(cloud_watch, now)).await;
         }
         if let Some(alarm) = &provider.cloud_watch_alarm {
             let what = format!("CloudWatch DescribeAlarms for alarm {}", alarm.alarm_name);
-            return within(&what, "the default", DEFAULT_TIMEOUT, cloudwatch_alarm::measure(&self.cloudwatch, alarm)).await;
+            return within(&what, AWS_HINT, DEFAULT_TIMEOUT, cloudwatch_alarm::measure(&self.cloudwatch, alarm)).await;
         }
         if let Some(web) = &provider.web {
             let timeout = timeout_of(web.timeout.as_ref(), "provider.web.timeout")?;
             let what = format!("web {}", web.url);
-            return within(&what, "provider.web.timeout", timeout, web::measure(&self.http, self.kube.as_ref(), namespace, web)).await;
+            let hint = server_hint("provider.web.timeout", web.timeout.is_some());
+            return within(&what, &hint, timeout, web::measure(&self.http, self.kube.as_ref(), namespace, web)).await;
         }
         Err(ProviderError::Config(format!(
             "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm or web",
@@ -158,17 +161,25 @@ fn timeout_of(timeout: Option<&DurationString>, field: &str) -> Result<Duration,
     }
 }
 
+const AWS_HINT: &str = "(the default); check the network path to the AWS endpoint";
+
+/// What to do about a server that did not answer in time.
+fn server_hint(field: &str, configured: bool) -> String {
+    if configured {
+        format!("(set by {field}); check that the server is up and answers in time, or raise {field}")
+    } else {
+        format!("(the default); check that the server is up and answers in time, or set {field}")
+    }
+}
+
 /// Runs a measurement under its deadline.
-async fn within<F>(what: &str, field: &str, timeout: Duration, measuring: F) -> Result<MeasuredValue, ProviderError>
+async fn within<F>(what: &str, hint: &str, timeout: Duration, measuring: F) -> Result<MeasuredValue, ProviderError>
 where
     F: Future<Output = Result<MeasuredValue, ProviderError>>,
 {
     match tokio::time::timeout(timeout, measuring).await {
         Ok(outcome) => outcome,
-        Err(_) => Err(ProviderError::Timeout(format!(
-            "{what}: no answer within {} ({field} timeout); check that the server is up and answers in time, or raise the timeout",
-            format_duration(timeout)
-        ))),
+        Err(_) => Err(ProviderError::Timeout(format!("{what}: no answer within {} {hint}", format_duration(timeout)))),
     }
 }
 
