@@ -13,6 +13,8 @@ pub enum Error {
     Finalizer(String),
     #[error("platform: {0}")]
     Platform(String),
+    #[error("ALB: {0}")]
+    Router(#[from] crate::traffic::alb::RouterError),
 }
 
 impl Error {
@@ -26,6 +28,7 @@ impl Error {
             Self::Unsupported(_) => "unsupported",
             Self::Finalizer(_) => "finalizer",
             Self::Platform(_) => "platform",
+            Self::Router(e) => e.category(),
         }
     }
 }

@@ -55,6 +55,8 @@ pub struct Context {
     /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
     /// which is safe: a new process starts from a fresh list.
     pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// ALB weights; one client for every rollout.
+    pub router: crate::traffic::alb::AlbRouter,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -121,6 +123,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         analysis_runs,
         phases: Default::default(),
         written: Default::default(),
+        router: crate::traffic::alb::AlbRouter::new(&crate::aws::sdk_config().await),
     });
 
     let services_watch = tokio::spawn(svc_stream.for_each(|_| async {}));

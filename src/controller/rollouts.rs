@@ -48,13 +48,17 @@ pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(Duration::from_secs(5))
 }
 
-fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
+async fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
     if rollout.spec.workload.ecs.is_some() {
         return Err(Error::Unsupported("an ECS workload"));
     }
-    if rollout.spec.traffic.is_some() {
-        return Err(Error::Unsupported("ALB traffic routing"));
-    }
+    let traffic = match alb_of(rollout) {
+        Some(alb) => {
+            let state = ctx.router.read(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn).await?;
+            Some(state.observation())
+        }
+        None => None,
+    };
     let namespace = rollout.namespace();
     let name = rollout.name_any();
     let analysis_runs = ctx
@@ -69,7 +73,7 @@ fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
         .collect();
     Ok(Observed {
         revisions: k8s::observe(rollout, &ctx.replica_sets.state()),
-        traffic: None,
+        traffic,
         analysis_runs,
         services: k8s::service_selection(rollout, &ctx.services.state()),
     })
@@ -90,7 +94,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
-    let observed = observe(rollout, ctx)?;
+    let observed = observe(rollout, ctx).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let name = rollout.name_any();
     let plan = engine::step(Input {
@@ -123,7 +127,10 @@ async fn execute(action: &Action, rollout: &Rollout, ctx: &Context) -> Result<()
         Action::PointService { role, revision } => k8s::point_service(&ctx.client, rollout, &ctx.services.state(), *role, revision).await?,
         // Kubernetes has nothing to mark: the stable Service already selects the revision.
         Action::MarkStable { .. } => {}
-        Action::SetWeight { .. } => return Err(Error::Unsupported("ALB traffic routing")),
+        Action::SetWeight { canary_weight } => {
+            let alb = alb_of(rollout).ok_or(Error::Unsupported("a weight without spec.traffic.alb"))?;
+            ctx.router.set_weight(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn, *canary_weight).await?;
+        }
         Action::CreateAnalysisRun { name, revision, purpose, analysis } => {
             create_run(rollout, ctx, name, revision, *purpose, analysis).await?
         }
@@ -250,11 +257,15 @@ async fn publish(rollout: &Rollout, plan: &Plan, ctx: &Context) {
     }
 }
 
-/// A Rollout being deleted: traffic goes back to stable before the object goes. Without a
-/// traffic router the ReplicaSets go with the Rollout through garbage collection.
-async fn cleanup(rollout: &Rollout, _ctx: &Context) -> Result<Requeue, Error> {
-    if rollout.spec.traffic.is_some() {
-        return Err(Error::Unsupported("ALB traffic routing"));
+fn alb_of(rollout: &Rollout) -> Option<&crate::api::AlbTraffic> {
+    rollout.spec.traffic.as_ref().and_then(|t| t.alb.as_ref())
+}
+
+/// A Rollout being deleted: all traffic goes back to the stable target group before the
+/// object goes; the ReplicaSets follow through garbage collection.
+async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    if let Some(alb) = alb_of(rollout) {
+        ctx.router.set_weight(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn, 0).await?;
     }
     Ok(Requeue::await_change())
 }

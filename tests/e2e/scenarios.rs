@@ -433,3 +433,100 @@ pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<
     assert_eq!(degraded.status.as_ref().unwrap().stable_revision, blue);
     s.wait_replicas(&[("web:1", 2)]).await;
 }
+
+/// A load balancer in moto whose listener forwards to two target groups (stable 100, canary 0),
+/// each with registered (healthy) targets. Returns (listener, stable, canary).
+async fn balancer(h: &Harness, name: &str) -> (aws_sdk_elasticloadbalancingv2::Client, String, String, String) {
+    use aws_sdk_elasticloadbalancingv2::types::{
+        Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple, TargetTypeEnum,
+    };
+    let between = |text: &str, open: &str, close: &str| -> String {
+        let start = text.find(open).unwrap() + open.len();
+        text[start..start + text[start..].find(close).unwrap()].to_string()
+    };
+    let vpc = between(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")]).await, "<vpcId>", "</vpcId>");
+    let mut subnets = Vec::new();
+    for (cidr, zone) in [("10.9.1.0/24", "us-east-1a"), ("10.9.2.0/24", "us-east-1b")] {
+        let xml = h.stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", cidr), ("AvailabilityZone", zone)]).await;
+        subnets.push(between(&xml, "<subnetId>", "</subnetId>"));
+    }
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&h.stack.aws());
+    let lb = elb.create_load_balancer().name(name).set_subnets(Some(subnets)).send().await.unwrap();
+    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_string();
+    let mut groups = Vec::new();
+    for (role, ip) in [("stable", "10.9.1.10"), ("canary", "10.9.2.10")] {
+        let tg = elb
+            .create_target_group()
+            .name(format!("{name}-{role}"))
+            .protocol(ProtocolEnum::Http)
+            .port(80)
+            .vpc_id(&vpc)
+            .target_type(TargetTypeEnum::Ip)
+            .send()
+            .await
+            .unwrap();
+        let arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
+        elb.register_targets().target_group_arn(&arn).targets(TargetDescription::builder().id(ip).port(80).build()).send().await.unwrap();
+        groups.push(arn);
+    }
+    let tuples = [(&groups[0], 100), (&groups[1], 0)].map(|(arn, w)| TargetGroupTuple::builder().target_group_arn(arn).weight(w).build());
+    let forward = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .forward_config(ForwardActionConfig::builder().set_target_groups(Some(tuples.to_vec())).build())
+        .build();
+    let listener = elb
+        .create_listener()
+        .load_balancer_arn(&lb_arn)
+        .protocol(ProtocolEnum::Http)
+        .port(80)
+        .default_actions(forward)
+        .send()
+        .await
+        .unwrap();
+    let listener = listener.listeners()[0].listener_arn().unwrap().to_string();
+    (elb, listener, groups[0].clone(), groups[1].clone())
+}
+
+async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, canary: &str) -> i32 {
+    let described = elb.describe_listeners().listener_arns(listener).send().await.unwrap();
+    let action = &described.listeners()[0].default_actions()[0];
+    action
+        .forward_config()
+        .unwrap()
+        .target_groups()
+        .iter()
+        .find(|t| t.target_group_arn() == Some(canary))
+        .and_then(|t| t.weight())
+        .unwrap_or(-1)
+}
+
+pub async fn canary_with_alb_weights(h: Arc<Harness>) {
+    let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
+    let name = format!("e2e-{}", std::process::id());
+    let (elb, listener, stable, canary) = balancer(&h, &name).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
+    let mut r = rollout(5, "web:1", strategy);
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
+            .unwrap(),
+    );
+    s.create(&r).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    let paused =
+        s.wait("the manual pause at 60%", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
+    assert_eq!(listener_canary_weight(&elb, &listener, &canary).await, 60, "the listener's canary weight read back from moto");
+    assert_eq!(paused.status.as_ref().unwrap().canary_weight, 60);
+    s.wait_replicas(&[("web:1", 5), ("web:2", 3)]).await;
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(
+        listener_canary_weight(&elb, &listener, &canary).await,
+        0,
+        "all traffic back on the stable target group, now the new revision"
+    );
+    s.wait_replicas(&[("web:2", 5)]).await;
+    let events = s.events().await;
+    assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
+}

@@ -148,7 +148,7 @@ pub async fn a_server_that_never_answers_times_out(stack: Arc<Stack>) {
     let mut run = Run::of(metric);
     let error = run.measure(&providers(&stack).await, "default").await.unwrap_err();
     assert_eq!(error.category(), "timeout", "{error}");
-    let expected = format!("web {}/rate: no answer within 1s (set by provider.web.timeout); ", silent.address);
+    let expected = format!("web GET {}/rate: no answer within 1s (set by provider.web.timeout); ", silent.address);
     assert!(error.to_string().starts_with(&expected), "{error}");
     assert_eq!(run.last_phase(), AnalysisPhase::Error);
     drop(silent);

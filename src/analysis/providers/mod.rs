@@ -20,7 +20,7 @@ use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use super::condition::MeasuredValue;
-use crate::api::{DurationString, Metric, format_duration};
+use crate::api::{DurationString, HttpMethod, Metric, format_duration};
 use crate::controller::Measure;
 
 /// The deadline of a measurement whose provider sets no `timeout` (CloudWatch sets none).
@@ -125,7 +125,8 @@ impl Providers {
         }
         if let Some(web) = &provider.web {
             let timeout = timeout_of(web.timeout.as_ref(), "provider.web.timeout")?;
-            let what = format!("web {}", web.url);
+            let method = if web.method == Some(HttpMethod::Post) { "POST" } else { "GET" };
+            let what = format!("web {method} {}", web.url);
             let hint = server_hint("provider.web.timeout", web.timeout.is_some());
             return within(&what, &hint, timeout, web::measure(&self.http, self.kube.as_ref(), namespace, web)).await;
         }
@@ -257,6 +258,30 @@ mod tests {
         assert_eq!(timeout_of(Some(&"250ms".into()), "t"), Ok(Duration::from_millis(250)));
         assert!(matches!(timeout_of(Some(&"0s".into()), "t"), Err(ProviderError::Config(_))));
         assert!(matches!(timeout_of(Some(&"soon".into()), "t"), Err(ProviderError::Config(_))));
+    }
+
+    #[tokio::test]
+    async fn a_judge_is_refused_without_a_condition_or_off_prometheus() {
+        let aws = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
+        let providers = Providers::new(&aws, None);
+        let mut metric: Metric = serde_json::from_value(serde_json::json!({
+            "name": "latency",
+            "provider": {"prometheus": {"address": "http://127.0.0.1:1", "query": "x", "range": {"window": "5m", "step": "30s"}}},
+            "judge": {"baselineQuery": "y", "direction": "Increase"}
+        }))
+        .unwrap();
+        let now = Timestamp::UNIX_EPOCH;
+        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        assert_eq!(error.category(), "config");
+        assert!(error.to_string().contains("successCondition: result.verdict == 'Pass'"), "{error}");
+        metric.success_condition = Some("result.verdict == 'Pass'".into());
+        metric.provider.prometheus.as_mut().unwrap().range = None;
+        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        assert!(error.to_string().contains("set provider.prometheus.range"), "{error}");
+        metric.provider.prometheus = None;
+        metric.provider.web = Some(crate::api::WebMetric { url: "http://127.0.0.1:1".into(), ..Default::default() });
+        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        assert!(error.to_string().contains("a judge compares Prometheus range queries"), "{error}");
     }
 
     #[test]
