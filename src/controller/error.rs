@@ -15,6 +15,8 @@ pub enum Error {
     Platform(String),
     #[error("ALB: {0}")]
     Router(#[from] crate::traffic::alb::RouterError),
+    #[error("ECS: {0}")]
+    Ecs(#[from] crate::platform::ecs::PlatformError),
 }
 
 impl Error {
@@ -29,6 +31,7 @@ impl Error {
             Self::Finalizer(_) => "finalizer",
             Self::Platform(_) => "platform",
             Self::Router(e) => e.category(),
+            Self::Ecs(e) => e.category(),
         }
     }
 }

@@ -57,6 +57,8 @@ pub struct Context {
     pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// ALB weights; one client for every rollout.
     pub router: crate::traffic::alb::AlbRouter,
+    /// ECS task sets; one client for every rollout.
+    pub ecs: crate::platform::ecs::EcsPlatform,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -113,6 +115,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let ar_stream =
         watcher(api::<AnalysisRun>(&client, &settings.namespace), wc.clone()).default_backoff().reflect(ar_writer).touched_objects();
 
+    let aws = crate::aws::sdk_config().await;
     let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
@@ -123,7 +126,8 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         analysis_runs,
         phases: Default::default(),
         written: Default::default(),
-        router: crate::traffic::alb::AlbRouter::new(&crate::aws::sdk_config().await),
+        router: crate::traffic::alb::AlbRouter::new(&aws),
+        ecs: crate::platform::ecs::EcsPlatform::new(&aws),
     });
 
     let services_watch = tokio::spawn(svc_stream.for_each(|_| async {}));

@@ -18,6 +18,7 @@ use crate::api::{
     RolloutAnalysis,
 };
 use crate::engine::{self, Action, AnalysisPurpose, AnalysisRunObservation, Input, Observed, Plan};
+use crate::platform::ecs::EcsState;
 use crate::platform::kubernetes::{self as k8s, FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL};
 
 const FINALIZER: &str = "sluice.dev/traffic";
@@ -48,16 +49,27 @@ pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) ->
     Requeue::requeue(Duration::from_secs(5))
 }
 
-async fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
-    if rollout.spec.workload.ecs.is_some() {
-        return Err(Error::Unsupported("an ECS workload"));
+/// The target groups of the stable and canary roles. Fixed for Kubernetes; for ECS the stable
+/// role is the target group of the stable revision's task set, the canary role the other one
+/// (their roles swap at every promotion, as with CodeDeploy).
+fn target_groups(rollout: &Rollout, ecs: Option<&EcsState>) -> Option<(String, String)> {
+    let alb = alb_of(rollout)?;
+    let (blue, green) = (alb.stable_target_group_arn.clone(), alb.canary_target_group_arn.clone());
+    let stable_revision = rollout.status.as_ref().and_then(|s| s.stable_revision.as_deref());
+    match ecs.and_then(|state| state.target_group_of(stable_revision?)) {
+        Some(tg) if tg == green => Some((green, blue)),
+        _ => Some((blue, green)),
     }
-    let traffic = match alb_of(rollout) {
-        Some(alb) => {
-            let state = ctx.router.read(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn).await?;
-            Some(state.observation())
-        }
+}
+
+async fn observe(rollout: &Rollout, ctx: &Context) -> Result<(Observed, Option<EcsState>), Error> {
+    let ecs = match &rollout.spec.workload.ecs {
+        Some(workload) => Some(ctx.ecs.observe(workload).await?),
         None => None,
+    };
+    let traffic = match (alb_of(rollout), target_groups(rollout, ecs.as_ref())) {
+        (Some(alb), Some((stable, canary))) => Some(ctx.router.read(alb, &stable, &canary).await?.observation()),
+        _ => None,
     };
     let namespace = rollout.namespace();
     let name = rollout.name_any();
@@ -71,12 +83,12 @@ async fn observe(rollout: &Rollout, ctx: &Context) -> Result<Observed, Error> {
             AnalysisRunObservation { name: run.name_any(), phase: status.phase, message: status.message }
         })
         .collect();
-    Ok(Observed {
-        revisions: k8s::observe(rollout, &ctx.replica_sets.state()),
-        traffic,
-        analysis_runs,
-        services: k8s::service_selection(rollout, &ctx.services.state()),
-    })
+    let (revisions, services) = match &ecs {
+        // ECS has no Services: the target groups follow the task sets.
+        Some(state) => (state.revisions(), Default::default()),
+        None => (k8s::observe(rollout, &ctx.replica_sets.state()), k8s::service_selection(rollout, &ctx.services.state())),
+    };
+    Ok((Observed { revisions, traffic, analysis_runs, services }, ecs))
 }
 
 fn key(rollout: &Rollout) -> String {
@@ -94,7 +106,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
-    let observed = observe(rollout, ctx).await?;
+    let (observed, ecs) = observe(rollout, ctx).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let name = rollout.name_any();
     let plan = engine::step(Input {
@@ -105,17 +117,38 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         observed: &observed,
         now: Timestamp::now(),
     });
+    let target_groups = target_groups(rollout, ecs.as_ref());
     for action in &plan.actions {
-        execute(action, rollout, ctx).await?;
+        execute(action, rollout, ctx, &plan, target_groups.as_ref()).await?;
     }
     let keep: Vec<&str> = [plan.status.stable_revision.as_deref(), plan.status.update_revision.as_deref()].into_iter().flatten().collect();
-    k8s::prune_history(&ctx.client, rollout, &ctx.replica_sets.state(), &keep).await?;
+    if ecs.is_none() {
+        k8s::prune_history(&ctx.client, rollout, &ctx.replica_sets.state(), &keep).await?;
+    }
     write_status(rollout, &status, &plan, ctx).await?;
     publish(rollout, &plan, ctx).await;
     Ok(Requeue::requeue(plan.requeue_after.unwrap_or(RESYNC)))
 }
 
-async fn execute(action: &Action, rollout: &Rollout, ctx: &Context) -> Result<(), Error> {
+async fn execute(
+    action: &Action,
+    rollout: &Rollout,
+    ctx: &Context,
+    plan: &Plan,
+    target_groups: Option<&(String, String)>,
+) -> Result<(), Error> {
+    if let Some(workload) = &rollout.spec.workload.ecs {
+        match action {
+            Action::Scale { revision, replicas } => {
+                let alb = alb_of(rollout).ok_or(Error::Unsupported("an ECS workload without spec.traffic.alb"))?;
+                let stable = plan.status.stable_revision.clone().unwrap_or_default();
+                return Ok(ctx.ecs.scale(workload, alb, revision, &stable, *replicas).await?);
+            }
+            Action::MarkStable { revision } => return Ok(ctx.ecs.mark_stable(workload, revision).await?),
+            Action::PointService { .. } => return Ok(()),
+            _ => {}
+        }
+    }
     match action {
         Action::Scale { revision, replicas } => {
             match k8s::scale(&ctx.client, rollout, &ctx.replica_sets.state(), revision, *replicas).await {
@@ -129,7 +162,8 @@ async fn execute(action: &Action, rollout: &Rollout, ctx: &Context) -> Result<()
         Action::MarkStable { .. } => {}
         Action::SetWeight { canary_weight } => {
             let alb = alb_of(rollout).ok_or(Error::Unsupported("a weight without spec.traffic.alb"))?;
-            ctx.router.set_weight(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn, *canary_weight).await?;
+            let (stable, canary) = target_groups.ok_or(Error::Unsupported("a weight without target groups"))?;
+            ctx.router.set_weight(alb, stable, canary, *canary_weight).await?;
         }
         Action::CreateAnalysisRun { name, revision, purpose, analysis } => {
             create_run(rollout, ctx, name, revision, *purpose, analysis).await?
@@ -264,8 +298,12 @@ fn alb_of(rollout: &Rollout) -> Option<&crate::api::AlbTraffic> {
 /// A Rollout being deleted: all traffic goes back to the stable target group before the
 /// object goes; the ReplicaSets follow through garbage collection.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
-    if let Some(alb) = alb_of(rollout) {
-        ctx.router.set_weight(alb, &alb.stable_target_group_arn, &alb.canary_target_group_arn, 0).await?;
+    let ecs = match &rollout.spec.workload.ecs {
+        Some(workload) => Some(ctx.ecs.observe(workload).await?),
+        None => None,
+    };
+    if let (Some(alb), Some((stable, canary))) = (alb_of(rollout), target_groups(rollout, ecs.as_ref())) {
+        ctx.router.set_weight(alb, &stable, &canary, 0).await?;
     }
     Ok(Requeue::await_change())
 }

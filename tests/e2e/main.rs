@@ -36,6 +36,7 @@ fn main() -> std::process::ExitCode {
         rollout_deleted_mid_canary,
         controller_killed_at_random_moments_converges,
         canary_with_alb_weights,
+        ecs_canary_promoted_then_aborted,
         prometheus_analysis_with_good_numbers_promotes,
         prometheus_error_rate_turning_bad_rolls_back,
         blue_green_failing_pre_promotion_analysis_is_never_promoted,

@@ -530,3 +530,140 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let events = s.events().await;
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }
+
+/// An ECS service with the EXTERNAL deployment controller behind an ALB listener that forwards
+/// to two target groups (blue 100, green 0), each with a registered target (moto reports
+/// targets healthy but does not register task IPs itself).
+struct EcsWorld {
+    elb: aws_sdk_elasticloadbalancingv2::Client,
+    ecs: aws_sdk_ecs::Client,
+    listener: String,
+    blue: String,
+    green: String,
+    cluster: String,
+    subnet: String,
+    group: String,
+}
+
+impl EcsWorld {
+    async fn new(h: &Harness, name: &str) -> EcsWorld {
+        use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType};
+        let (elb, listener, blue, green) = balancer(h, name).await;
+        let between = |text: &str, open: &str, close: &str| -> String {
+            let start = text.find(open).unwrap() + open.len();
+            text[start..start + text[start..].find(close).unwrap()].to_string()
+        };
+        let vpc = between(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.8.0.0/16")]).await, "<vpcId>", "</vpcId>");
+        h.stack.ec2(&[("Action", "ModifyVpcAttribute"), ("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")]).await;
+        let subnet = between(
+            &h.stack
+                .ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", "10.8.1.0/24"), ("AvailabilityZone", "us-east-1a")])
+                .await,
+            "<subnetId>",
+            "</subnetId>",
+        );
+        let group = between(
+            &h.stack.ec2(&[("Action", "CreateSecurityGroup"), ("GroupName", name), ("GroupDescription", name), ("VpcId", &vpc)]).await,
+            "<groupId>",
+            "</groupId>",
+        );
+        let ecs = aws_sdk_ecs::Client::new(&h.stack.aws());
+        ecs.create_cluster().cluster_name(name).send().await.unwrap();
+        let controller = DeploymentController::builder().r#type(DeploymentControllerType::External).build().unwrap();
+        ecs.create_service().cluster(name).service_name("orders").desired_count(4).deployment_controller(controller).send().await.unwrap();
+        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), subnet, group }
+    }
+
+    async fn task_definition(&self, image: &str) -> String {
+        use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, PortMapping};
+        let container = ContainerDefinition::builder()
+            .name("app")
+            .image(image)
+            .memory(256)
+            .port_mappings(PortMapping::builder().container_port(8080).build())
+            .build();
+        let registered = self
+            .ecs
+            .register_task_definition()
+            .family("orders")
+            .network_mode(NetworkMode::Awsvpc)
+            .requires_compatibilities(Compatibility::Fargate)
+            .cpu("256")
+            .memory("512")
+            .container_definitions(container)
+            .send()
+            .await
+            .unwrap();
+        registered.task_definition().unwrap().task_definition_arn().unwrap().to_string()
+    }
+
+    fn rollout(&self, task_definition: &str) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+            "spec": {
+                "workload": {"ecs": {
+                    "cluster": self.cluster, "service": "orders", "taskDefinition": task_definition, "desiredCount": 4,
+                    "launchType": "FARGATE",
+                    "networkConfiguration": {"subnets": [self.subnet], "securityGroups": [self.group]},
+                    "loadBalancer": {"containerName": "app", "containerPort": 8080}
+                }},
+                "traffic": {"alb": {"listenerArn": self.listener, "stableTargetGroupArn": self.blue, "canaryTargetGroupArn": self.green}},
+                "strategy": {"canary": {"scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 0,
+                    "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {}}]}}
+            }
+        }))
+        .unwrap()
+    }
+
+    /// Weight of each target group on the listener.
+    async fn weights(&self) -> (i32, i32) {
+        (
+            listener_canary_weight(&self.elb, &self.listener, &self.blue).await,
+            listener_canary_weight(&self.elb, &self.listener, &self.green).await,
+        )
+    }
+
+    /// Task definitions of the service's task sets.
+    async fn task_sets(&self) -> Vec<String> {
+        let described = self.ecs.describe_task_sets().cluster(&self.cluster).service("orders").send().await.unwrap();
+        let mut defs: Vec<String> = described.task_sets().iter().filter_map(|t| t.task_definition().map(String::from)).collect();
+        defs.sort();
+        defs
+    }
+
+    async fn set_task_definition(s: &Scene, arn: &str) {
+        let patch = json!({"spec": {"workload": {"ecs": {"taskDefinition": arn}}}});
+        s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("task definition set");
+    }
+}
+
+pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
+    let s = scene(&h, "ecs", &[]).await;
+    let world = EcsWorld::new(&h, &format!("ecs-{}", std::process::id())).await;
+    let v1 = world.task_definition("orders:1").await;
+    s.create(&world.rollout(&v1)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(world.task_sets().await, vec![v1.clone()]);
+    assert_eq!(world.weights().await, (100, 0), "the first task set serves on blue");
+
+    let v2 = world.task_definition("orders:2").await;
+    EcsWorld::set_task_definition(&s, &v2).await;
+    s.wait("the manual pause at 50%", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(50)).await;
+    assert_eq!(world.weights().await, (50, 50));
+    let mut both = vec![v1.clone(), v2.clone()];
+    both.sort();
+    assert_eq!(world.task_sets().await, both, "one task set per revision");
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(world.weights().await, (0, 100), "green serves the new stable");
+    wait_for("the old task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
+
+    let v3 = world.task_definition("orders:3").await;
+    EcsWorld::set_task_definition(&s, &v3).await;
+    s.wait("v3 at the manual pause", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(50)).await;
+    assert_eq!(world.weights().await, (50, 50), "the canary rides the blue target group now");
+    s.command("abort", "a-1").await;
+    s.wait_phase(RolloutPhase::Degraded).await;
+    assert_eq!(world.weights().await, (0, 100), "all traffic back on the stable task set");
+    wait_for("the aborted task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
+}
