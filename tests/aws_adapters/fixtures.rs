@@ -14,7 +14,7 @@ use elbv2::types::{
 };
 use sluice::api::{AlbTraffic, EcsLaunchType, EcsLoadBalancer, EcsNetworkConfiguration, EcsWorkload};
 
-use crate::support::Stack;
+use crate::support::{Stack, xml_value};
 
 /// An SDK configuration for `endpoint` (moto, or the fault proxy in front of it) with the
 /// standard retry mode: `max_attempts` attempts, backoff from 5 ms (capped at 50 ms, so tests
@@ -50,12 +50,6 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}", std::process::id() % 100_000, NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
-    let start = text.find(open).map(|i| i + open.len()).unwrap_or_else(|| panic!("no {open} in {text}"));
-    let end = text[start..].find(close).map(|i| start + i).unwrap();
-    &text[start..end]
-}
-
 pub struct Network {
     pub vpc: String,
     pub subnets: Vec<String>,
@@ -66,18 +60,18 @@ pub struct Network {
 pub async fn network(stack: &Stack, octet: u8) -> Network {
     let cidr = format!("10.{octet}.0.0/16");
     let vpc_xml = stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", &cidr)]).await;
-    let vpc = between(&vpc_xml, "<vpcId>", "</vpcId>").to_string();
+    let vpc = xml_value(&vpc_xml, "<vpcId>", "</vpcId>");
     stack.ec2(&[("Action", "ModifyVpcAttribute"), ("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")]).await;
     let mut subnets = Vec::new();
     for (i, zone) in ["us-east-1a", "us-east-1b"].into_iter().enumerate() {
         let cidr = format!("10.{octet}.{}.0/24", i + 1);
         let xml = stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", &cidr), ("AvailabilityZone", zone)]).await;
-        subnets.push(between(&xml, "<subnetId>", "</subnetId>").to_string());
+        subnets.push(xml_value(&xml, "<subnetId>", "</subnetId>"));
     }
     let name = unique("sg");
     let group_xml =
         stack.ec2(&[("Action", "CreateSecurityGroup"), ("GroupName", &name), ("GroupDescription", "sluice"), ("VpcId", &vpc)]).await;
-    let security_group = between(&group_xml, "<groupId>", "</groupId>").to_string();
+    let security_group = xml_value(&group_xml, "<groupId>", "</groupId>");
     Network { vpc, subnets, security_group }
 }
 

@@ -11,23 +11,11 @@ mod faults;
 mod fixtures;
 mod proxy;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Instant;
 
 use support::Stack;
 
-type TestFn = fn(Arc<Stack>) -> Pin<Box<dyn Future<Output = ()> + Send>>;
-
-macro_rules! tests {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|stack| Box::pin($module::$name(stack))) as TestFn)),*]
-    };
-}
-
 fn main() -> std::process::ExitCode {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
     let all = tests![
         alb::rule_weight_steps_rewrite_only_the_forward_action,
         alb::listener_default_actions_keep_their_other_parts,
@@ -44,26 +32,9 @@ fn main() -> std::process::ExitCode {
         // Last: it spends the SDK's retry quota, which is shared by every client in the process.
         faults::persistent_failures_surface_with_their_category,
     ];
-    let selected: Vec<_> =
-        all.into_iter().filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))).collect();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Arc::new(Stack::start_or_attach());
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in selected {
-        let started = Instant::now();
-        let outcome = runtime.block_on(async { tokio::spawn(test(stack.clone())).await });
-        match outcome {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.1}s)", started.elapsed().as_secs_f64());
-            }
-            Err(error) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({:.1}s): {error}", started.elapsed().as_secs_f64());
-            }
-        }
-    }
+    let (passed, failed) = support::run_tests(&runtime, stack.clone(), all, |_| {});
     stack.down();
-    println!("\naws_adapters: {passed} passed, {failed} failed");
-    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+    support::summary("aws_adapters", passed, failed)
 }

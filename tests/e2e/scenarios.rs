@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use sluice::api::{Rollout, RolloutPhase};
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
-use crate::support::{namespace, path_str, repo, wait_for};
+use crate::support::{namespace, path_str, repo, wait_for, xml_value};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -440,15 +440,11 @@ async fn balancer(h: &Harness, name: &str) -> (aws_sdk_elasticloadbalancingv2::C
     use aws_sdk_elasticloadbalancingv2::types::{
         Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple, TargetTypeEnum,
     };
-    let between = |text: &str, open: &str, close: &str| -> String {
-        let start = text.find(open).unwrap() + open.len();
-        text[start..start + text[start..].find(close).unwrap()].to_string()
-    };
-    let vpc = between(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")]).await, "<vpcId>", "</vpcId>");
+    let vpc = xml_value(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")]).await, "<vpcId>", "</vpcId>");
     let mut subnets = Vec::new();
     for (cidr, zone) in [("10.9.1.0/24", "us-east-1a"), ("10.9.2.0/24", "us-east-1b")] {
         let xml = h.stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", cidr), ("AvailabilityZone", zone)]).await;
-        subnets.push(between(&xml, "<subnetId>", "</subnetId>"));
+        subnets.push(xml_value(&xml, "<subnetId>", "</subnetId>"));
     }
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&h.stack.aws());
     let lb = elb.create_load_balancer().name(name).set_subnets(Some(subnets)).send().await.unwrap();
@@ -549,20 +545,16 @@ impl EcsWorld {
     async fn new(h: &Harness, name: &str) -> EcsWorld {
         use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType};
         let (elb, listener, blue, green) = balancer(h, name).await;
-        let between = |text: &str, open: &str, close: &str| -> String {
-            let start = text.find(open).unwrap() + open.len();
-            text[start..start + text[start..].find(close).unwrap()].to_string()
-        };
-        let vpc = between(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.8.0.0/16")]).await, "<vpcId>", "</vpcId>");
+        let vpc = xml_value(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.8.0.0/16")]).await, "<vpcId>", "</vpcId>");
         h.stack.ec2(&[("Action", "ModifyVpcAttribute"), ("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")]).await;
-        let subnet = between(
+        let subnet = xml_value(
             &h.stack
                 .ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", "10.8.1.0/24"), ("AvailabilityZone", "us-east-1a")])
                 .await,
             "<subnetId>",
             "</subnetId>",
         );
-        let group = between(
+        let group = xml_value(
             &h.stack.ec2(&[("Action", "CreateSecurityGroup"), ("GroupName", name), ("GroupDescription", name), ("VpcId", &vpc)]).await,
             "<groupId>",
             "</groupId>",

@@ -10,13 +10,7 @@ use elbv2::types::{
     TargetGroupStickinessConfig, TargetGroupTuple,
 };
 
-use crate::support::Stack;
-
-fn between<'a>(text: &'a str, open: &str, close: &str) -> &'a str {
-    let start = text.find(open).map(|i| i + open.len()).unwrap_or_else(|| panic!("no {open} in {text}"));
-    let end = text[start..].find(close).map(|i| start + i).unwrap();
-    &text[start..end]
-}
+use crate::support::{Stack, xml_value};
 
 struct Balancer {
     client: elbv2::Client,
@@ -30,11 +24,11 @@ async fn balancer(stack: &Stack, name: &str) -> Balancer {
     // Unique names: an attached stack keeps what earlier runs created.
     let name = &format!("{name}-{}", std::process::id());
     let vpc_xml = stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.0.0.0/16")]).await;
-    let vpc = between(&vpc_xml, "<vpcId>", "</vpcId>").to_string();
+    let vpc = xml_value(&vpc_xml, "<vpcId>", "</vpcId>");
     let mut subnets = Vec::new();
     for (cidr, zone) in [("10.0.1.0/24", "us-east-1a"), ("10.0.2.0/24", "us-east-1b")] {
         let xml = stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", cidr), ("AvailabilityZone", zone)]).await;
-        subnets.push(between(&xml, "<subnetId>", "</subnetId>").to_string());
+        subnets.push(xml_value(&xml, "<subnetId>", "</subnetId>"));
     }
     let client = elbv2::Client::new(&stack.aws());
     let lb = client.create_load_balancer().name(name).set_subnets(Some(subnets)).send().await.expect("load balancer created");
@@ -145,14 +139,14 @@ pub async fn alb_listener_default_action_weights_round_trip(stack: Arc<Stack>) {
 
 pub async fn ecs_external_service_gets_a_task_set(stack: Arc<Stack>) {
     let vpc_xml = stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]).await;
-    let vpc = between(&vpc_xml, "<vpcId>", "</vpcId>").to_string();
+    let vpc = xml_value(&vpc_xml, "<vpcId>", "</vpcId>");
     stack.ec2(&[("Action", "ModifyVpcAttribute"), ("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")]).await;
     let subnet_xml =
         stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", "10.1.1.0/24"), ("AvailabilityZone", "us-east-1a")]).await;
-    let subnet = between(&subnet_xml, "<subnetId>", "</subnetId>").to_string();
+    let subnet = xml_value(&subnet_xml, "<subnetId>", "</subnetId>");
     let group_xml =
         stack.ec2(&[("Action", "CreateSecurityGroup"), ("GroupName", "orders"), ("GroupDescription", "orders"), ("VpcId", &vpc)]).await;
-    let group = between(&group_xml, "<groupId>", "</groupId>").to_string();
+    let group = xml_value(&group_xml, "<groupId>", "</groupId>");
     let network = NetworkConfiguration::builder()
         .awsvpc_configuration(AwsVpcConfiguration::builder().subnets(&subnet).security_groups(&group).build().unwrap())
         .build();

@@ -238,3 +238,55 @@ struct Sample {
     #[prost(int64, tag = "2")]
     timestamp: i64,
 }
+
+/// One test of a harness=false test binary: an async fn taking the shared context.
+pub type TestFn<T> = fn(std::sync::Arc<T>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// `tests![module::name, ...]`: the list a test binary hands to [`run_tests`].
+#[macro_export]
+macro_rules! tests {
+    ($($module:ident :: $name:ident),* $(,)?) => {
+        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|context| Box::pin($module::$name(context))) as $crate::support::TestFn<_>)),*]
+    };
+}
+
+/// Runs the tests whose names contain one of the command-line filters (all without one), each
+/// in its own task so a panic fails only that test; `on_failure` may dump diagnostics.
+/// Returns (passed, failed).
+pub fn run_tests<T: Send + Sync + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    context: std::sync::Arc<T>,
+    tests: Vec<(&'static str, TestFn<T>)>,
+    on_failure: impl Fn(&T),
+) -> (usize, usize) {
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in tests.into_iter().filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))) {
+        let started = Instant::now();
+        match runtime.block_on(async { tokio::spawn(test(context.clone())).await }) {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({:.1}s)", started.elapsed().as_secs_f64());
+            }
+            Err(error) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({:.1}s): {error}", started.elapsed().as_secs_f64());
+                on_failure(&context);
+            }
+        }
+    }
+    (passed, failed)
+}
+
+/// The closing line CI reads, and the exit code.
+pub fn summary(binary: &str, passed: usize, failed: usize) -> std::process::ExitCode {
+    println!("\n{binary}: {passed} passed, {failed} failed");
+    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
+}
+
+/// The text between `open` and `close` in a query-protocol (XML) answer.
+pub fn xml_value(text: &str, open: &str, close: &str) -> String {
+    let start = text.find(open).map(|i| i + open.len()).unwrap_or_else(|| panic!("no {open} in {text}"));
+    let end = text[start..].find(close).map(|i| start + i).unwrap_or_else(|| panic!("no {close} in {text}"));
+    text[start..end].to_string()
+}
