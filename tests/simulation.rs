@@ -41,6 +41,8 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
         stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
         canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
+        test_listener_arn: rng.random_bool(0.3).then(|| "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/t".into()),
+        header_route: rng.random_bool(0.3).then(|| HeaderRoute { name: "x-canary".into(), values: vec!["1".into()] }),
         ..Default::default()
     };
     let traffic = rng.random_bool(0.5).then_some(Traffic { alb: Some(alb) });
@@ -211,6 +213,8 @@ fn settled(world: &World) -> Result<&'static str, String> {
     let update = revision::of(&world.spec.workload);
     let stable = status.stable_revision.clone().unwrap_or_default();
     let running = world.running();
+    // At rest, previews reach the stable revision only, once the router is configured for them.
+    let previews_home = !world.previews.contains_key("header") && world.previews.get("test").is_none_or(|role| *role == "stable");
     let waiting_for_person = |s: &RolloutStatus| {
         world.spec.paused
             || s.pause_conditions.iter().any(|p| p.reason != PauseReason::CanaryPauseStep || is_manual_pause(world))
@@ -218,19 +222,30 @@ fn settled(world: &World) -> Result<&'static str, String> {
     };
     match status.phase {
         Some(RolloutPhase::Healthy)
-            if stable == update && running == [update.clone()] && world.ready(&update) == n && world.weight.unwrap_or(0) == 0 =>
+            if stable == update
+                && running == [update.clone()]
+                && world.ready(&update) == n
+                && world.weight.unwrap_or(0) == 0
+                && previews_home =>
         {
             Ok("healthy")
         }
         Some(RolloutPhase::Degraded)
-            if status.abort && running.iter().all(|r| *r == stable) && world.ready(&stable) == n && world.weight.unwrap_or(0) == 0 =>
+            if status.abort
+                && running.iter().all(|r| *r == stable)
+                && world.ready(&stable) == n
+                && world.weight.unwrap_or(0) == 0
+                && previews_home =>
         {
             Ok("rolled back")
         }
         Some(RolloutPhase::Paused | RolloutPhase::Degraded | RolloutPhase::Progressing) if waiting_for_person(status) => {
             Ok("waiting for a person")
         }
-        phase => Err(format!("phase {phase:?}, running {running:?}, weight {:?}, message {:?}", world.weight, status.message)),
+        phase => Err(format!(
+            "phase {phase:?}, running {running:?}, weight {:?}, previews {:?}, message {:?}",
+            world.weight, world.previews, status.message
+        )),
     }
 }
 

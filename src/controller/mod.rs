@@ -6,6 +6,7 @@ mod error;
 mod metrics;
 mod rollouts;
 mod server;
+mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
@@ -27,7 +28,9 @@ pub use analysis_runs::Measure;
 pub use error::Error;
 pub use metrics::Metrics;
 
-use crate::api::{AnalysisRun, Rollout};
+use crate::api::AnalysisRun;
+use crate::engine::ServiceRole;
+use watched::WatchedRollout;
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -70,6 +73,26 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+fn rollouts_naming(rollouts: &Store<WatchedRollout>, service: &Service) -> Vec<reflector::ObjectRef<WatchedRollout>> {
+    let namespace = service.metadata.namespace.as_deref();
+    let name = service.metadata.name.as_deref();
+    rollouts
+        .state()
+        .iter()
+        .filter_map(|watched| match watched.as_ref() {
+            WatchedRollout::Readable(rollout) => Some(rollout),
+            WatchedRollout::Unreadable(_) => None,
+        })
+        .filter(|rollout| rollout.metadata.namespace.as_deref() == namespace)
+        .filter(|rollout| {
+            [ServiceRole::Stable, ServiceRole::Canary]
+                .into_iter()
+                .any(|role| crate::platform::kubernetes::service_name(rollout, role).as_deref() == name)
+        })
+        .map(|rollout| reflector::ObjectRef::new(&rollout.name_any()).within(namespace.unwrap_or_default()))
+        .collect()
 }
 
 /// Runs until the process is stopped (or, with leader election, until leadership is lost).
@@ -130,10 +153,13 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
     });
 
-    let services_watch = tokio::spawn(svc_stream.for_each(|_| async {}));
-    let rollouts = Controller::new(api::<Rollout>(&client, &settings.namespace), wc.clone())
+    let rollouts = Controller::new(api::<WatchedRollout>(&client, &settings.namespace), wc.clone());
+    let watched = rollouts.store();
+    let rollouts = rollouts
         .owns_stream(rs_stream)
         .owns_stream(ar_stream)
+        // A role Service created or changed wakes the Rollouts that name it.
+        .watches_stream(svc_stream, move |service| rollouts_naming(&watched, &service))
         .shutdown_on_signal()
         .run(rollouts::reconcile, rollouts::error_policy, context.clone())
         .for_each(|result| async move {
@@ -164,7 +190,6 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         _ = futures::future::join(rollouts, runner) => {},
         _ = lost => {},
     }
-    services_watch.abort();
     server.abort();
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())

@@ -11,28 +11,35 @@ use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
+use super::watched::{Unreadable, WatchedRollout};
 use super::{Context, Error};
 use crate::analysis::run as analysis_run;
 use crate::api::{
     AnalysisRun, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, Rollout,
-    RolloutAnalysis,
+    RolloutAnalysis, RolloutPhase,
 };
-use crate::engine::{self, Action, AnalysisPurpose, AnalysisRunObservation, Input, Observed, Plan};
+use crate::engine::{self, Action, AnalysisPurpose, AnalysisRunObservation, Input, Observed, Plan, ServiceRole};
 use crate::platform::ecs::EcsState;
 use crate::platform::kubernetes::{self as k8s, FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL};
 
 const FINALIZER: &str = "sluice.dev/traffic";
 pub const PURPOSE_LABEL: &str = "sluice.dev/analysis-purpose";
-/// Look again this often when the engine asks for nothing sooner.
-const RESYNC: Duration = Duration::from_secs(300);
+/// How often an ECS rollout in motion is looked at: task sets send no watch events.
+const ECS_POLL: Duration = Duration::from_secs(5);
 
-pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
+pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, rollout, |event| async {
+    let api: Api<WatchedRollout> = Api::namespaced(ctx.client.clone(), &watched.namespace().unwrap_or_default());
+    let result = finalizer(&api, FINALIZER, watched, |event| async {
         match event {
-            Finalize::Apply(rollout) => apply(&rollout, &ctx).await,
-            Finalize::Cleanup(rollout) => cleanup(&rollout, &ctx).await,
+            Finalize::Apply(watched) => match &*watched {
+                WatchedRollout::Readable(rollout) => apply(rollout, &ctx).await,
+                WatchedRollout::Unreadable(unreadable) => report_unreadable(&watched, unreadable, &ctx).await,
+            },
+            Finalize::Cleanup(watched) => match &*watched {
+                WatchedRollout::Readable(rollout) => cleanup(rollout, &ctx).await,
+                WatchedRollout::Unreadable(unreadable) => release_unreadable(&watched, unreadable, &ctx).await,
+            },
         }
     })
     .await
@@ -44,7 +51,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Reque
     result
 }
 
-pub fn error_policy(_rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(_rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.failures.get_or_create(&super::metrics::ErrorLabel { controller: "rollout", category: error.category() }).inc();
     Requeue::requeue(Duration::from_secs(5))
 }
@@ -86,24 +93,30 @@ async fn observe(rollout: &Rollout, ctx: &Context) -> Result<(Observed, Option<E
     let (revisions, services) = match &ecs {
         // ECS has no Services: the target groups follow the task sets.
         Some(state) => (state.revisions(), Default::default()),
-        None => (k8s::observe(rollout, &ctx.replica_sets.state()), k8s::service_selection(rollout, &ctx.services.state())),
+        None => {
+            let services = k8s::observe_services(&ctx.client, rollout, &ctx.services.state()).await?;
+            (k8s::observe(rollout, &ctx.replica_sets.state()), services)
+        }
     };
     Ok((Observed { revisions, traffic, analysis_runs, services }, ecs))
 }
 
-fn key(rollout: &Rollout) -> String {
+fn key(rollout: &impl Resource) -> String {
     format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any())
 }
 
-fn version(rollout: &Rollout) -> Option<u64> {
+fn version(rollout: &impl Resource) -> Option<u64> {
     rollout.resource_version().and_then(|v| v.parse().ok())
 }
 
-async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+/// Whether the watch cache still shows a copy older than this controller's last status write.
+fn stale(rollout: &impl Resource, ctx: &Context) -> bool {
     let written = ctx.written.lock().expect("written lock").get(&key(rollout)).copied();
-    if let (Some(written), Some(seen)) = (written, version(rollout))
-        && seen < written
-    {
+    matches!((written, version(rollout)), (Some(written), Some(seen)) if seen < written)
+}
+
+async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    if stale(rollout, ctx) {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
     let (observed, ecs) = observe(rollout, ctx).await?;
@@ -127,7 +140,36 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     }
     write_status(rollout, &status, &plan, ctx).await?;
     publish(rollout, &plan, ctx).await;
-    Ok(Requeue::requeue(plan.requeue_after.unwrap_or(RESYNC)))
+    let mut requeue = plan.requeue_after;
+    if ecs.is_some() && plan.status.phase != Some(RolloutPhase::Healthy) {
+        // ECS sends no watch events: look again while anything may still change.
+        requeue = Some(requeue.map_or(ECS_POLL, |r| r.min(ECS_POLL)));
+    }
+    // Nothing to wait for: the next pass comes from a change in the Rollout, its ReplicaSets,
+    // AnalysisRuns or Services, so an idle controller spends nothing.
+    Ok(requeue.map_or_else(Requeue::await_change, Requeue::requeue))
+}
+
+/// An object that cannot be read as a Rollout: Degraded with the field at fault; nothing else
+/// is touched until someone fixes it.
+async fn report_unreadable(watched: &WatchedRollout, unreadable: &Unreadable, ctx: &Context) -> Result<Requeue, Error> {
+    if stale(watched, ctx) {
+        return Ok(Requeue::requeue(Duration::from_millis(50)));
+    }
+    let plan = engine::unreadable(&unreadable.status, unreadable.metadata.generation, &unreadable.error, Timestamp::now());
+    write_status(watched, &unreadable.status, &plan, ctx).await?;
+    publish(watched, &plan, ctx).await;
+    Ok(Requeue::await_change())
+}
+
+/// Deleting an object that cannot be read: its traffic settings cannot be trusted, so they are
+/// left as they are and the deletion goes ahead, with a warning, rather than hang.
+async fn release_unreadable(watched: &WatchedRollout, unreadable: &Unreadable, ctx: &Context) -> Result<Requeue, Error> {
+    let message = format!("deleted while unreadable ({}): traffic left as it was; check the load balancer's weights", unreadable.error);
+    let event = engine::Event { reason: engine::EventReason::InvalidSpec, message };
+    let plan = Plan { actions: Vec::new(), status: unreadable.status.clone(), events: vec![event], requeue_after: None };
+    publish(watched, &plan, ctx).await;
+    Ok(Requeue::await_change())
 }
 
 async fn execute(
@@ -168,6 +210,14 @@ async fn execute(
         Action::CreateAnalysisRun { name, revision, purpose, analysis } => {
             create_run(rollout, ctx, name, revision, *purpose, analysis).await?
         }
+        Action::RouteTestTraffic { to } => {
+            let (alb, target_group) = preview_target(rollout, target_groups, Some(*to))?;
+            ctx.router.route_test_traffic(alb, target_group.unwrap_or_default()).await?;
+        }
+        Action::RouteHeader { to } => {
+            let (alb, target_group) = preview_target(rollout, target_groups, *to)?;
+            ctx.router.set_header_route(alb, target_group).await?;
+        }
         Action::TerminateAnalysisRun { name } => {
             let api: Api<AnalysisRun> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
             let patch = serde_json::json!({"spec": {"terminate": true}});
@@ -175,6 +225,21 @@ async fn execute(
         }
     }
     Ok(())
+}
+
+/// The ALB and the target group of a role (stable or canary, as they are for this rollout now).
+fn preview_target<'a>(
+    rollout: &'a Rollout,
+    target_groups: Option<&'a (String, String)>,
+    role: Option<ServiceRole>,
+) -> Result<(&'a crate::api::AlbTraffic, Option<&'a str>), Error> {
+    let alb = alb_of(rollout).ok_or(Error::Unsupported("a test or header route without spec.traffic.alb"))?;
+    let (stable, canary) = target_groups.ok_or(Error::Unsupported("a test or header route without target groups"))?;
+    let target_group = role.map(|role| match role {
+        ServiceRole::Stable => stable.as_str(),
+        ServiceRole::Canary => canary.as_str(),
+    });
+    Ok((alb, target_group))
 }
 
 /// Resolves the templates and creates the run. A run that cannot be built is still created, in
@@ -240,14 +305,20 @@ async fn create_run(
 
 /// Server-side apply of the whole status under one field manager; skipped when nothing changed.
 /// People's requests (`status.commands`) belong to their own field manager and are left alone.
-async fn write_status(rollout: &Rollout, before: &crate::api::RolloutStatus, plan: &Plan, ctx: &Context) -> Result<(), Error> {
+async fn write_status(
+    rollout: &impl Resource<DynamicType = ()>,
+    before: &crate::api::RolloutStatus,
+    plan: &Plan,
+    ctx: &Context,
+) -> Result<(), Error> {
     if &plan.status == before {
         return Ok(());
     }
     let mut status = plan.status.clone();
     status.commands = None;
     let patch = serde_json::json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "status": status});
-    let api: Api<Rollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
+    // Read back as a watched Rollout: the object may be one the types cannot read.
+    let api: Api<WatchedRollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
     let updated = api.patch_status(&rollout.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
     if let Some(version) = version(&updated) {
         ctx.written.lock().expect("written lock").insert(key(rollout), version);
@@ -271,7 +342,7 @@ fn action_of(event: &engine::Event) -> String {
     format!("{}-{short}", event.reason)
 }
 
-async fn publish(rollout: &Rollout, plan: &Plan, ctx: &Context) {
+async fn publish(rollout: &impl Resource<DynamicType = ()>, plan: &Plan, ctx: &Context) {
     let reference = rollout.object_ref(&());
     for event in &plan.events {
         info!(rollout = %rollout.name_any(), reason = %event.reason, "{}", event.message);

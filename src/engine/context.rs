@@ -40,6 +40,14 @@ pub(super) struct Pass<'a> {
     deadline_exceeded: bool,
 }
 
+/// Sets the InvalidSpec condition; the event only when the reason is new, so a rollout left
+/// invalid does not repeat itself every pass.
+pub(super) fn flag_invalid(before: &RolloutStatus, status: &mut RolloutStatus, message: &str, now: Timestamp) -> Option<Event> {
+    let known = before.conditions.iter().any(|c| c.type_ == conditions::INVALID_SPEC && c.message == message);
+    conditions::set(&mut status.conditions, conditions::INVALID_SPEC, true, "InvalidSpec", message, now);
+    (!known).then(|| Event { reason: EventReason::InvalidSpec, message: message.to_string() })
+}
+
 impl<'a> Pass<'a> {
     pub fn new(input: Input<'a>) -> Self {
         Self {
@@ -90,12 +98,9 @@ impl<'a> Pass<'a> {
 
     pub fn invalid_spec(&mut self, invalid: &InvalidSpec) {
         let message = format!("invalid spec: {invalid}");
-        if !self.input.status.conditions.iter().any(|c| c.type_ == conditions::INVALID_SPEC && c.message == message) {
-            self.event(EventReason::InvalidSpec, message.clone());
-        }
-        self.status.observed_generation = self.input.generation;
         let now = self.now();
-        conditions::set(&mut self.status.conditions, conditions::INVALID_SPEC, true, "InvalidSpec", &message, now);
+        self.events.extend(flag_invalid(self.input.status, &mut self.status, &message, now));
+        self.status.observed_generation = self.input.generation;
         self.outcome(RolloutPhase::Degraded, message);
     }
 
@@ -210,6 +215,27 @@ impl<'a> Pass<'a> {
 
     pub fn point_service(&mut self, role: ServiceRole, revision: &str) {
         self.actions.push(Action::PointService { role, revision: revision.to_string() });
+    }
+
+    /// The test listener and the header route reach the candidate while it runs and serves,
+    /// and the stable revision otherwise. First in the plan: traffic leaves a revision before
+    /// its capacity does.
+    pub fn route_previews(&mut self) {
+        let Some(alb) = self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()) else { return };
+        let emptied = self.actions.iter().any(|a| matches!(a, Action::Scale { revision, replicas: 0 } if *revision == self.update));
+        // The canary target group follows the canary Service, which may still select a revision
+        // being replaced.
+        let selected = self.input.observed.services.canary.as_ref().is_none_or(|c| *c == self.update);
+        let live = !self.at_rest() && !self.status.abort && !emptied && selected && self.ready(&self.update.clone()) > 0;
+        let role = if live { ServiceRole::Canary } else { ServiceRole::Stable };
+        let mut routes = Vec::new();
+        if alb.test_listener_arn.is_some() || alb.test_rule_arn.is_some() {
+            routes.push(Action::RouteTestTraffic { to: role });
+        }
+        if alb.header_route.is_some() {
+            routes.push(Action::RouteHeader { to: live.then_some(ServiceRole::Canary) });
+        }
+        self.actions.splice(0..0, routes);
     }
 
     pub fn has_router(&self) -> bool {

@@ -56,6 +56,9 @@ pub struct Observed {
 pub struct ServiceSelection {
     pub stable: Option<String>,
     pub canary: Option<String>,
+    /// Services the strategy names that do not exist, as the field that names them and the name
+    /// (`strategy.canary.canaryService web-canary`).
+    pub missing: Vec<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -125,6 +128,15 @@ pub enum Action {
     },
     TerminateAnalysisRun {
         name: String,
+    },
+    /// The test listener (or rule) sends all its traffic to the target group of this role.
+    RouteTestTraffic {
+        to: ServiceRole,
+    },
+    /// Requests carrying the header route go to the target group of this role; `None` removes
+    /// the route.
+    RouteHeader {
+        to: Option<ServiceRole>,
     },
 }
 
@@ -205,6 +217,13 @@ pub fn step(input: Input<'_>) -> Plan {
         pass.invalid_spec(&invalid);
         return pass.finish();
     }
+    if let Some(missing) = input.observed.services.missing.first() {
+        // Traffic would not follow the revisions; nothing moves until the Service exists.
+        pass.invalid_spec(&InvalidSpec(format!(
+            "{missing} does not exist in the namespace: create the Service, or remove it from the spec"
+        )));
+        return pass.finish();
+    }
     pass.begin();
     if pass.at_rest() {
         rest::settle(&mut pass);
@@ -215,5 +234,19 @@ pub fn step(input: Input<'_>) -> Plan {
     } else if let Some(rolling) = &input.spec.strategy.rolling {
         rolling::progress(&mut pass, rolling);
     }
+    pass.route_previews();
     pass.finish()
+}
+
+/// A Rollout whose stored object cannot be read as a Rollout (stored under an older schema, or
+/// edited past it): nothing is touched, it is Degraded with the field at fault, said once.
+pub fn unreadable(status: &RolloutStatus, generation: Option<i64>, error: &str, now: Timestamp) -> Plan {
+    let mut after = status.clone();
+    let message = format!("invalid spec: the object cannot be read as a Rollout ({error}); fix the field it names");
+    let event = context::flag_invalid(status, &mut after, &message, now);
+    after.observed_generation = generation;
+    after.phase = Some(crate::api::RolloutPhase::Degraded);
+    after.message = Some(message);
+    conditions::summarize(&mut after, crate::api::RolloutPhase::Degraded, false, false, now);
+    Plan { actions: Vec::new(), status: after, events: event.into_iter().collect(), requeue_after: None }
 }

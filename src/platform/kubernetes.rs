@@ -69,30 +69,55 @@ pub fn observe(rollout: &Rollout, replica_sets: &[Arc<ReplicaSet>]) -> Vec<Revis
 
 /// The Service each role uses, from the strategy.
 pub fn service_name(rollout: &Rollout, role: ServiceRole) -> Option<String> {
+    service_field(rollout, role).map(|(_, name)| name)
+}
+
+/// The strategy field naming the role's Service, and the name.
+fn service_field(rollout: &Rollout, role: ServiceRole) -> Option<(&'static str, String)> {
     let strategy = &rollout.spec.strategy;
+    let canary = strategy.canary.as_ref();
+    let blue_green = strategy.blue_green.as_ref();
     match role {
-        ServiceRole::Stable => strategy
-            .canary
-            .as_ref()
+        ServiceRole::Stable => canary
             .and_then(|c| c.stable_service.clone())
-            .or_else(|| strategy.blue_green.as_ref().map(|b| b.active_service.clone())),
-        ServiceRole::Canary => strategy
-            .canary
-            .as_ref()
+            .map(|name| ("strategy.canary.stableService", name))
+            .or_else(|| blue_green.map(|b| ("strategy.blueGreen.activeService", b.active_service.clone()))),
+        ServiceRole::Canary => canary
             .and_then(|c| c.canary_service.clone())
-            .or_else(|| strategy.blue_green.as_ref().and_then(|b| b.preview_service.clone())),
+            .map(|name| ("strategy.canary.canaryService", name))
+            .or_else(|| blue_green.and_then(|b| b.preview_service.clone()).map(|name| ("strategy.blueGreen.previewService", name))),
     }
 }
 
-/// Which revision each role Service selects now.
+/// Which revision each role Service selects now, and which named Services do not exist.
 pub fn service_selection(rollout: &Rollout, services: &[Arc<Service>]) -> ServiceSelection {
     let namespace = rollout.namespace();
-    let selected = |role| {
-        let name = service_name(rollout, role)?;
-        let service = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace)?;
+    let mut missing = Vec::new();
+    let mut selected = |role| {
+        let (field, name) = service_field(rollout, role)?;
+        let Some(service) = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace) else {
+            missing.push(format!("Service {name} (named in {field})"));
+            return None;
+        };
         service.spec.as_ref()?.selector.as_ref()?.get(REVISION_LABEL).cloned()
     };
-    ServiceSelection { stable: selected(ServiceRole::Stable), canary: selected(ServiceRole::Canary) }
+    let (stable, canary) = (selected(ServiceRole::Stable), selected(ServiceRole::Canary));
+    ServiceSelection { stable, canary, missing }
+}
+
+/// [`service_selection`], where a Service the watch cache does not hold yet is looked up in the
+/// API server before it is reported missing: it may have been created just before its Rollout.
+pub async fn observe_services(client: &kube::Client, rollout: &Rollout, cached: &[Arc<Service>]) -> Result<ServiceSelection, kube::Error> {
+    let selection = service_selection(rollout, cached);
+    if selection.missing.is_empty() {
+        return Ok(selection);
+    }
+    let api: Api<Service> = Api::namespaced(client.clone(), &rollout.namespace().unwrap_or_default());
+    let mut services = cached.to_vec();
+    for name in [ServiceRole::Stable, ServiceRole::Canary].into_iter().filter_map(|role| service_name(rollout, role)) {
+        services.extend(api.get_opt(&name).await?.map(Arc::new));
+    }
+    Ok(service_selection(rollout, &services))
 }
 
 /// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for. An existing
@@ -149,7 +174,7 @@ pub async fn point_service(
     let Some(name) = service_name(rollout, role) else { return Ok(()) };
     let namespace = rollout.namespace();
     if !services.iter().any(|s| s.name_any() == name && s.namespace() == namespace) {
-        tracing::warn!(service = %name, "the Service named in the rollout's strategy does not exist; create it so traffic follows the revisions");
+        // The engine holds the rollout while a Service is missing; nothing to point.
         return Ok(());
     }
     let current = match role {

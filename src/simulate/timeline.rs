@@ -117,6 +117,9 @@ impl Timeline {
             Action::MarkStable { revision } => format!("mark {} stable", self.name(revision)),
             Action::CreateAnalysisRun { name, .. } => format!("start analysis run {name}"),
             Action::TerminateAnalysisRun { name } => format!("stop analysis run {name}"),
+            Action::RouteTestTraffic { to } => format!("test traffic to {}", super::world::role_key(*to)),
+            Action::RouteHeader { to: Some(to) } => format!("header route to {}", super::world::role_key(*to)),
+            Action::RouteHeader { to: None } => "header route removed".to_string(),
         })
     }
 

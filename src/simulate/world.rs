@@ -90,6 +90,8 @@ pub struct World {
     /// Canary weight on the router; `None` without a router.
     pub weight: Option<i32>,
     pub services: BTreeMap<&'static str, String>,
+    /// Where the test listener ("test") and the header route ("header") send requests: a role.
+    pub previews: BTreeMap<&'static str, &'static str>,
     pub primary: Option<String>,
     pub runs: BTreeMap<String, SimRun>,
     pub templates: BTreeMap<String, AnalysisTemplateSpec>,
@@ -102,7 +104,7 @@ pub struct World {
     pub unavailable_allowance: i32,
 }
 
-fn role_key(role: ServiceRole) -> &'static str {
+pub(super) fn role_key(role: ServiceRole) -> &'static str {
     match role {
         ServiceRole::Stable => "stable",
         ServiceRole::Canary => "canary",
@@ -138,6 +140,7 @@ impl World {
             pods,
             weight: stable_spec.traffic.as_ref().map(|_| 0),
             services,
+            previews: BTreeMap::new(),
             primary: Some(stable),
             runs: BTreeMap::new(),
             templates: BTreeMap::new(),
@@ -192,7 +195,11 @@ impl World {
             .iter()
             .map(|(name, run)| AnalysisRunObservation { name: name.clone(), phase: run.status.phase, message: run.status.message.clone() })
             .collect();
-        let services = ServiceSelection { stable: self.services.get("stable").cloned(), canary: self.services.get("canary").cloned() };
+        let services = ServiceSelection {
+            stable: self.services.get("stable").cloned(),
+            canary: self.services.get("canary").cloned(),
+            missing: Vec::new(),
+        };
         Observed { revisions, traffic, analysis_runs, services }
     }
 
@@ -286,6 +293,17 @@ impl World {
                 }
                 self.runs.insert(name.clone(), run);
             }
+            Action::RouteTestTraffic { to } => {
+                return self.previews.insert("test", role_key(*to)) != Some(role_key(*to));
+            }
+            Action::RouteHeader { to } => {
+                let changed = self.previews.get("header").copied() != to.map(role_key);
+                match to {
+                    Some(role) => self.previews.insert("header", role_key(*role)),
+                    None => self.previews.remove("header"),
+                };
+                return changed;
+            }
             Action::TerminateAnalysisRun { name } => {
                 let Some(run) = self.runs.get_mut(name).filter(|r| !r.spec.terminate) else {
                     return false;
@@ -316,6 +334,9 @@ impl World {
                     .then(|| format!("retired {revision} with only {others} ready replicas elsewhere of the {n} needed"))
             }
         };
+        let previewed = self.previews.iter().find(|(_, role)| serves(role)).map(|(route, _)| *route);
+        let violation =
+            violation.or_else(|| previewed.map(|route| format!("retired {revision} while the {route} route sent requests to it")));
         if let Some(violation) = violation {
             self.unsafe_scale_downs.push(format!("{}: {violation}", self.elapsed().as_secs()));
         }

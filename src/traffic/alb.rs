@@ -27,7 +27,7 @@ use elbv2::types::{
 };
 
 use super::{AwsFailure, FailureKind};
-use crate::api::AlbTraffic;
+use crate::api::{AlbTraffic, HeaderRoute};
 use crate::engine::TrafficObservation;
 
 /// Why the router did not do what it was asked.
@@ -133,6 +133,8 @@ pub struct AlbRouter {
     calls: AtomicU64,
     /// The actions read last from each rule or listener, by its ARN.
     snapshots: Mutex<HashMap<String, Snapshot>>,
+    /// The header route last set or found, by weight location and header: (target, when).
+    header_routes: Mutex<HashMap<String, (Option<String>, Instant)>>,
     snapshot_max_age: Duration,
 }
 
@@ -175,6 +177,7 @@ impl AlbRouter {
             client: elbv2::Client::new(config),
             calls: AtomicU64::new(0),
             snapshots: Mutex::new(HashMap::new()),
+            header_routes: Mutex::new(HashMap::new()),
             snapshot_max_age: DEFAULT_SNAPSHOT_MAX_AGE,
         }
     }
@@ -246,7 +249,8 @@ impl AlbRouter {
 
     /// Blue/green preview: points the forward action of `testListenerArn` (default actions) or
     /// `testRuleArn` at `target_group` alone (100 %). The action must forward only to the
-    /// rollout's target groups. One write and one read back when it changes; one read when not.
+    /// rollout's target groups. One write and one read back when it changes; one read when not,
+    /// none when the last read is fresh.
     pub async fn route_test_traffic(&self, alb: &AlbTraffic, target_group: &str) -> Result<(), RouterError> {
         let location = match (&alb.test_rule_arn, &alb.test_listener_arn) {
             (Some(rule), None) => Location::Rule(check_arn("traffic.alb.testRuleArn", rule, "listener-rule/")?),
@@ -258,7 +262,10 @@ impl AlbRouter {
         if !ours.contains(&target_group) {
             return Err(RouterError::ForeignTargetGroup { target_group: target_group.to_string() });
         }
-        let actions = self.describe(location).await?;
+        let actions = match self.fresh_snapshot(location.arn()) {
+            Some(actions) => actions,
+            None => self.describe(location).await?,
+        };
         let index = find_forward_within(&actions, &ours).ok_or_else(|| RouterError::NotOurs(not_ours(location, &actions, &ours)))?;
         if sends_all_to(&actions[index], target_group) {
             return Ok(());
@@ -283,10 +290,30 @@ impl AlbRouter {
     /// `None`, that rule is removed. The rule is found again by its header condition and its
     /// forward to one of the rollout's target groups. Needs a free priority below the weighted
     /// rule's (or, for a listener's default actions, after all its rules).
+    /// Nothing is called when the same route was set or found within the snapshot age.
     pub async fn set_header_route(&self, alb: &AlbTraffic, target_group: Option<&str>) -> Result<(), RouterError> {
         let Some(route) = &alb.header_route else {
             return if target_group.is_some() { Err(RouterError::NoHeaderRoute) } else { Ok(()) };
         };
+        let key = format!("{}|{}={}", weight_location(alb)?.arn(), route.name, route.values.join(","));
+        let wanted = target_group.map(str::to_string);
+        let known = {
+            let routes = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
+            routes.get(&key).is_some_and(|(target, at)| *target == wanted && at.elapsed() <= self.snapshot_max_age)
+        };
+        if known {
+            return Ok(());
+        }
+        let result = self.apply_header_route(alb, route, target_group).await;
+        let mut routes = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
+        match &result {
+            Ok(()) => routes.insert(key, (wanted, Instant::now())),
+            Err(_) => routes.remove(&key),
+        };
+        result
+    }
+
+    async fn apply_header_route(&self, alb: &AlbTraffic, route: &HeaderRoute, target_group: Option<&str>) -> Result<(), RouterError> {
         let location = weight_location(alb)?;
         let ours = [alb.stable_target_group_arn.as_str(), alb.canary_target_group_arn.as_str()];
         check_pair(ours[0], ours[1])?;

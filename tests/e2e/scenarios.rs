@@ -659,3 +659,83 @@ pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
     assert_eq!(world.weights().await, (0, 100), "all traffic back on the stable task set");
     wait_for("the aborted task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
 }
+
+pub async fn missing_service_holds_the_rollout_until_it_exists(h: Arc<Harness>) {
+    let s = scene(&h, "nosvc", &["web-stable"]).await;
+    s.create(&rollout(2, "web:1", canary_steps())).await;
+    let held = s.wait_phase(RolloutPhase::Degraded).await;
+    let condition = held.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "InvalidSpec").cloned().expect("InvalidSpec");
+    assert!(condition.message.contains("Service web-canary (named in strategy.canary.canaryService)"), "{}", condition.message);
+    assert!(s.replica_sets().await.is_empty(), "nothing runs while a Service is missing");
+    assert!(s.events().await.iter().any(|(reason, note, _)| reason == "InvalidSpec" && note.contains("web-canary")));
+    // Creating the Service is the change that wakes the rollout: no resync brings it back.
+    let api: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
+    let service: Service =
+        serde_json::from_value(json!({"metadata": {"name": "web-canary"}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+            .unwrap();
+    api.create(&PostParams::default(), &service).await.expect("service created");
+    let healthy = s.wait_phase(RolloutPhase::Healthy).await;
+    assert!(!healthy.status.unwrap().conditions.iter().any(|c| c.type_ == "InvalidSpec"));
+    s.wait_replicas(&[("web:1", 2)]).await;
+}
+
+/// The Rollout CRD with `spec` left unchecked, as an older, looser schema would have stored it.
+async fn loosen_rollout_schema(h: &Harness, loose: bool) {
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(h.stack.kube().await);
+    let spec = if loose {
+        json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+    } else {
+        let generated = serde_json::to_value(sluice::api::crd::rollout()).unwrap();
+        generated["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    };
+    let patch = json!([{"op": "replace", "path": "/spec/versions/0/schema/openAPIV3Schema/properties/spec", "value": spec}]);
+    crds.patch("rollouts.sluice.dev", &PatchParams::default(), &Patch::Json::<()>(serde_json::from_value(patch).unwrap()))
+        .await
+        .expect("CRD schema replaced");
+}
+
+pub async fn unreadable_rollout_is_degraded_and_blocks_no_other(h: Arc<Harness>) {
+    let s = scene(&h, "unreadable", &["web-stable", "web-canary"]).await;
+    s.create(&rollout(2, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+
+    let dynamic: Api<kube::api::DynamicObject> =
+        Api::namespaced_with(s.client.clone(), &s.ns, &kube::api::ApiResource::erase::<Rollout>(&()));
+    let mut broken = serde_json::to_value(rollout(2, "web:1", canary_steps())).unwrap();
+    broken["metadata"]["name"] = json!("broken");
+    broken["spec"]["strategy"]["canary"]["steps"] = json!("fast");
+    let broken: kube::api::DynamicObject = serde_json::from_value(broken).unwrap();
+    loosen_rollout_schema(&h, true).await;
+    // The API server takes a moment to serve the new schema.
+    wait_for("the loose schema to accept the object", DEADLINE, || async {
+        dynamic.create(&PostParams::default(), &broken).await.ok().map(|_| ())
+    })
+    .await;
+    loosen_rollout_schema(&h, false).await;
+
+    let degraded = |object: &kube::api::DynamicObject| {
+        let status = &object.data["status"];
+        let message = status["conditions"].as_array()?.iter().find(|c| c["type"] == "InvalidSpec")?["message"].as_str()?.to_string();
+        (status["phase"] == "Degraded").then_some(message)
+    };
+    let message =
+        wait_for("the unreadable rollout to be Degraded", DEADLINE, || async { degraded(&dynamic.get("broken").await.ok()?) }).await;
+    assert!(message.contains("spec.strategy.canary.steps"), "the message names the field at fault: {message}");
+
+    // A fresh list holding the unreadable object, and a rollout progressing beside it.
+    h.kill("main");
+    h.start("main", &[]);
+    s.set_image("web:2").await;
+    s.wait("the canary to reach its manual pause", |r| step(r) == Some(3)).await;
+    s.command("promote", "unreadable-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 2)]).await;
+    let invalid: Vec<_> = s.events().await.into_iter().filter(|(reason, _, _)| reason == "InvalidSpec").collect();
+    assert_eq!(invalid.len(), 1, "said once, not once per pass: {invalid:?}");
+    assert_eq!(invalid[0].2, 1, "said once, not once per pass: {invalid:?}");
+
+    dynamic.delete("broken", &DeleteParams::default()).await.expect("delete accepted");
+    wait_for("the unreadable rollout to be gone", DEADLINE, || async { dynamic.get_opt("broken").await.ok()?.is_none().then_some(()) })
+        .await;
+}
