@@ -496,6 +496,58 @@ async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, li
         .unwrap_or(-1)
 }
 
+/// Every distinct value `read` returns, in order, sampled every 50 ms until the returned guard
+/// is stopped: the weights a listener went through.
+struct Recorder<T> {
+    seen: Arc<std::sync::Mutex<Vec<T>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl<T: Clone + PartialEq + Send + 'static> Recorder<T> {
+    fn start<F, Fut>(read: F) -> Self
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = T> + Send,
+    {
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = seen.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let value = read().await;
+                {
+                    let mut seen = sink.lock().unwrap();
+                    if seen.last() != Some(&value) {
+                        seen.push(value);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Recorder { seen, task }
+    }
+
+    fn stop(self) -> Vec<T> {
+        self.task.abort();
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// The target group the listener rules matching `header` forward to (none when no such rule).
+async fn header_rule_targets(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, header: &str) -> Vec<String> {
+    let rules = elb.describe_rules().listener_arn(listener).send().await.unwrap();
+    rules
+        .rules()
+        .iter()
+        .filter(|rule| {
+            rule.conditions()
+                .iter()
+                .any(|c| c.http_header_config().and_then(|h| h.http_header_name()).is_some_and(|name| name.eq_ignore_ascii_case(header)))
+        })
+        .flat_map(|rule| rule.actions().iter().filter_map(|a| a.forward_config()).flat_map(|f| f.target_groups()))
+        .filter_map(|t| t.target_group_arn().map(String::from))
+        .collect()
+}
+
 pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-{}", std::process::id());
@@ -504,16 +556,26 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
         "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
     r.spec.traffic = Some(
-        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
-            .unwrap(),
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary,
+            "headerRoute": {"name": "x-canary", "values": ["always"]}}}))
+        .unwrap(),
     );
     s.create(&r).await;
     s.wait_phase(RolloutPhase::Healthy).await;
+    assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "no header route at rest");
+    let weights = {
+        let (elb, listener, canary) = (elb.clone(), listener.clone(), canary.clone());
+        Recorder::start(move || {
+            let (elb, listener, canary) = (elb.clone(), listener.clone(), canary.clone());
+            async move { listener_canary_weight(&elb, &listener, &canary).await }
+        })
+    };
     s.set_image("web:2").await;
     let paused =
         s.wait("the manual pause at 60%", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
     assert_eq!(listener_canary_weight(&elb, &listener, &canary).await, 60, "the listener's canary weight read back from moto");
     assert_eq!(paused.status.as_ref().unwrap().canary_weight, 60);
+    assert_eq!(header_rule_targets(&elb, &listener, "x-canary").await, vec![canary.clone()], "requests with the header reach the canary");
     s.wait_replicas(&[("web:1", 5), ("web:2", 3)]).await;
     s.command("promote", "p-1").await;
     s.wait_phase(RolloutPhase::Healthy).await;
@@ -523,6 +585,10 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
         "all traffic back on the stable target group, now the new revision"
     );
     s.wait_replicas(&[("web:2", 5)]).await;
+    // Promotion: all traffic to the canary target group, the stable Service moves to the new
+    // revision, then all traffic back to the stable target group.
+    assert_eq!(weights.stop(), vec![0, 20, 60, 100, 0], "the listener went through exactly the planned weights");
+    assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "the header route is removed once promoted");
     let events = s.events().await;
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }
@@ -658,6 +724,80 @@ pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
     s.wait_phase(RolloutPhase::Degraded).await;
     assert_eq!(world.weights().await, (0, 100), "all traffic back on the stable task set");
     wait_for("the aborted task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
+}
+
+impl EcsWorld {
+    /// A second listener (port 8080) forwarding to the same two target groups: the test listener.
+    async fn test_listener(&self) -> String {
+        use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple};
+        let described = self.elb.describe_listeners().listener_arns(&self.listener).send().await.unwrap();
+        let balancer = described.listeners()[0].load_balancer_arn().unwrap().to_string();
+        let tuples =
+            [(&self.blue, 100), (&self.green, 0)].map(|(arn, w)| TargetGroupTuple::builder().target_group_arn(arn).weight(w).build());
+        let forward = Action::builder()
+            .r#type(ActionTypeEnum::Forward)
+            .forward_config(ForwardActionConfig::builder().set_target_groups(Some(tuples.to_vec())).build())
+            .build();
+        let created = self
+            .elb
+            .create_listener()
+            .load_balancer_arn(balancer)
+            .protocol(ProtocolEnum::Http)
+            .port(8080)
+            .default_actions(forward)
+            .send()
+            .await
+            .unwrap();
+        created.listeners()[0].listener_arn().unwrap().to_string()
+    }
+
+    /// The weights of blue and green on the given listener.
+    async fn weights_on(&self, listener: &str) -> (i32, i32) {
+        (listener_canary_weight(&self.elb, listener, &self.blue).await, listener_canary_weight(&self.elb, listener, &self.green).await)
+    }
+}
+
+pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
+    let s = scene(&h, "ecsbg", &[]).await;
+    let world = Arc::new(EcsWorld::new(&h, &format!("ecsbg-{}", std::process::id())).await);
+    let test_listener = world.test_listener().await;
+    let v1 = world.task_definition("orders:1").await;
+    let mut rollout = world.rollout(&v1);
+    let spec = &mut rollout.spec;
+    spec.traffic.as_mut().unwrap().alb.as_mut().unwrap().test_listener_arn = Some(test_listener.clone());
+    spec.strategy = serde_json::from_value(
+        json!({"blueGreen": {"activeService": "orders", "autoPromotionEnabled": false, "scaleDownDelaySeconds": 0}}),
+    )
+    .unwrap();
+    s.create(&rollout).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(world.weights().await, (100, 0));
+    assert_eq!(world.weights_on(&test_listener).await, (100, 0), "at rest the test listener reaches the stable task set");
+
+    let production = {
+        let world = world.clone();
+        Recorder::start(move || {
+            let world = world.clone();
+            async move { world.weights().await }
+        })
+    };
+    let v2 = world.task_definition("orders:2").await;
+    EcsWorld::set_task_definition(&s, &v2).await;
+    s.wait("the preview waiting for promotion", |r| status_phase(r) == Some(RolloutPhase::Paused)).await;
+    let mut both = vec![v1.clone(), v2.clone()];
+    both.sort();
+    assert_eq!(world.task_sets().await, both, "the new task set runs beside the old one");
+    wait_for("the test listener to reach the new task set", DEADLINE, || async {
+        (world.weights_on(&test_listener).await == (0, 100)).then_some(())
+    })
+    .await;
+    assert_eq!(world.weights().await, (100, 0), "production stays on blue during the preview");
+
+    s.command("promote", "bg-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    wait_for("the old task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
+    assert_eq!(production.stop(), vec![(100, 0), (0, 100)], "production switched in one step");
+    assert_eq!(world.weights_on(&test_listener).await, (0, 100), "the test listener follows the new stable task set");
 }
 
 pub async fn missing_service_holds_the_rollout_until_it_exists(h: Arc<Harness>) {
