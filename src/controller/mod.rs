@@ -58,6 +58,8 @@ pub struct Context {
     /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
     /// which is safe: a new process starts from a fresh list.
     pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// Consecutive failed passes per Rollout, to say so once they persist. Lost on restart.
+    pub failing: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// ALB weights; one client for every rollout.
     pub router: crate::traffic::alb::AlbRouter,
     /// ECS task sets; one client for every rollout.
@@ -149,6 +151,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         analysis_runs,
         phases: Default::default(),
         written: Default::default(),
+        failing: Default::default(),
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
     });

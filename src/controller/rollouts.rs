@@ -30,7 +30,7 @@ const ECS_POLL: Duration = Duration::from_secs(5);
 pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
     let api: Api<WatchedRollout> = Api::namespaced(ctx.client.clone(), &watched.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, watched, |event| async {
+    let result = finalizer(&api, FINALIZER, watched.clone(), |event| async {
         match event {
             Finalize::Apply(watched) => match &*watched {
                 WatchedRollout::Readable(rollout) => apply(rollout, &ctx).await,
@@ -48,7 +48,40 @@ pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Resul
         other => Error::Finalizer(other.to_string()),
     });
     ctx.metrics.observe("rollout", started.elapsed());
+    let failures = {
+        let mut failing = ctx.failing.lock().expect("failing lock");
+        match &result {
+            Ok(_) => failing.remove(&key(&*watched)).map(|_| 0).unwrap_or(0),
+            Err(_) => {
+                let count = failing.entry(key(&*watched)).or_insert(0);
+                *count += 1;
+                *count
+            }
+        }
+    };
+    if let (Err(error), WatchedRollout::Readable(rollout)) = (&result, &*watched)
+        && failures == FAILURES_BEFORE_REPORT
+    {
+        report_failure(rollout, error, &ctx).await;
+    }
     result
+}
+
+/// Consecutive failed passes (each retried after 5 s, besides the SDK's own retries) before a
+/// rollout says so in its status: one throttled call is routine, a stream of them is news.
+const FAILURES_BEFORE_REPORT: u32 = 3;
+
+/// Puts a failure that keeps coming back in the status and an event. Best effort: the API
+/// server may be what is failing.
+async fn report_failure(rollout: &Rollout, error: &Error, ctx: &Context) {
+    if stale(rollout, ctx) {
+        return;
+    }
+    let status = rollout.status.clone().unwrap_or_default();
+    let plan = engine::failing(&status, &error.to_string(), Timestamp::now());
+    if write_status(rollout, &status, &plan, ctx).await.is_ok() {
+        publish(rollout, &plan, ctx).await;
+    }
 }
 
 pub fn error_policy(_rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {

@@ -12,6 +12,8 @@ pub const PAUSED: &str = "Paused";
 pub const COMPLETED: &str = "Completed";
 pub const HEALTHY: &str = "Healthy";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// Passes keep failing (an API that throttles or errors); cleared by the next pass that succeeds.
+pub const RECONCILE_ERROR: &str = "ReconcileError";
 
 pub fn set(conditions: &mut Vec<Condition>, type_: &str, status: bool, reason: &str, message: &str, now: Timestamp) {
     let status = if status { "True" } else { "False" }.to_string();

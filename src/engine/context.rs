@@ -108,6 +108,7 @@ impl<'a> Pass<'a> {
     pub fn begin(&mut self) {
         self.status.observed_generation = self.input.generation;
         conditions::remove(&mut self.status.conditions, conditions::INVALID_SPEC);
+        conditions::remove(&mut self.status.conditions, conditions::RECONCILE_ERROR);
         self.update = revision::of(&self.input.spec.workload);
         self.stable = match &self.input.status.stable_revision {
             Some(stable) => stable.clone(),

@@ -192,6 +192,7 @@ pub enum EventReason {
     Completed,
     ProgressDeadlineExceeded,
     InvalidSpec,
+    ReconcileFailed,
 }
 
 impl EventReason {
@@ -199,7 +200,12 @@ impl EventReason {
     pub fn is_warning(self) -> bool {
         matches!(
             self,
-            Self::AnalysisFailed | Self::AnalysisInconclusive | Self::Aborted | Self::ProgressDeadlineExceeded | Self::InvalidSpec
+            Self::AnalysisFailed
+                | Self::AnalysisInconclusive
+                | Self::Aborted
+                | Self::ProgressDeadlineExceeded
+                | Self::InvalidSpec
+                | Self::ReconcileFailed
         )
     }
 }
@@ -236,6 +242,18 @@ pub fn step(input: Input<'_>) -> Plan {
     }
     pass.route_previews();
     pass.finish()
+}
+
+/// Passes that keep failing (`failure` says which call and why): the rollout stays where it is,
+/// with a ReconcileError condition and one event per distinct failure; the first pass that
+/// succeeds clears the condition.
+pub fn failing(status: &RolloutStatus, failure: &str, now: Timestamp) -> Plan {
+    let mut after = status.clone();
+    let message = format!("retrying: {failure}");
+    let known = status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == message);
+    conditions::set(&mut after.conditions, conditions::RECONCILE_ERROR, true, "ActionFailed", &message, now);
+    let events = if known { Vec::new() } else { vec![Event { reason: EventReason::ReconcileFailed, message }] };
+    Plan { actions: Vec::new(), status: after, events, requeue_after: None }
 }
 
 /// A Rollout whose stored object cannot be read as a Rollout (stored under an older schema, or

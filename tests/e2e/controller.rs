@@ -60,6 +60,11 @@ impl Harness {
 
     /// Starts a controller process under the chart's identity; `name` labels its log.
     pub fn start(&self, name: &str, extra: &[&str]) -> u32 {
+        self.start_with_aws(name, extra, &self.stack.aws_endpoint)
+    }
+
+    /// Starts a controller that reaches AWS at `aws_endpoint` (a fault-injecting proxy).
+    pub fn start_with_aws(&self, name: &str, extra: &[&str], aws_endpoint: &str) -> u32 {
         let port = free_port();
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -67,7 +72,7 @@ impl Harness {
             .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
             .args(extra)
             .env("KUBECONFIG", &self.kubeconfig)
-            .env("AWS_ENDPOINT_URL", &self.stack.aws_endpoint)
+            .env("AWS_ENDPOINT_URL", aws_endpoint)
             .env("AWS_REGION", "us-east-1")
             .env("AWS_ACCESS_KEY_ID", "testing")
             .env("AWS_SECRET_ACCESS_KEY", "testing")

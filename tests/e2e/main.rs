@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
         scenarios::canary_with_alb_weights,
         scenarios::ecs_canary_promoted_then_aborted,
         scenarios::ecs_blue_green_previews_on_the_test_listener,
+        scenarios::ecs_canary_under_30_percent_aws_faults,
         scenarios::prometheus_analysis_with_good_numbers_promotes,
         scenarios::prometheus_error_rate_turning_bad_rolls_back,
         scenarios::blue_green_failing_pre_promotion_analysis_is_never_promoted,

@@ -484,16 +484,16 @@ async fn balancer(h: &Harness, name: &str) -> (aws_sdk_elasticloadbalancingv2::C
 }
 
 async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, canary: &str) -> i32 {
+    listener_weights(elb, listener, canary, canary).await.0
+}
+
+/// The weights of two target groups in the listener's forward action (-1 when absent).
+async fn listener_weights(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, first: &str, second: &str) -> (i32, i32) {
     let described = elb.describe_listeners().listener_arns(listener).send().await.unwrap();
     let action = &described.listeners()[0].default_actions()[0];
-    action
-        .forward_config()
-        .unwrap()
-        .target_groups()
-        .iter()
-        .find(|t| t.target_group_arn() == Some(canary))
-        .and_then(|t| t.weight())
-        .unwrap_or(-1)
+    let groups = action.forward_config().unwrap().target_groups();
+    let weight = |arn: &str| groups.iter().find(|t| t.target_group_arn() == Some(arn)).and_then(|t| t.weight()).unwrap_or(-1);
+    (weight(first), weight(second))
 }
 
 /// Every distinct value `read` returns, in order, sampled every 50 ms until the returned guard
@@ -673,12 +673,9 @@ impl EcsWorld {
         .unwrap()
     }
 
-    /// Weight of each target group on the listener.
+    /// Weight of each target group on the listener, from one read.
     async fn weights(&self) -> (i32, i32) {
-        (
-            listener_canary_weight(&self.elb, &self.listener, &self.blue).await,
-            listener_canary_weight(&self.elb, &self.listener, &self.green).await,
-        )
+        listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
     }
 
     /// Task definitions of the service's task sets.
@@ -753,7 +750,7 @@ impl EcsWorld {
 
     /// The weights of blue and green on the given listener.
     async fn weights_on(&self, listener: &str) -> (i32, i32) {
-        (listener_canary_weight(&self.elb, listener, &self.blue).await, listener_canary_weight(&self.elb, listener, &self.green).await)
+        listener_weights(&self.elb, listener, &self.blue, &self.green).await
     }
 }
 
@@ -798,6 +795,79 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
     wait_for("the old task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
     assert_eq!(production.stop(), vec![(100, 0), (0, 100)], "production switched in one step");
     assert_eq!(world.weights_on(&test_listener).await, (0, 100), "the test listener follows the new stable task set");
+}
+
+pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
+    let s = scene(&h, "faults", &[]).await;
+    let world = Arc::new(EcsWorld::new(&h, &format!("faults-{}", std::process::id())).await);
+    let v1 = world.task_definition("orders:1").await;
+    let mut rollout = world.rollout(&v1);
+    // Timed pauses only: the first canary runs to the end by itself.
+    rollout.spec.strategy.canary.as_mut().unwrap().steps =
+        serde_json::from_value(json!([{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]))
+            .unwrap();
+    s.create(&rollout).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+
+    // From here on, 30 % of ELBv2 and ECS calls are throttled or fail with a 5xx.
+    let proxy = crate::support::aws_proxy::AwsProxy::start(&h.stack.aws_endpoint, 0.3, 7).await;
+    h.kill("main");
+    h.start_with_aws("faulty", &[], &proxy.endpoint);
+    let production = {
+        let world = world.clone();
+        Recorder::start(move || {
+            let world = world.clone();
+            async move { world.weights().await }
+        })
+    };
+    let v2 = world.task_definition("orders:2").await;
+    EcsWorld::set_task_definition(&s, &v2).await;
+    wait_for("v2 promoted through the faults", Duration::from_secs(180), || async {
+        let status = s.rollouts.get("web").await.ok()?.status?;
+        let promoted = status.phase == Some(RolloutPhase::Healthy) && status.stable_revision == status.update_revision;
+        (promoted && world.weights().await == (0, 100)).then_some(())
+    })
+    .await;
+    wait_for("the old task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
+
+    let mut steps = rollout.spec.strategy.canary.clone().unwrap();
+    steps.steps.push(serde_json::from_value(json!({"pause": {}})).unwrap());
+    let patch = json!({"spec": {"strategy": {"canary": steps}}});
+    s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("manual pause added");
+    let v3 = world.task_definition("orders:3").await;
+    EcsWorld::set_task_definition(&s, &v3).await;
+    s.wait("v3 at the manual pause", |r| step(r) == Some(4) && status_phase(r) == Some(RolloutPhase::Paused)).await;
+    s.command("abort", "faults-1").await;
+    wait_for("the abort completed through the faults", Duration::from_secs(180), || async {
+        let r = s.rollouts.get("web").await.ok()?;
+        (status_phase(&r) == Some(RolloutPhase::Degraded) && world.task_sets().await == vec![v2.clone()]).then_some(())
+    })
+    .await;
+    assert_eq!(world.weights().await, (0, 100), "all traffic on the stable task set after the abort");
+    let seen = production.stop();
+    assert_eq!(
+        seen,
+        vec![(100, 0), (75, 25), (50, 50), (0, 100), (25, 75), (50, 50), (0, 100)],
+        "no weight but the planned ones, in order, ever reached the listener"
+    );
+    let calls = proxy.calls();
+    for service in ["ELBv2", "ECS"] {
+        let faults = calls.iter().filter(|c| c.service == service && c.fault.is_some()).count();
+        assert!(faults > 0, "{service}: faults were injected ({} calls)", calls.len());
+    }
+
+    // An AWS that fails every call: the rollout says so, and stops saying so once it recovers.
+    proxy.set_fault_rate(1.0);
+    let reconcile_error = |r: &Rollout| r.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "ReconcileError"));
+    let failing = s.wait("the ReconcileError condition", reconcile_error).await;
+    let condition = failing.status.unwrap().conditions.into_iter().find(|c| c.type_ == "ReconcileError").unwrap();
+    assert!(condition.message.starts_with("retrying: "), "{}", condition.message);
+    assert!(s.events().await.iter().any(|(reason, _, _)| reason == "ReconcileFailed"));
+    assert_eq!(world.weights().await, (0, 100), "a failing AWS leaves the weights where they were");
+    proxy.set_fault_rate(0.0);
+    s.wait("the condition cleared", |r| !reconcile_error(r)).await;
+    h.kill("faulty");
+    h.start("main", &[]);
 }
 
 pub async fn missing_service_holds_the_rollout_until_it_exists(h: Arc<Harness>) {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod aws_proxy;
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
