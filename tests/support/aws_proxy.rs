@@ -113,8 +113,11 @@ async fn forward(state: &Shared, method: Method, uri: Uri, headers: HeaderMap, b
     let sequence = state.sequence.fetch_add(1, Ordering::Relaxed);
     let roll = draw(state.seed, sequence);
     let faultable = service == "ELBv2" || service == "ECS";
-    let fault = (faultable && roll < state.fault_ppm.load(Ordering::Relaxed))
-        .then(|| if roll % 2 == 0 { Fault::Throttled } else { Fault::Unavailable });
+    let fault = (faultable && roll < state.fault_ppm.load(Ordering::Relaxed)).then_some(if roll.is_multiple_of(2) {
+        Fault::Throttled
+    } else {
+        Fault::Unavailable
+    });
     state.calls.lock().unwrap().push(Call { service, operation, fault, at: Instant::now() });
     if let Some(fault) = fault {
         return fault_response(service, fault);
