@@ -135,6 +135,8 @@ pub struct AlbRouter {
     snapshots: Mutex<HashMap<String, Snapshot>>,
     /// The header route last set or found, by weight location and header: (target, when).
     header_routes: Mutex<HashMap<String, (Option<String>, Instant)>>,
+    /// Healthy targets last read per target group, and when.
+    health: Mutex<HashMap<String, (i32, Instant)>>,
     snapshot_max_age: Duration,
 }
 
@@ -168,6 +170,10 @@ impl std::fmt::Display for Location<'_> {
     }
 }
 
+/// How long healthy-target counts are reused: under the engine's 5 s poll while it waits for
+/// targets, so each poll sees a fresh count and only bursts of passes share one.
+const HEALTH_MAX_AGE: Duration = Duration::from_secs(4);
+
 /// Default for [`AlbRouter::snapshot_max_age`].
 pub const DEFAULT_SNAPSHOT_MAX_AGE: Duration = Duration::from_secs(10);
 
@@ -178,6 +184,7 @@ impl AlbRouter {
             calls: AtomicU64::new(0),
             snapshots: Mutex::new(HashMap::new()),
             header_routes: Mutex::new(HashMap::new()),
+            health: Mutex::new(HashMap::new()),
             snapshot_max_age: DEFAULT_SNAPSHOT_MAX_AGE,
         }
     }
@@ -200,13 +207,21 @@ impl AlbRouter {
 
     /// Reads the canary weight of the forward action holding exactly `stable_tg` and `canary_tg`
     /// (one DescribeRules or DescribeListeners) and the healthy targets of both target groups
-    /// (one DescribeTargetHealth each, at the same time). For ECS the caller passes which target
+    /// (one DescribeTargetHealth each, at the same time). What was read (or written and read
+    /// back) within the snapshot age is not read again: passes come in bursts, and each would
+    /// otherwise cost three calls. For ECS the caller passes which target
     /// group is stable now: the roles swap between deployments.
     pub async fn read(&self, alb: &AlbTraffic, stable_tg: &str, canary_tg: &str) -> Result<AlbState, RouterError> {
         let location = weight_location(alb)?;
         check_pair(stable_tg, canary_tg)?;
+        let actions = async {
+            match self.fresh_snapshot(location.arn()) {
+                Some(actions) => Ok(actions),
+                None => self.describe(location).await,
+            }
+        };
         let (actions, stable_healthy, canary_healthy) =
-            futures::try_join!(self.describe(location), self.healthy_targets(stable_tg), self.healthy_targets(canary_tg))?;
+            futures::try_join!(actions, self.healthy_targets(stable_tg), self.healthy_targets(canary_tg))?;
         let (canary_weight, not_ours) = match find_split(&actions, stable_tg, canary_tg) {
             Ok(split) => (split.canary_percent(), None),
             Err(()) => (None, Some(not_ours(location, &actions, &[stable_tg, canary_tg]))),
@@ -469,6 +484,20 @@ impl AlbRouter {
     }
 
     async fn healthy_targets(&self, target_group: &str) -> Result<i32, RouterError> {
+        let cached = {
+            let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
+            let max_age = self.snapshot_max_age.min(HEALTH_MAX_AGE);
+            health.get(target_group).filter(|(_, at)| at.elapsed() <= max_age).map(|(healthy, _)| *healthy)
+        };
+        if let Some(healthy) = cached {
+            return Ok(healthy);
+        }
+        let healthy = self.describe_target_health(target_group).await?;
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).insert(target_group.to_string(), (healthy, Instant::now()));
+        Ok(healthy)
+    }
+
+    async fn describe_target_health(&self, target_group: &str) -> Result<i32, RouterError> {
         self.count();
         let out = self
             .client

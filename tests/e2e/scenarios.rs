@@ -436,64 +436,8 @@ pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<
 
 /// A load balancer in moto whose listener forwards to two target groups (stable 100, canary 0),
 /// each with registered (healthy) targets. Returns (listener, stable, canary).
-async fn balancer(h: &Harness, name: &str) -> (aws_sdk_elasticloadbalancingv2::Client, String, String, String) {
-    use aws_sdk_elasticloadbalancingv2::types::{
-        Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple, TargetTypeEnum,
-    };
-    let vpc = xml_value(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")]).await, "<vpcId>", "</vpcId>");
-    let mut subnets = Vec::new();
-    for (cidr, zone) in [("10.9.1.0/24", "us-east-1a"), ("10.9.2.0/24", "us-east-1b")] {
-        let xml = h.stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", cidr), ("AvailabilityZone", zone)]).await;
-        subnets.push(xml_value(&xml, "<subnetId>", "</subnetId>"));
-    }
-    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&h.stack.aws());
-    let lb = elb.create_load_balancer().name(name).set_subnets(Some(subnets)).send().await.unwrap();
-    let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_string();
-    let mut groups = Vec::new();
-    for (role, ip) in [("stable", "10.9.1.10"), ("canary", "10.9.2.10")] {
-        let tg = elb
-            .create_target_group()
-            .name(format!("{name}-{role}"))
-            .protocol(ProtocolEnum::Http)
-            .port(80)
-            .vpc_id(&vpc)
-            .target_type(TargetTypeEnum::Ip)
-            .send()
-            .await
-            .unwrap();
-        let arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
-        elb.register_targets().target_group_arn(&arn).targets(TargetDescription::builder().id(ip).port(80).build()).send().await.unwrap();
-        groups.push(arn);
-    }
-    let tuples = [(&groups[0], 100), (&groups[1], 0)].map(|(arn, w)| TargetGroupTuple::builder().target_group_arn(arn).weight(w).build());
-    let forward = Action::builder()
-        .r#type(ActionTypeEnum::Forward)
-        .forward_config(ForwardActionConfig::builder().set_target_groups(Some(tuples.to_vec())).build())
-        .build();
-    let listener = elb
-        .create_listener()
-        .load_balancer_arn(&lb_arn)
-        .protocol(ProtocolEnum::Http)
-        .port(80)
-        .default_actions(forward)
-        .send()
-        .await
-        .unwrap();
-    let listener = listener.listeners()[0].listener_arn().unwrap().to_string();
-    (elb, listener, groups[0].clone(), groups[1].clone())
-}
-
 async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, canary: &str) -> i32 {
-    listener_weights(elb, listener, canary, canary).await.0
-}
-
-/// The weights of two target groups in the listener's forward action (-1 when absent).
-async fn listener_weights(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, first: &str, second: &str) -> (i32, i32) {
-    let described = elb.describe_listeners().listener_arns(listener).send().await.unwrap();
-    let action = &described.listeners()[0].default_actions()[0];
-    let groups = action.forward_config().unwrap().target_groups();
-    let weight = |arn: &str| groups.iter().find(|t| t.target_group_arn() == Some(arn)).and_then(|t| t.weight()).unwrap_or(-1);
-    (weight(first), weight(second))
+    crate::support::alb::listener_weights(elb, listener, canary, canary).await.0
 }
 
 /// Every distinct value `read` returns, in order, sampled every 50 ms until the returned guard
@@ -551,7 +495,7 @@ async fn header_rule_targets(elb: &aws_sdk_elasticloadbalancingv2::Client, liste
 pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-{}", std::process::id());
-    let (elb, listener, stable, canary) = balancer(&h, &name).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
@@ -610,7 +554,7 @@ struct EcsWorld {
 impl EcsWorld {
     async fn new(h: &Harness, name: &str) -> EcsWorld {
         use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType};
-        let (elb, listener, blue, green) = balancer(h, name).await;
+        let (elb, listener, blue, green) = h.stack.balancer(name).await;
         let vpc = xml_value(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.8.0.0/16")]).await, "<vpcId>", "</vpcId>");
         h.stack.ec2(&[("Action", "ModifyVpcAttribute"), ("VpcId", &vpc), ("EnableDnsHostnames.Value", "true")]).await;
         let subnet = xml_value(
@@ -675,7 +619,7 @@ impl EcsWorld {
 
     /// Weight of each target group on the listener, from one read.
     async fn weights(&self) -> (i32, i32) {
-        listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
+        crate::support::alb::listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
     }
 
     /// Task definitions of the service's task sets.
@@ -750,7 +694,7 @@ impl EcsWorld {
 
     /// The weights of blue and green on the given listener.
     async fn weights_on(&self, listener: &str) -> (i32, i32) {
-        listener_weights(&self.elb, listener, &self.blue, &self.green).await
+        crate::support::alb::listener_weights(&self.elb, listener, &self.blue, &self.green).await
     }
 }
 

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod alb;
 pub mod aws_proxy;
 
 use std::collections::BTreeMap;

@@ -1,0 +1,163 @@
+//! AWS calls a rollout costs, counted by a proxy in front of moto on the local stack:
+//! ELBv2 calls per weight step, calls while a rollout is idle, and the time from an abort to the
+//! canary's weight being 0 on the listener. Prints figures; asserts nothing.
+//!
+//! `cargo bench --bench aws_calls` (the local stack must be installed: `e2e/stack install`).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Service;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use serde_json::json;
+use sluice::api::{Rollout, RolloutPhase};
+use support::aws_proxy::{AwsProxy, Call};
+use support::{Stack, alb::listener_weights, namespace, path_str, repo, wait_for};
+
+const DEADLINE: Duration = Duration::from_secs(120);
+const WEIGHTS: [i32; 3] = [10, 30, 60];
+
+struct Controller(Child);
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let stack = Stack::start_or_attach();
+    runtime.block_on(measure(&stack));
+    stack.down();
+}
+
+async fn measure(stack: &Stack) {
+    let applied = stack.kubectl(&["apply", "-f", path_str(&repo().join("crds"))]);
+    assert!(applied.status.success(), "CRDs: {}", String::from_utf8_lossy(&applied.stderr));
+    let client = stack.kube().await;
+    let ns = namespace(&client, "aws-calls").await;
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    for name in ["web-stable", "web-canary"] {
+        let service: Service =
+            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
+                .unwrap();
+        services.create(&PostParams::default(), &service).await.unwrap();
+    }
+    let (elb, listener, stable, canary) = stack.balancer(&format!("calls-{}", std::process::id())).await;
+    let proxy = AwsProxy::start(&stack.aws_endpoint, 0.0, 1).await;
+    let log = std::fs::File::create(stack.dir.join("aws-calls-controller.log")).unwrap();
+    let _controller = Controller(
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["controller", "--metrics-addr", "127.0.0.1:0"])
+            .env("KUBECONFIG", &stack.kubeconfig)
+            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "testing")
+            .env("AWS_SECRET_ACCESS_KEY", "testing")
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("controller starts"),
+    );
+
+    let mut steps: Vec<serde_json::Value> = Vec::new();
+    for weight in WEIGHTS {
+        steps.push(json!({"setWeight": weight}));
+        steps.push(json!({"pause": {"duration": "2s"}}));
+    }
+    steps.push(json!({"pause": {}}));
+    let rollout: Rollout = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "workload": {"kubernetes": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}},
+            "traffic": {"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "steps": steps}}
+        }
+    }))
+    .unwrap();
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &ns);
+    wait_for("the Rollout CRD to serve", DEADLINE, || async { rollouts.create(&PostParams::default(), &rollout).await.ok() }).await;
+    let wait = |what: &'static str, check: fn(&Rollout) -> bool| {
+        let rollouts = rollouts.clone();
+        async move {
+            wait_for(what, DEADLINE, || async {
+                let r = rollouts.get("web").await.ok()?;
+                check(&r).then_some(())
+            })
+            .await
+        }
+    };
+    wait("Healthy", |r| r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Healthy)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // Idle: a Healthy rollout, nothing changing.
+    let before = proxy.calls().len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let idle = proxy.calls()[before..].to_vec();
+    println!("AWS calls in one idle minute (Healthy rollout): {}{}", idle.len(), by_operation(&idle));
+
+    // A canary through three weight steps up to the manual pause.
+    let before = proxy.calls().len();
+    let started = Instant::now();
+    let patch = json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}}}});
+    rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    wait("the manual pause at 60%", |r| {
+        r.status.as_ref().is_some_and(|s| s.verified_weight == Some(60) && s.phase == Some(RolloutPhase::Paused))
+    })
+    .await;
+    let progress = proxy.calls()[before..].to_vec();
+    let writes = progress.iter().filter(|c| c.operation.starts_with("Modify")).count();
+    println!(
+        "AWS calls for {} weight steps ({:.1} s, timed pauses of 2 s): {} in all, {:.1} per step, of which {} writes{}",
+        WEIGHTS.len(),
+        started.elapsed().as_secs_f64(),
+        progress.len(),
+        progress.len() as f64 / WEIGHTS.len() as f64,
+        writes,
+        by_operation(&progress)
+    );
+
+    // Paused at 60%, waiting for a person: idle again.
+    let before = proxy.calls().len();
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    let paused = proxy.calls()[before..].to_vec();
+    println!("AWS calls in one minute paused at 60% (waiting for a person): {}{}", paused.len(), by_operation(&paused));
+
+    // Abort: from the request to the listener's canary weight being 0.
+    let requested = Instant::now();
+    let patch = json!({"status": {"commands": {"abort": {"id": "bench-abort"}}}});
+    rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    loop {
+        if listener_weights(&elb, &listener, &canary, &stable).await.0 == 0 {
+            break;
+        }
+        assert!(requested.elapsed() < DEADLINE, "the abort never reached the listener");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let to_zero = requested.elapsed();
+    let write = proxy.calls().into_iter().find(|c| c.at >= requested && c.operation.starts_with("Modify"));
+    println!("abort requested → canary weight 0 read on the listener: {} ms", to_zero.as_millis());
+    if let Some(write) = write {
+        println!("abort requested → the weight write sent: {} ms", write.at.duration_since(requested).as_millis());
+    }
+    wait("Degraded", |r| r.status.as_ref().and_then(|s| s.phase) == Some(RolloutPhase::Degraded)).await;
+}
+
+fn by_operation(calls: &[Call]) -> String {
+    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+    for call in calls {
+        *counts.entry(format!("{} {}", call.service, call.operation)).or_default() += 1;
+    }
+    if counts.is_empty() {
+        return String::new();
+    }
+    let parts: Vec<String> = counts.into_iter().map(|(op, n)| format!("{op} ×{n}")).collect();
+    format!(" ({})", parts.join(", "))
+}
