@@ -79,7 +79,7 @@ pub enum PluginCommand {
     /// Change the workload's spec.
     #[command(subcommand)]
     Set(SetCommand),
-    /// Ask for every pod to be replaced (sets spec.restartAt to now).
+    /// Record a restart: sets spec.restartAt to now (the controller does not replace pods on it yet).
     Restart { name: String },
 }
 
