@@ -9,5 +9,6 @@ pub mod cli;
 pub mod controller;
 pub mod engine;
 pub mod platform;
+pub mod plugin;
 pub mod simulate;
 pub mod traffic;
