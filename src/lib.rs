@@ -8,6 +8,7 @@ pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod import;
 pub mod platform;
 pub mod simulate;
 pub mod traffic;

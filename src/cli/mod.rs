@@ -27,6 +27,14 @@ pub enum Command {
         #[arg(long)]
         write: Vec<PathBuf>,
     },
+    /// Convert Argo Rollouts or Flagger manifests into Sluice manifests (printed as YAML; what does
+    /// not map is reported on stderr).
+    Import {
+        /// Manifests: Argo Rollouts with their analysis templates, or Flagger Canaries with their
+        /// Deployments and metric templates (multi-document YAML; repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print the timeline a rollout would follow under a scenario.
     Simulate {
         /// Manifests: one Rollout and the AnalysisTemplates it uses (multi-document YAML).
@@ -62,6 +70,7 @@ pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => controller(args),
         Command::Crd { write } => crd(write),
+        Command::Import { files } => import(&files),
         Command::Simulate { file, scenario } => simulate::run(&file, scenario.as_deref()),
     };
     match result {
@@ -88,6 +97,20 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         let measure = crate::analysis::providers::measurer().await;
         crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
     })
+}
+
+fn import(files: &[PathBuf]) -> Result<(), String> {
+    let mut inputs = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        inputs.push((path.display().to_string(), text));
+    }
+    let imported = crate::import::import(&inputs).map_err(|e| e.to_string())?;
+    for warning in &imported.warnings {
+        eprintln!("{warning}");
+    }
+    print!("{}", imported.to_yaml());
+    Ok(())
 }
 
 fn crd(write: Vec<PathBuf>) -> Result<(), String> {
