@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod engine;
 pub mod import;
+pub mod notify;
 pub mod platform;
 pub mod simulate;
 pub mod traffic;

@@ -30,6 +30,7 @@ fn main() -> std::process::ExitCode {
         scenarios::blue_green_failing_pre_promotion_analysis_is_never_promoted,
         scenarios::leader_killed_the_follower_takes_over,
         scenarios::imported_manifests_are_accepted_by_the_api_server,
+        scenarios::webhooks_and_delivery_metrics,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();
