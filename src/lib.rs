@@ -8,6 +8,8 @@ pub mod aws;
 pub mod cli;
 pub mod controller;
 pub mod engine;
+pub mod import;
+pub mod notify;
 pub mod platform;
 pub mod plugin;
 pub mod simulate;

@@ -502,6 +502,25 @@ pub struct RolloutStatus {
     pub handled_commands: Option<HandledCommands>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
+    /// Times behind the delivery (DORA) metrics; kept by the controller, never read by the engine.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<DeliveryStatus>,
+}
+
+/// What the delivery metrics need across passes, kept in the status so a restart loses nothing.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeliveryStatus {
+    /// The revision on its way to production.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// When that revision was first seen; lead time counts from it when the Rollout carries no
+    /// `sluice.dev/commit-time` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision_seen_at: Option<Time>,
+    /// The first abort not yet followed by Healthy; time to restore counts from it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_since: Option<Time>,
 }
 
 impl Workload {

@@ -27,6 +27,14 @@ pub enum Command {
         #[arg(long)]
         write: Vec<PathBuf>,
     },
+    /// Convert Argo Rollouts or Flagger manifests into Sluice manifests (printed as YAML; what does
+    /// not map is reported on stderr).
+    Import {
+        /// Manifests: Argo Rollouts with their analysis templates, or Flagger Canaries with their
+        /// Deployments and metric templates (multi-document YAML; repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
+    },
     /// Print the timeline a rollout would follow under a scenario.
     Simulate {
         /// Manifests: one Rollout and the AnalysisTemplates it uses (multi-document YAML).
@@ -56,12 +64,21 @@ pub struct ControllerArgs {
     /// This replica's name in the Lease.
     #[arg(long, env = "POD_NAME")]
     pub identity: Option<String>,
+    /// Label the delivery (DORA) metrics with each Rollout's name: one series per Rollout. With
+    /// false, only the namespace.
+    #[arg(long, env = "SLUICE_METRICS_ROLLOUT_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
+    pub metrics_rollout_label: bool,
+    /// POST every Rollout's events to this URL (repeatable; `slack+https://...` for a
+    /// Slack-compatible payload). The environment variable takes a comma-separated list.
+    #[arg(long = "webhook-url", env = "SLUICE_WEBHOOK_URLS", value_delimiter = ',')]
+    pub webhook_urls: Vec<crate::notify::Target>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
         Command::Controller(args) => controller(args),
         Command::Crd { write } => crd(write),
+        Command::Import { files } => import(&files),
         Command::Simulate { file, scenario } => simulate::run(&file, scenario.as_deref()),
     };
     match result {
@@ -82,12 +99,28 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         lease_name: args.lease_name,
         lease_namespace: args.lease_namespace,
         identity,
+        metrics_per_rollout: args.metrics_rollout_label,
+        webhooks: args.webhook_urls,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
         let measure = crate::analysis::providers::measurer().await;
         crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
     })
+}
+
+fn import(files: &[PathBuf]) -> Result<(), String> {
+    let mut inputs = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        inputs.push((path.display().to_string(), text));
+    }
+    let imported = crate::import::import(&inputs).map_err(|e| e.to_string())?;
+    for warning in &imported.warnings {
+        eprintln!("{warning}");
+    }
+    print!("{}", imported.to_yaml());
+    Ok(())
 }
 
 fn crd(write: Vec<PathBuf>) -> Result<(), String> {
@@ -103,4 +136,34 @@ fn crd(write: Vec<PathBuf>) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webhook_urls_repeat_and_the_rollout_label_can_be_dropped() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--webhook-url",
+            "https://a.test/hook",
+            "--webhook-url",
+            "slack+https://hooks.slack.com/services/T/B/X",
+            "--metrics-rollout-label=false",
+        ])
+        .unwrap();
+        let Command::Controller(args) = cli.command else { panic!("not the controller") };
+        let urls: Vec<(&str, crate::notify::Format)> = args.webhook_urls.iter().map(|t| (t.url.as_str(), t.format)).collect();
+        assert_eq!(
+            urls,
+            [
+                ("https://a.test/hook", crate::notify::Format::Json),
+                ("https://hooks.slack.com/services/T/B/X", crate::notify::Format::Slack)
+            ]
+        );
+        assert!(!args.metrics_rollout_label);
+        assert!(Cli::try_parse_from(["sluice", "controller", "--webhook-url", "ftp://x"]).is_err());
+    }
 }

@@ -2,6 +2,7 @@
 //! It keeps no rollout state of its own: everything lives in each Rollout's status.
 
 mod analysis_runs;
+pub mod dora;
 mod error;
 mod metrics;
 mod rollouts;
@@ -26,7 +27,7 @@ use tracing::{info, warn};
 
 pub use analysis_runs::Measure;
 pub use error::Error;
-pub use metrics::Metrics;
+pub use metrics::{Metrics, OutcomeLabel};
 
 use crate::api::AnalysisRun;
 use crate::engine::ServiceRole;
@@ -43,6 +44,10 @@ pub struct Settings {
     pub lease_name: String,
     pub lease_namespace: String,
     pub identity: String,
+    /// Label the delivery metrics with each Rollout's name (one series per Rollout).
+    pub metrics_per_rollout: bool,
+    /// Notified of every Rollout's events, besides the URLs in each Rollout's annotation.
+    pub webhooks: Vec<crate::notify::Target>,
 }
 
 /// What every reconcile pass shares; built once.
@@ -64,6 +69,8 @@ pub struct Context {
     pub router: crate::traffic::alb::AlbRouter,
     /// ECS task sets; one client for every rollout.
     pub ecs: crate::platform::ecs::EcsPlatform,
+    /// Webhook notifications, delivered in the background.
+    pub notifier: crate::notify::Notifier,
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -102,7 +109,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     crate::aws::install_crypto_provider();
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
-    let metrics = Metrics::new(&mut registry);
+    let metrics = Metrics::new(&mut registry, settings.metrics_per_rollout);
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), ready.clone()));
 
@@ -145,7 +152,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
-        metrics,
+        metrics: metrics.clone(),
         replica_sets,
         services,
         analysis_runs,
@@ -154,6 +161,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         failing: Default::default(),
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
+        notifier: crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone()),
     });
 
     let rollouts = Controller::new(api::<WatchedRollout>(&client, &settings.namespace), wc.clone());

@@ -155,7 +155,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let (observed, ecs) = observe(rollout, ctx).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let name = rollout.name_any();
-    let plan = engine::step(Input {
+    let mut plan = engine::step(Input {
         name: &name,
         generation: rollout.metadata.generation,
         spec: &rollout.spec,
@@ -171,7 +171,12 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     if ecs.is_none() {
         k8s::prune_history(&ctx.client, rollout, &ctx.replica_sets.state(), &keep).await?;
     }
+    let commit_time = rollout.annotations().get(super::dora::COMMIT_TIME_ANNOTATION).map(String::as_str);
+    let delivered = super::dora::observe(&status, &mut plan.status, commit_time, Timestamp::now());
     write_status(rollout, &status, &plan, ctx).await?;
+    // Counted once the status is written: a pass that fails is decided again from the same status.
+    ctx.metrics.record_delivery(&rollout.namespace().unwrap_or_default(), &name, &delivered);
+    ctx.notifier.notify(rollout, &plan.status, &plan.events);
     publish(rollout, &plan, ctx).await;
     let mut requeue = plan.requeue_after;
     if ecs.is_some() && plan.status.phase != Some(RolloutPhase::Healthy) {

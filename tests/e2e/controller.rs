@@ -14,6 +14,8 @@ pub struct Harness {
     /// A kubeconfig that authenticates as the chart's ServiceAccount.
     pub kubeconfig: PathBuf,
     processes: Mutex<Vec<(String, Child)>>,
+    /// The /metrics port of each controller process, by name (the latest one started).
+    metrics_ports: Mutex<std::collections::BTreeMap<String, u16>>,
     log_dir: PathBuf,
 }
 
@@ -53,7 +55,7 @@ impl Harness {
         std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
         let log_dir = stack.dir.join("controller-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
-        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir };
+        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), metrics_ports: Default::default(), log_dir };
         harness.start("main", &[]);
         harness
     }
@@ -66,6 +68,7 @@ impl Harness {
     /// Starts a controller that reaches AWS at `aws_endpoint` (a fault-injecting proxy).
     pub fn start_with_aws(&self, name: &str, extra: &[&str], aws_endpoint: &str) -> u32 {
         let port = free_port();
+        self.metrics_ports.lock().unwrap().insert(name.to_string(), port);
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
             .arg("controller")
@@ -86,6 +89,13 @@ impl Harness {
         let pid = child.id();
         self.processes.lock().unwrap().push((name.to_string(), child));
         pid
+    }
+
+    /// The text of the /metrics endpoint of the controller process called `name`.
+    pub async fn metrics(&self, name: &str) -> String {
+        let port = self.metrics_ports.lock().unwrap()[name];
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("the controller serves /metrics");
+        response.text().await.unwrap()
     }
 
     /// SIGKILLs the controller process called `name`.

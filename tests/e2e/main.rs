@@ -33,6 +33,8 @@ fn main() -> std::process::ExitCode {
         scenarios::leader_killed_the_follower_takes_over,
         scenarios::missing_service_holds_the_rollout_until_it_exists,
         scenarios::unreadable_rollout_is_degraded_and_blocks_no_other,
+        scenarios::imported_manifests_are_accepted_by_the_api_server,
+        scenarios::webhooks_and_delivery_metrics,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();

@@ -177,6 +177,44 @@ pub async fn chart_renders_and_lints(h: Arc<Harness>) {
     }
     let bad = h.stack.command("helm").args(["template", "sluice", path_str(&chart), "--set", "replicas=-1"]).output().unwrap();
     assert!(!bad.status.success(), "values.schema.json refuses a negative replica count");
+
+    let observed = h
+        .stack
+        .command("helm")
+        .args(["template", "sluice", path_str(&chart), "--namespace", RELEASE_NAMESPACE])
+        .args(["--set", "grafana.dashboard.enabled=true", "--set", "metrics.rolloutLabel=false"])
+        .args(["--set", "notifications.webhooks={https://a.test/hook,slack+https://hooks.slack.com/services/T/B/X}"])
+        .output()
+        .unwrap();
+    assert!(observed.status.success(), "helm template with the dashboard: {}", String::from_utf8_lossy(&observed.stderr));
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8_lossy(&observed.stdout)).unwrap();
+    let dashboard = documents.iter().find(|d| d["kind"] == "ConfigMap").expect("the dashboard ConfigMap");
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(dashboard["data"]["sluice.json"].as_str().unwrap()).expect("the dashboard is JSON");
+    let queries = json.to_string();
+    for metric in [
+        "sluice_reconcile_errors_total",
+        "sluice_rollouts",
+        "sluice_deployments_total",
+        "sluice_lead_time_seconds_bucket",
+        "sluice_time_to_restore_seconds_bucket",
+    ] {
+        assert!(queries.contains(metric), "no panel reads {metric}");
+    }
+    let deployment = documents.iter().find(|d| d["kind"] == "Deployment").unwrap();
+    let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
+    let value = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
+    assert_eq!(value("SLUICE_METRICS_ROLLOUT_LABEL"), Some(json!("false")));
+    assert_eq!(value("SLUICE_WEBHOOK_URLS"), Some(json!("https://a.test/hook,slack+https://hooks.slack.com/services/T/B/X")));
+    let plain = h.stack.command("helm").args(["template", "sluice", path_str(&chart)]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&plain.stdout).contains("grafana_dashboard"), "the dashboard is optional");
+    let bad_url = h
+        .stack
+        .command("helm")
+        .args(["template", "sluice", path_str(&chart), "--set", "notifications.webhooks={ftp://x}"])
+        .output()
+        .unwrap();
+    assert!(!bad_url.status.success(), "values.schema.json refuses a webhook that is not http(s)");
 }
 
 pub async fn canary_by_replicas_with_timed_and_manual_pauses(h: Arc<Harness>) {
@@ -892,4 +930,163 @@ pub async fn unreadable_rollout_is_degraded_and_blocks_no_other(h: Arc<Harness>)
     dynamic.delete("broken", &DeleteParams::default()).await.expect("delete accepted");
     wait_for("the unreadable rollout to be gone", DEADLINE, || async { dynamic.get_opt("broken").await.ok()?.is_none().then_some(()) })
         .await;
+}
+
+/// `sluice import` output, as printed, is admitted by the real API server: the CRDs' schemas,
+/// patterns (the placeholder ARNs) and CEL rules (server-side dry run: nothing is stored).
+pub async fn imported_manifests_are_accepted_by_the_api_server(h: Arc<Harness>) {
+    let client = h.stack.kube().await;
+    let ns = namespace(&client, "import").await;
+    let fixtures = repo().join("tests/fixtures/import");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&fixtures).unwrap() {
+        let path = entry.unwrap().path();
+        let imported = std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args(["import", "-f", path_str(&path)]).output().unwrap();
+        assert!(imported.status.success(), "{}: {}", path.display(), String::from_utf8_lossy(&imported.stderr));
+        let mut items: Vec<Value> = serde_saphyr::from_multiple(&String::from_utf8(imported.stdout).unwrap()).unwrap();
+        for item in &mut items {
+            if item["kind"] != "ClusterAnalysisTemplate" {
+                item["metadata"]["namespace"] = json!(ns);
+            }
+        }
+        checked += items.len();
+        let list = json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string();
+        let mut apply = h
+            .stack
+            .command("kubectl")
+            .args(["apply", "--dry-run=server", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write;
+        apply.stdin.take().unwrap().write_all(list.as_bytes()).unwrap();
+        let out = apply.wait_with_output().unwrap();
+        assert!(out.status.success(), "{} refused: {}", path.display(), String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("(server dry run)"));
+    }
+    assert!(checked >= 10, "only {checked} objects imported");
+}
+
+/// A local web server that records every JSON body POSTed to it, by path.
+async fn webhook_receiver() -> (u16, Arc<std::sync::Mutex<Vec<(String, Value)>>>, tokio::task::JoinHandle<()>) {
+    use axum::extract::{Json, Path, State};
+    type Received = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
+    let received: Received = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/{hook}",
+            axum::routing::post(|State(received): State<Received>, Path(hook): Path<String>, Json(body): Json<Value>| async move {
+                received.lock().unwrap().push((hook, body));
+                "ok"
+            }),
+        )
+        .with_state(received.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (port, received, server)
+}
+
+/// The value of one sample line of the controller's /metrics (name with its labels as printed).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
+}
+
+/// Webhooks of a real canary: the JSON and the Slack-style URL get every notification in order,
+/// while ten URLs that refuse connections do not slow the rollout; then the delivery (DORA)
+/// metrics of one promoted and one aborted (then restored) rollout on /metrics.
+pub async fn webhooks_and_delivery_metrics(h: Arc<Harness>) {
+    let (port, received, server) = webhook_receiver().await;
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut urls: Vec<String> = (0..10).map(|i| format!("http://127.0.0.1:{refused}/dead-{i}")).collect();
+    urls.push(format!("http://127.0.0.1:{port}/json"));
+    urls.push(format!("slack+http://127.0.0.1:{port}/slack"));
+    let s = scene(&h, "notify", &["web-stable", "web-canary"]).await;
+    let mut web = rollout(2, "web:1", canary_steps());
+    let commit = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
+    web.metadata.annotations = Some(
+        [("sluice.dev/notify-webhook".to_string(), urls.join(",")), ("sluice.dev/commit-time".to_string(), commit.to_string())].into(),
+    );
+    s.create(&web).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+
+    // Each notification to the refusing URLs takes three attempts and 1.25 s of back-off: had the
+    // rollout waited for them, its five notifications before the manual pause would hold it for
+    // over a minute, not the 2 s of its timed pause.
+    s.set_image("web:2").await;
+    wait_for("the manual pause despite ten refusing webhooks", Duration::from_secs(20), || async {
+        let r = s.rollouts.get("web").await.ok()?;
+        (step(&r) == Some(3) && status_phase(&r) == Some(RolloutPhase::Paused)).then_some(())
+    })
+    .await;
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+
+    s.set_image("web:3").await;
+    s.wait("the manual pause of web:3", |r| step(r) == Some(3) && status_phase(r) == Some(RolloutPhase::Paused)).await;
+    s.command("abort", "a-1").await;
+    s.wait_phase(RolloutPhase::Degraded).await;
+    s.set_image("web:2").await; // undo: back to the stable version
+    s.wait_phase(RolloutPhase::Healthy).await;
+
+    let expected = [
+        "Started",
+        "Healthy",
+        "Started",
+        "StepCompleted",
+        "Paused", // the timed pause
+        "StepCompleted",
+        "StepCompleted",
+        "Paused", // the manual pause
+        "StepCompleted",
+        "Promoted",
+        "Healthy",
+        "Started",
+        "StepCompleted",
+        "Paused",
+        "StepCompleted",
+        "StepCompleted",
+        "Paused",
+        "Aborted",
+        "Healthy",
+    ];
+    let reasons =
+        |hook: &str| -> Vec<Value> { received.lock().unwrap().iter().filter(|(h, _)| h == hook).map(|(_, body)| body.clone()).collect() };
+    let json_bodies = wait_for("every notification at the JSON hook", DEADLINE, || async {
+        let bodies = reasons("json");
+        (bodies.len() >= expected.len()).then_some(bodies)
+    })
+    .await;
+    let got: Vec<&str> = json_bodies.iter().map(|b| b["reason"].as_str().unwrap()).collect();
+    assert_eq!(got, expected, "{json_bodies:#?}");
+    let promoted = &json_bodies[9];
+    assert_eq!((promoted["rollout"].as_str(), promoted["namespace"].as_str()), (Some("web"), Some(s.ns.as_str())));
+    assert!(promoted["revision"].is_string() && promoted["time"].is_string() && promoted["phase"].is_string(), "{promoted}");
+    assert_eq!(json_bodies[7]["step"], 3, "the manual pause is step 3: {}", json_bodies[7]);
+    let slack = wait_for("the Slack-style hook", DEADLINE, || async {
+        let bodies = reasons("slack");
+        (bodies.len() >= expected.len()).then_some(bodies)
+    })
+    .await;
+    assert!(slack.iter().all(|b| b.as_object().unwrap().keys().eq(["text"])), "{slack:?}");
+    assert!(slack[17]["text"].as_str().unwrap().contains(&format!("*{}/web* Aborted: ", s.ns)), "{}", slack[17]);
+
+    let labels = format!(r#"namespace="{}",rollout="web""#, s.ns);
+    let metrics = wait_for("the refused deliveries counted", DEADLINE, || async {
+        let text = h.metrics("main").await;
+        (sample(&text, r#"sluice_notifications_total{outcome="failed"}"#)? >= 10.0).then_some(text)
+    })
+    .await;
+    assert_eq!(sample(&metrics, &format!(r#"sluice_deployments_total{{{labels},outcome="promoted"}}"#)), Some(1.0), "{metrics}");
+    assert_eq!(sample(&metrics, &format!(r#"sluice_deployments_total{{{labels},outcome="aborted"}}"#)), Some(1.0));
+    assert_eq!(sample(&metrics, &format!("sluice_lead_time_seconds_count{{{labels}}}")), Some(1.0));
+    let lead = sample(&metrics, &format!("sluice_lead_time_seconds_sum{{{labels}}}")).unwrap();
+    assert!((3600.0..7200.0).contains(&lead), "lead time runs from the commit-time annotation: {lead}");
+    assert_eq!(sample(&metrics, &format!("sluice_time_to_restore_seconds_count{{{labels}}}")), Some(1.0));
+    assert!(sample(&metrics, r#"sluice_notifications_total{outcome="delivered"}"#).unwrap() >= 2.0 * expected.len() as f64);
+    server.abort();
 }

@@ -1,0 +1,525 @@
+//! Argo Rollouts (`argoproj.io/v1alpha1`): Rollout, AnalysisTemplate, ClusterAnalysisTemplate.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde_json::Value;
+
+use super::expr::{Translation, translate_condition};
+use super::{Fields, Source, Warnings, duration_field, metadata};
+use crate::api::{
+    AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
+    CanaryStrategy, CloudWatchMetric, HttpMethod, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
+    Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, Strategy, Traffic, WebHeader, WebMetric, Workload,
+};
+
+const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
+
+pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
+    let mut top = Fields::new("", document);
+    top.ignore(&["apiVersion", "kind", "status"]);
+    let meta = metadata(&mut top);
+    let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
+    top.finish(w);
+    let name = meta.name.clone().unwrap_or_default();
+
+    let mut workload = kubernetes_workload(&mut spec, &meta, source, w);
+    if let Some(seconds) = spec.int("minReadySeconds", w) {
+        workload.min_ready_seconds = Some(seconds);
+    }
+    if let Some(limit) = spec.int("revisionHistoryLimit", w) {
+        workload.revision_history_limit = Some(limit);
+    }
+    let paused = spec.bool("paused").unwrap_or(false);
+    let progress_deadline_seconds = spec.int("progressDeadlineSeconds", w);
+    let progress_deadline_abort = spec.bool("progressDeadlineAbort").unwrap_or(false);
+    let restart_at = spec.take("restartAt").and_then(|v| serde_json::from_value::<Time>(v).ok());
+    spec.drop("analysis", "Sluice keeps no separate history limits for successful and unsuccessful AnalysisRuns", w);
+
+    let mut strategy = Strategy::default();
+    let mut traffic = None;
+    let mut strategies = spec.object("strategy").unwrap_or_else(|| Fields::new("spec.strategy", Value::Null));
+    if let Some(canary) = strategies.object("canary") {
+        let (converted, router) = canary_strategy(canary, &meta, w);
+        strategy.canary = Some(converted);
+        traffic = router;
+    } else if let Some(blue_green) = strategies.object("blueGreen") {
+        strategy.blue_green = Some(blue_green_strategy(blue_green, &name, &meta, w));
+    } else {
+        w.warn("spec.strategy", "neither canary nor blueGreen: imported as a canary with no steps (a rolling update)");
+        strategy.canary = Some(CanaryStrategy::default());
+    }
+    strategies.finish(w);
+    spec.finish(w);
+
+    let mut rollout = Rollout::new(
+        &name,
+        RolloutSpec {
+            workload: Workload { kubernetes: Some(workload), ecs: None },
+            traffic,
+            strategy,
+            progress_deadline_seconds,
+            progress_deadline_abort,
+            paused,
+            restart_at,
+        },
+    );
+    rollout.metadata = meta;
+    rollout
+}
+
+/// The pods: the Rollout's own template, or the Deployment its `workloadRef` names.
+fn kubernetes_workload(spec: &mut Fields, meta: &ObjectMeta, source: &Source, w: &mut Warnings) -> KubernetesWorkload {
+    let replicas = spec.int("replicas", w);
+    let selector: Option<LabelSelector> = spec.take("selector").and_then(|v| serde_json::from_value(v).ok());
+    let name = meta.name.clone().unwrap_or_default();
+    let mut workload = if let Some(template) = spec.take("template") {
+        match serde_json::from_value(template) {
+            Ok(template) => KubernetesWorkload { template, ..Default::default() },
+            Err(e) => {
+                w.warn("spec.template", format!("not a pod template ({e}); replaced by a placeholder to fill in"));
+                super::placeholder_workload(&name, 1)
+            }
+        }
+    } else if let Some(mut reference) = spec.object("workloadRef") {
+        let target = reference.string("name").unwrap_or_default();
+        let kind = reference.string("kind").unwrap_or_else(|| "Deployment".into());
+        reference.ignore(&["apiVersion", "kind", "name"]);
+        reference.drop("scaleDown", "Sluice owns the pods itself; scale the referenced Deployment to 0 once the Rollout is Healthy", w);
+        reference.finish(w);
+        match source.deployment(&target, meta.namespace.as_deref()).filter(|_| kind == "Deployment") {
+            Some(deployment) => super::workload_from_deployment(deployment, w, &format!("Deployment/{target}.spec")).unwrap_or_else(|| {
+                w.warn("spec.workloadRef", format!("Deployment {target} has no pod template; a placeholder is in its place"));
+                super::placeholder_workload(&name, 1)
+            }),
+            None => {
+                w.warn(
+                    "spec.workloadRef",
+                    format!(
+                        "{kind} {target} is not in the input: the pod template is a placeholder; pass its manifest with another -f, \
+                         or fill in spec.workload.kubernetes.template and selector"
+                    ),
+                );
+                super::placeholder_workload(&name, 1)
+            }
+        }
+    } else {
+        w.warn("spec.template", "missing: the pod template is a placeholder to fill in");
+        super::placeholder_workload(&name, 1)
+    };
+    if let Some(replicas) = replicas {
+        workload.replicas = replicas;
+    }
+    if let Some(selector) = selector {
+        workload.selector = selector;
+    }
+    workload
+}
+
+fn int_or_string(value: Value) -> Option<IntOrString> {
+    match value {
+        Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()).map(IntOrString::Int),
+        Value::String(s) => Some(IntOrString::String(s)),
+        _ => None,
+    }
+}
+
+fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (CanaryStrategy, Option<Traffic>) {
+    let mut out = CanaryStrategy {
+        stable_service: canary.string("stableService"),
+        canary_service: canary.string("canaryService"),
+        max_surge: canary.take("maxSurge").and_then(int_or_string),
+        max_unavailable: canary.take("maxUnavailable").and_then(int_or_string),
+        scale_down_delay_seconds: canary.int("scaleDownDelaySeconds", w),
+        abort_scale_down_delay_seconds: canary.int("abortScaleDownDelaySeconds", w),
+        ..Default::default()
+    };
+    if let Some(mut analysis) = canary.object("analysis") {
+        analysis.drop("startingStep", "Sluice's background analysis runs from the first step", w);
+        out.analysis = rollout_analysis(analysis, meta, w);
+    }
+    for (path, step) in canary.list("steps") {
+        if let Some(step) = canary_step(Fields::new(path, step), meta, w) {
+            out.steps.push(step);
+        }
+    }
+    let traffic = canary.object("trafficRouting").and_then(|routing| traffic_routing(routing, &out, w));
+    canary.drop("canaryMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
+    canary.drop("stableMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
+    canary.drop("antiAffinity", "set pod anti-affinity in the pod template", w);
+    canary.drop("dynamicStableScale", "Sluice keeps the stable revision at full size until promotion", w);
+    canary.drop("scaleDownDelayRevisionLimit", "Sluice keeps at most the stable and the new revision running", w);
+    canary.drop("minPodsPerReplicaSet", "Sluice sizes the canary from the weight or setCanaryScale only", w);
+    canary.drop("pingPong", "Sluice uses fixed stable and canary target groups (spec.traffic.alb)", w);
+    canary.finish(w);
+    (out, traffic)
+}
+
+fn canary_step(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<CanaryStep> {
+    let mut out = CanaryStep { set_weight: step.int("setWeight", w), ..Default::default() };
+    if let Some(pause) = step.take("pause") {
+        let mut pause = Fields::new(step.at("pause"), pause);
+        out.pause = Some(Pause { duration: duration_field(&mut pause, "duration", w) });
+        pause.finish(w);
+    }
+    if let Some(analysis) = step.object("analysis") {
+        out.analysis = rollout_analysis(analysis, meta, w);
+    }
+    if let Some(mut scale) = step.object("setCanaryScale") {
+        out.set_canary_scale = Some(SetCanaryScale {
+            replicas: scale.int("replicas", w),
+            weight: scale.int("weight", w),
+            match_traffic_weight: scale.bool("matchTrafficWeight").unwrap_or(false),
+        });
+        scale.finish(w);
+    }
+    step.drop("experiment", "Sluice runs no experiments; use an analysis step against the canary", w);
+    step.drop("setHeaderRoute", "Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute)", w);
+    step.drop("setMirrorRoute", "Sluice does not mirror traffic", w);
+    step.drop("plugin", "Sluice has no step plugins", w);
+    step.finish(w);
+    let set = [out.set_weight.is_some(), out.pause.is_some(), out.analysis.is_some(), out.set_canary_scale.is_some()];
+    (set.iter().filter(|s| **s).count() == 1).then_some(out)
+}
+
+fn traffic_routing(mut routing: Fields, canary: &CanaryStrategy, w: &mut Warnings) -> Option<Traffic> {
+    let mut traffic = None;
+    if let Some(mut alb) = routing.object("alb") {
+        let ingress = alb.string("ingress").or_else(|| alb.take("ingresses").and_then(|v| v[0].as_str().map(String::from)));
+        let port = alb.string("servicePort").unwrap_or_else(|| "?".into());
+        let root = alb.string("rootService").or_else(|| canary.stable_service.clone()).unwrap_or_else(|| "?".into());
+        let stable = canary.stable_service.as_deref().unwrap_or("?");
+        let preview = canary.canary_service.as_deref().unwrap_or("?");
+        w.warn(
+            &alb.path,
+            format!(
+                "Sluice sets the weights on the load balancer itself, not through Ingress {}: fill in spec.traffic.alb.ruleArn with \
+                 the ARN of the listener rule that forwards to Service {root} port {port} (or replace it by listenerArn for a \
+                 listener's default action), stableTargetGroupArn with the target group of Service {stable} and \
+                 canaryTargetGroupArn with the target group of Service {preview}",
+                ingress.as_deref().unwrap_or("?")
+            ),
+        );
+        alb.drop("stickinessConfig", "Sluice keeps the stickiness configured on the listener rule", w);
+        alb.ignore(&["annotationPrefix"]);
+        alb.finish(w);
+        traffic = Some(Traffic {
+            alb: Some(AlbTraffic {
+                rule_arn: Some(super::PLACEHOLDER_RULE_ARN.into()),
+                stable_target_group_arn: super::PLACEHOLDER_STABLE_TG_ARN.into(),
+                canary_target_group_arn: super::PLACEHOLDER_CANARY_TG_ARN.into(),
+                ..Default::default()
+            }),
+        });
+    }
+    for mesh in ["istio", "nginx", "smi", "ambassador", "appMesh", "traefik", "apisix", "plugins", "gatewayAPI"] {
+        routing.drop(mesh, ROUTERS, w);
+    }
+    routing.drop("managedRoutes", "Sluice manages no header or mirror routes per step", w);
+    routing.finish(w);
+    traffic
+}
+
+fn blue_green_strategy(mut bg: Fields, name: &str, meta: &ObjectMeta, w: &mut Warnings) -> BlueGreenStrategy {
+    let active_service = bg.string("activeService").unwrap_or_else(|| {
+        w.warn(&bg.at("activeService"), format!("missing; set to {name}, the Service Sluice points at the active revision"));
+        name.to_string()
+    });
+    let mut out = BlueGreenStrategy {
+        active_service,
+        preview_service: bg.string("previewService"),
+        auto_promotion_enabled: bg.bool("autoPromotionEnabled"),
+        auto_promotion_seconds: bg.int("autoPromotionSeconds", w),
+        preview_replica_count: bg.int("previewReplicaCount", w),
+        scale_down_delay_seconds: bg.int("scaleDownDelaySeconds", w),
+        ..Default::default()
+    };
+    if let Some(analysis) = bg.object("prePromotionAnalysis") {
+        out.pre_promotion_analysis = rollout_analysis(analysis, meta, w);
+    }
+    if let Some(analysis) = bg.object("postPromotionAnalysis") {
+        out.post_promotion_analysis = rollout_analysis(analysis, meta, w);
+    }
+    bg.drop("abortScaleDownDelaySeconds", "Sluice has no abort scale-down delay for blue/green", w);
+    bg.drop("scaleDownDelayRevisionLimit", "Sluice keeps at most the active and the preview revision running", w);
+    bg.drop("previewMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
+    bg.drop("activeMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
+    bg.drop("antiAffinity", "set pod anti-affinity in the pod template", w);
+    bg.drop("maxUnavailable", "Sluice keeps the active revision at full size until the switch", w);
+    bg.finish(w);
+    out
+}
+
+fn rollout_analysis(mut analysis: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<RolloutAnalysis> {
+    let mut out = RolloutAnalysis::default();
+    for (path, template) in analysis.list("templates") {
+        let mut template = Fields::new(path, template);
+        let reference = AnalysisTemplateRef {
+            template_name: template.string("templateName").unwrap_or_default(),
+            cluster_scope: template.bool("clusterScope").unwrap_or(false),
+        };
+        template.finish(w);
+        if !reference.template_name.is_empty() {
+            out.templates.push(reference);
+        }
+    }
+    for (path, arg) in analysis.list("args") {
+        let mut arg = Fields::new(path, arg);
+        let name = arg.string("name").unwrap_or_default();
+        let mut value = arg.string("value");
+        if let Some(mut from) = arg.object("valueFrom") {
+            value = value_from(&mut from, meta, w);
+            from.finish(w);
+        }
+        arg.finish(w);
+        out.args.push(AnalysisArg { name, value });
+    }
+    analysis.drop("dryRun", "mark the metric dryRun: true in the AnalysisTemplate instead", w);
+    analysis.drop("measurementRetention", "Sluice keeps a bounded number of recent measurements per metric", w);
+    let path = analysis.path.clone();
+    analysis.finish(w);
+    if out.templates.is_empty() {
+        w.warn(&path, "names no analysis template; dropped");
+        return None;
+    }
+    Some(out)
+}
+
+/// An argument taken from the Rollout's own fields is resolved now; the rest cannot be.
+fn value_from(from: &mut Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<String> {
+    if let Some(mut field) = from.object("fieldRef") {
+        let path = field.string("fieldPath").unwrap_or_default();
+        field.finish(w);
+        let keyed = |prefix: &str| path.strip_prefix(prefix).map(|k| k.trim_end_matches("']").trim_end_matches("\"]").to_string());
+        let resolved = match path.as_str() {
+            "metadata.name" => meta.name.clone(),
+            "metadata.namespace" => meta.namespace.clone(),
+            _ => keyed("metadata.labels['")
+                .or_else(|| keyed("metadata.labels[\""))
+                .and_then(|k| meta.labels.as_ref()?.get(&k).cloned())
+                .or_else(|| keyed("metadata.annotations['").and_then(|k| meta.annotations.as_ref()?.get(&k).cloned())),
+        };
+        if resolved.is_none() {
+            w.warn(&from.at("fieldRef"), format!("{path} cannot be resolved from the Rollout's metadata; the argument has no value"));
+        }
+        return resolved;
+    }
+    if from.take("podTemplateHashValue").is_some() {
+        w.warn(
+            &from.at("podTemplateHashValue"),
+            "Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
+        );
+    }
+    None
+}
+
+pub fn template(document: Value, w: &mut Warnings) -> AnalysisTemplate {
+    let mut top = Fields::new("", document);
+    top.ignore(&["apiVersion", "kind", "status"]);
+    let meta = metadata(&mut top);
+    let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
+    top.finish(w);
+    let mut out = AnalysisTemplateSpec::default();
+    for (path, arg) in spec.list("args") {
+        let mut arg = Fields::new(path, arg);
+        let name = arg.string("name").unwrap_or_default();
+        let value = arg.string("value");
+        arg.drop(
+            "valueFrom",
+            "Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef",
+            w,
+        );
+        arg.finish(w);
+        out.args.push(ArgumentSpec { name, value });
+    }
+    let mut dry_run = Vec::new();
+    for (path, entry) in spec.list("dryRun") {
+        let mut entry = Fields::new(path, entry);
+        dry_run.extend(entry.string("metricName"));
+        entry.finish(w);
+    }
+    spec.drop("measurementRetention", "Sluice keeps a bounded number of recent measurements per metric", w);
+    for (path, metric) in spec.list("metrics") {
+        if let Some(mut metric) = metric_of(Fields::new(path, metric), w) {
+            metric.dry_run = dry_run.iter().any(|n| n == "*" || *n == metric.name);
+            out.metrics.push(metric);
+        }
+    }
+    let path = spec.path.clone();
+    spec.finish(w);
+    if out.metrics.is_empty() {
+        w.warn(&path, "no metric could be imported: the template has none, so the API server will refuse it until one is added");
+    }
+    let mut template = AnalysisTemplate::new(&meta.name.clone().unwrap_or_default(), out);
+    template.metadata = meta;
+    template
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Prometheus,
+    CloudWatch,
+    Web,
+}
+
+fn metric_of(mut metric: Fields, w: &mut Warnings) -> Option<Metric> {
+    let name = metric.string("name").unwrap_or_default();
+    let mut out = Metric {
+        name,
+        interval: duration_field(&mut metric, "interval", w),
+        initial_delay: duration_field(&mut metric, "initialDelay", w),
+        count: metric.int("count", w),
+        failure_limit: metric.int("failureLimit", w).filter(|n| *n >= 0),
+        inconclusive_limit: metric.int("inconclusiveLimit", w).filter(|n| *n >= 0),
+        consecutive_error_limit: metric.int("consecutiveErrorLimit", w).filter(|n| *n >= 0),
+        ..Default::default()
+    };
+    let conditions = [("successCondition", metric.string("successCondition")), ("failureCondition", metric.string("failureCondition"))];
+    let mut providers = metric.object("provider").unwrap_or_else(|| Fields::new(metric.at("provider"), Value::Null));
+    let shape = if let Some(prometheus) = providers.object("prometheus") {
+        out.provider.prometheus = Some(prometheus_of(prometheus, w));
+        Shape::Prometheus
+    } else if let Some(cloudwatch) = providers.object("cloudWatch") {
+        out.provider.cloud_watch = Some(cloudwatch_of(cloudwatch, w));
+        Shape::CloudWatch
+    } else if let Some(web) = providers.object("web") {
+        out.provider.web = Some(web_of(web, w));
+        Shape::Web
+    } else {
+        let path = providers.path.clone();
+        let which = providers_named(&providers);
+        w.warn(&path, format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric {} dropped", out.name));
+        metric.finish(w);
+        return None;
+    };
+    providers.finish(w);
+    for (key, condition) in conditions {
+        let Some(condition) = condition else { continue };
+        let translated = match shape {
+            Shape::CloudWatch if condition.contains("result[") || condition.contains("result.") => Translation::Kept {
+                expression: condition.clone(),
+                reason: "Argo hands CloudWatch conditions a list of query results, Sluice the first query's values".into(),
+            },
+            _ => translate_condition(&condition, shape == Shape::Prometheus),
+        };
+        let text = match translated {
+            Translation::Cel(cel) => cel,
+            Translation::Kept { expression, reason } => {
+                w.warn(&metric.at(key), format!("kept as written, {reason}: rewrite it in CEL (see docs/analysis.md)"));
+                expression
+            }
+        };
+        match key {
+            "successCondition" => out.success_condition = Some(text),
+            _ => out.failure_condition = Some(text),
+        }
+    }
+    metric.finish(w);
+    Some(out)
+}
+
+fn providers_named(providers: &Fields) -> String {
+    let names: Vec<&str> = ["datadog", "newRelic", "wavefront", "kayenta", "job", "graphite", "influxdb", "skywalking", "plugin"]
+        .into_iter()
+        .filter(|p| providers.has(p))
+        .collect();
+    if names.is_empty() { "no provider".into() } else { names.join(", ") }
+}
+
+fn prometheus_of(mut p: Fields, w: &mut Warnings) -> PrometheusMetric {
+    let mut address = p.string("address").unwrap_or_default();
+    if !address.starts_with("http://") && !address.starts_with("https://") {
+        w.warn(&p.at("address"), format!("`{address}` is not an http(s) URL; replaced by a placeholder to fill in"));
+        address = super::PLACEHOLDER_PROMETHEUS.into();
+    }
+    let timeout = p.take("timeout").and_then(|v| super::duration(&v)).map(|d| d.as_str().into());
+    p.drop("headers", "Sluice sends one header, from a Secret: set provider.prometheus.authHeader", w);
+    p.drop("authentication", "Sluice signs no requests (SigV4, OAuth2): use an authHeader from a Secret", w);
+    p.drop("insecure", "Sluice always verifies TLS certificates", w);
+    p.drop("rangeQuery", "use provider.prometheus.range (window and step)", w);
+    let query = p.string("query").unwrap_or_default();
+    p.finish(w);
+    PrometheusMetric { address, query, timeout, ..Default::default() }
+}
+
+fn cloudwatch_of(mut c: Fields, w: &mut Warnings) -> CloudWatchMetric {
+    // Argo's `interval` is how far back the queries look (default 5m): Sluice's window.
+    let window = duration_field(&mut c, "interval", w).unwrap_or_else(|| "5m".into());
+    let mut queries = Vec::new();
+    for (path, query) in c.list("metricDataQueries") {
+        let mut q = Fields::new(path, query);
+        let mut out = MetricDataQuery { id: q.string("id").unwrap_or_default(), expression: q.string("expression"), ..Default::default() };
+        if let Some(mut stat) = q.object("metricStat") {
+            let mut metric = stat.object("metric").unwrap_or_else(|| Fields::new(stat.at("metric"), Value::Null));
+            let mut dimensions = Vec::new();
+            for (path, d) in metric.list("dimensions") {
+                let mut d = Fields::new(path, d);
+                dimensions
+                    .push(MetricDimension { name: d.string("name").unwrap_or_default(), value: d.string("value").unwrap_or_default() });
+                d.finish(w);
+            }
+            out.metric_stat = Some(MetricStat {
+                namespace: metric.string("namespace").unwrap_or_default(),
+                metric_name: metric.string("metricName").unwrap_or_default(),
+                dimensions,
+                period: stat.int("period", w).unwrap_or(60),
+                stat: stat.string("stat").unwrap_or_else(|| "Average".into()),
+                unit: stat.string("unit"),
+            });
+            metric.finish(w);
+            stat.finish(w);
+        }
+        out.return_data = q.bool("returnData");
+        q.drop("label", "Sluice names queries by id only", w);
+        q.drop("period", "set the period on metricStat", w);
+        q.finish(w);
+        queries.push(out);
+    }
+    c.finish(w);
+    CloudWatchMetric { window, metric_data_queries: queries, region: None }
+}
+
+fn web_of(mut web: Fields, w: &mut Warnings) -> WebMetric {
+    let url = web.string("url").unwrap_or_default();
+    let method = match web.string("method").as_deref().map(str::to_ascii_uppercase).as_deref() {
+        None | Some("GET") => None,
+        Some("POST") => Some(HttpMethod::Post),
+        Some(other) => {
+            w.warn(&web.at("method"), format!("{other}: Sluice's web provider sends GET or POST; GET is used"));
+            None
+        }
+    };
+    let mut headers = Vec::new();
+    for (path, header) in web.list("headers") {
+        let mut header = Fields::new(path, header);
+        headers.push(WebHeader { name: header.string("key").unwrap_or_default(), value: header.string("value"), secret_key_ref: None });
+        header.finish(w);
+    }
+    let mut body = web.string("body");
+    if let Some(json) = web.take("jsonBody") {
+        body = Some(json.to_string());
+    }
+    let timeout = web.take("timeoutSeconds").and_then(|v| super::duration(&v)).map(|d| d.as_str().into());
+    // Argo writes Kubernetes JSONPath in braces (`{$.data.ok}`); Sluice takes the bare path.
+    let json_path = web.string("jsonPath").map(|p| p.trim().trim_start_matches('{').trim_end_matches('}').to_string());
+    web.drop("insecure", "Sluice always verifies TLS certificates", w);
+    web.finish(w);
+    WebMetric { url, method, headers, body, json_path, timeout }
+}
+
+/// Flagger reuses the web provider for its webhooks.
+pub(super) fn web_metric(name: &str, url: String, body: Option<String>, timeout: Option<String>) -> Metric {
+    Metric {
+        name: name.to_string(),
+        provider: MetricProvider {
+            web: Some(WebMetric {
+                url,
+                method: Some(HttpMethod::Post),
+                body,
+                timeout: timeout.map(|t| t.as_str().into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}

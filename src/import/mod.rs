@@ -1,0 +1,328 @@
+//! `sluice import`: Argo Rollouts and Flagger objects converted into Sluice manifests.
+//!
+//! Pure: manifest text in, Sluice objects and warnings out. Each source object is read as JSON;
+//! fields are taken as they map, and every field left over is reported as a warning with its
+//! path, so nothing is dropped silently.
+
+mod argo;
+mod expr;
+mod flagger;
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::PodTemplateSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, DURATION_PATTERN, KubernetesWorkload, Rollout};
+
+pub use expr::{Translation, translate_condition};
+
+/// One Sluice object produced by an import.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Object {
+    Rollout(Box<Rollout>),
+    AnalysisTemplate(AnalysisTemplate),
+    ClusterAnalysisTemplate(ClusterAnalysisTemplate),
+}
+
+/// A field of a source object that does not map, or maps only in part.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Warning {
+    /// `Kind/name` of the source object.
+    pub object: String,
+    /// Where the field sits in the source object, e.g. `spec.strategy.canary.trafficRouting.istio`.
+    pub path: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Warning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "warning: {}: {}: {}", self.object, self.path, self.message)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Imported {
+    pub objects: Vec<Object>,
+    pub warnings: Vec<Warning>,
+}
+
+impl Imported {
+    /// The objects as one multi-document YAML stream.
+    pub fn to_yaml(&self) -> String {
+        self.objects.iter().map(|o| serde_saphyr::to_string(o).expect("Sluice objects serialize")).collect::<Vec<_>>().join("---\n")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ImportError {
+    #[error("{file}: not valid YAML: {reason}")]
+    Yaml { file: String, reason: String },
+    #[error("no Argo Rollouts Rollout or Flagger Canary in the input")]
+    Nothing,
+}
+
+pub const ARGO_GROUP: &str = "argoproj.io/";
+pub const FLAGGER_GROUP: &str = "flagger.app/";
+
+/// Every document of the input files, with where it came from.
+pub(crate) struct Source {
+    pub documents: Vec<Value>,
+}
+
+impl Source {
+    pub fn of_kind<'a>(&'a self, group: &'a str, kind: &'a str) -> impl Iterator<Item = &'a Value> + 'a {
+        self.documents.iter().filter(move |d| {
+            d["kind"] == kind && d["apiVersion"].as_str().is_some_and(|v| v.starts_with(group) || (group.is_empty() && !v.contains('/')))
+        })
+    }
+
+    /// A Deployment by name, in `namespace` when the document names one.
+    pub fn deployment(&self, name: &str, namespace: Option<&str>) -> Option<&Value> {
+        self.of_kind("apps/", "Deployment").find(|d| {
+            d["metadata"]["name"] == name
+                && (namespace.is_none() || d["metadata"]["namespace"].as_str().is_none_or(|n| Some(n) == namespace))
+        })
+    }
+}
+
+/// Converts every Argo Rollout (with its analysis templates) and every Flagger Canary (with its
+/// metric templates and Deployment) found in `files` (name, text).
+pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
+    let mut documents = Vec::new();
+    for (file, text) in files {
+        let docs: Vec<Value> =
+            serde_saphyr::from_multiple(text).map_err(|e| ImportError::Yaml { file: file.clone(), reason: e.to_string() })?;
+        documents.extend(docs.into_iter().filter(|d| !d.is_null()));
+    }
+    let source = Source { documents };
+    let mut out = Imported::default();
+    let mut converted = false;
+    for document in &source.documents {
+        let api_version = document["apiVersion"].as_str().unwrap_or_default();
+        let kind = document["kind"].as_str().unwrap_or_default();
+        let mut warnings = Warnings::new(document);
+        match (api_version.split('/').next().unwrap_or_default(), kind) {
+            ("argoproj.io", "Rollout") => {
+                out.objects.push(Object::Rollout(Box::new(argo::rollout(document.clone(), &source, &mut warnings))));
+                converted = true;
+            }
+            ("argoproj.io", "AnalysisTemplate") => {
+                out.objects.push(Object::AnalysisTemplate(argo::template(document.clone(), &mut warnings)))
+            }
+            ("argoproj.io", "ClusterAnalysisTemplate") => {
+                let template = argo::template(document.clone(), &mut warnings);
+                let mut cluster = ClusterAnalysisTemplate::new(&template.metadata.name.clone().unwrap_or_default(), Default::default());
+                cluster.metadata.labels = template.metadata.labels;
+                cluster.metadata.annotations = template.metadata.annotations;
+                cluster.spec.args = template.spec.args;
+                cluster.spec.metrics = template.spec.metrics;
+                out.objects.push(Object::ClusterAnalysisTemplate(cluster));
+            }
+            ("flagger.app", "Canary") => {
+                out.objects.extend(flagger::canary(document.clone(), &source, &mut warnings));
+                converted = true;
+            }
+            // Read through the Canaries that use them.
+            ("flagger.app", "MetricTemplate") | ("apps", "Deployment") => {}
+            _ => warnings.warn("", "not an Argo Rollouts or Flagger object; left out (keep applying it as it is)"),
+        }
+        out.warnings.extend(warnings.list);
+    }
+    if !converted {
+        return Err(ImportError::Nothing);
+    }
+    Ok(out)
+}
+
+/// The warnings about one source object.
+pub(crate) struct Warnings {
+    object: String,
+    list: Vec<Warning>,
+}
+
+impl Warnings {
+    fn new(document: &Value) -> Self {
+        let kind = document["kind"].as_str().unwrap_or("object");
+        let name = document["metadata"]["name"].as_str().unwrap_or("(unnamed)");
+        Self { object: format!("{kind}/{name}"), list: Vec::new() }
+    }
+
+    pub fn warn(&mut self, path: &str, message: impl Into<String>) {
+        let path = if path.is_empty() { "." } else { path };
+        self.list.push(Warning { object: self.object.clone(), path: path.to_string(), message: message.into() });
+    }
+}
+
+/// The fields of one JSON object being converted: each is taken as it maps; `finish` reports
+/// whatever is left.
+pub(crate) struct Fields {
+    pub path: String,
+    map: Map<String, Value>,
+}
+
+impl Fields {
+    pub fn new(path: impl Into<String>, value: Value) -> Self {
+        let map = match value {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        Self { path: path.into(), map }
+    }
+
+    pub fn at(&self, key: &str) -> String {
+        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+    }
+
+    pub fn has(&self, key: &str) -> bool {
+        self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    pub fn take(&mut self, key: &str) -> Option<Value> {
+        self.map.remove(key).filter(|v| !v.is_null())
+    }
+
+    pub fn string(&mut self, key: &str) -> Option<String> {
+        match self.take(key)? {
+            Value::String(s) => Some(s),
+            other => Some(other.to_string()),
+        }
+    }
+
+    pub fn bool(&mut self, key: &str) -> Option<bool> {
+        self.take(key).and_then(|v| v.as_bool())
+    }
+
+    /// An integer, written as a number or as a string of digits (Argo's IntOrString fields).
+    pub fn int(&mut self, key: &str, warnings: &mut Warnings) -> Option<i32> {
+        let value = self.take(key)?;
+        let parsed = match &value {
+            Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        if parsed.is_none() {
+            warnings.warn(&self.at(key), format!("{value} is not a whole number Sluice can use; dropped"));
+        }
+        parsed
+    }
+
+    pub fn object(&mut self, key: &str) -> Option<Fields> {
+        let path = self.at(key);
+        self.take(key).map(|v| Fields::new(path, v))
+    }
+
+    /// The items of a list field, each with its path (`key[i]`).
+    pub fn list(&mut self, key: &str) -> Vec<(String, Value)> {
+        let path = self.at(key);
+        match self.take(key) {
+            Some(Value::Array(items)) => items.into_iter().enumerate().map(|(i, v)| (format!("{path}[{i}]"), v)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// A field Sluice has no place for, reported with why.
+    pub fn drop(&mut self, key: &str, why: &str, warnings: &mut Warnings) {
+        if self.take(key).is_some() {
+            warnings.warn(&self.at(key), format!("{why}; dropped"));
+        }
+    }
+
+    /// Fields the API server fills in, left out without a word.
+    pub fn ignore(&mut self, keys: &[&str]) {
+        for key in keys {
+            self.map.remove(*key);
+        }
+    }
+
+    pub fn finish(self, warnings: &mut Warnings) {
+        for key in self.map.keys() {
+            let path = if self.path.is_empty() { key.clone() } else { format!("{}.{key}", self.path) };
+            warnings.warn(&path, "Sluice has no such field; dropped");
+        }
+    }
+}
+
+/// A duration as Sluice writes it, from a number of seconds or a Go duration string.
+pub(crate) fn duration(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(n) => n.as_u64().map(|s| format!("{s}s")),
+        Value::String(s) if crate::api::parse_duration(s).is_ok() => Some(s.clone()),
+        Value::String(s) => s.parse::<u64>().ok().map(|n| format!("{n}s")),
+        _ => None,
+    }
+}
+
+pub(crate) fn duration_field(fields: &mut Fields, key: &str, warnings: &mut Warnings) -> Option<crate::api::DurationString> {
+    let path = fields.at(key);
+    let value = fields.take(key)?;
+    match duration(&value) {
+        Some(d) => Some(d.as_str().into()),
+        None => {
+            warnings.warn(&path, format!("{value} is not a duration Sluice reads ({DURATION_PATTERN}, e.g. 30s, 5m, 1h30m); dropped"));
+            None
+        }
+    }
+}
+
+/// The metadata kept: name, namespace, labels and annotations (less what tools wrote).
+pub(crate) fn metadata(fields: &mut Fields) -> ObjectMeta {
+    let mut meta = Fields::new("metadata", fields.take("metadata").unwrap_or_default());
+    let strings = |v: Option<Value>| -> Option<BTreeMap<String, String>> {
+        let map: BTreeMap<String, String> = serde_json::from_value(v?).ok()?;
+        let map: BTreeMap<String, String> = map
+            .into_iter()
+            .filter(|(k, _)| k != "kubectl.kubernetes.io/last-applied-configuration" && !k.contains("argoproj.io/"))
+            .collect();
+        (!map.is_empty()).then_some(map)
+    };
+    ObjectMeta {
+        name: meta.string("name"),
+        namespace: meta.string("namespace"),
+        labels: strings(meta.take("labels")),
+        annotations: strings(meta.take("annotations")),
+        ..Default::default()
+    }
+}
+
+/// A Deployment's pods as a Sluice Kubernetes workload: selector, template, replicas and the
+/// fields that mean the same; the fields that do not are reported.
+pub(crate) fn workload_from_deployment(deployment: &Value, warnings: &mut Warnings, path: &str) -> Option<KubernetesWorkload> {
+    let mut spec = Fields::new(path, deployment["spec"].clone());
+    let template: PodTemplateSpec = serde_json::from_value(spec.take("template")?).ok()?;
+    let selector: LabelSelector = serde_json::from_value(spec.take("selector").unwrap_or_default()).unwrap_or_default();
+    let replicas = spec.int("replicas", warnings).unwrap_or(1);
+    let min_ready_seconds = spec.int("minReadySeconds", warnings);
+    let revision_history_limit = spec.int("revisionHistoryLimit", warnings);
+    spec.drop("strategy", "the Rollout's strategy replaces the Deployment's", warnings);
+    spec.ignore(&["progressDeadlineSeconds", "paused"]);
+    spec.finish(warnings);
+    Some(KubernetesWorkload { replicas, selector, template, min_ready_seconds, revision_history_limit })
+}
+
+/// A workload to fill in: the Deployment it should come from was not in the input.
+pub(crate) fn placeholder_workload(name: &str, replicas: i32) -> KubernetesWorkload {
+    let labels: BTreeMap<String, String> = [("app".to_string(), name.to_string())].into();
+    let template = serde_json::json!({
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": name, "image": PLACEHOLDER_IMAGE}]}
+    });
+    KubernetesWorkload {
+        replicas,
+        selector: LabelSelector { match_labels: Some(labels), ..Default::default() },
+        template: serde_json::from_value(template).expect("placeholder template"),
+        min_ready_seconds: None,
+        revision_history_limit: None,
+    }
+}
+
+pub const PLACEHOLDER_IMAGE: &str = "FILL-IN-IMAGE";
+
+/// ALB ARNs to fill in; shaped like ARNs so the API server admits the manifest as it is.
+pub const PLACEHOLDER_RULE_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:listener-rule/app/FILL-IN-LOAD-BALANCER/FILL-IN-RULE";
+pub const PLACEHOLDER_STABLE_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-STABLE/ID";
+pub const PLACEHOLDER_CANARY_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-CANARY/ID";
+pub const PLACEHOLDER_PROMETHEUS: &str = "http://FILL-IN-PROMETHEUS:9090";

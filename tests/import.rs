@@ -1,0 +1,301 @@
+//! `sluice import` on Argo Rollouts and Flagger manifests: the fields that map, the exact
+//! warnings for those that do not, and output that parses as Sluice's own types, passes the
+//! engine's validation and every rule of the CRDs' schemas (kube's client-side CEL validator,
+//! which evaluates the rules as the API server does; tests/e2e applies one import to the real
+//! API server).
+
+use serde_json::Value;
+use sluice::api::{AnalysisTemplateSpec, Rollout, crd};
+use sluice::cli::load_manifests;
+use sluice::import::{Imported, import};
+
+fn fixture(name: &str) -> (String, String) {
+    let path = format!("{}/tests/fixtures/import/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    (name.to_string(), text)
+}
+
+fn run(names: &[&str]) -> Imported {
+    let files: Vec<(String, String)> = names.iter().map(|n| fixture(n)).collect();
+    import(&files).expect("imports")
+}
+
+fn warnings(imported: &Imported) -> Vec<String> {
+    imported.warnings.iter().map(ToString::to_string).collect()
+}
+
+fn schema(kind: &str) -> Value {
+    let file = match kind {
+        "Rollout" => "rollouts.yaml",
+        "AnalysisTemplate" => "analysistemplates.yaml",
+        "ClusterAnalysisTemplate" => "clusteranalysistemplates.yaml",
+        other => panic!("no CRD for {other}"),
+    };
+    let (_, definition) = crd::all().into_iter().find(|(f, _)| *f == file).unwrap();
+    serde_json::to_value(definition).unwrap()["spec"]["versions"][0]["schema"]["openAPIV3Schema"].clone()
+}
+
+/// Parses the printed YAML back as Sluice's types and checks it as the controller and the API
+/// server would; returns the Rollout and the templates.
+fn accepted(imported: &Imported) -> (Rollout, std::collections::BTreeMap<String, AnalysisTemplateSpec>) {
+    let yaml = imported.to_yaml();
+    let documents: Vec<Value> = serde_saphyr::from_multiple(&yaml).expect("the output is YAML");
+    for document in &documents {
+        let kind = document["kind"].as_str().unwrap();
+        if let Err(errors) = kube::core::cel::Validator::new().validate(&schema(kind), document, None) {
+            panic!("{kind} refused by the CRD's rules: {errors:?}\n{yaml}");
+        }
+    }
+    let manifests = load_manifests(&yaml).expect("the output parses as Sluice's types");
+    let [rollout] = manifests.rollouts.as_slice() else { panic!("one Rollout expected:\n{yaml}") };
+    sluice::engine::validate(&rollout.spec).unwrap_or_else(|e| panic!("the engine refuses the import: {e}\n{yaml}"));
+    (rollout.clone(), manifests.templates)
+}
+
+fn step_kinds(rollout: &Rollout) -> Vec<String> {
+    let canary = rollout.spec.strategy.canary.as_ref().expect("a canary");
+    canary
+        .steps
+        .iter()
+        .map(|s| match (s.set_weight, &s.pause, &s.analysis, &s.set_canary_scale) {
+            (Some(w), ..) => format!("setWeight {w}"),
+            (_, Some(p), ..) => format!("pause {}", p.duration.as_ref().map_or("manual", |d| d.0.as_str())),
+            (_, _, Some(a), _) => {
+                format!("analysis {}", a.templates.iter().map(|t| t.template_name.as_str()).collect::<Vec<_>>().join(","))
+            }
+            (_, _, _, Some(s)) => format!("setCanaryScale {:?}", s.replicas),
+            _ => "empty".into(),
+        })
+        .collect()
+}
+
+#[test]
+fn argo_canary_with_analysis() {
+    let imported = run(&["argo-canary-analysis.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    assert_eq!(rollout.metadata.namespace.as_deref(), Some("store"));
+    let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
+    assert_eq!((workload.replicas, workload.min_ready_seconds, workload.revision_history_limit), (8, Some(10), Some(4)));
+    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.example.com/store/basket:3.1.0"));
+    assert_eq!(rollout.spec.traffic, None);
+    let canary = rollout.spec.strategy.canary.as_ref().unwrap();
+    assert_eq!((canary.stable_service.as_deref(), canary.canary_service.as_deref()), (Some("basket-stable"), Some("basket-canary")));
+    assert_eq!(canary.scale_down_delay_seconds, Some(60));
+    assert_eq!(
+        step_kinds(&rollout),
+        ["setCanaryScale Some(2)", "setWeight 10", "pause 2m", "analysis basket-errors", "setWeight 40", "pause 90s", "pause manual"]
+    );
+    let step_args: Vec<(String, Option<String>)> =
+        canary.steps[3].analysis.as_ref().unwrap().args.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+    assert_eq!(
+        step_args,
+        [("service".into(), Some("payments".into())), ("namespace".into(), Some("store".into())), ("revision".into(), None)],
+        "fieldRefs into the Rollout's metadata are resolved at import"
+    );
+    assert_eq!(canary.analysis.as_ref().unwrap().templates[0].template_name, "basket-errors");
+
+    let template = &templates["basket-errors"];
+    let names: Vec<&str> = template.metrics.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["success-rate", "p99-latency", "smoke"], "the Datadog metric is dropped");
+    let rate = &template.metrics[0];
+    assert_eq!(rate.success_condition.as_deref(), Some("result >= 0.95"));
+    assert_eq!((rate.interval.as_ref().unwrap().0.as_str(), rate.count, rate.failure_limit), ("1m", Some(5), Some(1)));
+    let prometheus = rate.provider.prometheus.as_ref().unwrap();
+    assert_eq!(prometheus.address, "http://prometheus.monitoring:9090");
+    assert_eq!(prometheus.timeout.as_ref().unwrap().0, "20s");
+    assert!(prometheus.query.contains(r#"service="{{args.service}}""#));
+    assert_eq!(template.metrics[1].success_condition.as_deref(), Some("len(result) == 0 || result[0] < 0.4"), "kept as written");
+    let smoke = &template.metrics[2];
+    assert_eq!(smoke.success_condition.as_deref(), Some("result.healthy == true && result.failures < 3.0"));
+    let web = smoke.provider.web.as_ref().unwrap();
+    assert_eq!((web.json_path.as_deref(), web.body.as_deref()), (Some("$.summary"), Some(r#"{"suite":"quick"}"#)));
+    assert_eq!((web.headers[0].name.as_str(), web.headers[0].value.as_deref()), ("X-Requested-By", Some("rollout")));
+
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Rollout/basket: spec.strategy.canary.analysis.startingStep: Sluice's background analysis runs from the first step; dropped",
+            "warning: Rollout/basket: spec.strategy.canary.steps[3].analysis.args[2].valueFrom.podTemplateHashValue: Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
+            "warning: Rollout/basket: spec.strategy.canary.steps[6].setHeaderRoute: Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute); dropped",
+            "warning: Rollout/basket: spec.strategy.canary.trafficRouting.istio: Sluice routes traffic through an ALB or by replica ratio; dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.args[2].valueFrom: Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef; dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.metrics[1].successCondition: kept as written, it uses `len`, which has no safe CEL equivalent: rewrite it in CEL (see docs/analysis.md)",
+            "warning: AnalysisTemplate/basket-errors: spec.metrics[3].provider: datadog: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric apdex dropped",
+        ]
+    );
+}
+
+#[test]
+fn argo_blue_green_with_cluster_template() {
+    let imported = run(&["argo-blue-green.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
+    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("ledger-active", Some("ledger-preview")));
+    assert_eq!((bg.auto_promotion_enabled, bg.preview_replica_count, bg.scale_down_delay_seconds), (Some(false), Some(1), Some(120)));
+    assert_eq!(bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name, "ledger-smoke");
+    let post = bg.post_promotion_analysis.as_ref().unwrap();
+    assert!(post.templates[0].cluster_scope);
+    assert_eq!(post.args[0].value.as_deref(), Some("app/ledger/0123456789abcdef"));
+    assert_eq!(rollout.spec.progress_deadline_seconds, Some(900));
+    assert_eq!(templates["ledger-smoke"].metrics[0].success_condition.as_deref(), Some(r#"result == "pass""#));
+
+    let yaml = imported.to_yaml();
+    assert!(yaml.contains("kind: ClusterAnalysisTemplate"), "{yaml}");
+    let elb = &templates["elb-5xx"].metrics[0];
+    let cloudwatch = elb.provider.cloud_watch.as_ref().unwrap();
+    assert_eq!(cloudwatch.window.0, "10m", "Argo's CloudWatch interval is the window looked back over");
+    let stat = cloudwatch.metric_data_queries[0].metric_stat.as_ref().unwrap();
+    assert_eq!((stat.metric_name.as_str(), stat.period, stat.stat.as_str()), ("HTTPCode_Target_5XX_Count", 60, "Sum"));
+    assert_eq!(stat.dimensions[0].value, "{{args.load-balancer}}");
+    assert_eq!((elb.count, elb.consecutive_error_limit), (Some(3), Some(2)));
+
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Rollout/ledger: spec.strategy.blueGreen.abortScaleDownDelaySeconds: Sluice has no abort scale-down delay for blue/green; dropped",
+            "warning: Rollout/ledger: spec.strategy.blueGreen.antiAffinity: set pod anti-affinity in the pod template; dropped",
+            "warning: ClusterAnalysisTemplate/elb-5xx: spec.metrics[0].successCondition: kept as written, Argo hands CloudWatch conditions a list of query results, Sluice the first query's values: rewrite it in CEL (see docs/analysis.md)",
+        ]
+    );
+}
+
+#[test]
+fn argo_alb_canary_over_a_referenced_deployment() {
+    let imported = run(&["argo-alb-canary.yaml"]);
+    let (rollout, _) = accepted(&imported);
+    let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
+    assert_eq!(workload.replicas, 6);
+    assert_eq!(workload.revision_history_limit, Some(3), "taken from the Deployment");
+    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.example.com/web/search:12.0.1"));
+    let alb = rollout.spec.traffic.as_ref().unwrap().alb.as_ref().unwrap();
+    assert_eq!(alb.rule_arn.as_deref(), Some(sluice::import::PLACEHOLDER_RULE_ARN));
+    assert_ne!(alb.stable_target_group_arn, alb.canary_target_group_arn);
+    assert_eq!(step_kinds(&rollout), ["setWeight 5", "pause 1h", "setWeight 25", "pause 30m", "setWeight 60", "pause manual"]);
+    assert_eq!(rollout.spec.strategy.canary.as_ref().unwrap().abort_scale_down_delay_seconds, Some(30));
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Rollout/search: spec.workloadRef.scaleDown: Sluice owns the pods itself; scale the referenced Deployment to 0 once the Rollout is Healthy; dropped",
+            "warning: Rollout/search: spec.strategy.canary.trafficRouting.alb: Sluice sets the weights on the load balancer itself, not through Ingress search-ingress: fill in spec.traffic.alb.ruleArn with the ARN of the listener rule that forwards to Service search-root port 80 (or replace it by listenerArn for a listener's default action), stableTargetGroupArn with the target group of Service search-stable and canaryTargetGroupArn with the target group of Service search-canary",
+        ]
+    );
+}
+
+#[test]
+fn flagger_canary_becomes_explicit_steps() {
+    let imported = run(&["flagger-canary.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
+    assert_eq!((workload.replicas, workload.min_ready_seconds), (4, Some(5)), "the Deployment's pods");
+    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.example.com/shop/catalog:5.2.0"));
+    assert_eq!(
+        step_kinds(&rollout),
+        [
+            "analysis catalog-pre-rollout",
+            "setWeight 10",
+            "pause 30s",
+            "analysis catalog-analysis",
+            "setWeight 20",
+            "pause 30s",
+            "analysis catalog-analysis",
+            "setWeight 30",
+            "pause 30s",
+            "analysis catalog-analysis",
+            "pause manual",
+        ],
+        "stepWeight 10 up to maxWeight 30, one interval each, confirm-promotion as a manual pause"
+    );
+    assert_eq!(rollout.spec.progress_deadline_seconds, Some(120));
+    assert_eq!(rollout.metadata.annotations.as_ref().unwrap()["sluice.dev/notify-webhook"], "http://notifier.test/flagger");
+
+    let checks = &templates["catalog-analysis"].metrics;
+    let names: Vec<&str> = checks.iter().map(|m| m.name.as_str()).collect();
+    assert_eq!(names, ["request-success-rate", "error-ratio", "load"]);
+    assert_eq!(checks[0].success_condition.as_deref(), Some("result >= 99.0"));
+    assert!(checks[0].provider.prometheus.as_ref().unwrap().query.contains(r#"destination_service_name="catalog""#));
+    let ratio = &checks[1];
+    assert_eq!(ratio.success_condition.as_deref(), Some("result <= 1.5"));
+    let prometheus = ratio.provider.prometheus.as_ref().unwrap();
+    assert_eq!(prometheus.address, "http://prometheus.monitoring:9090");
+    assert!(
+        prometheus.query.contains(r#"{namespace="shop", app="catalog", tier="frontend"}[2m]"#),
+        "Flagger's variables filled in with the metric's own interval: {}",
+        prometheus.query
+    );
+    let load = checks[2].provider.web.as_ref().unwrap();
+    assert_eq!((load.url.as_str(), load.timeout.as_ref().unwrap().0.as_str()), ("http://loadtester.test/", "5s"));
+    let body: Value = serde_json::from_str(load.body.as_deref().unwrap()).unwrap();
+    assert_eq!(body["metadata"]["cmd"], "hey -z 1m -q 10 http://catalog-canary.shop/");
+    assert_eq!(checks[2].consecutive_error_limit, Some(2), "threshold 3: two errors in a row tolerated");
+    assert_eq!(templates["catalog-pre-rollout"].metrics[0].provider.web.as_ref().unwrap().url, "http://loadtester.test/smoke");
+
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Canary/catalog: spec.provider: istio: Sluice routes traffic through an ALB or by replica ratio; weights become replica ratios",
+            "warning: Canary/catalog: spec.autoscalerRef: point the HorizontalPodAutoscaler's scaleTargetRef at the Rollout (sluice.dev/v1alpha1, it has a scale subresource); dropped",
+            "warning: Canary/catalog: spec.analysis.threshold: Sluice measures each step's metrics once and rolls back on the first failed check; Flagger's tolerance of 2 failed checks is not kept",
+            "warning: Canary/catalog: spec.analysis.metrics[0]: Flagger's builtin request-success-rate check, written for Istio: it measures Service catalog as a whole (stable and canary); fill in the Prometheus address",
+            "warning: Canary/catalog: spec.analysis.webhooks[0]: pre-rollout webhook smoke-test is called as a web metric (POST, passes on a 2xx answer; an empty answer is no data and pauses the rollout)",
+            "warning: Canary/catalog: spec.analysis.webhooks[1]: rollout webhook load is called as a web metric (POST, passes on a 2xx answer; an empty answer is no data and pauses the rollout)",
+            "warning: Canary/catalog: spec.analysis.webhooks[2]: confirm-promotion webhook gate becomes a manual gate: a person runs `kubectl sluice promote`",
+            "warning: Canary/catalog: spec.analysis.webhooks[3]: event webhook chat becomes a Sluice notification (sluice.dev/notify-webhook); Sluice posts its own JSON payload, not Flagger's",
+            "warning: Canary/catalog: spec.analysis.webhooks[4]: post-rollout webhook cleanup: Sluice calls no hook at this point; its notifications (sluice.dev/notify-webhook) tell a URL about Promoted, Aborted and Healthy; dropped",
+            "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind any Service that selects the pods of both revisions: keep a Service catalog (port 80) selecting the pod template's labels; the rest of the block is dropped",
+        ]
+    );
+}
+
+#[test]
+fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholder() {
+    let imported = run(&["flagger-blue-green.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
+    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(sluice::import::PLACEHOLDER_IMAGE));
+    let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
+    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-preview")));
+    let metric = &templates[&bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name].metrics[0];
+    assert_eq!(
+        (metric.interval.as_ref().unwrap().0.as_str(), metric.count, metric.failure_limit, metric.success_condition.as_deref()),
+        ("1m", Some(5), Some(1), Some("result <= 500.0")),
+        "five iterations one interval apart; threshold 2 tolerates one failure"
+    );
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Canary/invoices: spec.targetRef: Deployment invoices is not in the input: Sluice runs the pods itself and needs their template, which is a placeholder now; pass the Deployment's manifest with another -f, or fill in spec.workload.kubernetes.template and selector",
+            "warning: Canary/invoices: spec.analysis.metrics[0]: Flagger's builtin request-duration check depends on its mesh provider: fill in the PromQL query and the Prometheus address",
+            "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones: create Service invoices (port 8080) for blueGreen.activeService and invoices-preview for previewService; the rest of the block is dropped",
+        ]
+    );
+}
+
+#[test]
+fn the_command_reads_several_files_and_writes_warnings_to_stderr() {
+    let dir = std::env::temp_dir().join(format!("sluice-import-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // The Deployment and the Canary in two files, as they often live.
+    let (_, text) = fixture("flagger-canary.yaml");
+    let (deployment, rest) = text.split_once("\n---\n").unwrap();
+    std::fs::write(dir.join("deployment.yaml"), deployment).unwrap();
+    std::fs::write(dir.join("canary.yaml"), rest).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["import", "-f"])
+        .arg(dir.join("canary.yaml"))
+        .arg("-f")
+        .arg(dir.join("deployment.yaml"))
+        .output()
+        .unwrap();
+    let empty =
+        std::process::Command::new(env!("CARGO_BIN_EXE_sluice")).args(["import", "-f"]).arg(dir.join("deployment.yaml")).output().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(stdout.contains("image: registry.example.com/shop/catalog:5.2.0"), "the Deployment's template from the other file:\n{stdout}");
+    assert!(!stdout.contains("warning:"), "warnings stay off stdout");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 10, "{stderr}");
+    assert!(!stderr.contains("not in the input"), "{stderr}");
+    assert!(!empty.status.success(), "a Deployment alone is nothing to import");
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("no Argo Rollouts Rollout or Flagger Canary"));
+}
