@@ -8,7 +8,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Service;
@@ -16,19 +15,11 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{Rollout, RolloutPhase};
 use support::aws_proxy::{AwsProxy, Call};
+use support::controller::ControllerProcess;
 use support::{Stack, alb::listener_weights, namespace, path_str, repo, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 const WEIGHTS: [i32; 3] = [10, 30, 60];
-
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn main() {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
@@ -51,20 +42,8 @@ async fn measure(stack: &Stack) {
     }
     let (elb, listener, stable, canary) = stack.balancer(&format!("calls-{}", std::process::id())).await;
     let proxy = AwsProxy::start(&stack.aws_endpoint, 0.0, 1).await;
-    let log = std::fs::File::create(stack.dir.join("aws-calls-controller.log")).unwrap();
-    let _controller = Controller(
-        Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--metrics-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", &stack.kubeconfig)
-            .env("AWS_ENDPOINT_URL", &proxy.endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("controller starts"),
-    );
+    let log = stack.dir.join("aws-calls-controller.log");
+    let _controller = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &stack.kubeconfig, &proxy.endpoint, &log, &[], &[]);
 
     let mut steps: Vec<serde_json::Value> = Vec::new();
     for weight in WEIGHTS {

@@ -7,7 +7,7 @@
 mod support;
 
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -16,19 +16,10 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{AnalysisTemplate, Rollout, RolloutPhase};
+use support::controller::ControllerProcess;
 use support::{Stack, alb::listener_weights, path_str, repo, wait_for};
 
 const NAMESPACE: &str = "demo";
-
-/// The controller process; stopped (by its pid) however the demo ends.
-struct Controller(Child);
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn say(text: &str) {
     println!("\n\x1b[1m==> {text}\x1b[0m");
@@ -71,20 +62,7 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
         return Err(format!("helm install: {}", String::from_utf8_lossy(&helm.stderr)));
     }
     let log = stack.dir.join("demo-controller.log");
-    let log_file = std::fs::File::create(&log).map_err(|e| e.to_string())?;
-    let _controller = Controller(
-        Command::new(binary("sluice"))
-            .args(["controller", "--metrics-addr", "127.0.0.1:0"])
-            .env("KUBECONFIG", &stack.kubeconfig)
-            .env("AWS_ENDPOINT_URL", &stack.aws_endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .stdout(Stdio::from(log_file.try_clone().map_err(|e| e.to_string())?))
-            .stderr(Stdio::from(log_file))
-            .spawn()
-            .map_err(|e| format!("controller: {e}"))?,
-    );
+    let _controller = ControllerProcess::start(&binary("sluice"), &stack.kubeconfig, &stack.aws_endpoint, &log, &[], &[]);
     println!("controller log: {}", log.display());
 
     let client = stack.kube().await;

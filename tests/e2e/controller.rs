@@ -1,9 +1,9 @@
 //! The installed chart and controller processes running under its ServiceAccount.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
+use crate::support::controller::ControllerProcess;
 use crate::support::{Stack, path_str, repo};
 
 pub const RELEASE_NAMESPACE: &str = "sluice-system";
@@ -13,9 +13,7 @@ pub struct Harness {
     pub stack: Stack,
     /// A kubeconfig that authenticates as the chart's ServiceAccount.
     pub kubeconfig: PathBuf,
-    processes: Mutex<Vec<(String, Child)>>,
-    /// The /metrics port of each controller process, by name (the latest one started).
-    metrics_ports: Mutex<std::collections::BTreeMap<String, u16>>,
+    processes: Mutex<Vec<(String, ControllerProcess)>>,
     log_dir: PathBuf,
 }
 
@@ -55,7 +53,7 @@ impl Harness {
         std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
         let log_dir = stack.dir.join("controller-logs");
         std::fs::create_dir_all(&log_dir).unwrap();
-        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), metrics_ports: Default::default(), log_dir };
+        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir };
         harness.start("main", &[]);
         harness
     }
@@ -67,56 +65,29 @@ impl Harness {
 
     /// Starts a controller that reaches AWS at `aws_endpoint` (a fault-injecting proxy).
     pub fn start_with_aws(&self, name: &str, extra: &[&str], aws_endpoint: &str) -> u32 {
-        let port = free_port();
-        self.metrics_ports.lock().unwrap().insert(name.to_string(), port);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_dir.join(format!("{name}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("controller")
-            .args(["--metrics-addr", &format!("127.0.0.1:{port}")])
-            .args(extra)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("AWS_ENDPOINT_URL", aws_endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("POD_NAMESPACE", RELEASE_NAMESPACE)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "info,kube_lease_manager=warn")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("controller starts");
-        let pid = child.id();
-        self.processes.lock().unwrap().push((name.to_string(), child));
+        let log = self.log_dir.join(format!("{name}.log"));
+        let env = [("POD_NAMESPACE", RELEASE_NAMESPACE), ("POD_NAME", name), ("RUST_LOG", "info,kube_lease_manager=warn")];
+        let process = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &self.kubeconfig, aws_endpoint, &log, extra, &env);
+        let pid = process.pid();
+        self.processes.lock().unwrap().push((name.to_string(), process));
         pid
     }
 
     /// The text of the /metrics endpoint of the controller process called `name`.
     pub async fn metrics(&self, name: &str) -> String {
-        let port = self.metrics_ports.lock().unwrap()[name];
+        let port = self.processes.lock().unwrap().iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.metrics_port).expect("running");
         let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.expect("the controller serves /metrics");
         response.text().await.unwrap()
     }
 
     /// SIGKILLs the controller process called `name`.
     pub fn kill(&self, name: &str) {
-        let mut processes = self.processes.lock().unwrap();
-        for (_, child) in processes.iter_mut().filter(|(n, _)| n == name) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        processes.retain(|(n, _)| n != name);
+        self.processes.lock().unwrap().retain(|(n, _)| n != name);
     }
 
     pub fn stop_all(&self) {
-        let mut processes = self.processes.lock().unwrap();
-        for (_, child) in processes.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        processes.clear();
+        self.processes.lock().unwrap().clear();
     }
-
     pub fn dump_log(&self) {
         for entry in std::fs::read_dir(&self.log_dir).into_iter().flatten().flatten() {
             let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
@@ -134,8 +105,4 @@ impl Drop for Harness {
     fn drop(&mut self) {
         self.stop_all();
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

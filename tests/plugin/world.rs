@@ -9,13 +9,14 @@ use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::Rollout;
 
+use crate::support::controller::ControllerProcess;
 use crate::support::{Stack, path_str, repo, wait_for};
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-sluice");
 
 pub struct World {
     pub stack: Stack,
-    controllers: Mutex<Vec<(String, Child)>>,
+    controllers: Mutex<Vec<(String, ControllerProcess)>>,
     log_dir: PathBuf,
 }
 
@@ -93,42 +94,27 @@ impl World {
 
     /// A controller that acts in `namespace` only, so other tests' hand-written statuses stay.
     pub fn start_controller(&self, namespace: &str) -> u32 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let log = std::fs::File::create(self.log_dir.join(format!("controller-{namespace}.log"))).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["controller", "--namespace", namespace, "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .env("KUBECONFIG", &self.stack.kubeconfig)
-            .env("AWS_ENDPOINT_URL", &self.stack.aws_endpoint)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "testing")
-            .env("AWS_SECRET_ACCESS_KEY", "testing")
-            .env("POD_NAME", format!("plugin-test-{namespace}"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::from(log.try_clone().unwrap()))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("controller starts");
-        let pid = child.id();
-        self.controllers.lock().unwrap().push((namespace.to_string(), child));
+        let log = self.log_dir.join(format!("controller-{namespace}.log"));
+        let pod = format!("plugin-test-{namespace}");
+        let process = ControllerProcess::start(
+            env!("CARGO_BIN_EXE_sluice").as_ref(),
+            &self.stack.kubeconfig,
+            &self.stack.aws_endpoint,
+            &log,
+            &["--namespace", namespace],
+            &[("POD_NAME", &pod), ("RUST_LOG", "info")],
+        );
+        let pid = process.pid();
+        self.controllers.lock().unwrap().push((namespace.to_string(), process));
         pid
     }
 
     pub fn stop_controller(&self, namespace: &str) {
-        let mut controllers = self.controllers.lock().unwrap();
-        for (_, child) in controllers.iter_mut().filter(|(n, _)| n == namespace) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        controllers.retain(|(n, _)| n != namespace);
+        self.controllers.lock().unwrap().retain(|(n, _)| n != namespace);
     }
 
     pub fn stop_controllers(&self) {
-        let mut controllers = self.controllers.lock().unwrap();
-        for (_, child) in controllers.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        controllers.clear();
+        self.controllers.lock().unwrap().clear();
     }
 
     pub fn dump_logs(&self) {

@@ -5,6 +5,7 @@
 
 pub mod alb;
 pub mod aws_proxy;
+pub mod controller;
 
 use std::collections::BTreeMap;
 use std::future::Future;
