@@ -65,6 +65,7 @@ pub struct Metrics {
     pub lead_time: Family<RolloutLabel, Histogram>,
     pub time_to_restore: Family<RolloutLabel, Histogram>,
     pub notifications: Family<OutcomeLabel, Counter>,
+    pub step_delay: Histogram,
     /// Label delivery metrics with the Rollout's name (one series per Rollout), or only its namespace.
     pub per_rollout: bool,
 }
@@ -82,6 +83,7 @@ impl Metrics {
             lead_time: Family::new_with_constructor(|| Histogram::new(DELIVERY_BUCKETS)),
             time_to_restore: Family::new_with_constructor(|| Histogram::new(DELIVERY_BUCKETS)),
             notifications: Family::default(),
+            step_delay: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             per_rollout,
         };
         let sluice = registry.sub_registry_with_prefix("sluice");
@@ -103,6 +105,11 @@ impl Metrics {
         );
         sluice.register("time_to_restore_seconds", "From an abort to Healthy again", metrics.time_to_restore.clone());
         sluice.register("notifications", "Webhook notifications by outcome (delivered, failed, dropped)", metrics.notifications.clone());
+        sluice.register(
+            "step_delay_seconds",
+            "From the time the engine asked to look again (a pause or delay ending) to the actions it then decided applied",
+            metrics.step_delay.clone(),
+        );
         metrics
     }
 

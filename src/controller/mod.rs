@@ -63,6 +63,8 @@ pub struct Context {
     /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
     /// which is safe: a new process starts from a fresh list.
     pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// When each Rollout asked to be looked at again, to measure how late the next step lands.
+    pub wakes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
     /// Consecutive failed passes per Rollout, to say so once they persist. Lost on restart.
     pub failing: std::sync::Mutex<std::collections::HashMap<String, u32>>,
     /// ALB weights; one client for every rollout.
@@ -159,6 +161,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         phases: Default::default(),
         written: Default::default(),
         failing: Default::default(),
+        wakes: Default::default(),
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
         notifier: crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone()),

@@ -152,6 +152,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     if stale(rollout, ctx) {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
+    let started = Instant::now();
     let (observed, ecs) = observe(rollout, ctx).await?;
     let status = rollout.status.clone().unwrap_or_default();
     let name = rollout.name_any();
@@ -166,6 +167,10 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let target_groups = target_groups(rollout, ecs.as_ref());
     for action in &plan.actions {
         execute(action, rollout, ctx, &plan, target_groups.as_ref()).await?;
+    }
+    let due = ctx.wakes.lock().expect("wakes lock").remove(&key(rollout));
+    if let Some(due) = due.filter(|due| *due <= started && !plan.actions.is_empty()) {
+        ctx.metrics.step_delay.observe(due.elapsed().as_secs_f64());
     }
     let keep: Vec<&str> = [plan.status.stable_revision.as_deref(), plan.status.update_revision.as_deref()].into_iter().flatten().collect();
     if ecs.is_none() {
@@ -182,6 +187,9 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     if ecs.is_some() && plan.status.phase != Some(RolloutPhase::Healthy) {
         // ECS sends no watch events: look again while anything may still change.
         requeue = Some(requeue.map_or(ECS_POLL, |r| r.min(ECS_POLL)));
+    }
+    if let Some(after) = plan.requeue_after.filter(|after| !after.is_zero()) {
+        ctx.wakes.lock().expect("wakes lock").insert(key(rollout), Instant::now() + after);
     }
     // Nothing to wait for: the next pass comes from a change in the Rollout, its ReplicaSets,
     // AnalysisRuns or Services, so an idle controller spends nothing.
