@@ -1087,6 +1087,9 @@ pub async fn webhooks_and_delivery_metrics(h: Arc<Harness>) {
     let lead = sample(&metrics, &format!("sluice_lead_time_seconds_sum{{{labels}}}")).unwrap();
     assert!((3600.0..7200.0).contains(&lead), "lead time runs from the commit-time annotation: {lead}");
     assert_eq!(sample(&metrics, &format!("sluice_time_to_restore_seconds_count{{{labels}}}")), Some(1.0));
+    // The 2 s timed pause ended and the next step was applied: the controller measured how late.
+    let delays = sample(&metrics, "sluice_step_delay_seconds_count").unwrap_or(0.0);
+    assert!(delays >= 1.0, "timed steps are measured: {delays}");
     assert!(sample(&metrics, r#"sluice_notifications_total{outcome="delivered"}"#).unwrap() >= 2.0 * expected.len() as f64);
     server.abort();
 }
