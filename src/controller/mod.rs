@@ -106,6 +106,12 @@ fn rollouts_naming(rollouts: &Store<WatchedRollout>, service: &Service) -> Vec<r
         .collect()
 }
 
+/// Watch caches keep no managedFields: nothing here reads them, and they are a large share of
+/// every object written with server-side apply.
+fn without_managed_fields<K: kube::Resource>(object: &mut K) {
+    object.managed_fields_mut().clear();
+}
+
 /// Runs until the process is stopped (or, with leader election, until leadership is lost).
 pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     crate::aws::install_crypto_provider();
@@ -142,12 +148,25 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let (analysis_runs, ar_writer) = reflector::store();
     let rs_stream = watcher(api::<ReplicaSet>(&client, &settings.namespace), wc.clone().labels(crate::platform::kubernetes::ROLLOUT_LABEL))
         .default_backoff()
+        .modify(without_managed_fields)
         .reflect(rs_writer)
         .touched_objects();
-    let svc_stream =
-        watcher(api::<Service>(&client, &settings.namespace), wc.clone()).default_backoff().reflect(svc_writer).touched_objects();
-    let ar_stream =
-        watcher(api::<AnalysisRun>(&client, &settings.namespace), wc.clone()).default_backoff().reflect(ar_writer).touched_objects();
+    let svc_stream = watcher(api::<Service>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(svc_writer)
+        .touched_objects();
+    let ar_stream = watcher(api::<AnalysisRun>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(ar_writer)
+        .touched_objects();
+    let (watched, rollout_writer) = reflector::store();
+    let rollout_stream = watcher(api::<WatchedRollout>(&client, &settings.namespace), wc.clone())
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(rollout_writer)
+        .applied_objects();
 
     let aws = crate::aws::sdk_config().await;
     let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
@@ -167,9 +186,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         notifier: crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone()),
     });
 
-    let rollouts = Controller::new(api::<WatchedRollout>(&client, &settings.namespace), wc.clone());
-    let watched = rollouts.store();
-    let rollouts = rollouts
+    let rollouts = Controller::for_stream(rollout_stream, watched.clone())
         .owns_stream(rs_stream)
         .owns_stream(ar_stream)
         // A role Service created or changed wakes the Rollouts that name it.
