@@ -586,7 +586,13 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     s.wait_replicas(&[("web:2", 5)]).await;
     // Promotion: all traffic to the canary target group, the stable Service moves to the new
     // revision, then all traffic back to the stable target group.
-    assert_eq!(weights.stop(), vec![0, 20, 60, 100, 0], "the listener went through exactly the planned weights");
+    // Sampled every 50 ms, a weight held for less (100 % lasts only until the stable Service has
+    // moved) may be missed; what is seen must be the planned weights, in order.
+    let seen = weights.stop();
+    let planned = [0, 20, 60, 100, 0];
+    let mut rest = planned.iter();
+    assert!(seen.iter().all(|w| rest.any(|p| p == w)), "the listener went only through the planned weights, in order: {seen:?}");
+    assert!(seen.contains(&20) && seen.contains(&60) && seen.last() == Some(&0), "{seen:?}");
     assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "the header route is removed once promoted");
     let events = s.events().await;
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
@@ -861,7 +867,11 @@ pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
     let failing = s.wait("the ReconcileError condition", reconcile_error).await;
     let condition = failing.status.unwrap().conditions.into_iter().find(|c| c.type_ == "ReconcileError").unwrap();
     assert!(condition.message.starts_with("retrying: "), "{}", condition.message);
-    assert!(s.events().await.iter().any(|(reason, _, _)| reason == "ReconcileFailed"));
+    // The event follows the status write: wait for it rather than race it.
+    wait_for("the ReconcileFailed event", DEADLINE, || async {
+        s.events().await.iter().any(|(reason, _, _)| reason == "ReconcileFailed").then_some(())
+    })
+    .await;
     assert_eq!(world.weights().await, (0, 100), "a failing AWS leaves the weights where they were");
     proxy.set_fault_rate(0.0);
     s.wait("the condition cleared", |r| !reconcile_error(r)).await;
