@@ -729,6 +729,15 @@ pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
 }
 
 impl EcsWorld {
+    /// Records the production listener's (blue, green) weights as they change.
+    fn record_weights(world: &Arc<EcsWorld>) -> Recorder<(i32, i32)> {
+        let world = world.clone();
+        Recorder::start(move || {
+            let world = world.clone();
+            async move { world.weights().await }
+        })
+    }
+
     /// A second listener (port 8080) forwarding to the same two target groups: the test listener.
     async fn test_listener(&self) -> String {
         use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple};
@@ -776,13 +785,7 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
     assert_eq!(world.weights().await, (100, 0));
     assert_eq!(world.weights_on(&test_listener).await, (100, 0), "at rest the test listener reaches the stable task set");
 
-    let production = {
-        let world = world.clone();
-        Recorder::start(move || {
-            let world = world.clone();
-            async move { world.weights().await }
-        })
-    };
+    let production = EcsWorld::record_weights(&world);
     let v2 = world.task_definition("orders:2").await;
     EcsWorld::set_task_definition(&s, &v2).await;
     s.wait("the preview waiting for promotion", |r| status_phase(r) == Some(RolloutPhase::Paused)).await;
@@ -818,13 +821,7 @@ pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
     let proxy = crate::support::aws_proxy::AwsProxy::start(&h.stack.aws_endpoint, 0.3, 7).await;
     h.kill("main");
     h.start_with_aws("faulty", &[], &proxy.endpoint);
-    let production = {
-        let world = world.clone();
-        Recorder::start(move || {
-            let world = world.clone();
-            async move { world.weights().await }
-        })
-    };
+    let production = EcsWorld::record_weights(&world);
     let v2 = world.task_definition("orders:2").await;
     EcsWorld::set_task_definition(&s, &v2).await;
     wait_for("v2 promoted through the faults", Duration::from_secs(180), || async {
