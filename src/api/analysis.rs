@@ -318,8 +318,9 @@ pub struct SecretKeyRef {
 )]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisRunSpec {
-    /// The metrics, with every `{{args.NAME}}` already replaced.
-    #[schemars(length(min = 1, max = 20))]
+    /// The metrics, with every `{{args.NAME}}` already replaced. Empty only in a run that could
+    /// not be built: it is created in phase Error with the reason, so the rollout aborts and says why.
+    #[schemars(length(max = 20))]
     pub metrics: Vec<Metric>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub args: Vec<AnalysisArg>,

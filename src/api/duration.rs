@@ -9,6 +9,12 @@ use serde::{Deserialize, Serialize};
 /// The pattern the API server enforces; every string it admits parses with [`DurationString::to_duration`].
 pub const DURATION_PATTERN: &str = r"^([0-9]+(ms|s|m|h))+$";
 
+/// The longest duration any field takes (a year): longer ones are refused by the API server and
+/// by [`parse_duration`], so no deadline computed from one can overflow a timestamp.
+pub const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+/// The API server's form of [`MAX_DURATION`], for its CEL rule.
+const MAX_DURATION_TEXT: &str = "8760h";
+
 /// A duration written as a string of number-unit pairs (`ms`, `s`, `m`, `h`), such as `90s` or `1h30m`.
 #[derive(Clone, Debug, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -27,12 +33,16 @@ impl From<&str> for DurationString {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("`{0}` is not a duration; write number-unit pairs such as 30s, 5m or 1h30m")]
-pub struct InvalidDuration(pub String);
+pub enum InvalidDuration {
+    #[error("`{0}` is not a duration; write number-unit pairs such as 30s, 5m or 1h30m")]
+    Malformed(String),
+    #[error("`{0}` is longer than the longest duration Sluice takes ({MAX_DURATION_TEXT}); write {MAX_DURATION_TEXT} or less")]
+    TooLong(String),
+}
 
 /// Parses `1h30m`-style strings. Accepts exactly what [`DURATION_PATTERN`] admits.
 pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
-    let invalid = || InvalidDuration(text.to_string());
+    let invalid = || InvalidDuration::Malformed(text.to_string());
     if text.is_empty() {
         return Err(invalid());
     }
@@ -43,7 +53,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
         if digits == 0 {
             return Err(invalid());
         }
-        let number: u64 = rest[..digits].parse().map_err(|_| invalid())?;
+        // All digits: a number that does not parse is too large.
+        let number: u64 = rest[..digits].parse().map_err(|_| InvalidDuration::TooLong(text.to_string()))?;
         rest = &rest[digits..];
         let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
         let unit = match &rest[..unit_len] {
@@ -53,7 +64,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, InvalidDuration> {
             "h" => Duration::from_secs(3600),
             _ => return Err(invalid()),
         };
-        total = unit.checked_mul(u32::try_from(number).map_err(|_| invalid())?).and_then(|d| total.checked_add(d)).ok_or_else(invalid)?;
+        let too_long = || InvalidDuration::TooLong(text.to_string());
+        total = u32::try_from(number)
+            .ok()
+            .and_then(|n| unit.checked_mul(n))
+            .and_then(|d| total.checked_add(d))
+            .filter(|d| *d <= MAX_DURATION)
+            .ok_or_else(too_long)?;
         rest = &rest[unit_len..];
     }
     Ok(total)
@@ -85,10 +102,14 @@ impl JsonSchema for DurationString {
     }
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        let rule = format!("duration(self) <= duration('{MAX_DURATION_TEXT}')");
+        let message = format!("a duration may be at most {MAX_DURATION_TEXT} (a year)");
         json_schema!({
             "type": "string",
             "pattern": DURATION_PATTERN,
-            "description": "A duration such as 30s, 5m or 1h30m (units: ms, s, m, h)."
+            "maxLength": 32,
+            "x-kubernetes-validations": [{"rule": rule, "message": message}],
+            "description": "A duration such as 30s, 5m or 1h30m (units: ms, s, m, h), at most 8760h."
         })
     }
 
@@ -112,6 +133,14 @@ mod tests {
     fn refuses_what_the_pattern_refuses() {
         for bad in ["", "5", "m", "5 m", "5min", "-5s", "1.5s", "5d"] {
             assert!(parse_duration(bad).is_err(), "{bad} should be refused");
+        }
+    }
+
+    #[test]
+    fn refuses_durations_longer_than_a_year() {
+        assert_eq!(parse_duration("8760h"), Ok(MAX_DURATION));
+        for long in ["8761h", "100000000h", "99999999999999999999h", "8760h1ms"] {
+            assert_eq!(parse_duration(long), Err(InvalidDuration::TooLong(long.into())), "{long}");
         }
     }
 

@@ -9,5 +9,5 @@ mod duration;
 mod rollout;
 
 pub use analysis::*;
-pub use duration::{DURATION_PATTERN, DurationString, InvalidDuration, format_duration, parse_duration};
+pub use duration::{DURATION_PATTERN, DurationString, InvalidDuration, MAX_DURATION, format_duration, parse_duration};
 pub use rollout::*;

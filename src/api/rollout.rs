@@ -16,6 +16,7 @@ use super::DurationString;
     version = "v1alpha1",
     kind = "Rollout",
     namespaced,
+    validation = Rule::new("size(self.metadata.name) <= 63").message("a Rollout's name is at most 63 characters: it labels every ReplicaSet and pod"),
     status = "RolloutStatus",
     derive = "PartialEq",
     shortname = "sro",
@@ -50,7 +51,7 @@ pub struct RolloutSpec {
     pub strategy: Strategy,
     /// Seconds a rollout may wait for replicas or traffic without progress before it is Degraded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2_592_000))]
     pub progress_deadline_seconds: Option<i32>,
     /// Abort (and roll back) when the progress deadline passes, instead of only reporting it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -75,18 +76,20 @@ pub struct Workload {
 
 /// Pods, run as one ReplicaSet per revision owned by the Rollout.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.template.spec) || self.template.spec.containers.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image: set workload.kubernetes.template.spec.containers[].image"))]
+#[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata) && has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])").message("workload.kubernetes.selector.matchLabels must all be labels of workload.kubernetes.template.metadata.labels"))]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesWorkload {
     #[serde(default = "one")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 100_000))]
     pub replicas: i32,
     pub selector: LabelSelector,
     pub template: PodTemplateSpec,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 86_400))]
     pub min_ready_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 1_000))]
     pub revision_history_limit: Option<i32>,
 }
 
@@ -108,7 +111,7 @@ pub struct EcsWorkload {
     #[schemars(length(min = 1))]
     pub task_definition: String,
     /// Tasks the service runs at full capacity; task sets are scaled as a percentage of it.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 10_000))]
     pub desired_count: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub launch_type: Option<EcsLaunchType>,
@@ -183,7 +186,7 @@ pub struct AlbTraffic {
     pub header_route: Option<HeaderRoute>,
     /// Healthy targets a target group needs before weight moves to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 10_000))]
     pub min_healthy_targets: Option<i32>,
 }
 
@@ -221,19 +224,21 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxSurge is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
     pub max_surge: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxUnavailable is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
     pub max_unavailable: Option<IntOrString>,
     /// Analysis that runs for the whole rollout, from the first step to promotion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<RolloutAnalysis>,
     /// Seconds the old stable revision keeps running after promotion (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604_800))]
     pub scale_down_delay_seconds: Option<i32>,
     /// Seconds an aborted canary keeps running after its traffic is gone (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604_800))]
     pub abort_scale_down_delay_seconds: Option<i32>,
 }
 
@@ -268,7 +273,7 @@ pub struct Pause {
 #[serde(rename_all = "camelCase")]
 pub struct SetCanaryScale {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 100_000))]
     pub replicas: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0 && self <= 100").message("setCanaryScale.weight is a percentage of replicas: use a value from 0 to 100"))]
@@ -321,15 +326,15 @@ pub struct BlueGreenStrategy {
     pub auto_promotion_enabled: Option<bool>,
     /// Seconds to wait after the new revision is ready before promoting by itself.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2_592_000))]
     pub auto_promotion_seconds: Option<i32>,
     /// Replicas of the new revision before promotion (default: all of them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 100_000))]
     pub preview_replica_count: Option<i32>,
     /// Seconds the old revision keeps running after promotion (default 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 604_800))]
     pub scale_down_delay_seconds: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pre_promotion_analysis: Option<RolloutAnalysis>,
@@ -342,9 +347,11 @@ pub struct BlueGreenStrategy {
 pub struct RollingStrategy {
     /// Extra replicas above the desired count during the update (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxSurge is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
     pub max_surge: Option<IntOrString>,
     /// Replicas that may be unavailable during the update (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxUnavailable is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
     pub max_unavailable: Option<IntOrString>,
     /// Analysis that gates the update while it runs; a failure rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]

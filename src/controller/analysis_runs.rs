@@ -29,7 +29,8 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
     let started = std::time::Instant::now();
     let before = run.status.clone().unwrap_or_default();
     let mut status = before.clone();
-    if status.phase.is_completed() {
+    // A run with no metrics is one that could not be built: its creator writes its Error status.
+    if status.phase.is_completed() || run.spec.metrics.is_empty() {
         return Ok(Requeue::await_change());
     }
     let now = Timestamp::now();

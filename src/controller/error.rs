@@ -17,6 +17,9 @@ pub enum Error {
     Router(#[from] crate::traffic::alb::RouterError),
     #[error("ECS: {0}")]
     Ecs(#[from] crate::platform::ecs::PlatformError),
+    /// A bug met by this object's input; contained to this object.
+    #[error("the controller failed on this object ({0}); it keeps serving the others: please report this with the Rollout's spec")]
+    Panicked(String),
 }
 
 impl Error {
@@ -32,6 +35,7 @@ impl Error {
             Self::Platform(_) => "platform",
             Self::Router(e) => e.category(),
             Self::Ecs(e) => e.category(),
+            Self::Panicked(_) => "panic",
         }
     }
 }

@@ -2,6 +2,7 @@
 //! It keeps no rollout state of its own: everything lives in each Rollout's status.
 
 mod analysis_runs;
+mod backoff;
 pub mod dora;
 mod error;
 mod metrics;
@@ -73,6 +74,21 @@ pub struct Context {
     pub ecs: crate::platform::ecs::EcsPlatform,
     /// Webhook notifications, delivered in the background.
     pub notifier: crate::notify::Notifier,
+    /// The Rollouts' own watch cache, to know when its first list is in.
+    pub rollouts: Store<WatchedRollout>,
+}
+
+impl Context {
+    /// Resolves once every watch cache holds its first full list (at once after that).
+    pub async fn stores_ready(&self) {
+        // A dropped writer means the controller is shutting down; nothing to wait for then.
+        let _ = futures::join!(
+            self.rollouts.wait_until_ready(),
+            self.replica_sets.wait_until_ready(),
+            self.services.wait_until_ready(),
+            self.analysis_runs.wait_until_ready(),
+        );
+    }
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -104,6 +120,22 @@ fn rollouts_naming(rollouts: &Store<WatchedRollout>, service: &Service) -> Vec<r
         })
         .map(|rollout| reflector::ObjectRef::new(&rollout.name_any()).within(namespace.unwrap_or_default()))
         .collect()
+}
+
+/// Runs one object's pass with its panics contained: a panic becomes that object's error (its
+/// status and events say so), and every other object goes on being served.
+pub(crate) async fn contained<F>(pass: F) -> Result<kube::runtime::controller::Action, Error>
+where
+    F: Future<Output = Result<kube::runtime::controller::Action, Error>>,
+{
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let text = panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned());
+            Err(Error::Panicked(text.unwrap_or_else(|| "no message".into())))
+        }
+    }
 }
 
 /// Watch caches keep no managedFields: nothing here reads them, and they are a large share of
@@ -184,6 +216,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
         notifier: crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone()),
+        rollouts: watched.clone(),
     });
 
     let rollouts = Controller::for_stream(rollout_stream, watched.clone())
@@ -200,9 +233,21 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         });
     let runner = Controller::new(api::<AnalysisRun>(&client, &settings.namespace), wc)
         .shutdown_on_signal()
-        .run(analysis_runs::reconcile, analysis_runs::error_policy, Arc::new(analysis_runs::Runner { context: context.clone(), measure }))
+        .run(
+            |run, runner| contained(analysis_runs::reconcile(run, runner)),
+            analysis_runs::error_policy,
+            Arc::new(analysis_runs::Runner { context: context.clone(), measure }),
+        )
         .for_each(|_| async {});
-    ready.store(true, Ordering::Relaxed);
+    // Ready once every watch has listed: before that no pass runs (see Context::stores_ready).
+    let synced = {
+        let (context, ready) = (context.clone(), ready.clone());
+        tokio::spawn(async move {
+            context.stores_ready().await;
+            info!("watch caches synced");
+            ready.store(true, Ordering::Relaxed);
+        })
+    };
 
     let lost = async move {
         match leadership {
@@ -222,6 +267,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         _ = lost => {},
     }
     server.abort();
+    synced.abort();
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
 }

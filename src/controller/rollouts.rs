@@ -23,14 +23,65 @@ use crate::platform::ecs::EcsState;
 use crate::platform::kubernetes::{self as k8s, FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL};
 
 const FINALIZER: &str = "sluice.dev/traffic";
+const UNBUILT_RUN: &str = "the run has no metrics: its templates could not be built; see the rollout's earlier events";
 pub const PURPOSE_LABEL: &str = "sluice.dev/analysis-purpose";
 /// How often an ECS rollout in motion is looked at: task sets send no watch events.
 const ECS_POLL: Duration = Duration::from_secs(5);
 
 pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Result<Requeue, Error> {
     let started = Instant::now();
+    // No decision from half-filled caches: a restarted controller would see no ReplicaSets and
+    // start the rollout over (a Healthy → Progressing → Healthy flap and its events).
+    ctx.stores_ready().await;
+    // One object's panic is that object's failure, never the process's: the others go on.
+    let result = super::contained(pass(&watched, &ctx)).await;
+    ctx.metrics.observe("rollout", started.elapsed());
+    let failures = {
+        let mut failing = ctx.failing.lock().expect("failing lock");
+        match &result {
+            Ok(_) => failing.remove(&key(&*watched)).map(|_| 0).unwrap_or(0),
+            Err(_) => {
+                let count = failing.entry(key(&*watched)).or_insert(0);
+                *count += 1;
+                *count
+            }
+        }
+    };
+    // A panic is no passing hiccup: say so at once.
+    let report = |error: &Error| failures == FAILURES_BEFORE_REPORT || (matches!(error, Error::Panicked(_)) && failures == 1);
+    if let (Err(error), WatchedRollout::Readable(rollout)) = (&result, &*watched)
+        && report(error)
+    {
+        report_failure(rollout, error, &ctx).await;
+    }
+    result
+}
+
+/// Whether deleting this Rollout needs the controller first: only when traffic must be sent
+/// home. Without a router, garbage collection removes the ReplicaSets and nothing else is left.
+fn needs_finalizer(watched: &WatchedRollout) -> bool {
+    match watched {
+        WatchedRollout::Readable(rollout) => alb_of(rollout).is_some(),
+        // Its traffic cannot be read: keep a finalizer it has, so its deletion still warns.
+        WatchedRollout::Unreadable(_) => watched.finalizers().iter().any(|f| f == FINALIZER),
+    }
+}
+
+/// One pass, under the finalizer when the Rollout has traffic to restore on deletion.
+async fn pass(watched: &Arc<WatchedRollout>, ctx: &Arc<Context>) -> Result<Requeue, Error> {
     let api: Api<WatchedRollout> = Api::namespaced(ctx.client.clone(), &watched.namespace().unwrap_or_default());
-    let result = finalizer(&api, FINALIZER, watched.clone(), |event| async {
+    if !needs_finalizer(watched) {
+        release_finalizer(&api, watched).await?;
+        if watched.meta().deletion_timestamp.is_some() {
+            return Ok(Requeue::await_change());
+        }
+        return match &**watched {
+            WatchedRollout::Readable(rollout) => apply(rollout, ctx).await,
+            WatchedRollout::Unreadable(unreadable) => report_unreadable(watched, unreadable, ctx).await,
+        };
+    }
+    let ctx = ctx.clone();
+    finalizer(&api, FINALIZER, watched.clone(), |event| async {
         match event {
             Finalize::Apply(watched) => match &*watched {
                 WatchedRollout::Readable(rollout) => apply(rollout, &ctx).await,
@@ -46,25 +97,27 @@ pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Resul
     .map_err(|e| match e {
         kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
         other => Error::Finalizer(other.to_string()),
-    });
-    ctx.metrics.observe("rollout", started.elapsed());
-    let failures = {
-        let mut failing = ctx.failing.lock().expect("failing lock");
-        match &result {
-            Ok(_) => failing.remove(&key(&*watched)).map(|_| 0).unwrap_or(0),
-            Err(_) => {
-                let count = failing.entry(key(&*watched)).or_insert(0);
-                *count += 1;
-                *count
-            }
-        }
+    })
+}
+
+/// Removes this controller's finalizer from a Rollout that no longer needs one (one written by
+/// an earlier version, or a Rollout whose router was removed).
+async fn release_finalizer(api: &Api<WatchedRollout>, watched: &WatchedRollout) -> Result<(), Error> {
+    let finalizers = watched.finalizers();
+    let Some(index) = finalizers.iter().position(|f| f == FINALIZER) else {
+        return Ok(());
     };
-    if let (Err(error), WatchedRollout::Readable(rollout)) = (&result, &*watched)
-        && failures == FAILURES_BEFORE_REPORT
-    {
-        report_failure(rollout, error, &ctx).await;
+    // Test-and-remove: a concurrent change to the list fails the patch instead of losing it.
+    let patch = serde_json::json!([
+        {"op": "test", "path": format!("/metadata/finalizers/{index}"), "value": FINALIZER},
+        {"op": "remove", "path": format!("/metadata/finalizers/{index}")},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(patch).expect("a JSON patch");
+    match api.patch(&watched.name_any(), &PatchParams::default(), &Patch::<()>::Json(patch)).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+        Err(other) => Err(other.into()),
     }
-    result
 }
 
 /// Consecutive failed passes (each retried after 5 s, besides the SDK's own retries) before a
@@ -84,9 +137,10 @@ async fn report_failure(rollout: &Rollout, error: &Error, ctx: &Context) {
     }
 }
 
-pub fn error_policy(_rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
+pub fn error_policy(rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.failures.get_or_create(&super::metrics::ErrorLabel { controller: "rollout", category: error.category() }).inc();
-    Requeue::requeue(Duration::from_secs(5))
+    let failures = ctx.failing.lock().expect("failing lock").get(&key(&*rollout)).copied().unwrap_or(1);
+    Requeue::requeue(super::backoff::after_failures(failures, &key(&*rollout)))
 }
 
 /// The target groups of the stable and canary roles. Fixed for Kubernetes; for ECS the stable
@@ -120,7 +174,14 @@ async fn observe(rollout: &Rollout, ctx: &Context) -> Result<(Observed, Option<E
         .filter(|run| run.namespace() == namespace && run.labels().get(ROLLOUT_LABEL) == Some(&name))
         .map(|run| {
             let status = run.status.clone().unwrap_or_default();
-            AnalysisRunObservation { name: run.name_any(), phase: status.phase, message: status.message }
+            let (phase, message) = match (run.spec.metrics.is_empty(), status.phase.is_completed()) {
+                // A run with nothing to measure never completes by itself: it is one that could
+                // not be built, whose Error status was not written yet (the controller stopped
+                // between the two writes).
+                (true, false) => (crate::api::AnalysisPhase::Error, Some(UNBUILT_RUN.to_string())),
+                _ => (status.phase, status.message),
+            };
+            AnalysisRunObservation { name: run.name_any(), phase, message }
         })
         .collect();
     let (revisions, services) = match &ecs {
@@ -416,11 +477,21 @@ fn alb_of(rollout: &Rollout) -> Option<&crate::api::AlbTraffic> {
 /// object goes; the ReplicaSets follow through garbage collection.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     let ecs = match &rollout.spec.workload.ecs {
-        Some(workload) => Some(ctx.ecs.observe(workload).await?),
+        Some(workload) => match ctx.ecs.observe(workload).await {
+            Ok(state) => Some(state),
+            // The service is gone: its target groups keep their roles as the spec names them.
+            Err(gone) if gone.category() == "not_found" => None,
+            Err(other) => return Err(other.into()),
+        },
         None => None,
     };
     if let (Some(alb), Some((stable, canary))) = (alb_of(rollout), target_groups(rollout, ecs.as_ref())) {
-        ctx.router.set_weight(alb, &stable, &canary, 0).await?;
+        match ctx.router.set_weight(alb, &stable, &canary, 0).await {
+            Ok(_) => {}
+            // A listener or target group already gone has no traffic left to send home.
+            Err(gone) if gone.category() == "not_found" => info!(rollout = %rollout.name_any(), "{gone}; nothing to restore"),
+            Err(other) => return Err(other.into()),
+        }
     }
     Ok(Requeue::await_change())
 }

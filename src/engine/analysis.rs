@@ -57,18 +57,20 @@ impl MetricPolicy {
 /// Adds a measurement to a metric's result and recomputes its phase.
 pub fn record(policy: &MetricPolicy, result: &mut MetricResult, measurement: Measurement) {
     match measurement.phase {
+        // Saturating: the counts come from a status anyone with `patch analysisruns/status` can write.
         AnalysisPhase::Error => {
-            result.error += 1;
-            result.consecutive_error += 1;
+            result.error = result.error.saturating_add(1);
+            result.consecutive_error = result.consecutive_error.saturating_add(1);
         }
         phase => {
             result.consecutive_error = 0;
-            result.count += 1;
-            match phase {
-                AnalysisPhase::Successful => result.successful += 1,
-                AnalysisPhase::Failed => result.failed += 1,
-                _ => result.inconclusive += 1,
-            }
+            result.count = result.count.saturating_add(1);
+            let counter = match phase {
+                AnalysisPhase::Successful => &mut result.successful,
+                AnalysisPhase::Failed => &mut result.failed,
+                _ => &mut result.inconclusive,
+            };
+            *counter = counter.saturating_add(1);
         }
     }
     result.measurements.push(measurement);
@@ -133,7 +135,7 @@ pub fn next_measurement_at(policy: &MetricPolicy, result: &MetricResult, run_sta
     if metric_phase(policy, result).0.is_completed() {
         return None;
     }
-    let after = |t: Timestamp, d: Duration| t + SignedDuration::try_from(d).unwrap_or(SignedDuration::ZERO);
+    let after = |t: Timestamp, d: Duration| SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX);
     match result.measurements.last() {
         None => Some(after(run_started, policy.initial_delay)),
         Some(last) => {

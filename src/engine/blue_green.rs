@@ -3,11 +3,10 @@
 
 use std::time::Duration;
 
-use jiff::SignedDuration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::canary::analysis_verdict;
-use super::context::{Gate, Pass};
+use super::context::{Gate, Pass, later};
 use super::{AnalysisPurpose, EventReason, ServiceRole};
 use crate::api::{AnalysisPhase, BlueGreenStrategy, PauseReason, RolloutAnalysis, RolloutPhase};
 
@@ -122,7 +121,7 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
         return Gate::Shut;
     }
     if let Some(seconds) = blue_green.auto_promotion_seconds {
-        let at = ready_at + SignedDuration::from_secs(i64::from(seconds.max(0)));
+        let at = later(ready_at, Duration::from_secs(seconds.max(0) as u64));
         if pass.now() < at {
             pass.requeue_at(at);
             pass.outcome(RolloutPhase::Progressing, format!("preview revision {update} is ready; promoting by itself at {at}"));

@@ -3,9 +3,7 @@
 
 use std::time::Duration;
 
-use jiff::SignedDuration;
-
-use super::context::{Gate, Pass, resolve_count};
+use super::context::{Gate, Pass, later, resolve_count};
 use super::{AnalysisPurpose, EventReason, ServiceRole};
 use crate::api::{AnalysisPhase, CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
 
@@ -119,16 +117,16 @@ fn describe(step: &CanaryStep) -> String {
 
 /// The canary weight in force at `index`: the last setWeight at or before it.
 fn weight_at(steps: &[CanaryStep], index: usize) -> i32 {
-    steps.iter().take(index + 1).filter_map(|s| s.set_weight).next_back().unwrap_or(0)
+    steps.iter().take(index + 1).filter_map(|s| s.set_weight).next_back().unwrap_or(0).clamp(0, 100)
 }
 
 /// Canary replicas at `index`: the last setCanaryScale, or the traffic weight's share.
 fn canary_replicas_at(steps: &[CanaryStep], index: usize, replicas: i32) -> i32 {
     let weight = weight_at(steps, index);
-    let share = |percent: i32| (replicas * percent + 99) / 100;
+    let share = |percent: i32| ((i64::from(replicas) * i64::from(percent.clamp(0, 100)) + 99) / 100) as i32;
     match steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back() {
         Some(scale) if !scale.match_traffic_weight => match (scale.replicas, scale.weight) {
-            (Some(count), _) => count.min(replicas),
+            (Some(count), _) => count.clamp(0, replicas),
             (None, Some(percent)) => share(percent),
             (None, None) => share(weight),
         },
@@ -159,7 +157,7 @@ fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_r
         let name = pass.input.name;
         return match pause.duration.as_ref().and_then(|d| d.to_duration().ok()) {
             Some(duration) => {
-                let ends = started + SignedDuration::try_from(duration).unwrap_or(SignedDuration::ZERO);
+                let ends = later(started, duration);
                 if pass.now() >= ends {
                     pass.unpause(PauseReason::CanaryPauseStep);
                     StepState::Done

@@ -20,6 +20,22 @@ pub fn default_progress_deadline() -> Duration {
 
 /// How often to look at a traffic router while waiting on it (it sends no watch events).
 pub(super) const ROUTER_POLL: Duration = Duration::from_secs(5);
+/// The longest wait a plan asks for: a pause of months is looked at again hourly, which costs
+/// nothing and keeps every timer the caller sets well inside what timers can hold.
+pub(super) const MAX_REQUEUE: Duration = Duration::from_secs(3600);
+/// The most replicas the engine reasons about, as the CRD bounds them: every count it derives
+/// (surges, shares, sums) then stays far from `i32` overflow.
+pub const MAX_REPLICAS: i32 = 100_000;
+
+/// `at` plus `by`, saturating at the end of time instead of overflowing.
+pub(super) fn later(at: Timestamp, by: Duration) -> Timestamp {
+    SignedDuration::try_from(by).ok().and_then(|by| at.checked_add(by).ok()).unwrap_or(Timestamp::MAX)
+}
+
+/// A replica count as the engine uses it: within `0..=MAX_REPLICAS` whatever was written or observed.
+pub(super) fn bounded(replicas: i32) -> i32 {
+    replicas.clamp(0, MAX_REPLICAS)
+}
 
 pub(super) struct Pass<'a> {
     pub input: Input<'a>,
@@ -56,7 +72,7 @@ impl<'a> Pass<'a> {
             actions: Vec::new(),
             events: Vec::new(),
             requeue: None,
-            replicas: input.spec.workload.replicas(),
+            replicas: bounded(input.spec.workload.replicas()),
             update: String::new(),
             stable: String::new(),
             phase: RolloutPhase::Progressing,
@@ -77,6 +93,7 @@ impl<'a> Pass<'a> {
     }
 
     pub fn requeue_in(&mut self, after: Duration) {
+        let after = after.min(MAX_REQUEUE);
         self.requeue = Some(self.requeue.map_or(after, |r| r.min(after)));
     }
 
@@ -150,7 +167,7 @@ impl<'a> Pass<'a> {
         self.status.abort = false;
         self.status.aborted_at = None;
         self.status.abort_reason = None;
-        self.status.attempt += 1;
+        self.status.attempt = self.status.attempt.saturating_add(1);
         self.reset_progress();
     }
 
@@ -189,11 +206,11 @@ impl<'a> Pass<'a> {
     }
 
     pub fn ready(&self, revision: &str) -> i32 {
-        self.observed(revision).map_or(0, |r| r.ready)
+        self.observed(revision).map_or(0, |r| bounded(r.ready))
     }
 
     pub fn current(&self, revision: &str) -> i32 {
-        self.observed(revision).map_or(0, |r| r.replicas)
+        self.observed(revision).map_or(0, |r| bounded(r.replicas))
     }
 
     /// Revisions the platform still runs that are neither stable nor the update.
@@ -348,7 +365,7 @@ impl<'a> Pass<'a> {
         if self.status.scale_downs.iter().any(|s| s.revision == revision) {
             return;
         }
-        let at = self.now() + SignedDuration::try_from(delay).unwrap_or(SignedDuration::ZERO);
+        let at = later(self.now(), delay);
         self.status.scale_downs.push(ScheduledScaleDown { revision: revision.to_string(), at: Time(at) });
     }
 
@@ -434,9 +451,11 @@ impl<'a> Pass<'a> {
     fn count_replicas(&mut self) {
         let revisions = &self.input.observed.revisions;
         self.status.desired_replicas = self.replicas;
-        self.status.replicas = revisions.iter().map(|r| r.replicas).sum();
-        self.status.ready_replicas = revisions.iter().map(|r| r.ready).sum();
-        self.status.available_replicas = revisions.iter().map(|r| r.available).sum();
+        let total =
+            |count: fn(&super::RevisionObservation) -> i32| revisions.iter().map(|r| bounded(count(r))).fold(0, i32::saturating_add);
+        self.status.replicas = total(|r| r.replicas);
+        self.status.ready_replicas = total(|r| r.ready);
+        self.status.available_replicas = total(|r| r.available);
         self.status.updated_replicas = self.observed(&self.update.clone()).map_or(0, |r| r.ready);
         self.status.verified_weight = if self.has_router() {
             self.observed_weight()
@@ -444,9 +463,9 @@ impl<'a> Pass<'a> {
             let active = self.input.observed.services.stable.as_deref();
             Some(if !self.at_rest() && active == Some(self.update.as_str()) { 100 } else { 0 })
         } else {
-            let canary = if self.at_rest() { 0 } else { self.ready(&self.update.clone()) };
-            let total = self.status.ready_replicas.max(1);
-            Some((canary * 100 + total / 2) / total)
+            let canary = if self.at_rest() { 0 } else { i64::from(self.ready(&self.update.clone())) };
+            let total = i64::from(self.status.ready_replicas.max(1));
+            Some(((canary * 100 + total / 2) / total).clamp(0, 100) as i32)
         };
         if let Some(kubernetes) = &self.input.spec.workload.kubernetes {
             let labels = kubernetes.selector.match_labels.clone().unwrap_or_default();
@@ -476,7 +495,7 @@ impl<'a> Pass<'a> {
             return;
         }
         let since = self.status.last_progress_at.as_ref().map_or(self.now(), |t| t.0);
-        let deadline = since + SignedDuration::try_from(self.deadline()).unwrap_or(SignedDuration::ZERO);
+        let deadline = later(since, self.deadline());
         if self.now() < deadline {
             self.requeue_at(deadline);
             return;
@@ -587,10 +606,11 @@ pub(super) fn resolve_count(
 ) -> i32 {
     use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
     let percent = match value {
-        Some(IntOrString::Int(count)) => return (*count).max(0),
-        Some(IntOrString::String(text)) => text.trim_end_matches('%').parse::<i32>().unwrap_or(default_percent),
-        None => default_percent,
+        Some(IntOrString::Int(count)) => return bounded(*count),
+        Some(IntOrString::String(text)) => text.trim_end_matches('%').parse::<i64>().unwrap_or(i64::from(default_percent)),
+        None => i64::from(default_percent),
     };
-    let scaled = replicas * percent.max(0);
-    if round_up { (scaled + 99) / 100 } else { scaled / 100 }
+    let scaled = i64::from(bounded(replicas)) * percent.clamp(0, 10_000);
+    let count = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
+    count.min(i64::from(MAX_REPLICAS)) as i32
 }

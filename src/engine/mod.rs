@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutSpec, RolloutStatus};
 
-pub use context::default_progress_deadline;
+pub use context::{MAX_REPLICAS, default_progress_deadline};
 pub use validate::{InvalidSpec, validate};
 
 /// Everything the engine looks at in one pass.
@@ -219,7 +219,7 @@ impl std::fmt::Display for EventReason {
 /// Decide one pass.
 pub fn step(input: Input<'_>) -> Plan {
     let mut pass = context::Pass::new(input);
-    if let Err(invalid) = validate(input.spec) {
+    if let Err(invalid) = validate::validate_name(input.name).and_then(|()| validate(input.spec)) {
         pass.invalid_spec(&invalid);
         return pass.finish();
     }

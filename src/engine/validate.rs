@@ -18,6 +18,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
     if workload.replicas() < 0 {
         return invalid("replicas cannot be negative");
     }
+    if let Some(kubernetes) = &workload.kubernetes {
+        pods(kubernetes)?;
+    }
     let strategy = &spec.strategy;
     let strategies = [strategy.canary.is_some(), strategy.blue_green.is_some(), strategy.rolling.is_some()];
     if strategies.iter().filter(|s| **s).count() != 1 {
@@ -82,6 +85,38 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
             if let Some(analysis) = analysis {
                 analysis_refs(analysis, place)?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// The longest Rollout name: it becomes a label value on every ReplicaSet and pod (63 at most),
+/// and each ReplicaSet's name is the Rollout's plus `-` and the revision.
+pub const MAX_NAME: usize = 63;
+
+/// A name Sluice can label its ReplicaSets and pods with.
+pub fn validate_name(name: &str) -> Result<(), InvalidSpec> {
+    if name.len() > MAX_NAME {
+        return invalid(format!("the Rollout's name is {} characters long; use at most {MAX_NAME} (it labels every pod)", name.len()));
+    }
+    Ok(())
+}
+
+/// What the API server accepts in a Rollout but would refuse in the ReplicaSets made from it.
+fn pods(kubernetes: &crate::api::KubernetesWorkload) -> Result<(), InvalidSpec> {
+    let selector = kubernetes.selector.match_labels.clone().unwrap_or_default();
+    let labels = kubernetes.template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_default();
+    for (key, value) in &selector {
+        if labels.get(key) != Some(value) {
+            return invalid(format!(
+                "workload.kubernetes.selector matches {key}={value}, but the template's labels do not have it: add it to template.metadata.labels"
+            ));
+        }
+    }
+    let containers = kubernetes.template.spec.as_ref().map(|s| s.containers.as_slice()).unwrap_or_default();
+    for container in containers {
+        if container.image.as_deref().is_none_or(|image| image.trim().is_empty()) {
+            return invalid(format!("container {} has no image: set workload.kubernetes.template.spec.containers[].image", container.name));
         }
     }
     Ok(())

@@ -80,6 +80,21 @@ impl Harness {
         response.text().await.unwrap()
     }
 
+    /// The /metrics text of the controller process called `name`, or `None` while it does not answer.
+    pub async fn try_metrics(&self, name: &str) -> Option<String> {
+        let port = self.processes.lock().unwrap().iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.metrics_port)?;
+        let response = reqwest::get(format!("http://127.0.0.1:{port}/metrics")).await.ok()?;
+        response.text().await.ok()
+    }
+
+    /// Whether the controller process called `name` answers /readyz with 200.
+    pub async fn ready(&self, name: &str) -> bool {
+        let Some(port) = self.processes.lock().unwrap().iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.metrics_port) else {
+            return false;
+        };
+        reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success())
+    }
+
     /// SIGKILLs the controller process called `name`.
     pub fn kill(&self, name: &str) {
         self.processes.lock().unwrap().retain(|(n, _)| n != name);

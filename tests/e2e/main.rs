@@ -6,6 +6,7 @@
 mod support;
 
 mod controller;
+mod hostile;
 mod scenarios;
 
 use std::sync::Arc;
@@ -35,6 +36,10 @@ fn main() -> std::process::ExitCode {
         scenarios::unreadable_rollout_is_degraded_and_blocks_no_other,
         scenarios::imported_manifests_are_accepted_by_the_api_server,
         scenarios::webhooks_and_delivery_metrics,
+        hostile::hostile_specs_are_refused_with_the_limit,
+        hostile::hostile_specs_that_slip_through_harm_no_one,
+        hostile::analysis_that_cannot_be_built_aborts_with_the_reason,
+        hostile::restarts_of_a_healthy_fleet_are_silent,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();

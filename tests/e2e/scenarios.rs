@@ -11,15 +11,15 @@ use sluice::api::{Rollout, RolloutPhase};
 use crate::controller::{Harness, RELEASE_NAMESPACE};
 use crate::support::{namespace, path_str, repo, wait_for, xml_value};
 
-const DEADLINE: Duration = Duration::from_secs(90);
+pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
 
-struct Scene {
-    client: kube::Client,
-    ns: String,
-    rollouts: Api<Rollout>,
+pub(crate) struct Scene {
+    pub(crate) client: kube::Client,
+    pub(crate) ns: String,
+    pub(crate) rollouts: Api<Rollout>,
 }
 
-async fn scene(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
+pub(crate) async fn scene(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
     let client = h.stack.kube().await;
     let ns = namespace(&client, prefix).await;
     let api: Api<Service> = Api::namespaced(client.clone(), &ns);
@@ -34,7 +34,7 @@ async fn scene(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
     Scene { rollouts: Api::namespaced(client.clone(), &ns), client, ns }
 }
 
-fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
+pub(crate) fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
     serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1",
         "kind": "Rollout",
@@ -52,11 +52,11 @@ fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
 }
 
 impl Scene {
-    async fn create(&self, rollout: &Rollout) {
+    pub(crate) async fn create(&self, rollout: &Rollout) {
         self.rollouts.create(&PostParams::default(), rollout).await.expect("rollout created");
     }
 
-    async fn set_image(&self, image: &str) {
+    pub(crate) async fn set_image(&self, image: &str) {
         // A merge patch replaces the container list: the one container with its new image.
         let patch =
             json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}}});
@@ -64,12 +64,12 @@ impl Scene {
     }
 
     /// What `kubectl sluice promote|abort|retry` writes.
-    async fn command(&self, kind: &str, id: &str) {
+    pub(crate) async fn command(&self, kind: &str, id: &str) {
         let patch = json!({"status": {"commands": {kind: {"id": id}}}});
         self.rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
     }
 
-    async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
+    pub(crate) async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
         wait_for(what, DEADLINE, || async {
             let rollout = self.rollouts.get("web").await.ok()?;
             check(&rollout).then_some(rollout)
@@ -77,7 +77,7 @@ impl Scene {
         .await
     }
 
-    async fn wait_phase(&self, phase: RolloutPhase) -> Rollout {
+    pub(crate) async fn wait_phase(&self, phase: RolloutPhase) -> Rollout {
         let what = format!("phase {phase}");
         self.wait(&what, |r| {
             status_phase(r) == Some(phase) && r.status.as_ref().and_then(|s| s.observed_generation) == r.metadata.generation
@@ -123,7 +123,7 @@ impl Scene {
         pods.iter().filter(|pod| ready(pod)).count() as i32
     }
 
-    async fn wait_replicas(&self, expected: &[(&str, i32)]) {
+    pub(crate) async fn wait_replicas(&self, expected: &[(&str, i32)]) {
         let expected: BTreeMap<String, (i32, i32)> = expected.iter().map(|(i, n)| (i.to_string(), (*n, *n))).collect();
         let what = format!("replica sets {expected:?}");
         wait_for(&what, DEADLINE, || async {
@@ -141,7 +141,7 @@ impl Scene {
         service.spec?.selector?.get("sluice.dev/revision").cloned()
     }
 
-    async fn events(&self) -> Vec<(String, String, i32)> {
+    pub(crate) async fn events(&self) -> Vec<(String, String, i32)> {
         let api: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(self.client.clone(), &self.ns);
         api.list(&ListParams::default())
             .await
@@ -162,11 +162,11 @@ fn message(rollout: &Rollout) -> String {
     rollout.status.as_ref().and_then(|s| s.message.clone()).unwrap_or_default()
 }
 
-fn step(rollout: &Rollout) -> Option<i32> {
+pub(crate) fn step(rollout: &Rollout) -> Option<i32> {
     rollout.status.as_ref().and_then(|s| s.current_step_index)
 }
 
-fn canary_steps() -> Value {
+pub(crate) fn canary_steps() -> Value {
     json!({"canary": {
         "stableService": "web-stable",
         "canaryService": "web-canary",
@@ -994,7 +994,7 @@ pub async fn imported_manifests_are_accepted_by_the_api_server(h: Arc<Harness>) 
 }
 
 /// A local web server that records every JSON body POSTed to it, by path.
-async fn webhook_receiver() -> (u16, Arc<std::sync::Mutex<Vec<(String, Value)>>>, tokio::task::JoinHandle<()>) {
+pub(crate) async fn webhook_receiver() -> (u16, Arc<std::sync::Mutex<Vec<(String, Value)>>>, tokio::task::JoinHandle<()>) {
     use axum::extract::{Json, Path, State};
     type Received = Arc<std::sync::Mutex<Vec<(String, Value)>>>;
     let received: Received = Default::default();
