@@ -261,3 +261,67 @@ pub async fn a_secret_is_read_only_once_offered(stack: Arc<Stack>) {
     drop_namespace(&stack, &namespace).await;
     drop(server);
 }
+
+pub async fn a_hand_made_analysis_run_is_not_measured(stack: Arc<Stack>) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use sluice::api::{AnalysisRun, AnalysisRunSpec};
+    let applied = stack.kubectl(&["apply", "-f", crate::support::path_str(&crate::support::repo().join("crds"))]);
+    assert!(applied.status.success(), "kubectl apply -f crds/ failed: {}", String::from_utf8_lossy(&applied.stderr));
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(stack.kube().await);
+    crate::support::wait_for("the CRDs Established", std::time::Duration::from_secs(60), || async {
+        let established = |crd: CustomResourceDefinition| {
+            crd.status?.conditions?.iter().any(|c| c.type_ == "Established" && c.status == "True").then_some(())
+        };
+        established(crds.get("analysisruns.sluice.dev").await.ok()?)?;
+        established(crds.get("rollouts.sluice.dev").await.ok()?)
+    })
+    .await;
+    let (server, hits) = counting().await;
+    let namespace = namespace_with_secret(&stack, "web-token", "authorization", "Bearer s3cret").await;
+    // A tenant who may create AnalysisRuns but not read Secrets.
+    apply_rbac(
+        &stack,
+        &namespace,
+        &[
+            serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "runs"},
+                "rules": [{"apiGroups": ["sluice.dev"], "resources": ["analysisruns"], "verbs": ["create", "get", "list"]}]}),
+            serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "runs"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "runs"},
+                "subjects": [{"kind": "ServiceAccount", "name": "tenant", "namespace": namespace}]}),
+        ],
+    )
+    .await;
+    let tenant = client_as(&stack, &namespace, "tenant").await;
+    let secrets: kube::Api<k8s_openapi::api::core::v1::Secret> = kube::Api::namespaced(tenant.clone(), &namespace);
+    assert!(secrets.get("web-token").await.is_err(), "the tenant may not read the Secret");
+
+    let log = stack.dir.join(format!("controller-{namespace}.log"));
+    let _controller = crate::support::controller::ControllerProcess::start(
+        env!("CARGO_BIN_EXE_sluice").as_ref(),
+        &stack.kubeconfig,
+        &stack.aws_endpoint,
+        &log,
+        &["--namespace", &namespace],
+        &[("POD_NAME", "providers-test"), ("RUST_LOG", "info")],
+    );
+    let mut metric = web(format!("{}/ok", server.address));
+    metric.provider.web.as_mut().unwrap().headers.push(WebHeader {
+        name: "Authorization".into(),
+        value: None,
+        secret_key_ref: Some(SecretKeyRef { name: "web-token".into(), key: "authorization".into() }),
+    });
+    let run = AnalysisRun::new("exfiltrate", AnalysisRunSpec { metrics: vec![metric], args: Vec::new(), terminate: false });
+    let runs: kube::Api<AnalysisRun> = kube::Api::namespaced(tenant, &namespace);
+    runs.create(&Default::default(), &run).await.expect("the tenant creates the run");
+    let message = crate::support::wait_for("the run to be marked", std::time::Duration::from_secs(30), || {
+        let runs = runs.clone();
+        async move { runs.get("exfiltrate").await.ok()?.status?.message.filter(|m| m.starts_with("not measured")) }
+    })
+    .await;
+    assert!(message.contains("no controller ownerReference to a Rollout"), "{message}");
+    let status = runs.get("exfiltrate").await.unwrap().status.unwrap();
+    assert!(status.metric_results.is_empty(), "never measured: {status:?}");
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the server received nothing");
+    drop_namespace(&stack, &namespace).await;
+    drop(server);
+}

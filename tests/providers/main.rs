@@ -50,6 +50,7 @@ fn main() -> std::process::ExitCode {
         egress::an_answer_over_the_limit_is_refused,
         egress::a_huge_value_is_judged_whole_and_stored_cut,
         egress::a_secret_is_read_only_once_offered,
+        egress::a_hand_made_analysis_run_is_not_measured,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Arc::new(Stack::start_or_attach());
