@@ -7,6 +7,7 @@ pub mod api;
 pub mod aws;
 pub mod cli;
 pub mod controller;
+pub mod egress;
 pub mod engine;
 pub mod import;
 pub mod notify;

@@ -1,8 +1,27 @@
 //! successCondition / failureCondition: CEL expressions over `result`.
+//!
+//! CEL has no cost limit of its own, so expressions are bounded when checked (length, and no
+//! comprehension inside another: the time of one is linear in `result`), and evaluated off the
+//! async workers, on at most [`EVALUATORS`] threads, under [`DEADLINE`].
 
+use std::time::{Duration, Instant};
+
+use cel::common::ast::{EntryExpr, Expr, IdedExpr};
 use cel::{Context, Program, Value};
 
 use crate::api::AnalysisPhase;
+
+/// The longest condition, in bytes.
+pub const MAX_EXPRESSION: usize = 1024;
+/// Comprehensions (`all`, `exists`, `exists_one`, `map`, `filter`) in one condition.
+pub const MAX_COMPREHENSIONS: usize = 4;
+/// How long a condition may take to evaluate.
+pub const DEADLINE: Duration = Duration::from_millis(100);
+/// Threads evaluating conditions at once; one that overruns its deadline keeps its thread until it
+/// ends, so runaway conditions take at most these.
+pub const EVALUATORS: usize = 2;
+/// How much of a result an error message quotes.
+const QUOTED: usize = 512;
 
 /// What a provider measured.
 #[derive(Clone, Debug, PartialEq)]
@@ -40,13 +59,82 @@ pub enum ConditionError {
     Evaluate { expression: String, value: String, reason: String },
     #[error("condition `{expression}` must be true or false, got {got}")]
     NotBoolean { expression: String, got: String },
+    #[error("a condition is {length} bytes; the limit is {MAX_EXPRESSION}: shorten it")]
+    TooLong { length: usize },
+    #[error("condition `{expression}` is too costly to evaluate: {reason}")]
+    TooCostly { expression: String, reason: String },
+    #[error("conditions were not evaluated within {}: {reason}; simplify them", crate::api::format_duration(*deadline))]
+    Overran { deadline: Duration, reason: &'static str },
 }
 
-/// Refuses expressions that do not parse, so a bad template is reported before it is run.
+/// Refuses expressions that do not parse or that could take long, so a bad template is reported
+/// before it is run.
 pub fn check(expression: &str) -> Result<(), ConditionError> {
-    Program::compile(expression)
-        .map(|_| ())
-        .map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })
+    if expression.len() > MAX_EXPRESSION {
+        return Err(ConditionError::TooLong { length: expression.len() });
+    }
+    let program =
+        Program::compile(expression).map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })?;
+    let costly = |reason: String| ConditionError::TooCostly { expression: expression.to_string(), reason };
+    let mut comprehensions = 0;
+    walk(program.expression(), 0, &mut comprehensions).map_err(costly)?;
+    if comprehensions > MAX_COMPREHENSIONS {
+        return Err(costly(format!("{comprehensions} comprehensions (all, exists, map, filter...); the limit is {MAX_COMPREHENSIONS}")));
+    }
+    Ok(())
+}
+
+/// Counts comprehensions, refusing one inside another (their cost multiplies).
+fn walk(node: &IdedExpr, inside: usize, comprehensions: &mut usize) -> Result<(), String> {
+    let children: Vec<&IdedExpr> = match &node.expr {
+        Expr::Comprehension(comprehension) => {
+            if inside > 0 {
+                return Err("a comprehension (all, exists, map, filter...) inside another; use one at a time".into());
+            }
+            let c = comprehension.as_ref();
+            *comprehensions += 1;
+            walk(&c.iter_range, inside, comprehensions)?;
+            for part in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                walk(part, inside + 1, comprehensions)?;
+            }
+            return Ok(());
+        }
+        Expr::Call(call) => call.target.iter().map(|t| t.as_ref()).chain(&call.args).collect(),
+        Expr::List(list) => list.elements.iter().collect(),
+        Expr::Map(map) => map.entries.iter().flat_map(|e| entry(&e.expr)).collect(),
+        Expr::Struct(structure) => structure.entries.iter().flat_map(|e| entry(&e.expr)).collect(),
+        Expr::Select(select) => vec![select.operand.as_ref()],
+        Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => Vec::new(),
+    };
+    children.into_iter().try_for_each(|child| walk(child, inside, comprehensions))
+}
+
+fn entry(entry: &EntryExpr) -> Vec<&IdedExpr> {
+    match entry {
+        EntryExpr::StructField(field) => vec![&field.value],
+        EntryExpr::MapEntry(pair) => vec![&pair.key, &pair.value],
+    }
+}
+
+static EVALUATING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(EVALUATORS);
+
+/// Runs `evaluate` (conditions) on a blocking thread, never on the async workers, and gives up
+/// waiting after `deadline`.
+pub async fn bounded<T: Send + 'static>(deadline: Duration, evaluate: impl FnOnce() -> T + Send + 'static) -> Result<T, ConditionError> {
+    let started = Instant::now();
+    let permit = tokio::time::timeout(deadline, EVALUATING.acquire())
+        .await
+        .map_err(|_| ConditionError::Overran { deadline, reason: "every evaluator is busy with conditions that overran" })?
+        .expect("the semaphore is never closed");
+    let task = tokio::task::spawn_blocking(move || {
+        let _held = permit;
+        evaluate()
+    });
+    match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), task).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(_)) => Err(ConditionError::Overran { deadline, reason: "the evaluation failed" }),
+        Err(_) => Err(ConditionError::Overran { deadline, reason: "they took too long" }),
+    }
 }
 
 /// The phase of one measurement. Both conditions: failure wins, then success, else Inconclusive.
@@ -71,16 +159,17 @@ fn holds(expression: &str, result: &serde_json::Value) -> Result<bool, Condition
     let program =
         Program::compile(expression).map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })?;
     let mut context = Context::default();
+    let quoted = || crate::egress::truncate(&result.to_string(), QUOTED);
     let value = cel::to_value(result).map_err(|e| ConditionError::Evaluate {
         expression: expression.to_string(),
-        value: result.to_string(),
+        value: quoted(),
         reason: e.to_string(),
     })?;
     context.add_variable_from_value("result", value);
     match program.execute(&context) {
         Ok(Value::Bool(b)) => Ok(b),
         Ok(other) => Err(ConditionError::NotBoolean { expression: expression.to_string(), got: format!("{other:?}") }),
-        Err(e) => Err(ConditionError::Evaluate { expression: expression.to_string(), value: result.to_string(), reason: e.to_string() }),
+        Err(e) => Err(ConditionError::Evaluate { expression: expression.to_string(), value: quoted(), reason: e.to_string() }),
     }
 }
 
@@ -121,6 +210,56 @@ mod tests {
         assert!(matches!(judge(Some("result + 'x'"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::Evaluate { .. })));
         assert!(matches!(judge(Some("result"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::NotBoolean { .. })));
         assert!(matches!(judge(Some("missing < 1"), None, &MeasuredValue::scalar(1.0)), Err(ConditionError::Evaluate { .. })));
+    }
+}
+
+#[cfg(test)]
+mod limits {
+    use super::*;
+
+    /// Three nested comprehensions over 300 elements: 27 million steps.
+    fn bomb() -> String {
+        let list = format!("[{}]", (0..300).map(|i| i.to_string()).collect::<Vec<_>>().join(","));
+        format!("{list}.all(x, {list}.all(y, !{list}.exists(z, x + y + z < 0)))")
+    }
+
+    #[test]
+    fn nested_comprehensions_long_and_many_are_refused_when_checked() {
+        let nested = "result.all(x, result.exists(y, x < y))";
+        let error = check(nested).unwrap_err();
+        assert!(error.to_string().contains("inside another"), "{error}");
+        let error = check(&bomb()).unwrap_err();
+        assert!(matches!(error, ConditionError::TooLong { .. }), "{error}");
+        let short_bomb = "[1,2,3].all(x, [1,2].map(y, y).size() > 0)";
+        assert!(check(short_bomb).is_err());
+        let many = ["result.all(x, x > 0)"; 5].join(" && ");
+        assert!(check(&many).unwrap_err().to_string().contains("5 comprehensions"));
+        assert_eq!(check("result.all(x, x < 0.5) && result.exists(x, x > 0.1) && size(result) > 2"), Ok(()));
+        assert_eq!(check("result.verdict == 'Pass' && {'a': [1, 2]}.a.size() == 2"), Ok(()));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_condition_that_overruns_is_an_error_and_the_runtime_keeps_serving() {
+        let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+        let counter = ticks.clone();
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        let started = Instant::now();
+        let bomb = bomb();
+        let outcome = bounded(DEADLINE, move || judge(Some(&bomb), None, &MeasuredValue::scalar(1.0))).await;
+        let waited = started.elapsed();
+        assert!(matches!(outcome, Err(ConditionError::Overran { .. })), "{outcome:?}");
+        assert!(outcome.unwrap_err().to_string().contains("not evaluated within 100ms"));
+        assert!(waited < DEADLINE * 3, "gave up at the deadline, waited {waited:?}");
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(before >= 5, "the runtime kept serving while the condition ran: {before} ticks");
+        ticker.abort();
+        let quick = bounded(DEADLINE, || judge(Some("result < 2.0"), None, &MeasuredValue::scalar(1.0))).await;
+        assert_eq!(quick.unwrap(), Ok(AnalysisPhase::Successful));
     }
 }
 

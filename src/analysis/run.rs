@@ -107,6 +107,46 @@ fn result_of(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, index: usize) -
         .unwrap_or_else(|| MetricResult { name: name.clone(), ..Default::default() })
 }
 
+/// The most of a measured value an AnalysisRun stores; the rest is cut, so the status always fits.
+pub const MAX_STORED_VALUE: usize = 4096;
+/// The most of a measurement's (or the run's) message an AnalysisRun stores.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// A measurement's phase, value and message, as stored (cut to the limits above).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Judged {
+    pub phase: AnalysisPhase,
+    pub value: Option<String>,
+    pub message: Option<String>,
+}
+
+impl Judged {
+    /// A measurement that could not be judged.
+    pub fn error(message: impl Into<String>) -> Self {
+        Self { phase: AnalysisPhase::Error, value: None, message: Some(crate::egress::truncate(&message.into(), MAX_MESSAGE)) }
+    }
+}
+
+/// Judges what a provider returned for `metric` (an `Err` is a provider error). The whole value
+/// is judged; only the stored copy is cut. CPU-bound: the controller runs it off its async workers.
+pub fn judge(metric: &crate::api::Metric, outcome: Result<MeasuredValue, String>) -> Judged {
+    let (success, failure) = conditions_of(metric);
+    let stored = |value: &MeasuredValue| value.display().map(|v| crate::egress::truncate(&v, MAX_STORED_VALUE));
+    let checked = [success, failure].into_iter().flatten().try_for_each(condition::check);
+    let (phase, value, message) = match (outcome, checked) {
+        (Err(error), _) => (AnalysisPhase::Error, None, Some(error)),
+        (Ok(value), Err(e)) => (AnalysisPhase::Error, stored(&value), Some(e.to_string())),
+        (Ok(value), Ok(())) => match condition::judge(success, failure, &value) {
+            Ok(phase) => {
+                let message = matches!(value, MeasuredValue::NoData).then(|| "no data".to_string());
+                (phase, stored(&value), message)
+            }
+            Err(e) => (AnalysisPhase::Error, stored(&value), Some(e.to_string())),
+        },
+    };
+    Judged { phase, value, message: message.map(|m| crate::egress::truncate(&m, MAX_MESSAGE)) }
+}
+
 /// Records what a provider returned for metric `index` (an `Err` is a provider error).
 pub fn record(
     spec: &AnalysisRunSpec,
@@ -116,19 +156,22 @@ pub fn record(
     finished: Timestamp,
     outcome: Result<MeasuredValue, String>,
 ) {
+    let judged = judge(&spec.metrics[index], outcome);
+    record_judged(spec, status, index, started, finished, judged);
+}
+
+/// Records a judged measurement of metric `index`.
+pub fn record_judged(
+    spec: &AnalysisRunSpec,
+    status: &mut AnalysisRunStatus,
+    index: usize,
+    started: Timestamp,
+    finished: Timestamp,
+    judged: Judged,
+) {
     let metric = &spec.metrics[index];
     let policy = MetricPolicy::of(metric).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"));
-    let (success, failure) = conditions_of(metric);
-    let (phase, value, message) = match outcome {
-        Err(error) => (AnalysisPhase::Error, None, Some(error)),
-        Ok(value) => match condition::judge(success, failure, &value) {
-            Ok(phase) => {
-                let message = matches!(value, MeasuredValue::NoData).then(|| "no data".to_string());
-                (phase, value.display(), message)
-            }
-            Err(e) => (AnalysisPhase::Error, value.display(), Some(e.to_string())),
-        },
-    };
+    let Judged { phase, value, message } = judged;
     let measurement = Measurement { phase, value, started_at: Time(started), finished_at: Some(Time(finished)), message };
     let position = match status.metric_results.iter().position(|r| r.name == metric.name) {
         Some(position) => position,
@@ -161,7 +204,7 @@ pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {
     let results: Vec<MetricResult> = (0..spec.metrics.len()).map(|i| result_of(spec, status, i)).collect();
     let (phase, message) = analysis::run_phase(&policies(spec), &results, spec.terminate);
     status.phase = phase;
-    status.message = message;
+    status.message = message.map(|m| crate::egress::truncate(&m, MAX_MESSAGE));
 }
 
 #[cfg(test)]
@@ -221,5 +264,22 @@ mod tests {
         assert_eq!(status.phase, AnalysisPhase::Failed);
         assert!(status.message.as_deref().unwrap().contains("last value 0.2"), "{:?}", status.message);
         assert!(due(&spec, &status, t0).is_empty());
+    }
+
+    #[test]
+    fn a_huge_value_is_judged_whole_and_stored_cut() {
+        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
+        let mut spec = build(&[("t".into(), template("up"))], &args).unwrap();
+        spec.metrics[0].success_condition = Some("size(result) == 200000 && result.all(x, x < 0.01)".into());
+        let t0 = Timestamp::from_second(0).unwrap();
+        let mut status = AnalysisRunStatus { started_at: Some(Time(t0)), ..Default::default() };
+        record(&spec, &mut status, 0, t0, t0, Ok(MeasuredValue::vector(vec![0.001; 200_000])));
+        let measurement = &status.metric_results[0].measurements[0];
+        assert_eq!(measurement.phase, AnalysisPhase::Successful, "{:?}", measurement.message);
+        let stored = measurement.value.as_deref().unwrap();
+        assert!(stored.len() < MAX_STORED_VALUE + 64 && stored.contains("(truncated; "), "{}", stored.len());
+        record(&spec, &mut status, 0, t0, t0, Err("x".repeat(100_000)));
+        assert!(status.metric_results[0].measurements[1].message.as_ref().unwrap().len() < MAX_MESSAGE + 64);
+        assert!(serde_json::to_string(&status).unwrap().len() < 16 * 1024);
     }
 }

@@ -72,6 +72,14 @@ pub struct ControllerArgs {
     /// Slack-compatible payload). The environment variable takes a comma-separated list.
     #[arg(long = "webhook-url", env = "SLUICE_WEBHOOK_URLS", value_delimiter = ',')]
     pub webhook_urls: Vec<crate::notify::Target>,
+    /// A file of webhook URLs, one per line (mounted from a Secret: the URLs carry tokens).
+    #[arg(long, env = "SLUICE_WEBHOOKS_FILE")]
+    pub webhooks_file: Option<PathBuf>,
+    /// A host metrics and webhooks may reach (repeatable): `prometheus.monitoring.svc`,
+    /// `*.example.com`, `10.0.0.0/8`, `127.0.0.1:9090`, or `*`. With none, any host except
+    /// loopback, link-local, metadata and unspecified addresses; with some, only those.
+    #[arg(long = "allow-host", env = "SLUICE_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<crate::egress::HostPattern>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -91,6 +99,10 @@ pub fn run(cli: Cli) -> ExitCode {
 }
 
 fn controller(args: ControllerArgs) -> Result<(), String> {
+    let mut webhooks = args.webhook_urls;
+    if let Some(path) = &args.webhooks_file {
+        webhooks.extend(crate::notify::targets_in_file(path)?);
+    }
     let identity = args.identity.unwrap_or_else(|| format!("sluice-{}", std::process::id()));
     let settings = crate::controller::Settings {
         namespace: args.namespace,
@@ -100,11 +112,12 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         lease_namespace: args.lease_namespace,
         identity,
         metrics_per_rollout: args.metrics_rollout_label,
-        webhooks: args.webhook_urls,
+        webhooks,
+        allowed_hosts: args.allowed_hosts.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let measure = crate::analysis::providers::measurer().await;
+        let measure = crate::analysis::providers::measurer(args.allowed_hosts).await;
         crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
     })
 }
@@ -165,5 +178,9 @@ mod tests {
         );
         assert!(!args.metrics_rollout_label);
         assert!(Cli::try_parse_from(["sluice", "controller", "--webhook-url", "ftp://x"]).is_err());
+        let cli = Cli::try_parse_from(["sluice", "controller", "--allow-host", "127.0.0.1", "--allow-host", "*.example.com"]).unwrap();
+        let Command::Controller(args) = cli.command else { panic!("not the controller") };
+        assert_eq!(args.allowed_hosts.len(), 2);
+        assert!(Cli::try_parse_from(["sluice", "controller", "--allow-host", "a b"]).is_err());
     }
 }

@@ -1,4 +1,9 @@
 //! Measuring analysis runs: take every measurement that is due, record it, requeue for the next.
+//!
+//! Only runs that Sluice created for a Rollout are measured: a run must carry a controller
+//! ownerReference to a Rollout that exists in its namespace with that uid. Anyone else's
+//! AnalysisRun is marked once and never measured, so creating one is not a way to make the
+//! controller fetch URLs or read Secrets.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,9 +16,9 @@ use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
 
 use super::{Context, Error};
-use crate::analysis::condition::MeasuredValue;
-use crate::analysis::run as analysis_run;
-use crate::api::{AnalysisRun, Metric};
+use crate::analysis::condition::{self, MeasuredValue};
+use crate::analysis::run::{self as analysis_run, Judged};
+use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric, Rollout};
 
 /// Takes one measurement of a metric (the metric providers implement it).
 pub trait Measure: Send + Sync + 'static {
@@ -25,6 +30,9 @@ pub struct Runner {
     pub measure: Arc<dyn Measure>,
 }
 
+/// The status message of a run that is not measured because Sluice did not create it.
+pub const NOT_MEASURED: &str = "not measured: Sluice measures only the AnalysisRuns it creates for a Rollout";
+
 pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
     let before = run.status.clone().unwrap_or_default();
@@ -33,19 +41,40 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
     if status.phase.is_completed() || run.spec.metrics.is_empty() {
         return Ok(Requeue::await_change());
     }
+    let namespace = run.namespace().unwrap_or_default();
+    let api: Api<AnalysisRun> = Api::namespaced(runner.context.client.clone(), &namespace);
+    if let Some(why) = not_created_by_sluice(&runner.context.client, &run, &namespace).await? {
+        let message = format!("{NOT_MEASURED} ({why})");
+        if status.message.as_deref() != Some(message.as_str()) {
+            let patch = serde_json::json!({"status": {"message": message}});
+            api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        }
+        return Ok(Requeue::await_change());
+    }
     let now = Timestamp::now();
     status.started_at.get_or_insert(Time(now));
-    let namespace = run.namespace().unwrap_or_default();
     for index in analysis_run::due(&run.spec, &status, now) {
-        let metric = &run.spec.metrics[index];
-        let outcome = runner.measure.measure(&namespace, metric, now).await;
-        analysis_run::record(&run.spec, &mut status, index, now, Timestamp::now(), outcome);
+        let metric = run.spec.metrics[index].clone();
+        let outcome = runner.measure.measure(&namespace, &metric, now).await;
+        let judged = condition::bounded(condition::DEADLINE, move || analysis_run::judge(&metric, outcome))
+            .await
+            .unwrap_or_else(|overran| Judged::error(overran.to_string()));
+        analysis_run::record_judged(&run.spec, &mut status, index, now, Timestamp::now(), judged);
     }
     analysis_run::settle(&run.spec, &mut status);
     if status != before {
-        let api: Api<AnalysisRun> = Api::namespaced(runner.context.client.clone(), &namespace);
         let patch = serde_json::json!({"status": status});
-        api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        match api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(refused)) if too_large(&refused) => {
+                // Retrying the same write would fail forever: end the run with the reason instead.
+                let ended = unstorable(&status, &refused.message);
+                let patch = serde_json::json!({"status": ended});
+                api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                return Ok(Requeue::await_change());
+            }
+            Err(other) => return Err(other.into()),
+        }
     }
     runner.context.metrics.observe("analysisrun", started.elapsed());
     Ok(match analysis_run::next_due(&run.spec, &status) {
@@ -54,8 +83,63 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
     })
 }
 
+/// Why a run is not Sluice's own, if it is not: no controller ownerReference to a Rollout, or
+/// one naming a Rollout that is not there with that uid.
+async fn not_created_by_sluice(client: &kube::Client, run: &AnalysisRun, namespace: &str) -> Result<Option<String>, Error> {
+    let owner = run.owner_references().iter().find(|o| o.controller == Some(true));
+    let Some(owner) = owner.filter(|o| o.kind == "Rollout" && o.api_version == "sluice.dev/v1alpha1") else {
+        return Ok(Some(
+            "it has no controller ownerReference to a Rollout; reference an AnalysisTemplate from a Rollout's analysis instead".into(),
+        ));
+    };
+    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    Ok(match rollouts.get_metadata_opt(&owner.name).await? {
+        Some(rollout) if rollout.metadata.uid.as_deref() == Some(owner.uid.as_str()) => None,
+        Some(_) => Some(format!("its owner Rollout {} has another uid", owner.name)),
+        None => Some(format!("its owner Rollout {} does not exist in namespace {namespace}", owner.name)),
+    })
+}
+
+/// An API server refusal of a write for its size (etcd's request limit, or validation).
+fn too_large(status: &kube::core::Status) -> bool {
+    let message = status.message.to_ascii_lowercase();
+    status.code == 413
+        || (matches!(status.code, 422 | 500) && ["too large", "too long", "larger than max"].iter().any(|m| message.contains(m)))
+}
+
+/// The status as it was before this pass, ended in Error with why the new measurements could not
+/// be stored; small enough to store.
+fn unstorable(written: &AnalysisRunStatus, refusal: &str) -> AnalysisRunStatus {
+    let reason = crate::egress::truncate(refusal, 256);
+    AnalysisRunStatus {
+        phase: AnalysisPhase::Error,
+        message: Some(format!(
+            "the measurements could not be stored in the AnalysisRun (the API server refused the status: {reason}); make the metric's answer smaller"
+        )),
+        metric_results: Vec::new(),
+        started_at: written.started_at.clone(),
+    }
+}
+
 pub fn error_policy(_run: Arc<AnalysisRun>, error: &Error, runner: Arc<Runner>) -> Requeue {
     let label = super::metrics::ErrorLabel { controller: "analysisrun", category: error.category() };
     runner.context.metrics.failures.get_or_create(&label).inc();
     Requeue::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_refusals_are_recognised_and_end_the_run() {
+        let status = |code: u16, message: &str| kube::core::Status { code, message: message.into(), ..Default::default() };
+        assert!(too_large(&status(413, "Request Entity Too Large")));
+        assert!(too_large(&status(422, "etcdserver: request is too large")));
+        assert!(too_large(&status(500, "rpc error: code = ResourceExhausted desc = trying to send message larger than max")));
+        assert!(!too_large(&status(409, "conflict")));
+        let ended = unstorable(&AnalysisRunStatus::default(), &"x".repeat(10_000));
+        assert_eq!(ended.phase, AnalysisPhase::Error);
+        assert!(ended.message.as_ref().unwrap().len() < 1024);
+    }
 }

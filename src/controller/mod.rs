@@ -49,6 +49,8 @@ pub struct Settings {
     pub metrics_per_rollout: bool,
     /// Notified of every Rollout's events, besides the URLs in each Rollout's annotation.
     pub webhooks: Vec<crate::notify::Target>,
+    /// Where metrics and webhooks may connect (`--allow-host`); see [`crate::egress`].
+    pub allowed_hosts: Vec<crate::egress::HostPattern>,
 }
 
 /// What every reconcile pass shares; built once.
@@ -215,7 +217,15 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         wakes: Default::default(),
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
-        notifier: crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone()),
+        notifier: crate::notify::Notifier::start(
+            settings.webhooks.clone(),
+            metrics.notifications.clone(),
+            Arc::new(crate::egress::Egress::new(
+                crate::egress::Policy::new(settings.allowed_hosts.clone()),
+                Some(client.clone()),
+                crate::egress::DEFAULT_MAX_ANSWER,
+            )),
+        ),
         rollouts: watched.clone(),
     });
 

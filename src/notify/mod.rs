@@ -4,8 +4,17 @@
 //! Delivery never holds a rollout up: `notify` only queues (a full queue drops and counts), and
 //! one background task per URL posts in order, with a short timeout and a couple of retries.
 //! Failures are logged and counted in `sluice_notifications_total{outcome}`, never returned.
+//!
+//! URLs carry tokens: logs show only their scheme and host. Every request goes through the
+//! outbound policy ([`crate::egress`]): a Rollout's URLs are checked against its namespace's
+//! allowed hosts, the controller's against the cluster's; redirects are never followed. Each
+//! namespace has a quota of URLs and queued notifications, and a URL's task ends once idle, so
+//! one namespace's slow or dead URLs cannot hold up another's.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -13,22 +22,32 @@ use kube::ResourceExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use serde::Serialize;
+use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::api::{Rollout, RolloutStatus};
 use crate::controller::OutcomeLabel;
+use crate::egress::{Egress, redact};
 use crate::engine::{Event, EventReason};
 
 /// Comma-separated URLs notified of this Rollout's events, besides the controller's own.
 pub const ANNOTATION: &str = "sluice.dev/notify-webhook";
 /// A URL written `slack+https://...` gets a Slack-compatible payload.
 const SLACK_PREFIX: &str = "slack+";
+/// The header that carries a notification's [`Payload::id`], for receivers to drop repeats.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 const QUEUE: usize = 1024;
-const QUEUE_PER_URL: usize = 256;
-/// URLs with a delivery task of their own; notifications to more are dropped (and counted).
-const MAX_URLS: usize = 64;
+const QUEUE_PER_URL: usize = 64;
+/// URLs with a delivery task at once, over all namespaces.
+const MAX_URLS: usize = 512;
+/// URLs of one namespace (or of the controller's own list) with a delivery task at once.
+pub const MAX_URLS_PER_NAMESPACE: usize = 16;
+/// Notifications of one namespace waiting for delivery at once; more are dropped (and counted).
+pub const MAX_QUEUED_PER_NAMESPACE: usize = 64;
+/// A URL's task ends after this long without a notification, freeing its slot.
+const IDLE: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
 
@@ -38,27 +57,61 @@ pub enum Format {
     Slack,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Target {
     pub url: String,
     pub format: Format,
 }
 
+/// Never the path or query: they carry tokens.
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Target").field("url", &self.redacted()).field("format", &self.format).finish()
+    }
+}
+
+impl Target {
+    /// The URL as it may be logged.
+    pub fn redacted(&self) -> String {
+        reqwest::Url::parse(&self.url).map_or_else(|_| "(not a URL)".to_string(), |url| redact(&url))
+    }
+}
+
 impl std::str::FromStr for Target {
     type Err = String;
 
+    /// Problems never quote the URL, which may hold a token.
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
         let (format, url) = match text.strip_prefix(SLACK_PREFIX) {
             Some(url) => (Format::Slack, url),
             None => (Format::Json, text),
         };
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{text}` is not a URL: {e}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("a webhook URL does not parse ({e}); write http(s)://host/path"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("`{text}` is not an http(s) URL (prefix it with slack+ for a Slack-compatible payload)"));
+            return Err(format!(
+                "a webhook URL of scheme {} is not an http(s) URL (prefix it with slack+ for a Slack-compatible payload)",
+                parsed.scheme()
+            ));
         }
         Ok(Target { url: url.to_string(), format })
     }
+}
+
+/// The webhook URLs in a file (mounted from a Secret): one per line or comma-separated; blank
+/// lines and lines starting with `#` are skipped.
+pub fn targets_in_file(path: &Path) -> Result<Vec<Target>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the webhooks file {}: {e}", path.display()))?;
+    let mut targets = Vec::new();
+    for (number, line) in text.lines().enumerate() {
+        if line.trim().starts_with('#') {
+            continue;
+        }
+        for entry in line.split(',').filter(|e| !e.trim().is_empty()) {
+            targets.push(entry.parse().map_err(|problem| format!("{}, line {}: {problem}", path.display(), number + 1))?);
+        }
+    }
+    Ok(targets)
 }
 
 /// The URLs of a Rollout's annotation; the ones that do not parse are reported.
@@ -97,6 +150,9 @@ pub fn reason_of(reason: EventReason) -> Option<&'static str> {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Payload {
+    /// The same for the same decision (rollout uid, reason, message, revision, phase, step), so
+    /// a receiver can drop a notification delivered twice; also sent as `Idempotency-Key`.
+    pub id: String,
     pub rollout: String,
     pub namespace: String,
     pub reason: &'static str,
@@ -109,19 +165,26 @@ pub struct Payload {
     pub time: String,
 }
 
-/// The payloads of one pass's events, with the status the pass wrote.
-pub fn payloads(namespace: &str, rollout: &str, status: &RolloutStatus, events: &[Event], now: Timestamp) -> Vec<Payload> {
+/// The payloads of one pass's events, with the status the pass wrote; `uid` is the Rollout's.
+pub fn payloads(namespace: &str, rollout: &str, uid: &str, status: &RolloutStatus, events: &[Event], now: Timestamp) -> Vec<Payload> {
     events
         .iter()
         .filter_map(|event| {
+            let reason = reason_of(event.reason)?;
+            let revision = status.update_revision.clone();
+            let phase = status.phase.map(|p| p.to_string());
+            let step = status.current_step_index;
+            let decision = serde_json::json!([uid, reason, event.message, revision, phase, step]);
+            let id = Sha256::digest(decision.to_string().as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
             Some(Payload {
+                id,
                 rollout: rollout.to_string(),
                 namespace: namespace.to_string(),
-                reason: reason_of(event.reason)?,
+                reason,
                 message: event.message.clone(),
-                revision: status.update_revision.clone(),
-                phase: status.phase.map(|p| p.to_string()),
-                step: status.current_step_index,
+                revision,
+                phase,
+                step,
                 time: now.to_string(),
             })
         })
@@ -142,8 +205,17 @@ pub fn body(format: Format, payload: &Payload) -> serde_json::Value {
     }
 }
 
+/// Whose quota a notification counts against: a namespace's, or the controller's own URLs'.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Owner {
+    Controller,
+    Namespace(String),
+}
+
 struct Delivery {
+    owner: Owner,
     target: Target,
+    id: String,
     body: serde_json::Value,
 }
 
@@ -155,11 +227,10 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the delivery task on the current Tokio runtime.
-    pub fn start(global: Vec<Target>, outcomes: Family<OutcomeLabel, Counter>) -> Self {
+    /// Starts the delivery task on the current Tokio runtime; requests go where `egress` allows.
+    pub fn start(global: Vec<Target>, outcomes: Family<OutcomeLabel, Counter>, egress: Arc<Egress>) -> Self {
         let (queue, received) = mpsc::channel(QUEUE);
-        let client = reqwest::Client::builder().timeout(TIMEOUT).build().expect("HTTP client builds");
-        tokio::spawn(dispatch(received, client, outcomes.clone()));
+        tokio::spawn(dispatch(received, egress, outcomes.clone()));
         Self { queue, global, outcomes }
     }
 
@@ -171,60 +242,134 @@ impl Notifier {
         if self.global.is_empty() && own.is_empty() {
             return;
         }
-        let payloads = payloads(&rollout.namespace().unwrap_or_default(), &rollout.name_any(), status, events, Timestamp::now());
+        let namespace = rollout.namespace().unwrap_or_default();
+        let uid = rollout.uid().unwrap_or_default();
+        let payloads = payloads(&namespace, &rollout.name_any(), &uid, status, events, Timestamp::now());
+        let targets =
+            self.global.iter().map(|t| (Owner::Controller, t)).chain(own.iter().map(|t| (Owner::Namespace(namespace.clone()), t)));
+        let targets: Vec<(Owner, &Target)> = targets.collect();
         for payload in &payloads {
-            for target in self.global.iter().chain(&own) {
-                let delivery = Delivery { target: target.clone(), body: body(target.format, payload) };
+            for (owner, target) in &targets {
+                let delivery = Delivery {
+                    owner: owner.clone(),
+                    target: (*target).clone(),
+                    id: payload.id.clone(),
+                    body: body(target.format, payload),
+                };
                 if self.queue.try_send(delivery).is_err() {
                     self.outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).inc();
-                    warn!(url = %target.url, "notification queue full; notification dropped");
+                    warn!(url = %target.redacted(), "notification queue full; notification dropped");
                 }
             }
         }
     }
 }
 
-/// Hands each delivery to its URL's task, so a slow URL delays only itself and each URL gets
-/// its notifications in order.
-async fn dispatch(mut received: mpsc::Receiver<Delivery>, client: reqwest::Client, outcomes: Family<OutcomeLabel, Counter>) {
-    let mut per_url: HashMap<String, mpsc::Sender<Delivery>> = HashMap::new();
+/// A delivery waiting in a URL's queue, counted against its owner's quota until it is done.
+struct Queued {
+    delivery: Delivery,
+    waiting: Arc<AtomicUsize>,
+}
+
+/// Hands each delivery to its URL's task, so a slow URL delays only itself and each URL gets its
+/// notifications in order; enforces each owner's quotas.
+async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, outcomes: Family<OutcomeLabel, Counter>) {
+    let mut workers: HashMap<(Owner, String), mpsc::Sender<Queued>> = HashMap::new();
+    let mut waiting: HashMap<Owner, Arc<AtomicUsize>> = HashMap::new();
+    let dropped = |why: &str, delivery: &Delivery| {
+        outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).inc();
+        warn!(url = %delivery.target.redacted(), owner = ?delivery.owner, "notification dropped: {why}");
+    };
     while let Some(delivery) = received.recv().await {
-        per_url.retain(|_, sender| !sender.is_closed());
-        let url = delivery.target.url.clone();
-        if !per_url.contains_key(&url) && per_url.len() < MAX_URLS {
-            let (sender, queue) = mpsc::channel(QUEUE_PER_URL);
-            tokio::spawn(deliver(queue, client.clone(), outcomes.clone()));
-            per_url.insert(url.clone(), sender);
+        // Tasks that ended (idle) free their slot here.
+        workers.retain(|_, sender| !sender.is_closed());
+        waiting.retain(|owner, count| count.load(Ordering::Relaxed) > 0 || workers.keys().any(|(o, _)| o == owner));
+        let count = waiting.entry(delivery.owner.clone()).or_default().clone();
+        if count.load(Ordering::Relaxed) >= MAX_QUEUED_PER_NAMESPACE {
+            dropped(&format!("{MAX_QUEUED_PER_NAMESPACE} notifications of this namespace are already waiting"), &delivery);
+            continue;
         }
-        let queued = per_url.get(&url).is_some_and(|sender| sender.try_send(delivery).is_ok());
-        if !queued {
-            outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).inc();
-            warn!(%url, "notification queue for this URL full; notification dropped");
+        let key = (delivery.owner.clone(), delivery.target.url.clone());
+        let mut pending = Some(Queued { delivery, waiting: count.clone() });
+        for _attempt in 0..2 {
+            let Some(item) = pending.take() else { break };
+            if !workers.contains_key(&key) {
+                let owned = workers.keys().filter(|(owner, _)| *owner == key.0).count();
+                if owned >= MAX_URLS_PER_NAMESPACE || workers.len() >= MAX_URLS {
+                    pending = Some(item);
+                    break;
+                }
+                let (sender, queue) = mpsc::channel(QUEUE_PER_URL);
+                tokio::spawn(deliver(queue, egress.clone(), outcomes.clone()));
+                workers.insert(key.clone(), sender);
+            }
+            count.fetch_add(1, Ordering::Relaxed);
+            match workers[&key].try_send(item) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(item)) => {
+                    count.fetch_sub(1, Ordering::Relaxed);
+                    dropped("the queue of this URL is full", &item.delivery);
+                }
+                Err(mpsc::error::TrySendError::Closed(item)) => {
+                    // The task ended as idle just now: start another.
+                    count.fetch_sub(1, Ordering::Relaxed);
+                    workers.remove(&key);
+                    pending = Some(item);
+                }
+            }
+        }
+        if let Some(item) = pending {
+            dropped(&format!("this namespace already has {MAX_URLS_PER_NAMESPACE} webhook URLs being delivered to"), &item.delivery);
         }
     }
 }
+/// Delivers one URL's notifications in order; ends after [`IDLE`] without one.
+async fn deliver(mut queue: mpsc::Receiver<Queued>, egress: Arc<Egress>, outcomes: Family<OutcomeLabel, Counter>) {
+    while let Ok(Some(Queued { delivery, waiting })) = tokio::time::timeout(IDLE, queue.recv()).await {
+        let outcome = deliver_one(&delivery, &egress).await;
+        waiting.fetch_sub(1, Ordering::Relaxed);
+        outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
+    }
+}
 
-async fn deliver(mut queue: mpsc::Receiver<Delivery>, client: reqwest::Client, outcomes: Family<OutcomeLabel, Counter>) {
-    while let Some(delivery) = queue.recv().await {
-        let mut attempt = 0;
-        let outcome = loop {
-            let error = match client.post(&delivery.target.url).json(&delivery.body).send().await {
-                Ok(response) if response.status().is_success() => break "delivered",
-                Ok(response) => format!("answered {}", response.status()),
-                Err(error) => error.to_string(),
-            };
-            match RETRY_DELAYS.get(attempt) {
-                Some(delay) => {
-                    attempt += 1;
-                    tokio::time::sleep(*delay).await;
-                }
-                None => {
-                    warn!(url = %delivery.target.url, %error, "notification not delivered after {} attempts", attempt + 1);
-                    break "failed";
+async fn deliver_one(delivery: &Delivery, egress: &Egress) -> &'static str {
+    let url_text = delivery.target.redacted();
+    let Ok(url) = reqwest::Url::parse(&delivery.target.url) else { return "failed" };
+    let namespace = match &delivery.owner {
+        Owner::Controller => None,
+        Owner::Namespace(namespace) => Some(namespace.as_str()),
+    };
+    let mut attempt = 0;
+    loop {
+        let error = match egress.client(namespace, &url).await {
+            Err(crate::egress::EgressError::Denied(why)) => {
+                warn!(url = %url_text, "notification not sent: {why}");
+                return "denied";
+            }
+            Err(other) => other.to_string(),
+            Ok(client) => {
+                let request = client.post(url.clone()).timeout(TIMEOUT).header(IDEMPOTENCY_HEADER, &delivery.id).json(&delivery.body);
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => return "delivered",
+                    Ok(response) if response.status().is_redirection() => {
+                        warn!(url = %url_text, status = %response.status(), "notification not delivered: redirects are not followed; configure the address it redirects to");
+                        return "failed";
+                    }
+                    Ok(response) => format!("answered {}", response.status()),
+                    Err(error) => crate::egress::describe(&error.without_url()),
                 }
             }
         };
-        outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
+        match RETRY_DELAYS.get(attempt) {
+            Some(delay) => {
+                attempt += 1;
+                tokio::time::sleep(*delay).await;
+            }
+            None => {
+                warn!(url = %url_text, %error, "notification not delivered after {} attempts", attempt + 1);
+                return "failed";
+            }
+        }
     }
 }
 
@@ -245,6 +390,123 @@ mod tests {
         .unwrap()
     }
 
+    /// The outbound policy with loopback listed, as an admin would for local receivers.
+    fn loopback() -> Arc<Egress> {
+        Arc::new(Egress::new(crate::egress::Policy::new(vec!["127.0.0.1".parse().unwrap()]), None, crate::egress::DEFAULT_MAX_ANSWER))
+    }
+
+    fn rollout_in(namespace: &str, urls: &[String]) -> Rollout {
+        let mut rollout = rollout();
+        rollout.metadata.namespace = Some(namespace.into());
+        rollout.metadata.uid = Some(format!("uid-{namespace}"));
+        rollout.metadata.annotations = Some([(ANNOTATION.to_string(), urls.join(","))].into());
+        rollout
+    }
+
+    /// A receiver recording each request's Idempotency-Key and body; `redirect_to` makes it answer
+    /// 302 to that URL instead.
+    async fn receiver(redirect_to: Option<String>) -> (String, Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>>) {
+        let hits: Arc<std::sync::Mutex<Vec<(String, serde_json::Value)>>> = Default::default();
+        let recorded = hits.clone();
+        let handler = move |headers: axum::http::HeaderMap, body: axum::Json<serde_json::Value>| {
+            let recorded = recorded.clone();
+            let redirect_to = redirect_to.clone();
+            async move {
+                let key = headers.get(IDEMPOTENCY_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                recorded.lock().unwrap().push((key, body.0));
+                match redirect_to {
+                    Some(to) => (axum::http::StatusCode::FOUND, [(axum::http::header::LOCATION, to)]).into_response(),
+                    None => axum::http::StatusCode::NO_CONTENT.into_response(),
+                }
+            }
+        };
+        use axum::response::IntoResponse;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/hook", axum::routing::post(handler))).await });
+        (address, hits)
+    }
+
+    /// A listener that accepts connections and never answers.
+    async fn blackhole() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        address
+    }
+
+    async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !done() {
+            assert!(std::time::Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    #[test]
+    fn the_id_is_the_same_for_the_same_decision_only() {
+        let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
+        let later: Timestamp = "2026-03-01T10:05:00Z".parse().unwrap();
+        let paused = [event(EventReason::Paused, "paused: CanaryPauseStep")];
+        let id = |uid: &str, status: &RolloutStatus, at| payloads("shop", "checkout", uid, status, &paused, at)[0].id.clone();
+        assert_eq!(id("uid-1", &status(), now), id("uid-1", &status(), later), "a repeat of the same decision");
+        assert_eq!(id("uid-1", &status(), now).len(), 32);
+        assert_ne!(id("uid-1", &status(), now), id("uid-2", &status(), now), "another rollout");
+        let next_step = RolloutStatus { current_step_index: Some(4), ..status() };
+        assert_ne!(id("uid-1", &status(), now), id("uid-1", &next_step, now), "another step");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dead_urls_of_one_namespace_do_not_hold_up_another() {
+        let outcomes = Family::<OutcomeLabel, Counter>::default();
+        let notifier = Notifier::start(Vec::new(), outcomes.clone(), loopback());
+        let mut dead = Vec::new();
+        for _ in 0..(MAX_URLS_PER_NAMESPACE * 3) {
+            dead.push(blackhole().await);
+        }
+        let noisy = rollout_in("noisy", &dead);
+        for step in 0..20 {
+            let status = RolloutStatus { current_step_index: Some(step), ..status() };
+            notifier.notify(&noisy, &status, &[event(EventReason::Paused, "paused")]);
+        }
+        let (address, hits) = receiver(None).await;
+        let quiet = rollout_in("quiet", std::slice::from_ref(&address));
+        let started = std::time::Instant::now();
+        notifier.notify(&quiet, &status(), &[event(EventReason::Promoted, "revision 7f9c2 is now stable")]);
+        wait_until("the quiet namespace's notification", || !hits.lock().unwrap().is_empty()).await;
+        assert!(started.elapsed() < Duration::from_secs(2), "delivered in {:?}", started.elapsed());
+        let (key, body) = hits.lock().unwrap()[0].clone();
+        assert_eq!(body["id"], serde_json::json!(key), "the id is both in the body and the Idempotency-Key header");
+        assert_eq!(body["namespace"], "quiet");
+        let dropped = outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).get();
+        assert!(dropped as usize >= 20 * MAX_URLS_PER_NAMESPACE * 3 - MAX_QUEUED_PER_NAMESPACE, "over the quota: dropped {dropped}");
+    }
+
+    #[tokio::test]
+    async fn redirects_are_not_followed_and_denied_hosts_not_contacted() {
+        let (final_address, final_hits) = receiver(None).await;
+        let (redirecting, redirect_hits) = receiver(Some(final_address)).await;
+        let outcomes = Family::<OutcomeLabel, Counter>::default();
+        let notifier = Notifier::start(Vec::new(), outcomes.clone(), loopback());
+        notifier.notify(&rollout_in("shop", &[redirecting]), &status(), &[event(EventReason::Promoted, "stable")]);
+        let failed = OutcomeLabel { outcome: "failed" };
+        wait_until("the redirect to count as failed", || outcomes.get_or_create(&failed).get() == 1).await;
+        assert_eq!(redirect_hits.lock().unwrap().len(), 1, "asked once, not retried");
+        assert!(final_hits.lock().unwrap().is_empty(), "the redirect was not followed");
+
+        let (address, hits) = receiver(None).await;
+        let closed = Notifier::start(Vec::new(), outcomes.clone(), Arc::new(Egress::new(Default::default(), None, 1 << 20)));
+        closed.notify(&rollout_in("shop", &[address]), &status(), &[event(EventReason::Promoted, "stable")]);
+        let denied = OutcomeLabel { outcome: "denied" };
+        wait_until("the loopback URL to be denied", || outcomes.get_or_create(&denied).get() == 1).await;
+        assert!(hits.lock().unwrap().is_empty());
+    }
+
     fn status() -> RolloutStatus {
         RolloutStatus {
             phase: Some(RolloutPhase::Paused),
@@ -258,12 +520,12 @@ mod tests {
     fn the_json_payload_carries_the_rollout_the_reason_and_where_it_stands() {
         let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
         let events = [event(EventReason::Paused, "paused: CanaryPauseStep"), event(EventReason::WeightSet, "canary weight is 50%")];
-        let payloads = payloads("shop", "checkout", &status(), &events, now);
+        let payloads = payloads("shop", "checkout", "uid-1", &status(), &events, now);
         assert_eq!(payloads.len(), 1, "weight changes are not notified");
         assert_eq!(
             body(Format::Json, &payloads[0]),
             serde_json::json!({
-                "rollout": "checkout", "namespace": "shop", "reason": "Paused", "message": "paused: CanaryPauseStep",
+                "id": payloads[0].id, "rollout": "checkout", "namespace": "shop", "reason": "Paused", "message": "paused: CanaryPauseStep",
                 "revision": "7f9c2", "phase": "Paused", "step": 3, "time": "2026-03-01T10:00:00Z"
             })
         );
@@ -272,7 +534,8 @@ mod tests {
     #[test]
     fn the_slack_payload_is_one_line_of_text() {
         let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
-        let payloads = payloads("shop", "checkout", &status(), &[event(EventReason::Aborted, "aborted revision 7f9c2: error rate")], now);
+        let payloads =
+            payloads("shop", "checkout", "uid-1", &status(), &[event(EventReason::Aborted, "aborted revision 7f9c2: error rate")], now);
         assert_eq!(
             body(Format::Slack, &payloads[0]),
             serde_json::json!({"text": "*shop/checkout* Aborted: aborted revision 7f9c2: error rate (revision 7f9c2)"})
@@ -316,6 +579,10 @@ mod tests {
         );
         assert!("ftp://example.com".parse::<Target>().unwrap_err().contains("not an http(s) URL"));
         assert!("not a url".parse::<Target>().is_err());
+        let problem = "ftp://hooks.test/T0/B0/token".parse::<Target>().unwrap_err();
+        assert!(!problem.contains("token"), "problems never quote the URL: {problem}");
+        let target: Target = "slack+https://hooks.slack.com/services/T0/B0/token?x=1".parse().unwrap();
+        assert_eq!(format!("{target:?}"), r#"Target { url: "https://hooks.slack.com", format: Slack }"#);
 
         let mut rollout = rollout();
         rollout.metadata.annotations =
@@ -332,7 +599,7 @@ mod tests {
     async fn a_refusing_url_is_retried_then_counted_as_failed_and_notify_never_waits() {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let outcomes = Family::<OutcomeLabel, Counter>::default();
-        let notifier = Notifier::start(vec![format!("http://127.0.0.1:{port}/hook").parse().unwrap()], outcomes.clone());
+        let notifier = Notifier::start(vec![format!("http://127.0.0.1:{port}/hook").parse().unwrap()], outcomes.clone(), loopback());
         let rollout = rollout();
         let started = std::time::Instant::now();
         notifier.notify(&rollout, &status(), &[event(EventReason::Promoted, "revision 7f9c2 is now stable")]);

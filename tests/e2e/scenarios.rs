@@ -198,7 +198,7 @@ pub async fn chart_renders_and_lints(h: Arc<Harness>) {
         .command("helm")
         .args(["template", "sluice", path_str(&chart), "--namespace", RELEASE_NAMESPACE])
         .args(["--set", "grafana.dashboard.enabled=true", "--set", "metrics.rolloutLabel=false"])
-        .args(["--set", "notifications.webhooks={https://a.test/hook,slack+https://hooks.slack.com/services/T/B/X}"])
+        .args(["--set", "notifications.webhooksSecret.name=sluice-webhooks", "--set", "notifications.webhooksSecret.key=urls"])
         .output()
         .unwrap();
     assert!(observed.status.success(), "helm template with the dashboard: {}", String::from_utf8_lossy(&observed.stderr));
@@ -220,16 +220,20 @@ pub async fn chart_renders_and_lints(h: Arc<Harness>) {
     let env = deployment["spec"]["template"]["spec"]["containers"][0]["env"].as_array().unwrap();
     let value = |name: &str| env.iter().find(|e| e["name"] == name).map(|e| e["value"].clone());
     assert_eq!(value("SLUICE_METRICS_ROLLOUT_LABEL"), Some(json!("false")));
-    assert_eq!(value("SLUICE_WEBHOOK_URLS"), Some(json!("https://a.test/hook,slack+https://hooks.slack.com/services/T/B/X")));
+    assert_eq!(value("SLUICE_WEBHOOKS_FILE"), Some(json!("/etc/sluice/webhooks/urls")), "webhook URLs come from a Secret, as a file");
+    assert!(value("SLUICE_WEBHOOK_URLS").is_none());
+    let volumes = deployment["spec"]["template"]["spec"]["volumes"].to_string();
+    assert!(volumes.contains("sluice-webhooks"), "{volumes}");
     let plain = h.stack.command("helm").args(["template", "sluice", path_str(&chart)]).output().unwrap();
     assert!(!String::from_utf8_lossy(&plain.stdout).contains("grafana_dashboard"), "the dashboard is optional");
     let bad_url = h
         .stack
         .command("helm")
-        .args(["template", "sluice", path_str(&chart), "--set", "notifications.webhooks={ftp://x}"])
+        .args(["template", "sluice", path_str(&chart), "--set", "notifications.webhooks={https://a.test/hook}"])
         .output()
         .unwrap();
-    assert!(!bad_url.status.success(), "values.schema.json refuses a webhook that is not http(s)");
+    assert!(!bad_url.status.success(), "webhook URLs in plain values are refused");
+    assert!(String::from_utf8_lossy(&bad_url.stderr).contains("notifications.webhooksSecret"), "the refusal says what to set instead");
 }
 
 pub async fn canary_by_replicas_with_timed_and_manual_pauses(h: Arc<Harness>) {

@@ -22,7 +22,8 @@ struct CloudWatch {
 async fn cloudwatch(stack: &Stack) -> CloudWatch {
     let bridge = cbor::bridge(&stack.aws_endpoint).await;
     let aws = stack.aws().to_builder().endpoint_url(&bridge.address).build();
-    let providers = sluice::analysis::providers::Providers::new(&aws, Some(stack.kube().await));
+    let egress = sluice::egress::Egress::new(Default::default(), None, sluice::egress::DEFAULT_MAX_ANSWER);
+    let providers = sluice::analysis::providers::Providers::new(&aws, Some(stack.kube().await), std::sync::Arc::new(egress));
     CloudWatch { client: aws_sdk_cloudwatch::Client::new(&aws), providers, _bridge: bridge }
 }
 

@@ -1,6 +1,7 @@
 //! Helpers shared by the provider tests: a run to record measurements into, metric builders,
 //! and local servers each test starts and stops.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use jiff::Timestamp;
@@ -9,6 +10,7 @@ use sluice::analysis::condition::MeasuredValue;
 use sluice::analysis::providers::{ProviderError, Providers};
 use sluice::analysis::run;
 use sluice::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Metric, MetricProvider, MetricResult, PrometheusMetric};
+use sluice::egress::{DEFAULT_MAX_ANSWER, Egress, Policy};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -21,9 +23,17 @@ pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{}-{nanos}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The providers as the controller builds them: moto's AWS configuration and the real API server.
+/// The providers as the controller builds them: moto's AWS configuration, the real API server, and
+/// loopback listed as an allowed host (the local Prometheus and test servers listen there).
 pub async fn providers(stack: &Stack) -> Providers {
-    Providers::new(&stack.aws(), Some(stack.kube().await))
+    providers_allowing(stack, &["127.0.0.1"]).await
+}
+
+/// The providers with these allowed hosts (none: the default policy).
+pub async fn providers_allowing(stack: &Stack, hosts: &[&str]) -> Providers {
+    let kube = stack.kube().await;
+    let policy = Policy::new(hosts.iter().map(|h| h.parse().expect("a host pattern")).collect());
+    Providers::new(&stack.aws(), Some(kube.clone()), Arc::new(Egress::new(policy, Some(kube), DEFAULT_MAX_ANSWER)))
 }
 
 pub fn prometheus(address: &str, query: &str) -> Metric {

@@ -9,6 +9,7 @@ mod support;
 mod cbor;
 mod cloudwatch;
 mod common;
+mod egress;
 mod judge;
 mod prometheus;
 mod web;
@@ -42,6 +43,14 @@ fn main() -> std::process::ExitCode {
         judge::sparse_errors_fail_as_proportions,
         judge::too_few_samples_is_no_data,
         judge::the_api_server_enforces_the_judge_rules,
+        egress::loopback_is_denied_by_default_and_allowed_when_listed,
+        egress::a_namespace_annotation_extends_the_allowed_hosts,
+        egress::link_local_and_metadata_addresses_are_denied,
+        egress::a_redirect_is_not_followed,
+        egress::an_answer_over_the_limit_is_refused,
+        egress::a_huge_value_is_judged_whole_and_stored_cut,
+        egress::a_secret_is_read_only_once_offered,
+        egress::a_hand_made_analysis_run_is_not_measured,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Arc::new(Stack::start_or_attach());

@@ -18,6 +18,8 @@ impl ControllerProcess {
         let child = Command::new(binary)
             .arg("controller")
             .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
+            // The local Prometheus and test servers listen on loopback; everything else stays open.
+            .args(["--allow-host", "127.0.0.1", "--allow-host", "*"])
             .args(args)
             .env("KUBECONFIG", kubeconfig)
             .env("AWS_ENDPOINT_URL", aws_endpoint)

@@ -22,6 +22,7 @@ use jiff::Timestamp;
 use super::condition::MeasuredValue;
 use crate::api::{DurationString, HttpMethod, Metric, format_duration};
 use crate::controller::Measure;
+use crate::egress::{Egress, EgressError, ReadError};
 
 /// The deadline of a measurement whose provider sets no `timeout` (CloudWatch sets none).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +54,9 @@ pub enum ProviderError {
     /// What the metric names does not exist (a CloudWatch alarm).
     #[error("{0}")]
     NotFound(String),
+    /// The outbound policy does not allow the destination.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl ProviderError {
@@ -67,23 +71,24 @@ impl ProviderError {
             Self::Query(_) => "query",
             Self::Response(_) => "response",
             Self::NotFound(_) => "not-found",
+            Self::Denied(_) => "denied",
         }
     }
 }
 
 /// Takes measurements. Build it once and keep it: it holds the clients.
 pub struct Providers {
-    http: reqwest::Client,
+    egress: Arc<Egress>,
     kube: Option<kube::Client>,
     cloudwatch: cloudwatch::Clients,
 }
 
 impl Providers {
-    /// `kube` reads the Secrets that headers name; without it such metrics are errors.
-    pub fn new(aws: &aws_config::SdkConfig, kube: Option<kube::Client>) -> Self {
+    /// `kube` reads the Secrets that headers name; without it such metrics are errors. Web and
+    /// Prometheus requests go only where `egress` allows.
+    pub fn new(aws: &aws_config::SdkConfig, kube: Option<kube::Client>, egress: Arc<Egress>) -> Self {
         crate::aws::install_crypto_provider();
-        let http = reqwest::Client::builder().user_agent(concat!("sluice/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default();
-        Self { http, kube, cloudwatch: cloudwatch::Clients::new(aws) }
+        Self { egress, kube, cloudwatch: cloudwatch::Clients::new(aws) }
     }
 
     /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
@@ -105,14 +110,14 @@ impl Providers {
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
             let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
-            let measuring = prometheus::judged(&self.http, self.kube.as_ref(), namespace, prometheus, judge, now, timeout);
+            let measuring = prometheus::judged(&self.egress, self.kube.as_ref(), namespace, prometheus, judge, now, timeout);
             return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(prometheus) = &provider.prometheus {
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
             let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
-            let measuring = prometheus::measure(&self.http, self.kube.as_ref(), namespace, prometheus, now, timeout);
+            let measuring = prometheus::measure(&self.egress, self.kube.as_ref(), namespace, prometheus, now, timeout);
             return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(cloud_watch) = &provider.cloud_watch {
@@ -128,7 +133,7 @@ impl Providers {
             let method = if web.method == Some(HttpMethod::Post) { "POST" } else { "GET" };
             let what = format!("web {method} {}", web.url);
             let hint = server_hint("provider.web.timeout", web.timeout.is_some());
-            return within(&what, &hint, timeout, web::measure(&self.http, self.kube.as_ref(), namespace, web)).await;
+            return within(&what, &hint, timeout, web::measure(&self.egress, self.kube.as_ref(), namespace, web)).await;
         }
         Err(ProviderError::Config(format!(
             "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm or web",
@@ -143,12 +148,40 @@ impl Measure for Providers {
     }
 }
 
-/// What the controller measures with: the providers, with AWS configured from the environment and
-/// the in-cluster (or kubeconfig) Kubernetes client for Secrets.
-pub async fn measurer() -> Arc<dyn Measure> {
+/// What the controller measures with: the providers, with AWS configured from the environment,
+/// the in-cluster (or kubeconfig) Kubernetes client for Secrets and Namespaces, and the cluster's
+/// allowed hosts.
+pub async fn measurer(allowed_hosts: Vec<crate::egress::HostPattern>) -> Arc<dyn Measure> {
     let aws = crate::aws::sdk_config().await;
     let kube = kube::Client::try_default().await.ok();
-    Arc::new(Providers::new(&aws, kube))
+    let egress = Egress::new(crate::egress::Policy::new(allowed_hosts), kube.clone(), crate::egress::DEFAULT_MAX_ANSWER);
+    Arc::new(Providers::new(&aws, kube, Arc::new(egress)))
+}
+
+/// A request the outbound policy refused, or could not check, as a provider error.
+fn egress_error(what: &str, error: EgressError) -> ProviderError {
+    match error {
+        EgressError::Denied(why) => ProviderError::Denied(format!("{what}: not sent: {why}")),
+        EgressError::Unresolvable(why) => ProviderError::Unreachable(format!("{what}: {why}; check the host name")),
+        EgressError::Invalid(why) => ProviderError::Config(format!("{what}: {why}")),
+    }
+}
+
+/// The text of an answer, at most `max` bytes; a redirect is an error (never followed).
+async fn read_answer(what: &str, response: reqwest::Response, max: usize) -> Result<String, ProviderError> {
+    let status = response.status();
+    if status.is_redirection() {
+        return Err(ProviderError::Status(format!(
+            "{what}: answered {status}; redirects are not followed: use the address it redirects to"
+        )));
+    }
+    match crate::egress::read_capped(response, max).await {
+        Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
+        Err(ReadError::TooLarge(_)) => {
+            Err(ProviderError::Response(format!("{what}: answer larger than {}; select less", crate::egress::size(max))))
+        }
+        Err(ReadError::Http(e)) => Err(http_error(what, &e)),
+    }
 }
 
 fn timeout_of(timeout: Option<&DurationString>, field: &str) -> Result<Duration, ProviderError> {
@@ -186,17 +219,7 @@ where
 
 /// An error and its causes on one line ("error sending request: … : Connection refused").
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    crate::egress::describe(error)
 }
 
 /// A reqwest failure as a provider error: connect failures, timeouts and the rest.
@@ -247,6 +270,7 @@ mod tests {
             ProviderError::Query(String::new()),
             ProviderError::Response(String::new()),
             ProviderError::NotFound(String::new()),
+            ProviderError::Denied(String::new()),
         ];
         let categories: std::collections::BTreeSet<&str> = all.iter().map(ProviderError::category).collect();
         assert_eq!(categories.len(), all.len());
@@ -263,7 +287,7 @@ mod tests {
     #[tokio::test]
     async fn a_judge_is_refused_without_a_condition_or_off_prometheus() {
         let aws = aws_config::SdkConfig::builder().behavior_version(aws_config::BehaviorVersion::latest()).build();
-        let providers = Providers::new(&aws, None);
+        let providers = Providers::new(&aws, None, Arc::new(Egress::new(Default::default(), None, crate::egress::DEFAULT_MAX_ANSWER)));
         let mut metric: Metric = serde_json::from_value(serde_json::json!({
             "name": "latency",
             "provider": {"prometheus": {"address": "http://127.0.0.1:1", "query": "x", "range": {"window": "5m", "step": "30s"}}},

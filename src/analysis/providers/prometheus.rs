@@ -4,27 +4,43 @@
 use std::time::Duration;
 
 use jiff::Timestamp;
-use prometheus_http_query::response::Data;
-use reqwest::header::{HeaderName, HeaderValue};
+use prometheus_http_query::error::PrometheusError;
+use prometheus_http_query::response::{Data, PromqlResult};
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
-use super::{ProviderError, chain, finite, http_error, secret};
+use super::{ProviderError, chain, egress_error, finite, http_error, read_answer, secret};
 use crate::analysis::condition::MeasuredValue;
 use crate::analysis::judge::{self, Counts, Verdict};
 use crate::api::{MetricJudge, PrometheusMetric, PrometheusRange};
+use crate::egress::Egress;
 
 type Header = Option<(HeaderName, HeaderValue)>;
+
+/// The most a Prometheus answer may be: large vectors are judged (and stored cut short), but an
+/// endless answer is refused.
+pub const MAX_ANSWER: usize = 16 << 20;
+
+/// The Prometheus HTTP API's envelope.
+#[derive(serde::Deserialize)]
+#[serde(tag = "status")]
+enum Envelope {
+    #[serde(rename = "success")]
+    Success { data: PromqlResult },
+    #[serde(rename = "error")]
+    Error(PrometheusError),
+}
 
 /// One measurement: an instant query gives a number (one sample) or a vector (several); a range
 /// query gives the vector of every sample of every series. No samples, or only NaN/±Inf: no data.
 pub async fn measure(
-    http: &reqwest::Client,
+    egress: &Egress,
     kube: Option<&kube::Client>,
     namespace: &str,
     spec: &PrometheusMetric,
     now: Timestamp,
     timeout: Duration,
 ) -> Result<MeasuredValue, ProviderError> {
-    let server = Server::new(http, spec, kube, namespace, timeout).await?;
+    let server = Server::new(egress, spec, kube, namespace, timeout).await?;
     match &spec.range {
         None => server.instant(&spec.query, now).await,
         Some(range) => Ok(MeasuredValue::vector(server.range(&spec.query, "query", range, now).await?)),
@@ -34,7 +50,7 @@ pub async fn measure(
 /// A judged measurement: the canary's samples (the provider's query) against the baseline's.
 /// The value is the judgement as a document (`result.verdict`); too few samples is no data.
 pub async fn judged(
-    http: &reqwest::Client,
+    egress: &Egress,
     kube: Option<&kube::Client>,
     namespace: &str,
     spec: &PrometheusMetric,
@@ -45,7 +61,7 @@ pub async fn judged(
     let Some(range) = &spec.range else {
         return Err(ProviderError::Config("a judge compares samples over a range: set provider.prometheus.range (window and step)".into()));
     };
-    let server = Server::new(http, spec, kube, namespace, timeout).await?;
+    let server = Server::new(egress, spec, kube, namespace, timeout).await?;
     let settings = judge::Settings::of(judge_spec);
     let judgement = match &judge_spec.totals {
         None => {
@@ -83,18 +99,24 @@ struct Server {
     address: String,
     header: Header,
     timeout_ms: i64,
+    max_answer: usize,
 }
 
 impl Server {
+    /// The destination is checked before the Secret is read, so a denied address never sees it.
     async fn new(
-        http: &reqwest::Client,
+        egress: &Egress,
         spec: &PrometheusMetric,
         kube: Option<&kube::Client>,
         namespace: &str,
         timeout: Duration,
     ) -> Result<Self, ProviderError> {
-        let client = prometheus_http_query::Client::from(http.clone(), &spec.address)
-            .map_err(|e| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", spec.address)))?;
+        let invalid =
+            |e: &dyn std::fmt::Display| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", spec.address));
+        let url = reqwest::Url::parse(&spec.address).map_err(|e| invalid(&e))?;
+        let what = format!("prometheus at {}", spec.address);
+        let http = egress.client(Some(namespace), &url).await.map_err(|e| egress_error(&what, e))?;
+        let client = prometheus_http_query::Client::from(http, &spec.address).map_err(|e| invalid(&e))?;
         let header = match &spec.auth_header {
             None => None,
             Some(auth) => {
@@ -103,7 +125,8 @@ impl Server {
             }
         };
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
-        Ok(Self { client, address: spec.address.clone(), header, timeout_ms })
+        let max_answer = egress.max_answer().max(MAX_ANSWER);
+        Ok(Self { client, address: spec.address.clone(), header, timeout_ms, max_answer })
     }
 
     async fn instant(&self, query: &str, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
@@ -112,8 +135,8 @@ impl Server {
         if let Some((name, value)) = &self.header {
             request = request.header(name.clone(), value.clone());
         }
-        let response = request.get().await.map_err(|e| self.error("query", query, e))?;
-        Ok(match response.data() {
+        let data = self.answer("query", query, request.get_raw().await).await?;
+        Ok(match &data {
             Data::Scalar(sample) => finite(sample.value()),
             Data::Vector(vector) => {
                 let values: Vec<f64> = vector.iter().map(|s| s.sample().value()).filter(|v| v.is_finite()).collect();
@@ -144,8 +167,8 @@ impl Server {
         if let Some((name, value)) = &self.header {
             request = request.header(name.clone(), value.clone());
         }
-        let response = request.get().await.map_err(|e| self.error(field, query, e))?;
-        Ok(match response.data() {
+        let data = self.answer(field, query, request.get_raw().await).await?;
+        Ok(match &data {
             Data::Matrix(matrix) => {
                 matrix.iter().flat_map(|series| series.samples().iter().map(|s| s.value())).filter(|v| v.is_finite()).collect()
             }
@@ -154,16 +177,49 @@ impl Server {
         })
     }
 
-    fn error(&self, field: &str, query: &str, error: prometheus_http_query::Error) -> ProviderError {
+    /// The data of an answer read within the size limit; a redirect or a refusal is an error.
+    async fn answer(
+        &self,
+        field: &str,
+        query: &str,
+        sent: Result<reqwest::Response, prometheus_http_query::Error>,
+    ) -> Result<Data, ProviderError> {
         let what = format!("prometheus at {}", self.address);
-        match &error {
-            prometheus_http_query::Error::Prometheus(e) if e.is_timeout() => ProviderError::Timeout(format!(
+        let response = sent.map_err(|e| self.error(e))?;
+        let status = response.status();
+        let json = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("application/json"));
+        let text = read_answer(&what, response, self.max_answer).await?;
+        if !json {
+            return Err(if status.is_success() {
+                ProviderError::Response(format!(
+                    "{what}: the answer is not JSON; is this the address of a Prometheus server (its HTTP API)?"
+                ))
+            } else {
+                ProviderError::Status(format!("{what}: answered {status}"))
+            });
+        }
+        match serde_json::from_str::<Envelope>(&text) {
+            Ok(Envelope::Success { data }) => Ok(data.into_inner().0),
+            Ok(Envelope::Error(e)) if e.is_timeout() => Err(ProviderError::Timeout(format!(
                 "{what}: the server gave up evaluating {field} `{query}` within the timeout: {}; simplify the query or raise provider.prometheus.timeout",
                 e.message()
-            )),
-            prometheus_http_query::Error::Prometheus(e) => {
-                ProviderError::Query(format!("{what}: {field} `{query}` refused: {}: {}", e.error_type(), e.message()))
+            ))),
+            Ok(Envelope::Error(e)) => {
+                Err(ProviderError::Query(format!("{what}: {field} `{query}` refused: {}: {}", e.error_type(), e.message())))
             }
+            Err(e) => Err(ProviderError::Response(format!(
+                "{what}: the answer does not parse ({e}); is this the address of a Prometheus server (its HTTP API)?"
+            ))),
+        }
+    }
+
+    fn error(&self, error: prometheus_http_query::Error) -> ProviderError {
+        let what = format!("prometheus at {}", self.address);
+        match &error {
             prometheus_http_query::Error::Client(e) => match e.inner() {
                 Some(inner) => http_error(&what, inner),
                 None => ProviderError::Response(format!(

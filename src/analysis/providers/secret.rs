@@ -1,5 +1,8 @@
 //! Header values kept in Secrets, read from the rollout's namespace at each measurement (so a
 //! rotated credential is used at the next measurement).
+//!
+//! Sluice may read no Secret by default: a namespace owner offers one with a Role granting `get`
+//! on that Secret by name, bound to Sluice's ServiceAccount (docs/security.md).
 
 use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::{HeaderName, HeaderValue};
@@ -19,7 +22,10 @@ pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &Sec
             ProviderError::Secret(format!("{at} not found: create it in the rollout's namespace, or fix secretKeyRef.name"))
         }
         kube::Error::Api(status) if status.code == 403 => {
-            ProviderError::Secret(format!("Sluice may not read {at}: grant its service account `get` on secrets in namespace {namespace}"))
+            ProviderError::Secret(format!(
+                "Sluice may not read {at}: it reads only Secrets offered to it. To offer this one, create in namespace {namespace} a Role granting `get` on secrets with resourceNames: [{}], and a RoleBinding of it to Sluice's ServiceAccount (see docs/security.md)",
+                reference.name
+            ))
         }
         _ => ProviderError::Unreachable(format!("cannot read {at}: {}", super::chain(&error))),
     })?;

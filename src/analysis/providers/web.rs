@@ -6,12 +6,14 @@ use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
-use super::{ProviderError, excerpt, finite, http_error, secret};
+use super::{ProviderError, egress_error, excerpt, finite, http_error, read_answer, secret};
 use crate::analysis::condition::MeasuredValue;
 use crate::api::{HttpMethod, WebMetric};
+use crate::egress::Egress;
 
+/// The destination is checked before any Secret is read, so a denied URL never sees one.
 pub async fn measure(
-    http: &reqwest::Client,
+    egress: &Egress,
     kube: Option<&kube::Client>,
     namespace: &str,
     spec: &WebMetric,
@@ -28,6 +30,9 @@ pub async fn measure(
             text.as_str(),
         )),
     };
+    let url =
+        reqwest::Url::parse(&spec.url).map_err(|e| ProviderError::Config(format!("provider.web.url `{}` is not a URL: {e}", spec.url)))?;
+    let http = egress.client(Some(namespace), &url).await.map_err(|e| egress_error(&what, e))?;
     let mut headers = HeaderMap::new();
     for header in &spec.headers {
         let (value, sensitive) = match (&header.value, &header.secret_key_ref) {
@@ -43,7 +48,7 @@ pub async fn measure(
         let (name, value) = secret::header(&header.name, &value, sensitive)?;
         headers.append(name, value);
     }
-    let mut request = http.request(method, &spec.url);
+    let mut request = http.request(method, url);
     if let Some(body) = &spec.body {
         if !headers.contains_key(CONTENT_TYPE) {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -52,7 +57,7 @@ pub async fn measure(
     }
     let response = request.headers(headers).send().await.map_err(|e| http_error(&what, &e))?;
     let status = response.status();
-    let text = response.text().await.map_err(|e| http_error(&what, &e))?;
+    let text = read_answer(&what, response, egress.max_answer()).await?;
     if !status.is_success() {
         return Err(ProviderError::Status(format!("{what}: answered {status}: {}", excerpt(&text))));
     }
