@@ -77,7 +77,6 @@ pub struct Workload {
 /// Pods, run as one ReplicaSet per revision owned by the Rollout.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("!has(self.template.spec) || self.template.spec.containers.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image: set workload.kubernetes.template.spec.containers[].image"))]
-#[x_kube(validation = Rule::new("!has(self.selector.matchLabels) || self.selector.matchLabels.all(k, has(self.template.metadata) && has(self.template.metadata.labels) && k in self.template.metadata.labels && self.template.metadata.labels[k] == self.selector.matchLabels[k])").message("workload.kubernetes.selector.matchLabels must all be labels of workload.kubernetes.template.metadata.labels"))]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesWorkload {
     #[serde(default = "one")]
@@ -91,6 +90,20 @@ pub struct KubernetesWorkload {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 1_000))]
     pub revision_history_limit: Option<i32>,
+}
+
+/// `maxSurge` / `maxUnavailable`: a count up to 100,000 or a percentage up to 9999%. The length
+/// bound keeps the CEL rule cheap enough for the API server's cost budget.
+fn count_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "x-kubernetes-int-or-string": true,
+        "nullable": true,
+        "maxLength": 12,
+        "x-kubernetes-validations": [{
+            "rule": "string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')",
+            "message": "a count from 0 to 100000 or a percentage from 0% to 9999%"
+        }]
+    })
 }
 
 fn one() -> i32 {
@@ -224,10 +237,10 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary_service: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxSurge is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_surge: Option<IntOrString>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxUnavailable is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_unavailable: Option<IntOrString>,
     /// Analysis that runs for the whole rollout, from the first step to promotion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -347,11 +360,11 @@ pub struct BlueGreenStrategy {
 pub struct RollingStrategy {
     /// Extra replicas above the desired count during the update (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxSurge is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_surge: Option<IntOrString>,
     /// Replicas that may be unavailable during the update (default 25%).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("string(self).matches('^([0-9]{1,5}|100000|[0-9]{1,4}%)$')").message("maxUnavailable is a count from 0 to 100000 or a percentage from 0% to 9999%"))]
+    #[schemars(schema_with = "count_or_percent")]
     pub max_unavailable: Option<IntOrString>,
     /// Analysis that gates the update while it runs; a failure rolls back.
     #[serde(default, skip_serializing_if = "Option::is_none")]

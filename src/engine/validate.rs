@@ -1,6 +1,10 @@
 //! Checks the API server cannot make: a spec that passes its schema but cannot be run.
 
+use super::MAX_REPLICAS;
 use crate::api::{RolloutAnalysis, RolloutSpec};
+
+/// The largest `maxSurge` / `maxUnavailable` percentage, as the CRD bounds it.
+const MAX_PERCENT: u32 = 9999;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -17,6 +21,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
     }
     if workload.replicas() < 0 {
         return invalid("replicas cannot be negative");
+    }
+    if workload.replicas() > MAX_REPLICAS {
+        return invalid(format!("replicas {} is more than {MAX_REPLICAS}, the most Sluice runs", workload.replicas()));
     }
     if let Some(kubernetes) = &workload.kubernetes {
         pods(kubernetes)?;
@@ -54,6 +61,11 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
             {
                 return invalid(format!("step {index}: setCanaryScale.weight is not a percentage from 0 to 100"));
             }
+            if let Some(replicas) = step.set_canary_scale.as_ref().and_then(|s| s.replicas)
+                && !(0..=MAX_REPLICAS).contains(&replicas)
+            {
+                return invalid(format!("step {index}: setCanaryScale.replicas {replicas} is not a count from 0 to {MAX_REPLICAS}"));
+            }
         }
         if let Some(analysis) = &canary.analysis {
             analysis_refs(analysis, "canary.analysis")?;
@@ -72,13 +84,22 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
         use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
         match value {
             Some(IntOrString::Int(count)) if *count < 0 => return invalid(format!("{place} cannot be negative")),
+            Some(IntOrString::Int(count)) if *count > MAX_REPLICAS => {
+                return invalid(format!("{place} {count} is more than {MAX_REPLICAS}, the most Sluice runs"));
+            }
             Some(IntOrString::String(text)) if text.strip_suffix('%').is_none_or(|n| n.parse::<u32>().is_err()) => {
                 return invalid(format!("{place} `{text}` is neither a count nor a percentage such as 25%"));
+            }
+            Some(IntOrString::String(text)) if text.strip_suffix('%').is_some_and(|n| n.parse::<u32>().is_ok_and(|p| p > MAX_PERCENT)) => {
+                return invalid(format!("{place} `{text}` is more than {MAX_PERCENT}%"));
             }
             _ => {}
         }
     }
     if let Some(blue_green) = &strategy.blue_green {
+        if let Some(count) = blue_green.preview_replica_count.filter(|c| !(1..=MAX_REPLICAS).contains(c)) {
+            return invalid(format!("blueGreen.previewReplicaCount {count} is not a count from 1 to {MAX_REPLICAS}"));
+        }
         for (analysis, place) in
             [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")]
         {
