@@ -9,6 +9,7 @@ pub mod cli;
 pub mod controller;
 pub mod engine;
 pub mod import;
+pub mod logging;
 pub mod notify;
 pub mod platform;
 pub mod plugin;
