@@ -1,8 +1,42 @@
 //! One AWS SDK configuration for every client: the default credential chain (environment, IAM
 //! roles for service accounts, EKS pod identity, profiles), the region from the environment or
-//! profile, `AWS_ENDPOINT_URL` when set, and the one rustls (ring) every other client uses.
+//! profile, `AWS_ENDPOINT_URL` when set, the one rustls (ring) every other client uses, and
+//! timeouts on every call, so an endpoint that accepts a connection and never answers fails the
+//! pass instead of holding it forever.
 
+use std::time::Duration;
+
+use aws_config::timeout::TimeoutConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
+
+/// How long an AWS call may take.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// The whole operation, every retry included.
+    pub operation: Duration,
+    /// One attempt (one HTTP request and its answer).
+    pub attempt: Duration,
+    /// Opening the TCP and TLS connection.
+    pub connect: Duration,
+}
+
+impl Default for Timeouts {
+    /// Generous for ELBv2, ECS and CloudWatch, whose calls answer in well under a second; the
+    /// operation timeout leaves room for the standard mode's 3 attempts with backoff.
+    fn default() -> Self {
+        Timeouts { operation: Duration::from_secs(30), attempt: Duration::from_secs(10), connect: Duration::from_secs(3) }
+    }
+}
+
+impl Timeouts {
+    pub fn config(&self) -> TimeoutConfig {
+        TimeoutConfig::builder()
+            .operation_timeout(self.operation)
+            .operation_attempt_timeout(self.attempt)
+            .connect_timeout(self.connect)
+            .build()
+    }
+}
 
 /// Installs the process-wide rustls crypto provider; harmless when one is installed already.
 pub fn install_crypto_provider() {
@@ -15,5 +49,18 @@ pub async fn sdk_config() -> SdkConfig {
     let http = aws_smithy_http_client::Builder::new()
         .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring))
         .build_https();
-    aws_config::defaults(BehaviorVersion::latest()).http_client(http).load().await
+    aws_config::defaults(BehaviorVersion::latest()).http_client(http).timeout_config(Timeouts::default().config()).load().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_call_has_an_operation_an_attempt_and_a_connect_timeout() {
+        let config = Timeouts::default().config();
+        assert_eq!(config.operation_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(config.operation_attempt_timeout(), Some(Duration::from_secs(10)));
+        assert_eq!(config.connect_timeout(), Some(Duration::from_secs(3)));
+    }
 }

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod egress;
 pub mod engine;
 pub mod import;
+pub mod logging;
 pub mod notify;
 pub mod platform;
 pub mod plugin;

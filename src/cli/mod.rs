@@ -15,6 +15,9 @@ pub use manifests::{Manifests, load_manifests};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log as text lines or as one JSON object per line (colours only on a terminal).
+    #[arg(long, global = true, env = "SLUICE_LOG_FORMAT", value_enum, default_value_t)]
+    pub log_format: crate::logging::LogFormat,
 }
 
 #[derive(Subcommand, Debug)]
@@ -104,6 +107,7 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         webhooks.extend(crate::notify::targets_in_file(path)?);
     }
     let identity = args.identity.unwrap_or_else(|| format!("sluice-{}", std::process::id()));
+    tracing::info!(version = env!("CARGO_PKG_VERSION"), %identity, namespace = args.namespace.as_deref().unwrap_or("all"), "starting the controller");
     let settings = crate::controller::Settings {
         namespace: args.namespace,
         metrics_addr: args.metrics_addr,

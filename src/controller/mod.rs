@@ -5,6 +5,7 @@ mod analysis_runs;
 mod backoff;
 pub mod dora;
 mod error;
+mod leadership;
 mod metrics;
 mod rollouts;
 mod server;
@@ -24,7 +25,7 @@ use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
-use tracing::{info, warn};
+use tracing::warn;
 
 pub use analysis_runs::Measure;
 pub use error::Error;
@@ -155,25 +156,14 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let ready = Arc::new(AtomicBool::new(false));
     let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), ready.clone()));
 
-    let mut leadership = None;
-    if settings.leader_election {
-        let manager = kube_lease_manager::LeaseManagerBuilder::new(client.clone(), &settings.lease_name)
-            .with_namespace(&settings.lease_namespace)
-            .with_identity(&settings.identity)
-            .with_duration(15)
-            .with_grace(5)
-            .build()
-            .await?;
-        let (mut channel, task) = manager.watch().await;
-        info!(lease = %settings.lease_name, "waiting to become the leader");
+    let leadership = if settings.leader_election {
         ready.store(true, Ordering::Relaxed);
-        while !*channel.borrow_and_update() {
-            channel.changed().await?;
-        }
-        info!("leading");
+        let leadership = leadership::acquire(&client, &settings.lease_name, &settings.lease_namespace, &settings.identity).await?;
         metrics.leader.set(1);
-        leadership = Some((channel, task));
-    }
+        Some(leadership)
+    } else {
+        None
+    };
 
     // Most-recent list semantics: a restarted controller must not decide from a stale cache.
     let wc = watcher::Config::default();
@@ -261,20 +251,19 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
 
     let lost = async move {
         match leadership {
-            Some((mut channel, _task)) => {
-                while *channel.borrow_and_update() {
-                    if channel.changed().await.is_err() {
-                        break;
-                    }
-                }
-                warn!("lost the leader lease; stopping so a restart starts as a follower");
-            }
+            Some(leadership) => Some(leadership.lost().await),
             None => futures::future::pending().await,
         }
     };
-    tokio::select! {
-        _ = futures::future::join(rollouts, runner) => {},
-        _ = lost => {},
+    let lost = tokio::select! {
+        _ = futures::future::join(rollouts, runner) => None,
+        lost = lost => lost,
+    };
+    if let Some(lost) = lost {
+        metrics.leader.set(0);
+        warn!(reason = %lost, "no longer leading; stopping so a restart starts as a follower");
+        server.abort();
+        return Err(Box::new(lost));
     }
     server.abort();
     synced.abort();

@@ -61,7 +61,7 @@ pub enum PlatformError {
 }
 
 impl PlatformError {
-    /// A bounded label for metrics and events: throttled, aws_5xx, not_found, invalid, unexpected.
+    /// A bounded label for metrics and events: throttled, aws_5xx, not_found, invalid, timeout, unexpected.
     pub fn category(&self) -> &'static str {
         match self {
             Self::ReplicasOutOfRange { .. }

@@ -63,7 +63,7 @@ pub enum RouterError {
 }
 
 impl RouterError {
-    /// A bounded label for metrics and events: throttled, aws_5xx, not_found, invalid, unexpected.
+    /// A bounded label for metrics and events: throttled, aws_5xx, not_found, invalid, timeout, unexpected.
     pub fn category(&self) -> &'static str {
         match self {
             Self::WeightOutOfRange(_)

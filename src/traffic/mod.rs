@@ -47,7 +47,9 @@ pub enum FailureKind {
     NotFound,
     /// AWS refused the request (4xx): a wrong parameter or a missing permission.
     Refused,
-    /// No answer (connection, timeout, credentials) or an answer that could not be read.
+    /// No answer within the operation or attempt timeout (see `crate::aws::Timeouts`).
+    TimedOut,
+    /// No answer (connection, credentials) or an answer that could not be read.
     Unexpected,
 }
 
@@ -81,6 +83,7 @@ impl AwsFailure {
             (None, None) => DisplayErrorContext(error).to_string(),
         };
         let kind = match (code.as_deref(), status) {
+            _ if matches!(error, SdkError::TimeoutError(_)) => FailureKind::TimedOut,
             (Some(c), _) if THROTTLING_CODES.contains(&c) => FailureKind::Throttled,
             (_, Some(429)) => FailureKind::Throttled,
             (Some(c), _) if NOT_FOUND_CODES.contains(&c) => FailureKind::NotFound,
@@ -99,6 +102,7 @@ impl AwsFailure {
             FailureKind::ServerError => "aws_5xx",
             FailureKind::NotFound => "not_found",
             FailureKind::Refused => "invalid",
+            FailureKind::TimedOut => "timeout",
             FailureKind::Unexpected => "unexpected",
         }
     }
@@ -123,6 +127,9 @@ impl AwsFailure {
                 "was refused ({status}{code}{}); fix the Rollout or the controller's IAM permissions (see docs/iam.md)",
                 self.message
             ),
+            FailureKind::TimedOut => {
+                format!("got no answer within its timeout ({}); Sluice will try again on the next pass", self.message)
+            }
             FailureKind::Unexpected => format!("failed without a usable answer from AWS: {}", self.message),
         }
     }

@@ -10,6 +10,7 @@ mod ecs;
 mod faults;
 mod fixtures;
 mod proxy;
+mod timeouts;
 
 use std::sync::Arc;
 
@@ -29,6 +30,7 @@ fn main() -> std::process::ExitCode {
         ecs::wrong_services_are_reported,
         faults::weight_steps_land_once_through_throttling_and_503,
         faults::ecs_operations_land_once_through_throttling_and_503,
+        timeouts::a_silent_endpoint_fails_alb_and_ecs_calls_within_the_timeouts,
         // Last: it spends the SDK's retry quota, which is shared by every client in the process.
         faults::persistent_failures_surface_with_their_category,
     ];

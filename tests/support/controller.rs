@@ -37,6 +37,11 @@ impl ControllerProcess {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The exit status, once the process has exited on its own.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().expect("the controller's status")
+    }
 }
 
 impl Drop for ControllerProcess {
