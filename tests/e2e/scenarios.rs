@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::{Rollout, RolloutPhase};
+use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
 use crate::support::{namespace, path_str, repo, wait_for, xml_value};
@@ -63,10 +64,19 @@ impl Scene {
         self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("image set");
     }
 
-    /// What `kubectl sluice promote|abort|retry` writes.
+    /// What `kubectl sluice promote|abort|retry` writes: the Rollout's `sluice.dev/commands`.
     async fn command(&self, kind: &str, id: &str) {
-        let patch = json!({"status": {"commands": {kind: {"id": id}}}});
-        self.rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+        let requests = json!({kind: {"id": id}}).to_string();
+        let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
+        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+    }
+
+    /// What a cluster admin does before a namespace's Rollouts may use AWS resources: list them
+    /// in the Namespace's annotation.
+    async fn allow_aws(&self, arns: &[&str]) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let patch = json!({"metadata": {"annotations": {ALLOWED_AWS_RESOURCES_ANNOTATION: arns.join(", ")}}});
+        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace annotated");
     }
 
     async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
@@ -551,6 +561,7 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-{}", std::process::id());
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
@@ -608,6 +619,8 @@ struct EcsWorld {
     blue: String,
     green: String,
     cluster: String,
+    /// The ECS service's ARN, as ECS reports it.
+    service: String,
     subnet: String,
     group: String,
 }
@@ -633,8 +646,17 @@ impl EcsWorld {
         let ecs = aws_sdk_ecs::Client::new(&h.stack.aws());
         ecs.create_cluster().cluster_name(name).send().await.unwrap();
         let controller = DeploymentController::builder().r#type(DeploymentControllerType::External).build().unwrap();
-        ecs.create_service().cluster(name).service_name("orders").desired_count(4).deployment_controller(controller).send().await.unwrap();
-        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), subnet, group }
+        let created = ecs
+            .create_service()
+            .cluster(name)
+            .service_name("orders")
+            .desired_count(4)
+            .deployment_controller(controller)
+            .send()
+            .await
+            .unwrap();
+        let service = created.service().and_then(|s| s.service_arn()).expect("a service ARN").to_string();
+        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), service, subnet, group }
     }
 
     async fn task_definition(&self, image: &str) -> String {
@@ -678,6 +700,13 @@ impl EcsWorld {
         .unwrap()
     }
 
+    /// Allows the scene's namespace the listener, the target groups, the service and `more`.
+    async fn allow_in(&self, s: &Scene, more: &[&str]) {
+        let mut arns = vec![self.listener.as_str(), &self.blue, &self.green, &self.service];
+        arns.extend_from_slice(more);
+        s.allow_aws(&arns).await;
+    }
+
     /// Weight of each target group on the listener, from one read.
     async fn weights(&self) -> (i32, i32) {
         crate::support::alb::listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
@@ -700,6 +729,7 @@ impl EcsWorld {
 pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
     let s = scene(&h, "ecs", &[]).await;
     let world = EcsWorld::new(&h, &format!("ecs-{}", std::process::id())).await;
+    world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
     s.create(&world.rollout(&v1)).await;
     s.wait_phase(RolloutPhase::Healthy).await;
@@ -772,6 +802,7 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
     let s = scene(&h, "ecsbg", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("ecsbg-{}", std::process::id())).await);
     let test_listener = world.test_listener().await;
+    world.allow_in(&s, &[&test_listener]).await;
     let v1 = world.task_definition("orders:1").await;
     let mut rollout = world.rollout(&v1);
     let spec = &mut rollout.spec;
@@ -808,6 +839,7 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
 pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
     let s = scene(&h, "faults", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("faults-{}", std::process::id())).await);
+    world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
     let mut rollout = world.rollout(&v1);
     // Timed pauses only: the first canary runs to the end by itself.
