@@ -35,6 +35,8 @@ fn main() -> std::process::ExitCode {
         scenarios::unreadable_rollout_is_degraded_and_blocks_no_other,
         scenarios::imported_manifests_are_accepted_by_the_api_server,
         scenarios::webhooks_and_delivery_metrics,
+        scenarios::namespace_b_cannot_use_namespace_a_listener,
+        scenarios::rollout_naming_another_apps_service_leaves_it_alone,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();

@@ -1149,3 +1149,98 @@ pub async fn webhooks_and_delivery_metrics(h: Arc<Harness>) {
     assert!(sample(&metrics, r#"sluice_notifications_total{outcome="delivered"}"#).unwrap() >= 2.0 * expected.len() as f64);
     server.abort();
 }
+
+fn invalid_spec(rollout: &Rollout) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    rollout.status.as_ref()?.conditions.iter().find(|c| c.type_ == "InvalidSpec").cloned()
+}
+
+pub async fn namespace_b_cannot_use_namespace_a_listener(h: Arc<Harness>) {
+    let a = scene(&h, "tenant-a", &[]).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&format!("tenant-{}", std::process::id())).await;
+    a.allow_aws(&[&listener, &stable, &canary]).await;
+    let b = scene(&h, "tenant-b", &["web-stable", "web-canary"]).await;
+    let mut r = rollout(2, "web:1", canary_steps());
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": canary, "canaryTargetGroupArn": stable}}))
+            .unwrap(),
+    );
+    b.create(&r).await;
+    let refused = b.wait_phase(RolloutPhase::Degraded).await;
+    let condition = invalid_spec(&refused).expect("an InvalidSpec condition");
+    assert_eq!(condition.reason, "TenancyRefused");
+    assert!(
+        condition.message.starts_with(&format!("spec.traffic.alb.listenerArn names {listener}, which namespace {}", b.ns)),
+        "{}",
+        condition.message
+    );
+    assert!(condition.message.contains(ALLOWED_AWS_RESOURCES_ANNOTATION), "says how an admin allows it: {}", condition.message);
+    let warned = wait_for("the TenancyRefused event", DEADLINE, || async {
+        let events = b.events().await;
+        let refusals: Vec<_> = events.into_iter().filter(|(reason, _, _)| reason == "TenancyRefused").collect();
+        (!refusals.is_empty()).then_some(refusals)
+    })
+    .await;
+    assert_eq!(warned.len(), 1, "one event: {warned:?}");
+    assert!(warned[0].1.contains(&listener), "{warned:?}");
+    assert!(b.replica_sets().await.is_empty(), "nothing runs in the refused namespace");
+    assert_eq!(
+        crate::support::alb::listener_weights(&elb, &listener, &stable, &canary).await,
+        (100, 0),
+        "namespace A's listener untouched"
+    );
+    assert!(b.selector("web-stable").await.is_none(), "no Service pointed");
+
+    // The admin allows it: the change to the Namespace wakes the Rollout, no resync needed.
+    b.allow_aws(&[&listener, &stable, &canary]).await;
+    let healthy = b.wait_phase(RolloutPhase::Healthy).await;
+    assert!(invalid_spec(&healthy).is_none());
+}
+
+pub async fn rollout_naming_another_apps_service_leaves_it_alone(h: Arc<Harness>) {
+    let s = scene(&h, "othersvc", &["web-stable", "web-canary"]).await;
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
+    let api: Service =
+        serde_json::from_value(json!({"metadata": {"name": "api"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}))
+            .unwrap();
+    services.create(&PostParams::default(), &api).await.expect("service created");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    let pod = serde_json::from_value(json!({"metadata": {"name": "api-0", "labels": {"app": "api"}},
+        "spec": {"containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 80}]}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.expect("pod created");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(s.client.clone(), &s.ns);
+    let endpoints = || async {
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=api")).await.ok()?;
+        let ready: usize = list
+            .items
+            .iter()
+            .map(|slice| slice.endpoints.iter().filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true)).count())
+            .sum();
+        (ready > 0).then_some(ready)
+    };
+    let before = wait_for("the api Service's endpoint", DEADLINE, endpoints).await;
+
+    let mut strategy = canary_steps();
+    strategy["canary"]["stableService"] = json!("api");
+    s.create(&rollout(2, "web:1", strategy)).await;
+    let refused = s.wait_phase(RolloutPhase::Degraded).await;
+    let condition = invalid_spec(&refused).expect("an InvalidSpec condition");
+    assert_eq!(condition.reason, "TenancyRefused");
+    assert!(
+        condition.message.starts_with("Service api (named in strategy.canary.stableService) is not this Rollout's"),
+        "{}",
+        condition.message
+    );
+    assert!(condition.message.contains("sluice.dev/rollout=web"), "says what to do: {}", condition.message);
+    assert!(s.events().await.iter().any(|(reason, note, _)| reason == "TenancyRefused" && note.contains("Service api")));
+    let kept = services.get("api").await.unwrap().spec.unwrap().selector.unwrap();
+    assert_eq!(kept, BTreeMap::from([("app".to_string(), "api".to_string())]), "the other app's selector is intact");
+    assert_eq!(endpoints().await, Some(before), "and so are its endpoints");
+    assert!(s.replica_sets().await.is_empty(), "nothing runs while refused");
+
+    // Naming the Rollout's own Service (it selects the Rollout's pods) is accepted unchanged.
+    let patch = json!({"spec": {"strategy": {"canary": {"stableService": "web-stable"}}}});
+    s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert!(s.selector("web-stable").await.is_some(), "web-stable now selects the stable revision");
+}
