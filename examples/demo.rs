@@ -79,6 +79,10 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
 
     say("creating an Application Load Balancer in moto: one listener, a stable and a canary target group");
     let (elb, listener, stable, canary) = stack.balancer("demo").await;
+    say("allowing the namespace that listener and its target groups, as a cluster admin does");
+    let arns = [listener.as_str(), &stable, &canary].join(", ");
+    let allowed = json!({"metadata": {"annotations": {sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION: arns}}});
+    namespaces.patch(NAMESPACE, &Default::default(), &kube::api::Patch::Merge(&allowed)).await.map_err(|e| e.to_string())?;
 
     say("an AnalysisTemplate: the error ratio from Prometheus must stay under 5 %");
     let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), NAMESPACE);

@@ -10,7 +10,7 @@ use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use sluice::api::{AnalysisPhase, RolloutSpec, RolloutStatus};
+use sluice::api::{AnalysisPhase, RolloutCommands, RolloutSpec, RolloutStatus};
 use sluice::engine::{self, Action, AnalysisRunObservation, Input, MAX_REPLICAS, Observed, RevisionObservation, TrafficObservation};
 
 fn duration() -> impl Strategy<Value = String> {
@@ -228,6 +228,8 @@ struct Report {
     traffic: Option<(Option<i32>, i32, i32)>,
     run_phase: u8,
     services: (Option<u8>, Option<u8>),
+    /// Request ids for promote (and whether full), abort and retry; a new id is a new request.
+    commands: (Option<(u8, bool)>, Option<u8>, Option<u8>),
     advance: Duration,
 }
 
@@ -237,9 +239,17 @@ fn report() -> impl Strategy<Value = Report> {
         option::of((option::of(any::<i32>()), any::<i32>(), any::<i32>())),
         0u8..6,
         (option::of(0u8..3), option::of(0u8..3)),
+        (option::of((0u8..4, any::<bool>())), option::of(0u8..4), option::of(0u8..4)),
         prop_oneof![Just(Duration::ZERO), (0u64..=3600).prop_map(Duration::from_secs), (0u64..=31_536_000).prop_map(Duration::from_secs)],
     )
-        .prop_map(|(counts, traffic, run_phase, services, advance)| Report { counts, traffic, run_phase, services, advance })
+        .prop_map(|(counts, traffic, run_phase, services, commands, advance)| Report {
+            counts,
+            traffic,
+            run_phase,
+            services,
+            commands,
+            advance,
+        })
 }
 
 const PHASES: [AnalysisPhase; 6] = [
@@ -282,6 +292,16 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
     }
 }
 
+fn commands(report: &Report) -> RolloutCommands {
+    let (promote, abort, retry) = report.commands;
+    serde_json::from_value(json!({
+        "promote": promote.map(|(id, full)| json!({"id": format!("p{id}"), "full": full})),
+        "abort": abort.map(|id| json!({"id": format!("a{id}")})),
+        "retry": retry.map(|id| json!({"id": format!("r{id}")})),
+    }))
+    .expect("the generated requests are RolloutCommands")
+}
+
 fn later(at: Timestamp, by: Duration) -> Timestamp {
     SignedDuration::try_from(by).ok().and_then(|by| at.checked_add(by).ok()).unwrap_or(Timestamp::MAX)
 }
@@ -303,7 +323,9 @@ proptest! {
         let mut runs: Vec<String> = Vec::new();
         for report in &reports {
             let observed = observe(report, &revisions, &runs);
-            let plan = engine::step(Input { name: "web", generation: Some(1), spec: &spec, status: &status, observed: &observed, now });
+            let commands = commands(report);
+            let input = Input { name: "web", generation: Some(1), spec: &spec, status: &status, commands: &commands, observed: &observed, now };
+            let plan = engine::step(input);
             for action in &plan.actions {
                 match action {
                     Action::SetWeight { canary_weight } => prop_assert!((0..=100).contains(canary_weight), "{action:?}"),

@@ -418,8 +418,14 @@ pub struct CommandRequest {
     pub full: bool,
 }
 
+/// The annotation holding people's requests (promote, abort, retry) as the JSON of
+/// [`RolloutCommands`]. An annotation, so writing one needs `patch rollouts` only: the status is the
+/// controller's, and whoever may write it could forge the stable revision or the step.
+pub const COMMANDS_ANNOTATION: &str = "sluice.dev/commands";
+
+/// People's requests, written by `kubectl sluice` into the [`COMMANDS_ANNOTATION`] annotation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RolloutCommands {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub promote: Option<CommandRequest>,
@@ -515,9 +521,6 @@ pub struct RolloutStatus {
     pub last_progress_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_downs: Vec<ScheduledScaleDown>,
-    /// Requests from `kubectl sluice` (promote, abort, retry); written by the plugin, read here.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commands: Option<RolloutCommands>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_commands: Option<HandledCommands>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -541,6 +544,21 @@ pub struct DeliveryStatus {
     /// The first abort not yet followed by Healthy; time to restore counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_since: Option<Time>,
+}
+
+impl RolloutCommands {
+    /// The requests in a Rollout's annotations (none without the annotation), or what is wrong
+    /// with them.
+    pub fn of(annotations: &std::collections::BTreeMap<String, String>) -> Result<Self, String> {
+        match annotations.get(COMMANDS_ANNOTATION) {
+            None => Ok(Self::default()),
+            Some(text) => serde_json::from_str(text).map_err(|e| {
+                format!(
+                    "annotation {COMMANDS_ANNOTATION} is not a set of requests ({e}): remove it, then use `kubectl sluice promote|abort|retry`"
+                )
+            }),
+        }
+    }
 }
 
 impl Workload {

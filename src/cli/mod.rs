@@ -83,6 +83,12 @@ pub struct ControllerArgs {
     /// loopback, link-local, metadata and unspecified addresses; with some, only those.
     #[arg(long = "allow-host", env = "SLUICE_ALLOWED_HOSTS", value_delimiter = ',')]
     pub allowed_hosts: Vec<crate::egress::HostPattern>,
+    /// An ARN pattern (`*` any characters, `?` one) of ALB listeners, rules, target groups or ECS
+    /// services that Rollouts of every namespace may use, besides what each Namespace's
+    /// `sluice.dev/allowed-aws-resources` annotation allows (repeatable). Without any, a Rollout
+    /// naming an AWS resource its Namespace does not allow is refused.
+    #[arg(long = "allow-aws-resource", env = "SLUICE_ALLOW_AWS_RESOURCES", value_delimiter = ',')]
+    pub allow_aws_resources: Vec<String>,
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -118,6 +124,7 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         metrics_per_rollout: args.metrics_rollout_label,
         webhooks,
         allowed_hosts: args.allowed_hosts.clone(),
+        allowed_aws_resources: args.allow_aws_resources,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async {
@@ -186,5 +193,23 @@ mod tests {
         let Command::Controller(args) = cli.command else { panic!("not the controller") };
         assert_eq!(args.allowed_hosts.len(), 2);
         assert!(Cli::try_parse_from(["sluice", "controller", "--allow-host", "a b"]).is_err());
+    }
+
+    #[test]
+    fn aws_resources_are_allowed_cluster_wide_by_a_repeatable_flag() {
+        let cli = Cli::try_parse_from([
+            "sluice",
+            "controller",
+            "--allow-aws-resource",
+            "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/*",
+            "--allow-aws-resource=arn:aws:ecs:us-east-1:123456789012:service/prod/*",
+        ])
+        .unwrap();
+        let Command::Controller(args) = cli.command else { panic!("not the controller") };
+        assert_eq!(args.allow_aws_resources.len(), 2);
+        let Command::Controller(none) = Cli::try_parse_from(["sluice", "controller"]).unwrap().command else {
+            panic!("not the controller")
+        };
+        assert!(none.allow_aws_resources.is_empty(), "nothing is allowed unless an admin says so");
     }
 }

@@ -9,6 +9,7 @@ mod leadership;
 mod metrics;
 mod rollouts;
 mod server;
+mod tenancy;
 mod watched;
 
 use std::net::SocketAddr;
@@ -18,14 +19,14 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::ReplicaSet;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
-use tracing::warn;
+use tracing::{info, warn};
 
 pub use analysis_runs::Measure;
 pub use error::Error;
@@ -52,6 +53,8 @@ pub struct Settings {
     pub webhooks: Vec<crate::notify::Target>,
     /// Where metrics and webhooks may connect (`--allow-host`); see [`crate::egress`].
     pub allowed_hosts: Vec<crate::egress::HostPattern>,
+    /// ARN patterns every namespace may use, besides its own `sluice.dev/allowed-aws-resources`.
+    pub allowed_aws_resources: Vec<String>,
 }
 
 /// What every reconcile pass shares; built once.
@@ -77,6 +80,8 @@ pub struct Context {
     pub ecs: crate::platform::ecs::EcsPlatform,
     /// Webhook notifications, delivered in the background.
     pub notifier: crate::notify::Notifier,
+    /// What each namespace's Rollouts may reach.
+    pub tenancy: tenancy::Policy,
     /// The Rollouts' own watch cache, to know when its first list is in.
     pub rollouts: Store<WatchedRollout>,
 }
@@ -141,6 +146,15 @@ where
     }
 }
 
+fn rollouts_in(rollouts: &Store<WatchedRollout>, namespace: &str) -> Vec<reflector::ObjectRef<WatchedRollout>> {
+    rollouts
+        .state()
+        .iter()
+        .filter(|rollout| rollout.namespace().as_deref() == Some(namespace))
+        .map(|rollout| reflector::ObjectRef::new(&rollout.name_any()).within(namespace))
+        .collect()
+}
+
 /// Watch caches keep no managedFields: nothing here reads them, and they are a large share of
 /// every object written with server-side apply.
 fn without_managed_fields<K: kube::Resource>(object: &mut K) {
@@ -185,6 +199,17 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         .modify(without_managed_fields)
         .reflect(ar_writer)
         .touched_objects();
+    // The allow-lists of AWS resources live on Namespaces, which tenants normally cannot edit.
+    let (namespaces, ns_writer) = reflector::store();
+    let ns_config = match &settings.namespace {
+        Some(ns) => wc.clone().fields(&format!("metadata.name={ns}")),
+        None => wc.clone(),
+    };
+    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), ns_config)
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(ns_writer)
+        .touched_objects();
     let (watched, rollout_writer) = reflector::store();
     let rollout_stream = watcher(api::<WatchedRollout>(&client, &settings.namespace), wc.clone())
         .default_backoff()
@@ -217,13 +242,19 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
             )),
         ),
         rollouts: watched.clone(),
+        tenancy: tenancy::Policy::new(namespaces, &settings.allowed_aws_resources),
     });
 
     let rollouts = Controller::for_stream(rollout_stream, watched.clone())
         .owns_stream(rs_stream)
         .owns_stream(ar_stream)
         // A role Service created or changed wakes the Rollouts that name it.
-        .watches_stream(svc_stream, move |service| rollouts_naming(&watched, &service))
+        .watches_stream(svc_stream, {
+            let watched = watched.clone();
+            move |service| rollouts_naming(&watched, &service)
+        })
+        // A Namespace's allow-list changed: its Rollouts are checked again.
+        .watches_stream(ns_stream, move |namespace| rollouts_in(&watched, &namespace.name_any()))
         .shutdown_on_signal()
         .run(rollouts::reconcile, rollouts::error_policy, context.clone())
         .for_each(|result| async move {

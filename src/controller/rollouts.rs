@@ -214,14 +214,24 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
     let started = Instant::now();
-    let (observed, ecs) = observe(rollout, ctx).await?;
     let status = rollout.status.clone().unwrap_or_default();
+    // Before anything is read from AWS or changed: the Rollout reaches only what it may.
+    let commands = match super::tenancy::admit(rollout, &status, &ctx.services.state(), ctx).await {
+        Ok(commands) => commands,
+        Err(refused) => {
+            write_status(rollout, &status, &refused, ctx).await?;
+            publish(rollout, &refused, ctx).await;
+            return Ok(Requeue::await_change());
+        }
+    };
+    let (observed, ecs) = observe(rollout, ctx).await?;
     let name = rollout.name_any();
     let mut plan = engine::step(Input {
         name: &name,
         generation: rollout.metadata.generation,
         spec: &rollout.spec,
         status: &status,
+        commands: &commands,
         observed: &observed,
         now: Timestamp::now(),
     });
@@ -306,7 +316,13 @@ async fn execute(
                 Err(gone @ k8s::ScaleError::TemplateGone(_)) => return Err(Error::Platform(gone.to_string())),
             }
         }
-        Action::PointService { role, revision } => k8s::point_service(&ctx.client, rollout, &ctx.services.state(), *role, revision).await?,
+        Action::PointService { role, revision } => {
+            match k8s::point_service(&ctx.client, rollout, &ctx.services.state(), *role, revision).await {
+                Ok(()) => {}
+                Err(k8s::PointError::Kube(e)) => return Err(e.into()),
+                Err(k8s::PointError::Refused(refusal)) => return Err(Error::Platform(refusal.0)),
+            }
+        }
         // Kubernetes has nothing to mark: the stable Service already selects the revision.
         Action::MarkStable { .. } => {}
         Action::SetWeight { canary_weight } => {
@@ -411,7 +427,6 @@ async fn create_run(
 }
 
 /// Server-side apply of the whole status under one field manager; skipped when nothing changed.
-/// People's requests (`status.commands`) belong to their own field manager and are left alone.
 async fn write_status(
     rollout: &impl Resource<DynamicType = ()>,
     before: &crate::api::RolloutStatus,
@@ -421,8 +436,7 @@ async fn write_status(
     if &plan.status == before {
         return Ok(());
     }
-    let mut status = plan.status.clone();
-    status.commands = None;
+    let status = &plan.status;
     let patch = serde_json::json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "status": status});
     // Read back as a watched Rollout: the object may be one the types cannot read.
     let api: Api<WatchedRollout> = Api::namespaced(ctx.client.clone(), &rollout.namespace().unwrap_or_default());
@@ -476,6 +490,15 @@ fn alb_of(rollout: &Rollout) -> Option<&crate::api::AlbTraffic> {
 /// A Rollout being deleted: all traffic goes back to the stable target group before the
 /// object goes; the ReplicaSets follow through garbage collection.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    if let Err(refusal) = ctx.tenancy.check_arns(rollout).await {
+        // Never touch what the Rollout was not allowed to name, not even to send traffic home.
+        let event =
+            engine::Event { reason: engine::EventReason::TenancyRefused, message: format!("deleted; AWS left as it was: {refusal}") };
+        let plan =
+            Plan { actions: Vec::new(), status: rollout.status.clone().unwrap_or_default(), events: vec![event], requeue_after: None };
+        publish(rollout, &plan, ctx).await;
+        return Ok(Requeue::await_change());
+    }
     let ecs = match &rollout.spec.workload.ecs {
         Some(workload) => match ctx.ecs.observe(workload).await {
             Ok(state) => Some(state),

@@ -141,7 +141,7 @@ impl<'a> Pass<'a> {
     }
 
     fn take_commands(&mut self) {
-        let requested = self.input.status.commands.clone().unwrap_or_default();
+        let requested = self.input.commands.clone();
         let mut handled = self.status.handled_commands.clone().unwrap_or_default();
         let update = self.update.clone();
         let current = |r: &CommandRequest| r.revision.as_ref().is_none_or(|rev| *rev == update);

@@ -14,6 +14,7 @@ mod context;
 mod rest;
 pub mod revision;
 mod rolling;
+pub mod tenancy;
 mod validate;
 
 use std::time::Duration;
@@ -21,7 +22,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutSpec, RolloutStatus};
+use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, RolloutStatus};
 
 pub use context::{MAX_REPLICAS, default_progress_deadline};
 pub use validate::{InvalidSpec, validate};
@@ -34,6 +35,9 @@ pub struct Input<'a> {
     pub generation: Option<i64>,
     pub spec: &'a RolloutSpec,
     pub status: &'a RolloutStatus,
+    /// People's requests (promote, abort, retry), from the Rollout's `sluice.dev/commands`
+    /// annotation; never from the status, which is the controller's own.
+    pub commands: &'a RolloutCommands,
     pub observed: &'a Observed,
     pub now: Timestamp,
 }
@@ -192,6 +196,8 @@ pub enum EventReason {
     Completed,
     ProgressDeadlineExceeded,
     InvalidSpec,
+    /// Refused by the tenancy policy: an AWS resource not allowed, or a Service not the Rollout's.
+    TenancyRefused,
     ReconcileFailed,
 }
 
@@ -205,6 +211,7 @@ impl EventReason {
                 | Self::Aborted
                 | Self::ProgressDeadlineExceeded
                 | Self::InvalidSpec
+                | Self::TenancyRefused
                 | Self::ReconcileFailed
         )
     }

@@ -144,6 +144,7 @@ pub fn reason_of(reason: EventReason) -> Option<&'static str> {
         | EventReason::Resumed
         | EventReason::ProgressDeadlineExceeded
         | EventReason::InvalidSpec
+        | EventReason::TenancyRefused
         | EventReason::ReconcileFailed => None,
     }
 }

@@ -12,6 +12,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
 
 use crate::api::{KubernetesWorkload, Rollout};
+use crate::engine::tenancy::{self, Refusal, ServiceClaim};
 use crate::engine::{RevisionObservation, ServiceRole, ServiceSelection};
 
 pub const REVISION_LABEL: &str = "sluice.dev/revision";
@@ -105,6 +106,39 @@ pub fn service_selection(rollout: &Rollout, services: &[Arc<Service>]) -> Servic
     ServiceSelection { stable, canary, missing }
 }
 
+/// The pod template's labels: what a Service must select to be the Rollout's without a mark.
+fn pod_labels(rollout: &Rollout) -> BTreeMap<String, String> {
+    let template = rollout.spec.workload.kubernetes.as_ref().and_then(|k| k.template.metadata.as_ref());
+    template.and_then(|m| m.labels.clone()).unwrap_or_default()
+}
+
+fn check_service(rollout: &Rollout, field: &str, service: &Service) -> Result<(), Refusal> {
+    let name = service.name_any();
+    let claim = ServiceClaim {
+        field,
+        name: &name,
+        labels: service.metadata.labels.as_ref(),
+        selector: service.spec.as_ref().and_then(|s| s.selector.as_ref()),
+    };
+    tenancy::check_service(&rollout.name_any(), &pod_labels(rollout), &claim)
+}
+
+/// Every role Service the strategy names and the cache holds is the Rollout's to steer (see
+/// [`tenancy::check_service`]); a Service not yet seen is checked before it is ever changed.
+pub fn check_services(rollout: &Rollout, services: &[Arc<Service>]) -> Result<(), Refusal> {
+    if rollout.spec.workload.kubernetes.is_none() {
+        // ECS traffic follows the target groups; no Service is ever changed.
+        return Ok(());
+    }
+    let namespace = rollout.namespace();
+    for (field, name) in [ServiceRole::Stable, ServiceRole::Canary].into_iter().filter_map(|role| service_field(rollout, role)) {
+        if let Some(service) = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace) {
+            check_service(rollout, field, service)?;
+        }
+    }
+    Ok(())
+}
+
 /// [`service_selection`], where a Service the watch cache does not hold yet is looked up in the
 /// API server before it is reported missing: it may have been created just before its Rollout.
 pub async fn observe_services(client: &kube::Client, rollout: &Rollout, cached: &[Arc<Service>]) -> Result<ServiceSelection, kube::Error> {
@@ -163,6 +197,14 @@ pub enum ScaleError {
     TemplateGone(String),
 }
 
+#[derive(Debug, thiserror::Error)]
+pub enum PointError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Refused(Refusal),
+}
+
 /// Points the role's Service at the revision's pods (no-op when it already does or has no Service).
 pub async fn point_service(
     client: &kube::Client,
@@ -170,12 +212,18 @@ pub async fn point_service(
     services: &[Arc<Service>],
     role: ServiceRole,
     revision: &str,
-) -> Result<(), kube::Error> {
+) -> Result<(), PointError> {
     let Some(name) = service_name(rollout, role) else { return Ok(()) };
     let namespace = rollout.namespace();
-    if !services.iter().any(|s| s.name_any() == name && s.namespace() == namespace) {
+    let Some(service) = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace) else {
         // The engine holds the rollout while a Service is missing; nothing to point.
         return Ok(());
+    };
+    if let Some((field, _)) = service_field(rollout, role)
+        && let Err(refusal) = check_service(rollout, field, service)
+    {
+        // Checked before the pass; a Service changed since is still never taken over.
+        return Err(PointError::Refused(refusal));
     }
     let current = match role {
         ServiceRole::Stable => service_selection(rollout, services).stable,

@@ -1,14 +1,17 @@
-//! promote, abort, retry: a request written into `status.commands`, which the controller acts on
-//! once per id and only for the revision it names.
+//! promote, abort, retry: a request written into the Rollout's `sluice.dev/commands` annotation,
+//! which the controller acts on once per id and only for the revision it names. An annotation, so
+//! a person needs `patch rollouts` and never `rollouts/status`, the controller's own.
 
 use jiff::Timestamp;
+use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
 use serde_json::{Value, json};
 
 use super::cluster::{Cluster, FIELD_MANAGER};
 use super::describe::qualified_name;
 use super::error::PluginError;
-use crate::api::Rollout;
+use super::spec_edit::ATTEMPTS;
+use crate::api::{COMMANDS_ANNOTATION, CommandRequest, Rollout, RolloutCommands};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -18,7 +21,7 @@ pub enum Request {
 }
 
 impl Request {
-    /// The field under `status.commands`.
+    /// The field in the `sluice.dev/commands` annotation.
     pub fn field(self) -> &'static str {
         match self {
             Request::Promote { .. } => "promote",
@@ -85,24 +88,46 @@ fn random_u32() -> u32 {
     hasher.finish() as u32
 }
 
-/// The JSON merge patch of the status subresource. Every field is written, `full: false`
-/// included, since a merge patch would otherwise keep the `full` of an earlier request.
-pub fn patch(request: Request, id: &str, revision: &str) -> Value {
-    let full = matches!(request, Request::Promote { full: true });
-    json!({"status": {"commands": {request.field(): {"id": id, "revision": revision, "full": full}}}})
+/// The requests with this one in place of any earlier request of its kind; the others are kept,
+/// since the controller may not have acted on them yet. Requests that cannot be read are
+/// replaced: what the controller refuses to read, it never acted on.
+pub fn with_request(rollout: &Rollout, request: Request, id: &str, revision: &str) -> RolloutCommands {
+    let mut commands = RolloutCommands::of(rollout.annotations()).unwrap_or_default();
+    let entry = Some(CommandRequest {
+        id: id.to_string(),
+        revision: Some(revision.to_string()),
+        full: matches!(request, Request::Promote { full: true }),
+    });
+    match request {
+        Request::Promote { .. } => commands.promote = entry,
+        Request::Abort => commands.abort = entry,
+        Request::Retry => commands.retry = entry,
+    }
+    commands
+}
+
+/// The JSON merge patch of the Rollout: the annotation, guarded by the resourceVersion that was
+/// read so a request written meanwhile by someone else is never lost.
+pub fn patch(commands: &RolloutCommands, resource_version: Option<&str>) -> Value {
+    let text = serde_json::to_string(commands).expect("requests serialize");
+    json!({"metadata": {"resourceVersion": resource_version, "annotations": {COMMANDS_ANNOTATION: text}}})
 }
 
 pub async fn send(cluster: &Cluster, name: &str, request: Request) -> Result<String, PluginError> {
-    let rollout = cluster.rollout(name).await?;
-    let revision = target_revision(request, &rollout)?;
-    let id = request_id(Timestamp::now(), random_u32());
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
-    cluster
-        .rollouts()
-        .patch_status(name, &params, &Patch::Merge(&patch(request, &id, &revision)))
-        .await
-        .map_err(|e| cluster.explain(e, name))?;
-    Ok(format!("rollout {}: {} requested for revision {revision}", qualified_name(&rollout), request.what()))
+    for _ in 0..ATTEMPTS {
+        let rollout = cluster.rollout(name).await?;
+        let revision = target_revision(request, &rollout)?;
+        let id = request_id(Timestamp::now(), random_u32());
+        let commands = with_request(&rollout, request, &id, &revision);
+        let patch = patch(&commands, rollout.metadata.resource_version.as_deref());
+        match cluster.rollouts().patch(name, &params, &Patch::Merge(&patch)).await {
+            Ok(_) => return Ok(format!("rollout {}: {} requested for revision {revision}", qualified_name(&rollout), request.what())),
+            Err(kube::Error::Api(status)) if status.is_conflict() => continue,
+            Err(other) => return Err(cluster.explain(other, name)),
+        }
+    }
+    Err(PluginError::Conflict { rollout: format!("{}/{name}", cluster.namespace), attempts: ATTEMPTS })
 }
 
 #[cfg(test)]
@@ -152,13 +177,21 @@ mod tests {
     }
 
     #[test]
-    fn the_patch_writes_every_field_of_the_request() {
-        assert_eq!(
-            patch(Request::Promote { full: false }, "id-1", "bbbbbbbbbb"),
-            json!({"status": {"commands": {"promote": {"id": "id-1", "revision": "bbbbbbbbbb", "full": false}}}})
-        );
-        assert_eq!(patch(Request::Promote { full: true }, "id-2", "r")["status"]["commands"]["promote"]["full"], json!(true));
-        assert_eq!(patch(Request::Retry, "id-3", "r")["status"]["commands"]["retry"]["id"], json!("id-3"));
+    fn a_request_replaces_its_kind_and_keeps_the_others() {
+        let mut rollout = rollout(rolling_out(false));
+        let abort = r#"{"abort":{"id":"a-1","revision":"bbbbbbbbbb"},"promote":{"id":"p-0","full":true}}"#;
+        rollout.metadata.annotations = Some([(COMMANDS_ANNOTATION.to_string(), abort.to_string())].into());
+        let commands = with_request(&rollout, Request::Promote { full: false }, "p-1", "bbbbbbbbbb");
+        assert_eq!(commands.abort.as_ref().map(|a| a.id.as_str()), Some("a-1"));
+        assert_eq!(commands.promote, Some(CommandRequest { id: "p-1".into(), revision: Some("bbbbbbbbbb".into()), full: false }));
+        let written = patch(&commands, Some("42"));
+        assert_eq!(written["metadata"]["resourceVersion"], json!("42"));
+        let text = written["metadata"]["annotations"][COMMANDS_ANNOTATION].as_str().unwrap();
+        let annotations = [(COMMANDS_ANNOTATION.to_string(), text.to_string())].into();
+        assert_eq!(RolloutCommands::of(&annotations), Ok(commands), "the controller reads back what was written");
+        rollout.metadata.annotations = Some([(COMMANDS_ANNOTATION.to_string(), "not json".to_string())].into());
+        let fresh = with_request(&rollout, Request::Retry, "r-1", "bbbbbbbbbb");
+        assert_eq!((fresh.retry.map(|r| r.id), fresh.promote), (Some("r-1".to_string()), None));
     }
 
     #[test]

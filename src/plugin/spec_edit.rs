@@ -11,7 +11,7 @@ use super::error::PluginError;
 use crate::api::{Rollout, RolloutSpec};
 
 /// Writes attempted before giving up when others keep changing the Rollout.
-const ATTEMPTS: u32 = 5;
+pub(super) const ATTEMPTS: u32 = 5;
 
 /// The JSON merge patch (RFC 7386) that turns `from` into `to`: changed values, `null` for
 /// removed keys; lists are replaced whole, as a merge patch always does.

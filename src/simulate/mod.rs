@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::{AnalysisTemplateSpec, CommandRequest, Rollout, RolloutCommands};
+use crate::api::{AnalysisTemplateSpec, CommandRequest, Rollout};
 use crate::engine::revision;
 pub use scenario::Scenario;
 use scenario::{Command, ScriptedMetrics, version_of, with_version};
@@ -135,7 +135,7 @@ fn command_word(command: Command) -> &'static str {
 
 /// Writes a person's command into the rollout, as `kubectl sluice` does.
 pub fn issue(world: &mut World, command: Command, id: String) {
-    let commands = world.status.commands.get_or_insert_with(RolloutCommands::default);
+    let commands = &mut world.commands;
     let revision = world.status.update_revision.clone();
     let request = |full| Some(CommandRequest { id: id.clone(), full, revision: revision.clone() });
     match command {

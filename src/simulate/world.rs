@@ -86,6 +86,8 @@ pub struct World {
     pub spec: RolloutSpec,
     /// The status as stored in the API server.
     pub status: RolloutStatus,
+    /// People's requests, as in the Rollout's `sluice.dev/commands` annotation.
+    pub commands: crate::api::RolloutCommands,
     pods: BTreeMap<String, Pods>,
     /// Canary weight on the router; `None` without a router.
     pub weight: Option<i32>,
@@ -137,6 +139,7 @@ impl World {
             generation: 1,
             spec: stable_spec.clone(),
             status,
+            commands: Default::default(),
             pods,
             weight: stable_spec.traffic.as_ref().map(|_| 0),
             services,
@@ -351,6 +354,7 @@ impl World {
             generation: Some(self.generation),
             spec: &self.spec,
             status: &self.status,
+            commands: &self.commands,
             observed: &observed,
             now: self.now,
         });
@@ -370,9 +374,7 @@ impl World {
         if self.faults.crash_after(applied.len()) {
             return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason: "controller crashed before writing status".into() };
         }
-        let mut status = plan.status.clone();
-        status.commands = self.status.commands.clone();
-        self.status = status;
+        self.status = plan.status.clone();
         PassOutcome::Applied { plan: Box::new(plan), applied }
     }
 

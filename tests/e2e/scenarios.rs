@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use sluice::api::{Rollout, RolloutPhase};
+use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
 use crate::support::{namespace, path_str, repo, wait_for, xml_value};
@@ -63,10 +64,19 @@ impl Scene {
         self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("image set");
     }
 
-    /// What `kubectl sluice promote|abort|retry` writes.
+    /// What `kubectl sluice promote|abort|retry` writes: the Rollout's `sluice.dev/commands`.
     pub(crate) async fn command(&self, kind: &str, id: &str) {
-        let patch = json!({"status": {"commands": {kind: {"id": id}}}});
-        self.rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+        let requests = json!({kind: {"id": id}}).to_string();
+        let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
+        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+    }
+
+    /// What a cluster admin does before a namespace's Rollouts may use AWS resources: list them
+    /// in the Namespace's annotation.
+    pub(crate) async fn allow_aws(&self, arns: &[&str]) {
+        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
+        let patch = json!({"metadata": {"annotations": {ALLOWED_AWS_RESOURCES_ANNOTATION: arns.join(", ")}}});
+        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace annotated");
     }
 
     pub(crate) async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
@@ -555,6 +565,7 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-{}", std::process::id());
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
@@ -612,6 +623,8 @@ struct EcsWorld {
     blue: String,
     green: String,
     cluster: String,
+    /// The ECS service's ARN, as ECS reports it.
+    service: String,
     subnet: String,
     group: String,
 }
@@ -637,8 +650,17 @@ impl EcsWorld {
         let ecs = aws_sdk_ecs::Client::new(&h.stack.aws());
         ecs.create_cluster().cluster_name(name).send().await.unwrap();
         let controller = DeploymentController::builder().r#type(DeploymentControllerType::External).build().unwrap();
-        ecs.create_service().cluster(name).service_name("orders").desired_count(4).deployment_controller(controller).send().await.unwrap();
-        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), subnet, group }
+        let created = ecs
+            .create_service()
+            .cluster(name)
+            .service_name("orders")
+            .desired_count(4)
+            .deployment_controller(controller)
+            .send()
+            .await
+            .unwrap();
+        let service = created.service().and_then(|s| s.service_arn()).expect("a service ARN").to_string();
+        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), service, subnet, group }
     }
 
     async fn task_definition(&self, image: &str) -> String {
@@ -682,6 +704,13 @@ impl EcsWorld {
         .unwrap()
     }
 
+    /// Allows the scene's namespace the listener, the target groups, the service and `more`.
+    async fn allow_in(&self, s: &Scene, more: &[&str]) {
+        let mut arns = vec![self.listener.as_str(), &self.blue, &self.green, &self.service];
+        arns.extend_from_slice(more);
+        s.allow_aws(&arns).await;
+    }
+
     /// Weight of each target group on the listener, from one read.
     async fn weights(&self) -> (i32, i32) {
         crate::support::alb::listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
@@ -704,6 +733,7 @@ impl EcsWorld {
 pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
     let s = scene(&h, "ecs", &[]).await;
     let world = EcsWorld::new(&h, &format!("ecs-{}", std::process::id())).await;
+    world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
     s.create(&world.rollout(&v1)).await;
     s.wait_phase(RolloutPhase::Healthy).await;
@@ -776,6 +806,7 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
     let s = scene(&h, "ecsbg", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("ecsbg-{}", std::process::id())).await);
     let test_listener = world.test_listener().await;
+    world.allow_in(&s, &[&test_listener]).await;
     let v1 = world.task_definition("orders:1").await;
     let mut rollout = world.rollout(&v1);
     let spec = &mut rollout.spec;
@@ -812,6 +843,7 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
 pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
     let s = scene(&h, "faults", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("faults-{}", std::process::id())).await);
+    world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
     let mut rollout = world.rollout(&v1);
     // Timed pauses only: the first canary runs to the end by itself.
@@ -1120,4 +1152,99 @@ pub async fn webhooks_and_delivery_metrics(h: Arc<Harness>) {
     assert!(delays >= 1.0, "timed steps are measured: {delays}");
     assert!(sample(&metrics, r#"sluice_notifications_total{outcome="delivered"}"#).unwrap() >= 2.0 * expected.len() as f64);
     server.abort();
+}
+
+fn invalid_spec(rollout: &Rollout) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    rollout.status.as_ref()?.conditions.iter().find(|c| c.type_ == "InvalidSpec").cloned()
+}
+
+pub async fn namespace_b_cannot_use_namespace_a_listener(h: Arc<Harness>) {
+    let a = scene(&h, "tenant-a", &[]).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&format!("tenant-{}", std::process::id())).await;
+    a.allow_aws(&[&listener, &stable, &canary]).await;
+    let b = scene(&h, "tenant-b", &["web-stable", "web-canary"]).await;
+    let mut r = rollout(2, "web:1", canary_steps());
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": canary, "canaryTargetGroupArn": stable}}))
+            .unwrap(),
+    );
+    b.create(&r).await;
+    let refused = b.wait_phase(RolloutPhase::Degraded).await;
+    let condition = invalid_spec(&refused).expect("an InvalidSpec condition");
+    assert_eq!(condition.reason, "TenancyRefused");
+    assert!(
+        condition.message.starts_with(&format!("spec.traffic.alb.listenerArn names {listener}, which namespace {}", b.ns)),
+        "{}",
+        condition.message
+    );
+    assert!(condition.message.contains(ALLOWED_AWS_RESOURCES_ANNOTATION), "says how an admin allows it: {}", condition.message);
+    let warned = wait_for("the TenancyRefused event", DEADLINE, || async {
+        let events = b.events().await;
+        let refusals: Vec<_> = events.into_iter().filter(|(reason, _, _)| reason == "TenancyRefused").collect();
+        (!refusals.is_empty()).then_some(refusals)
+    })
+    .await;
+    assert_eq!(warned.len(), 1, "one event: {warned:?}");
+    assert!(warned[0].1.contains(&listener), "{warned:?}");
+    assert!(b.replica_sets().await.is_empty(), "nothing runs in the refused namespace");
+    assert_eq!(
+        crate::support::alb::listener_weights(&elb, &listener, &stable, &canary).await,
+        (100, 0),
+        "namespace A's listener untouched"
+    );
+    assert!(b.selector("web-stable").await.is_none(), "no Service pointed");
+
+    // The admin allows it: the change to the Namespace wakes the Rollout, no resync needed.
+    b.allow_aws(&[&listener, &stable, &canary]).await;
+    let healthy = b.wait_phase(RolloutPhase::Healthy).await;
+    assert!(invalid_spec(&healthy).is_none());
+}
+
+pub async fn rollout_naming_another_apps_service_leaves_it_alone(h: Arc<Harness>) {
+    let s = scene(&h, "othersvc", &["web-stable", "web-canary"]).await;
+    let services: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
+    let api: Service =
+        serde_json::from_value(json!({"metadata": {"name": "api"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}))
+            .unwrap();
+    services.create(&PostParams::default(), &api).await.expect("service created");
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(s.client.clone(), &s.ns);
+    let pod = serde_json::from_value(json!({"metadata": {"name": "api-0", "labels": {"app": "api"}},
+        "spec": {"containers": [{"name": "api", "image": "api:1", "ports": [{"containerPort": 80}]}]}}))
+    .unwrap();
+    pods.create(&PostParams::default(), &pod).await.expect("pod created");
+    let slices: Api<k8s_openapi::api::discovery::v1::EndpointSlice> = Api::namespaced(s.client.clone(), &s.ns);
+    let endpoints = || async {
+        let list = slices.list(&ListParams::default().labels("kubernetes.io/service-name=api")).await.ok()?;
+        let ready: usize = list
+            .items
+            .iter()
+            .map(|slice| slice.endpoints.iter().filter(|e| e.conditions.as_ref().and_then(|c| c.ready) == Some(true)).count())
+            .sum();
+        (ready > 0).then_some(ready)
+    };
+    let before = wait_for("the api Service's endpoint", DEADLINE, endpoints).await;
+
+    let mut strategy = canary_steps();
+    strategy["canary"]["stableService"] = json!("api");
+    s.create(&rollout(2, "web:1", strategy)).await;
+    let refused = s.wait_phase(RolloutPhase::Degraded).await;
+    let condition = invalid_spec(&refused).expect("an InvalidSpec condition");
+    assert_eq!(condition.reason, "TenancyRefused");
+    assert!(
+        condition.message.starts_with("Service api (named in strategy.canary.stableService) is not this Rollout's"),
+        "{}",
+        condition.message
+    );
+    assert!(condition.message.contains("sluice.dev/rollout=web"), "says what to do: {}", condition.message);
+    assert!(s.events().await.iter().any(|(reason, note, _)| reason == "TenancyRefused" && note.contains("Service api")));
+    let kept = services.get("api").await.unwrap().spec.unwrap().selector.unwrap();
+    assert_eq!(kept, BTreeMap::from([("app".to_string(), "api".to_string())]), "the other app's selector is intact");
+    assert_eq!(endpoints().await, Some(before), "and so are its endpoints");
+    assert!(s.replica_sets().await.is_empty(), "nothing runs while refused");
+
+    // Naming the Rollout's own Service (it selects the Rollout's pods) is accepted unchanged.
+    let patch = json!({"spec": {"strategy": {"canary": {"stableService": "web-stable"}}}});
+    s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert!(s.selector("web-stable").await.is_some(), "web-stable now selects the stable revision");
 }

@@ -29,6 +29,7 @@ fn main() -> std::process::ExitCode {
         spec_changes::set_image_changes_the_named_containers_only,
         spec_changes::undo_explains_what_it_cannot_do,
         scenario::a_canary_driven_through_the_plugin,
+        scenario::promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();

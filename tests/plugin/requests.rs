@@ -1,10 +1,11 @@
-//! promote, abort and retry write requests into the status, under the plugin's field manager,
-//! for the revision the rollout is on.
+//! promote, abort and retry write requests into the Rollout's `sluice.dev/commands` annotation,
+//! under the plugin's field manager, for the revision the rollout is on.
 
 use std::sync::Arc;
 
+use kube::ResourceExt;
 use serde_json::{Value, json};
-use sluice::api::{CommandRequest, Rollout};
+use sluice::api::{COMMANDS_ANNOTATION, CommandRequest, Rollout, RolloutCommands};
 
 use crate::support::namespace;
 use crate::world::{World, canary, create, get, rollout, write_status};
@@ -18,7 +19,8 @@ fn rolling_out(abort: bool) -> Value {
 }
 
 fn command(rollout: &Rollout, kind: &str) -> CommandRequest {
-    let commands = rollout.status.as_ref().and_then(|s| s.commands.clone()).expect("commands written");
+    assert!(rollout.annotations().contains_key(COMMANDS_ANNOTATION), "requests written");
+    let commands = RolloutCommands::of(rollout.annotations()).expect("requests the controller can read");
     match kind {
         "promote" => commands.promote.clone(),
         "abort" => commands.abort.clone(),
@@ -46,7 +48,7 @@ pub async fn promote_abort_retry_write_requests_for_the_update_revision(w: Arc<W
     assert_ne!(step.id, full.id, "each request has its own id");
     let managers: Vec<(Option<String>, Option<String>)> =
         after.metadata.managed_fields.unwrap_or_default().into_iter().map(|m| (m.manager, m.subresource)).collect();
-    assert!(managers.contains(&(Some("kubectl-sluice".into()), Some("status".into()))), "written as kubectl-sluice: {managers:?}");
+    assert!(managers.contains(&(Some("kubectl-sluice".into()), None)), "written to the Rollout itself as kubectl-sluice: {managers:?}");
 
     let aborted = w.plugin_in(&ns, &["abort", "web"]);
     aborted.assert_code(0, "abort");
@@ -78,5 +80,5 @@ pub async fn requests_the_controller_would_ignore_are_refused(w: Arc<World>) {
     let at_rest = w.plugin_in(&ns, &["abort", "web"]);
     at_rest.assert_code(1, "abort of a rollout at rest");
     assert!(at_rest.stderr.contains("nothing to abort"), "{}", at_rest.stderr);
-    assert!(get(&client, &ns, "web").await.status.unwrap().commands.is_none(), "nothing was written");
+    assert!(!get(&client, &ns, "web").await.annotations().contains_key(COMMANDS_ANNOTATION), "nothing was written");
 }

@@ -169,3 +169,99 @@ async fn live_view_in_a_terminal(w: &World, ns: &str, stable: &str, canary: &str
     let gone = tmux(&["has-session", "-t", &format!("watch-{ns}")]);
     assert!(!gone.status.success(), "the tmux session was killed");
 }
+
+/// A kubeconfig for `namespace`'s ServiceAccount `account`, holding a token from the API server.
+fn account_kubeconfig(w: &World, namespace: &str, account: &str) -> std::path::PathBuf {
+    let token = w.stack.kubectl(&["create", "token", account, "-n", namespace, "--duration=1h"]);
+    assert!(token.status.success(), "token: {}", String::from_utf8_lossy(&token.stderr));
+    let token = String::from_utf8(token.stdout).unwrap().trim().to_string();
+    let admin = w.stack.kubectl(&["config", "view", "--raw", "--flatten", "--minify", "-o", "json"]);
+    let admin: serde_json::Value = serde_json::from_slice(&admin.stdout).expect("admin kubeconfig");
+    let kubeconfig = serde_json::json!({
+        "apiVersion": "v1", "kind": "Config", "current-context": account,
+        "clusters": [{"name": "stack", "cluster": admin["clusters"][0]["cluster"]}],
+        "users": [{"name": account, "user": {"token": token}}],
+        "contexts": [{"name": account, "context": {"cluster": "stack", "user": account, "namespace": namespace}}],
+    });
+    let path = w.stack.dir.join(format!("{namespace}-{account}.kubeconfig"));
+    std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
+    path
+}
+
+/// What docs/plugin.md asks of a person who promotes: `patch` on rollouts, never rollouts/status.
+async fn person_who_may_patch_rollouts(client: &kube::Client, namespace: &str) {
+    use k8s_openapi::api::core::v1::ServiceAccount;
+    use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
+    use kube::api::PostParams;
+    let account: ServiceAccount = serde_json::from_value(serde_json::json!({"metadata": {"name": "dev"}})).unwrap();
+    Api::<ServiceAccount>::namespaced(client.clone(), namespace).create(&PostParams::default(), &account).await.unwrap();
+    let role: Role = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "rollout-operator"},
+        "rules": [
+            {"apiGroups": ["sluice.dev"], "resources": ["rollouts"], "verbs": ["get", "list", "watch", "patch"]},
+            {"apiGroups": ["sluice.dev"], "resources": ["analysisruns"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get", "list", "watch"]},
+            {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["get", "list", "watch"]}
+        ]
+    }))
+    .unwrap();
+    Api::<Role>::namespaced(client.clone(), namespace).create(&PostParams::default(), &role).await.unwrap();
+    let binding: RoleBinding = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "dev-rollout-operator"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "rollout-operator"},
+        "subjects": [{"kind": "ServiceAccount", "name": "dev", "namespace": namespace}]
+    }))
+    .unwrap();
+    Api::<RoleBinding>::namespaced(client.clone(), namespace).create(&PostParams::default(), &binding).await.unwrap();
+}
+
+pub async fn promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged(w: Arc<World>) {
+    let client = w.stack.kube().await;
+    let ns = namespace(&client, "plugin-rbac").await;
+    person_who_may_patch_rollouts(&client, &ns).await;
+    let dev = account_kubeconfig(&w, &ns, "dev");
+    w.start_controller(&ns);
+    let _controller = ControllerGuard { world: &w, namespace: ns.clone() };
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns);
+    create(&client, &ns, &rollout("web", "web:1", 2, canary())).await;
+    let healthy = wait(&api, "the first revision Healthy", |r| status(r).phase == Some(RolloutPhase::Healthy)).await;
+    let first = status(&healthy).stable_revision.unwrap();
+
+    let as_dev = |args: &[&str]| {
+        let output = Command::new(PLUGIN).arg("--kubeconfig").arg(&dev).args(args).output().expect("kubectl-sluice runs");
+        (output.status.code(), String::from_utf8_lossy(&output.stdout).into_owned(), String::from_utf8_lossy(&output.stderr).into_owned())
+    };
+    let (code, _, stderr) = as_dev(&["set", "image", "web", "web=web:2"]);
+    assert_eq!(code, Some(0), "set image as dev: {stderr}");
+    let paused = wait(&api, "the canary paused at step 1", |r| status(r).phase == Some(RolloutPhase::Paused)).await;
+    let second = status(&paused).update_revision.unwrap();
+    assert_ne!(first, second);
+
+    let (code, stdout, stderr) = as_dev(&["promote", "web"]);
+    assert_eq!(code, Some(0), "promote with `patch rollouts` only: {stderr}");
+    assert_eq!(stdout, format!("rollout {ns}/web: promote requested for revision {second}\n"));
+    let promoted = wait(&api, "the promoted revision stable", |r| status(r).phase == Some(RolloutPhase::Healthy)).await;
+    assert_eq!(status(&promoted).stable_revision.as_deref(), Some(second.as_str()));
+
+    // The same person cannot write the controller's status: RBAC refuses it.
+    let forged = w
+        .stack
+        .command("kubectl")
+        .env("KUBECONFIG", &dev)
+        .args([
+            "patch",
+            "rollout",
+            "web",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"stableRevision":"forged"}}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(!forged.status.success(), "a status patch by dev must be refused");
+    assert!(String::from_utf8_lossy(&forged.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&forged.stderr));
+    assert_eq!(status(&api.get("web").await.unwrap()).stable_revision.as_deref(), Some(second.as_str()));
+}
