@@ -528,6 +528,32 @@ pub struct RolloutStatus {
     /// Times behind the delivery (DORA) metrics; kept by the controller, never read by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryStatus>,
+    /// Webhook notifications decided but not yet delivered to every URL, oldest first. Written
+    /// with the decision, so a controller stopped before delivering sends them after its restart
+    /// (with the same id) instead of losing them. Kept by the controller, never read by the engine.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 32))]
+    pub notifications: Vec<PendingNotification>,
+}
+
+/// One webhook notification waiting for delivery.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingNotification {
+    /// The same for the same decision; receivers drop repeats by it (`Idempotency-Key`).
+    pub id: String,
+    /// What happened, as people follow a rollout: Started, StepCompleted, Paused, Promoted,
+    /// Aborted, Healthy.
+    pub reason: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i32>,
+    /// When it was decided.
+    pub time: Time,
 }
 
 /// What the delivery metrics need across passes, kept in the status so a restart loses nothing.

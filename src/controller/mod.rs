@@ -82,20 +82,20 @@ pub struct Context {
     pub notifier: crate::notify::Notifier,
     /// What each namespace's Rollouts may reach.
     pub tenancy: tenancy::Policy,
-    /// The Rollouts' own watch cache, to know when its first list is in.
+    /// The Rollouts' own watch cache.
     pub rollouts: Store<WatchedRollout>,
+    /// True once every watch cache holds its first full list. A store's own readiness wakes only
+    /// the last task that waited on it, so one task waits for them all and says so here.
+    pub synced: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Context {
     /// Resolves once every watch cache holds its first full list (at once after that).
+    /// Resolves once every watch cache holds its first full list (at once after that).
     pub async fn stores_ready(&self) {
-        // A dropped writer means the controller is shutting down; nothing to wait for then.
-        let _ = futures::join!(
-            self.rollouts.wait_until_ready(),
-            self.replica_sets.wait_until_ready(),
-            self.services.wait_until_ready(),
-            self.analysis_runs.wait_until_ready(),
-        );
+        let mut synced = self.synced.clone();
+        // An error means the sender is gone: the controller is stopping.
+        let _ = synced.wait_for(|synced| *synced).await;
     }
 }
 
@@ -219,6 +219,24 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
 
     let aws = crate::aws::sdk_config().await;
     let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
+    let (notifier, notified) = crate::notify::Notifier::start(
+        settings.webhooks.clone(),
+        metrics.notifications.clone(),
+        Arc::new(crate::egress::Egress::new(
+            crate::egress::Policy::new(settings.allowed_hosts.clone()),
+            Some(client.clone()),
+            crate::egress::DEFAULT_MAX_ANSWER,
+        )),
+    );
+    // A delivery done or a retry due: that Rollout's pass updates its outbox.
+    let notified = futures::stream::unfold(notified, |mut notified| async move {
+        let (namespace, name) = notified.recv().await?;
+        Some((reflector::ObjectRef::new(&name).within(&namespace), notified))
+    });
+    let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
+    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready) =
+        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
+    let ready = ready.clone();
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -232,16 +250,9 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         wakes: Default::default(),
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
-        notifier: crate::notify::Notifier::start(
-            settings.webhooks.clone(),
-            metrics.notifications.clone(),
-            Arc::new(crate::egress::Egress::new(
-                crate::egress::Policy::new(settings.allowed_hosts.clone()),
-                Some(client.clone()),
-                crate::egress::DEFAULT_MAX_ANSWER,
-            )),
-        ),
+        notifier,
         rollouts: watched.clone(),
+        synced: synced_rx,
         tenancy: tenancy::Policy::new(namespaces, &settings.allowed_aws_resources),
     });
 
@@ -255,6 +266,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         })
         // A Namespace's allow-list changed: its Rollouts are checked again.
         .watches_stream(ns_stream, move |namespace| rollouts_in(&watched, &namespace.name_any()))
+        .reconcile_on(notified)
         .shutdown_on_signal()
         .run(rollouts::reconcile, rollouts::error_policy, context.clone())
         .for_each(|result| async move {
@@ -271,14 +283,17 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         )
         .for_each(|_| async {});
     // Ready once every watch has listed: before that no pass runs (see Context::stores_ready).
-    let synced = {
-        let (context, ready) = (context.clone(), ready.clone());
-        tokio::spawn(async move {
-            context.stores_ready().await;
-            info!("watch caches synced");
-            ready.store(true, Ordering::Relaxed);
-        })
-    };
+    // The Rollouts' cache is not waited on here: the controller's runner waits for it itself.
+    let synced = tokio::spawn(async move {
+        // One at a time, from this task alone; an error means the controller is stopping.
+        let _ = replica_sets_ready.wait_until_ready().await;
+        let _ = services_ready.wait_until_ready().await;
+        let _ = analysis_runs_ready.wait_until_ready().await;
+        let _ = namespaces_ready.wait_until_ready().await;
+        info!("watch caches synced");
+        let _ = synced_tx.send(true);
+        ready.store(true, Ordering::Relaxed);
+    });
 
     let lost = async move {
         match leadership {

@@ -249,10 +249,22 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     }
     let commit_time = rollout.annotations().get(super::dora::COMMIT_TIME_ANNOTATION).map(String::as_str);
     let delivered = super::dora::observe(&status, &mut plan.status, commit_time, Timestamp::now());
+    // The notifications are written with the decision that makes them, so none is lost to a
+    // restart; what reached every URL leaves the outbox.
+    let settled = ctx.notifier.settled(rollout, &status.notifications);
+    let decided = match ctx.notifier.has_targets(rollout) {
+        true => crate::notify::decided(&rollout.uid().unwrap_or_default(), &plan.status, &plan.events, Timestamp::now()),
+        false => Vec::new(),
+    };
+    let (outbox, crowded_out) = crate::notify::outbox(&status.notifications, &settled, decided);
+    plan.status.notifications = outbox;
     write_status(rollout, &status, &plan, ctx).await?;
     // Counted once the status is written: a pass that fails is decided again from the same status.
     ctx.metrics.record_delivery(&rollout.namespace().unwrap_or_default(), &name, &delivered);
-    ctx.notifier.notify(rollout, &plan.status, &plan.events);
+    if crowded_out > 0 {
+        ctx.metrics.notifications.get_or_create(&super::OutcomeLabel { outcome: "dropped" }).inc_by(crowded_out as u64);
+    }
+    ctx.notifier.send(rollout, &plan.status.notifications);
     publish(rollout, &plan, ctx).await;
     let mut requeue = plan.requeue_after;
     if ecs.is_some() && plan.status.phase != Some(RolloutPhase::Healthy) {

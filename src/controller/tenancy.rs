@@ -27,11 +27,9 @@ impl Policy {
     }
 
     /// The patterns that apply in `namespace`: the controller's, then the Namespace's annotation.
-    /// Waits for the first list of Namespaces, so a starting controller never refuses from an
-    /// empty cache.
+    /// No pass runs before the Namespaces' first list is in (`Context::stores_ready`), so a
+    /// starting controller never refuses from an empty cache.
     async fn allowed(&self, namespace: &str) -> Vec<Pattern> {
-        // The store's writer lives as long as the controller; an error means it is stopping.
-        let _ = self.namespaces.wait_until_ready().await;
         let mut allowed = self.cluster_wide.clone();
         if let Some(object) = self.namespaces.get(&ObjectRef::new(namespace)) {
             allowed.extend(object.annotations().get(ALLOWED_AWS_RESOURCES_ANNOTATION).map(|a| tenancy::patterns(a)).unwrap_or_default());

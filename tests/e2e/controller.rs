@@ -51,7 +51,8 @@ impl Harness {
         });
         let path = stack.dir.join("sluice-controller.kubeconfig");
         std::fs::write(&path, serde_json::to_string(&kubeconfig).unwrap()).unwrap();
-        let log_dir = stack.dir.join("controller-logs");
+        let log_dir =
+            std::env::var_os("SLUICE_E2E_LOGS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.join("controller-logs"));
         std::fs::create_dir_all(&log_dir).unwrap();
         let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir };
         harness.start("main", &[]);

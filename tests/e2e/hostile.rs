@@ -44,6 +44,10 @@ pub async fn hostile_specs_are_refused_with_the_limit(h: Arc<Harness>) {
     let s = scene(&h, "refused", &[]).await;
     let dynamic: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.ns, &kube::api::ApiResource::erase::<Rollout>(&()));
     for (field, spec, limit) in hostile_specs() {
+        // Too costly for a CEL rule: the engine refuses it (see the next test).
+        if field == "selector" {
+            continue;
+        }
         let object: DynamicObject = serde_json::from_value(spec).unwrap();
         let refused = dynamic.create(&PostParams::default(), &object).await.expect_err(field);
         let text = refused.to_string();
@@ -215,4 +219,61 @@ pub async fn restarts_of_a_healthy_fleet_are_silent(h: Arc<Harness>) {
     let events_after = s.events().await;
     assert_eq!(events_before, events_after, "no event was sent again");
     assert_eq!(received.lock().unwrap().len(), webhooks_before, "no webhook was sent again");
+}
+
+/// A receiver on `port` recording each notification's Idempotency-Key.
+async fn receiver_on(port: u16) -> (Arc<std::sync::Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    let received: Arc<std::sync::Mutex<Vec<String>>> = Default::default();
+    let recorded = received.clone();
+    let app = axum::Router::new().route(
+        "/outbox",
+        axum::routing::post(move |headers: axum::http::HeaderMap| {
+            let recorded = recorded.clone();
+            async move {
+                let key = headers.get("Idempotency-Key").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                recorded.lock().unwrap().push(key);
+                "ok"
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await.expect("the receiver's port is free again");
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    (received, server)
+}
+
+/// Notifications are written with the decision that makes them: a receiver that is down while
+/// the controller is killed still gets every one of them, once, after the restart.
+pub async fn notifications_survive_a_controller_kill(h: Arc<Harness>) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let s = scene(&h, "outbox", &[]).await;
+    let mut web = rollout(1, "web:1", json!({"canary": {"steps": [{"setWeight": 50}]}}));
+    web.metadata.annotations = Some([("sluice.dev/notify-webhook".to_string(), format!("http://127.0.0.1:{port}/outbox"))].into());
+    s.create(&web).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    let waiting = s.wait("notifications waiting in the status", |r| r.status.as_ref().is_some_and(|s| s.notifications.len() >= 2)).await;
+    let ids: Vec<String> = waiting.status.unwrap().notifications.iter().map(|n| n.id.clone()).collect();
+
+    h.kill("main");
+    let (received, server) = receiver_on(port).await;
+    h.start("main", &[]);
+    wait_for("every waiting notification delivered", DEADLINE, || async {
+        let got = received.lock().unwrap().clone();
+        ids.iter().all(|id| got.contains(id)).then_some(())
+    })
+    .await;
+    s.wait("the outbox emptied", |r| r.status.as_ref().is_some_and(|s| s.notifications.is_empty())).await;
+    // Another restart sends nothing again.
+    h.kill("main");
+    h.start("main", &[]);
+    wait_for("the restarted controller to be ready", DEADLINE, || async { h.ready("main").await.then_some(()) }).await;
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    server.abort();
+    let got = received.lock().unwrap().clone();
+    let mut unique = got.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(got.len(), unique.len(), "each notification delivered once: {got:?}");
+    assert_eq!(unique.len(), ids.len(), "exactly the waiting ones: {got:?} vs {ids:?}");
 }

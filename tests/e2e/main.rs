@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
         hostile::hostile_specs_that_slip_through_harm_no_one,
         hostile::analysis_that_cannot_be_built_aborts_with_the_reason,
         hostile::restarts_of_a_healthy_fleet_are_silent,
+        hostile::notifications_survive_a_controller_kill,
         scenarios::namespace_b_cannot_use_namespace_a_listener,
         scenarios::rollout_naming_another_apps_service_leaves_it_alone,
     ];
