@@ -253,7 +253,10 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     // restart; what reached every URL leaves the outbox.
     let settled = ctx.notifier.settled(rollout, &status.notifications);
     let decided = match ctx.notifier.has_targets(rollout) {
-        true => crate::notify::decided(&rollout.uid().unwrap_or_default(), &plan.status, &plan.events, Timestamp::now()),
+        true => {
+            let uid = rollout.uid().unwrap_or_default();
+            crate::notify::decided(&uid, rollout.metadata.generation, &plan.status, &plan.events, Timestamp::now())
+        }
         false => Vec::new(),
     };
     let (outbox, crowded_out) = crate::notify::outbox(&status.notifications, &settled, decided);

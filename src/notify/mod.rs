@@ -190,9 +190,11 @@ impl Payload {
     }
 }
 
-/// The notifications one pass's events call for, with the status the pass wrote; `uid` is the
-/// Rollout's.
-pub fn decided(uid: &str, status: &RolloutStatus, events: &[Event], now: Timestamp) -> Vec<PendingNotification> {
+/// The notifications one pass's events call for, with the status the pass wrote; `uid` and
+/// `generation` are the Rollout's. The same decision taken again from the same spec (a pass
+/// repeated after a failed write) gets the same id; reaching the same state again after a spec
+/// change (Healthy on the same revision after an undo) is news, with a new id.
+pub fn decided(uid: &str, generation: Option<i64>, status: &RolloutStatus, events: &[Event], now: Timestamp) -> Vec<PendingNotification> {
     events
         .iter()
         .filter_map(|event| {
@@ -200,7 +202,7 @@ pub fn decided(uid: &str, status: &RolloutStatus, events: &[Event], now: Timesta
             let revision = status.update_revision.clone();
             let phase = status.phase.map(|p| p.to_string());
             let step = status.current_step_index;
-            let decision = serde_json::json!([uid, reason, event.message, revision, phase, step]);
+            let decision = serde_json::json!([uid, generation, reason, event.message, revision, phase, step]);
             let id = Sha256::digest(decision.to_string().as_bytes()).iter().take(16).map(|b| format!("{b:02x}")).collect();
             Some(PendingNotification {
                 id,
@@ -571,13 +573,13 @@ mod tests {
 
     /// The payloads of one pass's events, as the URLs receive them.
     fn payloads(namespace: &str, rollout: &str, uid: &str, status: &RolloutStatus, events: &[Event], now: Timestamp) -> Vec<Payload> {
-        decided(uid, status, events, now).iter().map(|pending| Payload::new(namespace, rollout, pending)).collect()
+        decided(uid, Some(1), status, events, now).iter().map(|pending| Payload::new(namespace, rollout, pending)).collect()
     }
 
     impl Notifier {
         /// What a pass does: decide the notifications of its events and send the outbox.
         fn notify(&self, rollout: &Rollout, status: &RolloutStatus, events: &[Event]) {
-            let pending = decided(&rollout.uid().unwrap_or_default(), status, events, Timestamp::now());
+            let pending = decided(&rollout.uid().unwrap_or_default(), rollout.metadata.generation, status, events, Timestamp::now());
             self.send(rollout, &pending);
         }
     }
@@ -659,6 +661,9 @@ mod tests {
         assert_ne!(id("uid-1", &status(), now), id("uid-2", &status(), now), "another rollout");
         let next_step = RolloutStatus { current_step_index: Some(4), ..status() };
         assert_ne!(id("uid-1", &status(), now), id("uid-1", &next_step, now), "another step");
+        let healthy = [event(EventReason::Completed, "revision 7f9c2 is stable: 2/2 ready")];
+        let at_generation = |generation| decided("uid-1", Some(generation), &status(), &healthy, now)[0].id.clone();
+        assert_ne!(at_generation(3), at_generation(5), "the same state reached again after a spec change");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
