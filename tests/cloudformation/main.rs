@@ -9,6 +9,7 @@ mod support;
 #[allow(dead_code)]
 mod controller;
 
+mod check;
 mod iam;
 mod stacks;
 mod templates;
@@ -24,6 +25,7 @@ fn main() -> std::process::ExitCode {
         templates::ecs_stack_is_rolled_out_as_task_sets,
         iam::controller_role_grants_exactly_docs_iam,
         iam::pod_identity_role_trusts_eks_pods,
+        check::aws_check_passes_the_stacks_and_names_each_broken_part,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();
