@@ -6,6 +6,7 @@
 use std::fmt;
 
 use aws_sdk_ecs::types::DeploymentControllerType;
+use aws_sdk_elasticloadbalancingv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, TargetTypeEnum};
 
 use crate::api::{AlbTraffic, EcsWorkload, Rollout};
@@ -59,13 +60,25 @@ pub async fn check(clients: &Clients, rollout: &Rollout) -> Vec<Problem> {
 }
 
 /// An AWS error as text, naming the permission when it was refused.
-fn refused(action: &str, error: impl std::error::Error) -> String {
-    let text = aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(error).to_string();
-    if text.contains("AccessDenied") || text.contains("UnauthorizedOperation") || text.contains("not authorized") {
-        format!("{action} was refused: the controller's role lacks {action} ({text})")
-    } else {
-        format!("{action} failed: {text}")
-    }
+fn refused<E>(action: &str, error: SdkError<E>) -> String
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let status = error.raw_response().map(|r| r.status().as_u16());
+    let code = error.code().map(String::from);
+    let message = error.message().map(String::from);
+    // moto's ELBv2 answers errors in a shape the SDK does not parse; the body still says it.
+    let body = error.raw_response().and_then(|r| r.body().bytes()).map(|b| String::from_utf8_lossy(b).to_string()).unwrap_or_default();
+    let denied = status == Some(403)
+        || code.as_deref().is_some_and(|c| c.starts_with("AccessDenied") || c == "UnauthorizedOperation")
+        || body.contains("<Code>AccessDenied</Code>");
+    let detail = match (code, message, status) {
+        (Some(code), Some(message), _) => format!("{code}: {message}"),
+        (Some(code), None, _) => code,
+        (None, _, Some(status)) => format!("HTTP {status}"),
+        (None, _, None) => aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(error).to_string(),
+    };
+    if denied { format!("{action} was refused: the caller lacks {action} ({detail})") } else { format!("{action} failed ({detail})") }
 }
 
 fn permission_fix(action: &str) -> String {

@@ -9,11 +9,17 @@ use aws_sdk_elasticloadbalancingv2::types::{
 use serde_json::{Value, json};
 
 use crate::controller::Harness;
+use crate::iam::iam;
 use crate::stacks::{Deployed, deploy, network, template, without};
-use crate::support::Stack;
+use crate::support::{Stack, xml_value};
 
 /// Runs `sluice aws check -f` on the Rollout against moto; (exit code, stdout).
 fn aws_check(stack: &Stack, name: &str, rollout: &Value) -> (i32, String) {
+    aws_check_as(stack, name, rollout, ("testing", "testing"))
+}
+
+/// The same with an access key and secret.
+fn aws_check_as(stack: &Stack, name: &str, rollout: &Value, (key, secret): (&str, &str)) -> (i32, String) {
     let file = stack.dir.join(format!("check-{name}.yaml"));
     std::fs::write(&file, serde_json::to_string_pretty(rollout).unwrap()).unwrap();
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -21,8 +27,8 @@ fn aws_check(stack: &Stack, name: &str, rollout: &Value) -> (i32, String) {
         .arg(&file)
         .env("AWS_ENDPOINT_URL", &stack.aws_endpoint)
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .output()
         .expect("sluice runs");
     let stdout = String::from_utf8_lossy(&output.stdout).to_string();
@@ -176,4 +182,80 @@ pub async fn aws_check_passes_the_stacks_and_names_each_broken_part(h: Arc<Harne
         "workload.ecs.loadBalancer.containerName",
         "has no container web",
     );
+}
+
+/// moto checks credentials and IAM policies while this lives (its `reset-auth` API), and stops
+/// when dropped, also on a panic: the other tests and the controller use unchecked test keys.
+struct Enforced {
+    endpoint: String,
+}
+
+impl Enforced {
+    fn start(endpoint: &str) -> Enforced {
+        moto_auth(endpoint, "0");
+        Enforced { endpoint: endpoint.to_string() }
+    }
+}
+
+impl Drop for Enforced {
+    fn drop(&mut self) {
+        moto_auth(&self.endpoint, "inf");
+    }
+}
+
+/// Sets how many more requests moto serves before it checks IAM ("inf": never).
+fn moto_auth(endpoint: &str, count: &str) {
+    use std::io::{Read, Write};
+    let address = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(address).expect("moto listens");
+    let request = format!(
+        "POST /moto-api/reset-auth HTTP/1.1\r\nHost: {address}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{count}",
+        count.len()
+    );
+    stream.write_all(request.as_bytes()).expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("moto answers");
+    assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "reset-auth: {answer}");
+}
+
+pub async fn aws_check_names_a_missing_permission(h: Arc<Harness>) {
+    let id = std::process::id();
+    let (vpc, subnets) = network(&h.stack, 34).await;
+    let k8s =
+        deploy(&h.stack, &format!("perm-k8s-{id}"), &template("kubernetes-canary-alb.yaml"), &[("VpcId", &vpc), ("Subnets", &subnets)])
+            .await;
+    // A user with the router's reads (and DescribeTargetGroups, which the check also calls) but
+    // without elasticloadbalancing:DescribeRules.
+    let user = format!("check-{id}");
+    iam(&h.stack, &[("Action", "CreateUser"), ("UserName", &user)]).await;
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+        "Action": ["elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTargetHealth", "elasticloadbalancing:DescribeTargetGroups"]}]});
+    let policy = policy.to_string();
+    iam(&h.stack, &[("Action", "PutUserPolicy"), ("UserName", &user), ("PolicyName", "reads"), ("PolicyDocument", &policy)]).await;
+    let key = iam(&h.stack, &[("Action", "CreateAccessKey"), ("UserName", &user)]).await;
+    let (key, secret) = (xml_value(&key, "<AccessKeyId>", "</AccessKeyId>"), xml_value(&key, "<SecretAccessKey>", "</SecretAccessKey>"));
+    let alb = json!({"ruleArn": k8s.output("RuleArn"), "stableTargetGroupArn": k8s.output("StableTargetGroupArn"),
+        "canaryTargetGroupArn": k8s.output("CanaryTargetGroupArn")});
+
+    let enforced = Enforced::start(&h.stack.aws_endpoint);
+    let (code, stdout) = aws_check_as(&h.stack, "without DescribeRules", &kubernetes_rollout(alb.clone()), (&key, &secret));
+    drop(enforced);
+    assert_eq!(code, 1, "{stdout}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 2, "one problem and its fix: {stdout}");
+    assert!(
+        lines[0].starts_with("shop/web: traffic.alb.ruleArn: elasticloadbalancing:DescribeRules was refused: the caller lacks elasticloadbalancing:DescribeRules (HTTP 403)"),
+        "{stdout}"
+    );
+    assert!(lines[1].starts_with("  fix: grant elasticloadbalancing:DescribeRules as docs/iam.md lists it"), "{stdout}");
+
+    // With the permission, the same check is clean.
+    let policy = json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*",
+        "Action": ["elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeListeners", "elasticloadbalancing:DescribeTargetGroups"]}]});
+    let policy = policy.to_string();
+    iam(&h.stack, &[("Action", "PutUserPolicy"), ("UserName", &user), ("PolicyName", "reads"), ("PolicyDocument", &policy)]).await;
+    let enforced = Enforced::start(&h.stack.aws_endpoint);
+    let (code, stdout) = aws_check_as(&h.stack, "with DescribeRules", &kubernetes_rollout(alb), (&key, &secret));
+    drop(enforced);
+    assert_eq!((code, stdout.as_str()), (0, "shop/web: ok\n"));
 }

@@ -16,7 +16,7 @@ const REGION: &str = "us-east-1";
 const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2";
 
 /// Calls an IAM query action on moto directly and returns the XML answer.
-async fn iam(stack: &Stack, params: &[(&str, &str)]) -> String {
+pub async fn iam(stack: &Stack, params: &[(&str, &str)]) -> String {
     let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
     form.extend_from_slice(params);
     let response = reqwest::Client::new()

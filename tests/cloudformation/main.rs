@@ -26,6 +26,8 @@ fn main() -> std::process::ExitCode {
         iam::controller_role_grants_exactly_docs_iam,
         iam::pod_identity_role_trusts_eks_pods,
         check::aws_check_passes_the_stacks_and_names_each_broken_part,
+        // Last: moto checks IAM while it runs.
+        check::aws_check_names_a_missing_permission,
     ];
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     let stack = Stack::start_or_attach();
