@@ -23,6 +23,7 @@ fn main() -> std::process::ExitCode {
     let all = tests![
         templates::kubernetes_canary_stack_is_rolled_out_on_its_rule,
         templates::ecs_stack_is_rolled_out_as_task_sets,
+        templates::ecs_stack_with_green_live_serves_from_green,
         iam::controller_role_grants_exactly_docs_iam,
         iam::pod_identity_role_trusts_eks_pods,
         check::aws_check_passes_the_stacks_and_names_each_broken_part,

@@ -281,3 +281,26 @@ pub async fn ecs_stack_is_rolled_out_as_task_sets(h: Arc<Harness>) {
     assert_eq!(rule_weights(&elb, &rule, &blue, &green).await, (0, 100), "green serves the new stable task set");
     wait_for("the old task set deleted", DEADLINE, || async { (task_sets().await == vec![v2.clone()]).then_some(()) }).await;
 }
+
+/// `LiveTargetGroup=Green` (for a stack update after a promotion left green serving) writes the
+/// rules all on green. moto re-applies no rule on an update that changes only this parameter, so
+/// it is tested on a new stack.
+pub async fn ecs_stack_with_green_live_serves_from_green(h: Arc<Harness>) {
+    let (vpc, subnets) = network(&h.stack, 35).await;
+    let id = std::process::id();
+    let cluster = format!("green-{id}");
+    let parameters = [
+        ("VpcId", vpc.as_str()),
+        ("Subnets", &subnets),
+        ("ClusterName", &cluster),
+        ("ServiceName", "orders"),
+        ("ContainerImage", "orders:1"),
+        ("LiveTargetGroup", "Green"),
+    ];
+    let stack = deploy(&h.stack, &format!("green-{id}"), &without(&template("ecs-service.yaml"), "Service"), &parameters).await;
+    let (blue, green) = (stack.output("StableTargetGroupArn"), stack.output("CanaryTargetGroupArn"));
+    let elb = aws_sdk_elasticloadbalancingv2::Client::new(&h.stack.aws());
+    for rule in [stack.output("RuleArn"), stack.output("TestRuleArn")] {
+        assert_eq!(rule_weights(&elb, &rule, &blue, &green).await, (0, 100), "{rule}");
+    }
+}
