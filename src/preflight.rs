@@ -59,8 +59,8 @@ pub async fn check(clients: &Clients, rollout: &Rollout) -> Vec<Problem> {
     problems
 }
 
-/// An AWS error as text, naming the permission when it was refused.
-fn refused<E>(action: &str, error: SdkError<E>) -> String
+/// A call that failed: refused (the fix grants `action`) or failed otherwise (`otherwise`).
+fn call_failed<E>(field: &'static str, action: &str, error: SdkError<E>, otherwise: &str) -> Problem
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
 {
@@ -78,12 +78,19 @@ where
         (None, _, Some(status)) => format!("HTTP {status}"),
         (None, _, None) => aws_sdk_elasticloadbalancingv2::error::DisplayErrorContext(error).to_string(),
     };
-    if denied { format!("{action} was refused: the caller lacks {action} ({detail})") } else { format!("{action} failed ({detail})") }
+    if denied {
+        let fix = if action.starts_with("elasticloadbalancing:DescribeTargetGroups") || action.starts_with("ecs:DescribeTaskDefinition") {
+            format!("grant {action} to whoever runs the check (the controller itself does not call it)")
+        } else {
+            format!("grant {action} as docs/iam.md lists it (deploy/aws/controller-iam.yaml)")
+        };
+        Problem { field, problem: format!("{action} was refused: the caller lacks {action} ({detail})"), fix }
+    } else {
+        Problem { field, problem: format!("{action} failed ({detail})"), fix: otherwise.to_string() }
+    }
 }
 
-fn permission_fix(action: &str) -> String {
-    format!("grant {action} as docs/iam.md lists it (deploy/aws/controller-iam.yaml), or check the ARN's region and account")
-}
+const CHECK_ARN: &str = "check the ARN, and that the region and account the check runs in are the resource's";
 
 async fn check_alb(clients: &Clients, alb: &AlbTraffic, ecs: bool, problems: &mut Vec<Problem>) {
     let groups = [alb.stable_target_group_arn.as_str(), alb.canary_target_group_arn.as_str()];
@@ -111,11 +118,7 @@ async fn check_listener(clients: &Clients, field: &'static str, arn: &str, group
         Err(e) if e.as_service_error().is_some_and(|s| s.is_listener_not_found_exception()) => {
             problems.push(not_found(field, "listener", arn))
         }
-        Err(e) => problems.push(Problem {
-            field,
-            problem: refused("elasticloadbalancing:DescribeListeners", e),
-            fix: permission_fix("elasticloadbalancing:DescribeListeners"),
-        }),
+        Err(e) => problems.push(call_failed(field, "elasticloadbalancing:DescribeListeners", e, CHECK_ARN)),
     }
 }
 
@@ -128,11 +131,7 @@ async fn check_rule(clients: &Clients, field: &'static str, arn: &str, groups: &
         Err(e) if e.as_service_error().is_some_and(|s| s.is_rule_not_found_exception()) => {
             problems.push(not_found(field, "listener rule", arn))
         }
-        Err(e) => problems.push(Problem {
-            field,
-            problem: refused("elasticloadbalancing:DescribeRules", e),
-            fix: permission_fix("elasticloadbalancing:DescribeRules"),
-        }),
+        Err(e) => problems.push(call_failed(field, "elasticloadbalancing:DescribeRules", e, CHECK_ARN)),
     }
 }
 
@@ -200,12 +199,7 @@ async fn check_target_groups(clients: &Clients, alb: &AlbTraffic, ecs: bool, pro
             Err(e) if e.as_service_error().is_some_and(|s| s.is_target_group_not_found_exception()) => {
                 problems.push(not_found(field, "target group", arn))
             }
-            Err(e) => problems.push(Problem {
-                field,
-                problem: refused("elasticloadbalancing:DescribeTargetGroups", e),
-                fix: "grant elasticloadbalancing:DescribeTargetGroups to whoever runs the check, or check the ARN's region and account"
-                    .into(),
-            }),
+            Err(e) => problems.push(call_failed(field, "elasticloadbalancing:DescribeTargetGroups", e, CHECK_ARN)),
         }
     }
     for (field, group) in &found {
@@ -252,11 +246,12 @@ async fn check_ecs(clients: &Clients, ecs: &EcsWorkload, problems: &mut Vec<Prob
                 fix: "create it with deploy/aws/ecs-service.yaml, or copy the stack's Cluster and Service outputs".into(),
             }),
         },
-        Err(e) => problems.push(Problem {
-            field: "workload.ecs.service",
-            problem: refused("ecs:DescribeServices", e),
-            fix: permission_fix("ecs:DescribeServices"),
-        }),
+        Err(e) => problems.push(call_failed(
+            "workload.ecs.service",
+            "ecs:DescribeServices",
+            e,
+            "check workload.ecs.cluster (the cluster must exist in the region the check runs in)",
+        )),
     }
     match clients.ecs.describe_task_definition().task_definition(&ecs.task_definition).send().await {
         Ok(described) => {
@@ -283,11 +278,12 @@ async fn check_ecs(clients: &Clients, ecs: &EcsWorkload, problems: &mut Vec<Prob
                 }
             }
         }
-        Err(e) => problems.push(Problem {
-            field: "workload.ecs.taskDefinition",
-            problem: refused("ecs:DescribeTaskDefinition", e),
-            fix: "register the task definition (or correct the ARN), and let whoever runs the check call ecs:DescribeTaskDefinition".into(),
-        }),
+        Err(e) => problems.push(call_failed(
+            "workload.ecs.taskDefinition",
+            "ecs:DescribeTaskDefinition",
+            e,
+            "register the task definition, or correct the ARN",
+        )),
     }
 }
 
