@@ -14,5 +14,6 @@ pub mod logging;
 pub mod notify;
 pub mod platform;
 pub mod plugin;
+pub mod preflight;
 pub mod simulate;
 pub mod traffic;

@@ -22,6 +22,11 @@ pub struct Cli {
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Check AWS resources before a rollout.
+    Aws {
+        #[command(subcommand)]
+        command: AwsCommand,
+    },
     /// Run the controller against the cluster in the current kubeconfig (or in-cluster config).
     Controller(ControllerArgs),
     /// Print the CustomResourceDefinitions, or write them as files into directories.
@@ -46,6 +51,17 @@ pub enum Command {
         /// Metric values, readiness delays, updates and commands over time.
         #[arg(long)]
         scenario: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AwsCommand {
+    /// Read (only read) the listener, rules, target groups and ECS service each Rollout names
+    /// and print every problem with its fix; exit 1 when there is one.
+    Check {
+        /// Manifests holding Rollouts (multi-document YAML; repeatable).
+        #[arg(short = 'f', long = "filename", required = true)]
+        files: Vec<PathBuf>,
     },
 }
 
@@ -93,6 +109,7 @@ pub struct ControllerArgs {
 
 pub fn run(cli: Cli) -> ExitCode {
     let result = match cli.command {
+        Command::Aws { command: AwsCommand::Check { files } } => aws_check(&files),
         Command::Controller(args) => controller(args),
         Command::Crd { write } => crd(write),
         Command::Import { files } => import(&files),
@@ -131,6 +148,43 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         let measure = crate::analysis::providers::measurer(args.allowed_hosts).await;
         crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
     })
+}
+
+fn aws_check(files: &[PathBuf]) -> Result<(), String> {
+    let mut rollouts = Vec::new();
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        rollouts.extend(load_manifests(&text).map_err(|e| format!("{}: {e}", path.display()))?.rollouts);
+    }
+    if rollouts.is_empty() {
+        return Err("no Rollout in the files".into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let found = runtime.block_on(async {
+        let clients = crate::preflight::Clients::new(&crate::aws::sdk_config().await);
+        let mut found = 0;
+        for rollout in &rollouts {
+            let name = format!(
+                "{}/{}",
+                rollout.metadata.namespace.as_deref().unwrap_or("default"),
+                rollout.metadata.name.as_deref().unwrap_or("")
+            );
+            let problems = crate::preflight::check(&clients, rollout).await;
+            if problems.is_empty() {
+                println!("{name}: ok");
+            }
+            for problem in &problems {
+                println!("{name}: {problem}");
+            }
+            found += problems.len();
+        }
+        found
+    });
+    match found {
+        0 => Ok(()),
+        1 => Err("1 problem".into()),
+        n => Err(format!("{n} problems")),
+    }
 }
 
 fn import(files: &[PathBuf]) -> Result<(), String> {
