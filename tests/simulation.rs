@@ -36,7 +36,6 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         }),
         ..Default::default()
     };
-    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
     let alb = AlbTraffic {
         listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
         stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
@@ -46,6 +45,9 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         ..Default::default()
     };
     let traffic = rng.random_bool(0.5).then_some(Traffic { alb: Some(alb) });
+    // Sometimes scaled to zero behind a router: nothing may take weight, and the rollout says so.
+    let replicas = if traffic.is_some() && rng.random_bool(0.05) { 0 } else { replicas };
+    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
     let mut strategy = Strategy::default();
     let mut traffic_allowed = true;
     match rng.random_range(0..20) {
@@ -79,7 +81,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                 preview_service: Some("preview".into()),
                 auto_promotion_enabled: rng.random_bool(0.15).then_some(false),
                 auto_promotion_seconds: rng.random_bool(0.3).then(|| rng.random_range(0..120)),
-                preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas)),
+                preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas.max(1))),
                 scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
                 pre_promotion_analysis: rng.random_bool(0.3).then(analysis),
                 post_promotion_analysis: rng.random_bool(0.3).then(analysis),
@@ -219,11 +221,12 @@ fn settled(world: &World) -> Result<&'static str, String> {
         world.spec.paused
             || s.pause_conditions.iter().any(|p| p.reason != PauseReason::CanaryPauseStep || is_manual_pause(world))
             || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
+            || s.conditions.iter().any(|c| c.type_ == "ScaledToZero" && c.status == "True")
     };
     match status.phase {
         Some(RolloutPhase::Healthy)
             if stable == update
-                && running == [update.clone()]
+                && (running == [update.clone()] || n == 0 && running.is_empty())
                 && world.ready(&update) == n
                 && world.weight.unwrap_or(0) == 0
                 && previews_home =>
@@ -369,6 +372,15 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             }
         }
         for action in &applied {
+            if let Action::SetWeight { canary_weight } = action {
+                // The invariant: weight never lands on a revision with no ready replica.
+                let receivers = [(*canary_weight > 0, "canary"), (*canary_weight < 100 && !world.status.abort, "stable")];
+                for (role, revision) in receivers.iter().filter(|(gets, _)| *gets).filter_map(|(_, r)| Some((*r, world.services.get(r)?))) {
+                    if world.ready(revision) == 0 {
+                        violations.push(format!("weight {canary_weight} set while the {role} revision {revision} has no ready replica"));
+                    }
+                }
+            }
             match action {
                 Action::SetWeight { canary_weight } if !allowed.contains(canary_weight) => {
                     violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
