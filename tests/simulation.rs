@@ -504,3 +504,71 @@ fn replay() {
     let outcome = schedule(seed.unwrap_or(0), seed.is_some());
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
 }
+
+/// Runs passes until nothing is due for `limit`, issuing `command` once the rollout waits for a
+/// person; returns the names of the analysis runs created.
+fn drive_blue_green(command: Command, value: f64) -> (World, Vec<String>) {
+    let mut spec = random_spec(&mut SmallRng::seed_from_u64(1));
+    spec.traffic = None;
+    spec.strategy = Strategy {
+        blue_green: Some(BlueGreenStrategy {
+            active_service: "active".into(),
+            preview_service: Some("preview".into()),
+            auto_promotion_enabled: Some(false),
+            post_promotion_analysis: Some(analysis()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let start = Timestamp::from_second(1_767_225_600).unwrap();
+    let metrics = RandomMetrics { points: vec![(Duration::ZERO, Sample::Value(serde_json::json!(value)))] };
+    let mut world = World::at_rest("app", &spec, start, Box::new(metrics));
+    world.templates.insert("health".into(), template());
+    world.set_spec(with_version(&spec, "app:2"));
+    let mut issued = false;
+    for _ in 0..500 {
+        let requeue = match world.pass() {
+            PassOutcome::Applied { applied, plan } => {
+                if applied.is_empty() {
+                    plan.requeue_after
+                } else {
+                    Some(Duration::ZERO)
+                }
+            }
+            PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
+        };
+        if !issued && world.status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause) {
+            issue(&mut world, command, "c1".into());
+            issued = true;
+            continue;
+        }
+        let wake = [requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()), world.next_change()].into_iter().flatten().min();
+        let Some(wake) = wake.filter(|w| *w <= start + SignedDuration::from_hours(2)) else { break };
+        world.now = wake.max(world.now);
+    }
+    assert!(issued, "the rollout never waited for approval: {:?}", world.status.message);
+    let runs = world.runs.keys().cloned().collect();
+    (world, runs)
+}
+
+#[test]
+fn blue_green_promote_ends_the_approval_pause_and_still_runs_post_promotion_analysis() {
+    let (world, runs) = drive_blue_green(Command::Promote, 0.1);
+    assert!(runs.iter().any(|r| r.ends_with("post-promotion")), "post-promotion analysis ran: {runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+
+    let (world, runs) = drive_blue_green(Command::Promote, 0.9);
+    assert!(runs.iter().any(|r| r.ends_with("post-promotion")), "{runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Degraded), "a failed post-promotion analysis rolls back");
+    assert!(world.status.abort);
+    let stable = world.status.stable_revision.clone().unwrap();
+    assert_eq!(world.services.get("stable"), Some(&stable), "production traffic is back on the old revision");
+}
+
+#[test]
+fn blue_green_promote_full_skips_post_promotion_analysis() {
+    let (world, runs) = drive_blue_green(Command::PromoteFull, 0.9);
+    assert!(runs.is_empty(), "no analysis ran: {runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+    assert_eq!(world.status.stable_revision, Some(revision::of(&world.spec.workload)));
+}

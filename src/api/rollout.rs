@@ -523,6 +523,10 @@ pub struct RolloutStatus {
     /// Promotion is under way: all remaining steps are skipped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promote_full: bool,
+    /// Blue/green: a person promoted (not --full): the switch goes ahead without the remaining
+    /// gates before it; post-promotion analysis still runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
     /// Blue/green: the new revision became ready at this time (auto-promotion counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_ready_at: Option<Time>,

@@ -177,6 +177,7 @@ impl<'a> Pass<'a> {
         self.status.current_step_index = self.input.spec.strategy.canary.as_ref().map(|_| 0);
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
+        self.status.promoted = false;
         self.status.preview_ready_at = None;
         self.status.switched = false;
     }
@@ -425,6 +426,7 @@ impl<'a> Pass<'a> {
         self.status.aborted_at = Some(Time(self.now()));
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
+        self.status.promoted = false;
         self.event(EventReason::Aborted, format!("aborted revision {}: {reason}", self.update));
         self.status.abort_reason = Some(reason.to_string());
     }
