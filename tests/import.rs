@@ -118,9 +118,13 @@ fn argo_canary_with_analysis() {
             "warning: Rollout/basket: spec.strategy.canary.steps[3].analysis.args[2].valueFrom.podTemplateHashValue: Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
             "warning: Rollout/basket: spec.strategy.canary.steps[6].setHeaderRoute: Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute); dropped",
             "warning: Rollout/basket: spec.strategy.canary.trafficRouting.istio: Sluice routes traffic through an ALB or by replica ratio; dropped",
+            "warning: Rollout/basket: spec.strategy.canary.steps: step 1 (setWeight 10): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
+            "warning: Rollout/basket: spec.strategy.canary.steps: step 4 (setWeight 40): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
             "warning: AnalysisTemplate/basket-errors: spec.args[2].valueFrom: Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef; dropped",
             "warning: AnalysisTemplate/basket-errors: spec.metrics[1].successCondition: kept as written, it uses `len`, which has no safe CEL equivalent: rewrite it in CEL (see docs/analysis.md)",
             "warning: AnalysisTemplate/basket-errors: spec.metrics[3].provider: datadog: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric apdex dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.args[1]: argument namespace is used by no imported metric; dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.args[2]: argument api-token is used by no imported metric; dropped",
         ]
     );
 }

@@ -166,14 +166,14 @@ fn ratio_split(replicas: i32, weight: i32, surge: i32) -> (i32, i32) {
 }
 
 /// The weight a split of replicas gives the canary, rounded to the nearest percent.
-fn ratio_weight(canary: i32, stable: i32) -> i32 {
+pub fn ratio_weight(canary: i32, stable: i32) -> i32 {
     let total = i64::from(canary) + i64::from(stable);
     if total == 0 { 0 } else { ((i64::from(canary) * 100 + total / 2) / total) as i32 }
 }
 
 /// Without a router: `(canary, stable)` replicas at `index` (setCanaryScale, or the weight's
 /// closest ratio within maxSurge).
-fn split_at(canary: &CanaryStrategy, index: usize, replicas: i32) -> (i32, i32) {
+pub fn split_at(canary: &CanaryStrategy, index: usize, replicas: i32) -> (i32, i32) {
     let explicit = canary.steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back();
     match explicit {
         Some(scale) if !scale.match_traffic_weight => {

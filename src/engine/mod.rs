@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, RolloutStatus};
 
+pub use canary::{ratio_weight, split_at as ratio_split_at};
 pub use context::{MAX_REPLICAS, default_progress_deadline};
 pub use validate::{InvalidSpec, validate};
 

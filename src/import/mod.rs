@@ -99,6 +99,8 @@ pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
         documents.extend(docs.into_iter().filter(|d| !d.is_null()));
     }
     let source = Source { documents };
+    let passed_args = argo::rollout_args(&source);
+    let none = BTreeMap::new();
     let mut out = Imported::default();
     let mut converted = false;
     for document in &source.documents {
@@ -111,10 +113,12 @@ pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
                 converted = true;
             }
             ("argoproj.io", "AnalysisTemplate") => {
-                out.objects.push(Object::AnalysisTemplate(argo::template(document.clone(), &mut warnings)))
+                let passed = passed_args.get(document["metadata"]["name"].as_str().unwrap_or_default()).unwrap_or(&none);
+                out.objects.push(Object::AnalysisTemplate(argo::template(document.clone(), passed, &mut warnings)))
             }
             ("argoproj.io", "ClusterAnalysisTemplate") => {
-                let template = argo::template(document.clone(), &mut warnings);
+                let passed = passed_args.get(document["metadata"]["name"].as_str().unwrap_or_default()).unwrap_or(&none);
+                let template = argo::template(document.clone(), passed, &mut warnings);
                 let mut cluster = ClusterAnalysisTemplate::new(&template.metadata.name.clone().unwrap_or_default(), Default::default());
                 cluster.metadata.labels = template.metadata.labels;
                 cluster.metadata.annotations = template.metadata.annotations;
@@ -179,6 +183,14 @@ impl Fields {
 
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    pub fn peek(&self, key: &str) -> Option<&Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn put(&mut self, key: &str, value: Value) {
+        self.map.insert(key.to_string(), value);
     }
 
     pub fn take(&mut self, key: &str) -> Option<Value> {
@@ -246,14 +258,38 @@ impl Fields {
     }
 }
 
-/// A duration as Sluice writes it, from a number of seconds or a Go duration string.
+/// A duration as Sluice writes it, from a number of seconds or a Go duration string in any unit
+/// Go accepts (`1.5h`, `300ms`, `2us`, `1h30m0s`); a part below a millisecond is rounded up to one.
 pub(crate) fn duration(value: &Value) -> Option<String> {
     match value {
         Value::Number(n) => n.as_u64().map(|s| format!("{s}s")),
         Value::String(s) if crate::api::parse_duration(s).is_ok() => Some(s.clone()),
-        Value::String(s) => s.parse::<u64>().ok().map(|n| format!("{n}s")),
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(seconds) => Some(format!("{seconds}s")),
+            Err(_) => go_duration(s.trim()).map(format_millis),
+        },
         _ => None,
     }
+}
+
+/// Milliseconds in a Go duration string (`time.ParseDuration`'s units and fractions).
+fn go_duration(text: &str) -> Option<u128> {
+    if text.starts_with('-') {
+        return None;
+    }
+    let micro = text.replace("µs", "us").replace("μs", "us");
+    let parsed: jiff::SignedDuration = micro.parse().ok()?;
+    let nanos = u128::try_from(parsed.as_nanos()).ok()?;
+    Some(nanos.div_ceil(1_000_000))
+}
+
+fn format_millis(millis: u128) -> String {
+    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (seconds, millis) = (rest / 1000, rest % 1000);
+    let parts = [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")];
+    let text: String = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".into() } else { text }
 }
 
 pub(crate) fn duration_field(fields: &mut Fields, key: &str, warnings: &mut Warnings) -> Option<crate::api::DurationString> {
@@ -326,3 +362,24 @@ pub const PLACEHOLDER_RULE_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCO
 pub const PLACEHOLDER_STABLE_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-STABLE/ID";
 pub const PLACEHOLDER_CANARY_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-CANARY/ID";
 pub const PLACEHOLDER_PROMETHEUS: &str = "http://FILL-IN-PROMETHEUS:9090";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit_argo_accepts() {
+        let of = |v: Value| duration(&v);
+        assert_eq!(of("1.5h".into()).as_deref(), Some("1h30m"));
+        assert_eq!(of("300ms".into()).as_deref(), Some("300ms"));
+        assert_eq!(of("2us".into()).as_deref(), Some("1ms"), "below a millisecond, rounded up");
+        assert_eq!(of("1h30m0s".into()).as_deref(), Some("1h30m0s"), "already Sluice's form");
+        assert_eq!(of("1m30.5s".into()).as_deref(), Some("1m30s500ms"));
+        assert_eq!(of("90".into()).as_deref(), Some("90s"));
+        assert_eq!(of(90.into()).as_deref(), Some("90s"));
+        assert_eq!(of("5m".into()).as_deref(), Some("5m"));
+        assert_eq!(of("0s".into()).as_deref(), Some("0s"));
+        assert_eq!(of("soon".into()), None);
+        assert_eq!(of("-5m".into()), None);
+    }
+}
