@@ -209,6 +209,12 @@ fn flagger_canary_becomes_explicit_steps() {
         ],
         "stepWeight 10 up to maxWeight 30, one interval each, confirm-promotion as a manual pause"
     );
+    let canary = rollout.spec.strategy.canary.as_ref().unwrap();
+    assert_eq!(
+        (canary.stable_service.as_deref(), canary.canary_service.as_deref()),
+        (Some("catalog-primary"), Some("catalog-canary")),
+        "Flagger's Service names, which its webhooks call"
+    );
     assert_eq!(rollout.spec.progress_deadline_seconds, Some(120));
     assert_eq!(rollout.metadata.annotations.as_ref().unwrap()["sluice.dev/notify-webhook"], "http://notifier.test/flagger");
 
@@ -245,7 +251,9 @@ fn flagger_canary_becomes_explicit_steps() {
             "warning: Canary/catalog: spec.analysis.webhooks[2]: confirm-promotion webhook gate becomes a manual gate: a person runs `kubectl sluice promote`",
             "warning: Canary/catalog: spec.analysis.webhooks[3]: event webhook chat becomes a Sluice notification (sluice.dev/notify-webhook); Sluice posts its own JSON payload, not Flagger's",
             "warning: Canary/catalog: spec.analysis.webhooks[4]: post-rollout webhook cleanup: Sluice calls no hook at this point; its notifications (sluice.dev/notify-webhook) tell a URL about Promoted, Aborted and Healthy; dropped",
-            "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind any Service that selects the pods of both revisions: keep a Service catalog (port 80) selecting the pod template's labels; the rest of the block is dropped",
+            "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind Service catalog (port 80), which must select the pod template's labels (the pods of both revisions), and points the Services Flagger names, so webhooks keep working: create catalog-primary (stableService) and catalog-canary (canaryService); Sluice sets their selectors; the rest of the block is dropped",
+            "warning: Canary/catalog: spec.analysis: step 1 (setWeight 10): with 4 replicas and no traffic router the replica ratio reaches 20% (1 canary, 4 stable pods); raise the replicas or route through an ALB for finer weights",
+            "warning: Canary/catalog: spec.analysis: step 7 (setWeight 30): with 4 replicas and no traffic router the replica ratio reaches 25% (1 canary, 3 stable pods); raise the replicas or route through an ALB for finer weights",
         ]
     );
 }
@@ -257,7 +265,7 @@ fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholde
     let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
     assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(sluice::import::PLACEHOLDER_IMAGE));
     let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
-    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-preview")));
+    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-canary")), "Flagger's names");
     let metric = &templates[&bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name].metrics[0];
     assert_eq!(
         (metric.interval.as_ref().unwrap().0.as_str(), metric.count, metric.failure_limit, metric.success_condition.as_deref()),
@@ -269,7 +277,7 @@ fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholde
         [
             "warning: Canary/invoices: spec.targetRef: Deployment invoices is not in the input: Sluice runs the pods itself and needs their template, which is a placeholder now; pass the Deployment's manifest with another -f, or fill in spec.workload.kubernetes.template and selector",
             "warning: Canary/invoices: spec.analysis.metrics[0]: Flagger's builtin request-duration check depends on its mesh provider: fill in the PromQL query and the Prometheus address",
-            "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones: create Service invoices (port 8080) for blueGreen.activeService and invoices-preview for previewService; the rest of the block is dropped",
+            "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones, named as Flagger names them so webhooks keep working: create Services invoices (port 8080) for blueGreen.activeService and invoices-canary for previewService (Sluice sets their selectors); the rest of the block is dropped",
         ]
     );
 }
@@ -298,7 +306,7 @@ fn the_command_reads_several_files_and_writes_warnings_to_stderr() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stdout.contains("image: registry.example.com/shop/catalog:5.2.0"), "the Deployment's template from the other file:\n{stdout}");
     assert!(!stdout.contains("warning:"), "warnings stay off stdout");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 10, "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 12, "{stderr}");
     assert!(!stderr.contains("not in the input"), "{stderr}");
     assert!(!empty.status.success(), "a Deployment alone is nothing to import");
     assert!(String::from_utf8_lossy(&empty.stderr).contains("no Argo Rollouts Rollout or Flagger Canary"));

@@ -66,7 +66,7 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     strategies.finish(w);
     spec.finish(w);
     if let Some(canary) = strategy.canary.as_ref().filter(|_| traffic.is_none()) {
-        warn_unreachable_weights(canary, workload.replicas, w);
+        warn_unreachable_weights(canary, workload.replicas, "spec.strategy.canary.steps", w);
     }
 
     let mut rollout = Rollout::new(
@@ -87,13 +87,13 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
 
 /// Without a router the replica ratio is the split: say where few replicas hold a step's weight
 /// away from what it names.
-pub(super) fn warn_unreachable_weights(canary: &CanaryStrategy, replicas: i32, w: &mut Warnings) {
+pub(super) fn warn_unreachable_weights(canary: &CanaryStrategy, replicas: i32, path: &str, w: &mut Warnings) {
     for (index, weight) in canary.steps.iter().enumerate().filter_map(|(i, s)| Some((i, s.set_weight?))) {
         let (new, old) = crate::engine::ratio_split_at(canary, index, replicas);
         let reached = crate::engine::ratio_weight(new, old);
         if reached != weight.clamp(0, 100) {
             w.warn(
-                "spec.strategy.canary.steps",
+                path,
                 format!(
                     "step {index} (setWeight {weight}): with {replicas} replicas and no traffic router the replica ratio reaches \
                      {reached}% ({new} canary, {old} stable pods); raise the replicas or route through an ALB for finer weights"
