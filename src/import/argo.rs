@@ -23,7 +23,7 @@ const LONGEST_SCALE_DOWN_DELAY: i32 = 604_800;
 pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let meta = metadata(&mut top);
+    let meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
     let mut meta = meta;
@@ -502,7 +502,7 @@ fn templated_arg(text: &str) -> Option<&str> {
 pub fn template(document: Value, passed: &BTreeMap<String, Option<String>>, w: &mut Warnings) -> AnalysisTemplate {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let meta = metadata(&mut top);
+    let meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
     let mut out = AnalysisTemplateSpec::default();
@@ -624,7 +624,7 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
         out.provider.web = Some(web_of(web, values, w));
         Shape::Web
     } else {
-        let path = providers.path.clone();
+        let path = metric.path.clone();
         let which = providers_named(&providers);
         w.warn(&path, format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric {} dropped", out.name));
         metric.finish(w);

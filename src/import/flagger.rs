@@ -40,7 +40,7 @@ struct Hooks {
 pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object> {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let mut meta = metadata(&mut top);
+    let mut meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
     let name = meta.name.clone().unwrap_or_default();

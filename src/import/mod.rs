@@ -260,7 +260,7 @@ impl Fields {
 
 /// A duration as Sluice writes it, from a number of seconds or a Go duration string in any unit
 /// Go accepts (`1.5h`, `300ms`, `2us`, `1h30m0s`); a part below a millisecond is rounded up to one.
-pub(crate) fn duration(value: &Value) -> Option<String> {
+pub fn duration(value: &Value) -> Option<String> {
     match value {
         Value::Number(n) => n.as_u64().map(|s| format!("{s}s")),
         Value::String(s) if crate::api::parse_duration(s).is_ok() => Some(s.clone()),
@@ -305,8 +305,9 @@ pub(crate) fn duration_field(fields: &mut Fields, key: &str, warnings: &mut Warn
 }
 
 /// The metadata kept: name, namespace, labels and annotations (less what tools wrote).
-pub(crate) fn metadata(fields: &mut Fields) -> ObjectMeta {
+pub(crate) fn metadata(fields: &mut Fields, warnings: &mut Warnings) -> ObjectMeta {
     let mut meta = Fields::new("metadata", fields.take("metadata").unwrap_or_default());
+    meta.ignore(&["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"]);
     let strings = |v: Option<Value>| -> Option<BTreeMap<String, String>> {
         let map: BTreeMap<String, String> = serde_json::from_value(v?).ok()?;
         let map: BTreeMap<String, String> = map
@@ -315,13 +316,16 @@ pub(crate) fn metadata(fields: &mut Fields) -> ObjectMeta {
             .collect();
         (!map.is_empty()).then_some(map)
     };
-    ObjectMeta {
+    let out = ObjectMeta {
         name: meta.string("name"),
+        generate_name: meta.string("generateName"),
         namespace: meta.string("namespace"),
         labels: strings(meta.take("labels")),
         annotations: strings(meta.take("annotations")),
         ..Default::default()
-    }
+    };
+    meta.finish(warnings);
+    out
 }
 
 /// A Deployment's pods as a Sluice Kubernetes workload: selector, template, replicas and the
