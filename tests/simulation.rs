@@ -572,3 +572,57 @@ fn blue_green_promote_full_skips_post_promotion_analysis() {
     assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
     assert_eq!(world.status.stable_revision, Some(revision::of(&world.spec.workload)));
 }
+
+#[test]
+fn an_update_at_zero_replicas_behind_a_router_waits_with_a_condition_then_goes_on_when_scaled() {
+    let mut spec = random_spec(&mut SmallRng::seed_from_u64(2));
+    spec.traffic = Some(Traffic {
+        alb: Some(AlbTraffic {
+            listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
+            stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
+            canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
+            ..Default::default()
+        }),
+    });
+    spec.strategy = Strategy {
+        canary: Some(CanaryStrategy { steps: vec![CanaryStep { set_weight: Some(50), ..Default::default() }], ..Default::default() }),
+        ..Default::default()
+    };
+    spec.workload.kubernetes.as_mut().unwrap().replicas = 0;
+    let start = Timestamp::from_second(1_767_225_600).unwrap();
+    let mut world = World::at_rest("app", &spec, start, Box::new(RandomMetrics { points: vec![] }));
+    world.set_spec(with_version(&spec, "app:2"));
+    let run = |world: &mut World| {
+        let mut weights = Vec::new();
+        for _ in 0..200 {
+            let requeue = match world.pass() {
+                PassOutcome::Applied { applied, plan } => {
+                    weights.extend(applied.iter().filter_map(|a| match a {
+                        Action::SetWeight { canary_weight } => Some(*canary_weight),
+                        _ => None,
+                    }));
+                    if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }
+                }
+                PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
+            };
+            let wake = [requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()), world.next_change()].into_iter().flatten().min();
+            let Some(wake) = wake.filter(|w| *w <= start + SignedDuration::from_hours(3)) else { break };
+            world.now = wake.max(world.now);
+        }
+        weights
+    };
+    let weights = run(&mut world);
+    assert!(weights.is_empty(), "no weight moves onto a revision without pods: {weights:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Paused), "{:?}", world.status.message);
+    let condition = world.status.conditions.iter().find(|c| c.type_ == "ScaledToZero").expect("the ScaledToZero condition");
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "ZeroReplicasWithRouter"));
+    assert!(world.status.message.as_deref().unwrap().contains("scale the rollout above 0"));
+
+    let mut scaled = world.spec.clone();
+    scaled.workload.kubernetes.as_mut().unwrap().replicas = 2;
+    world.set_spec(scaled);
+    let weights = run(&mut world);
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+    assert!(weights.contains(&50) && weights.contains(&100), "{weights:?}");
+    assert!(!world.status.conditions.iter().any(|c| c.type_ == "ScaledToZero"));
+}
