@@ -465,9 +465,10 @@ fn argo_special_values_keep_their_meaning() {
             "pause 45m30s",
             "analysis ledger-checks",
             "analysis ledger-checks",
-            "pause 300ms"
+            "pause 300ms",
+            "setWeight 30"
         ],
-        "the two-action item split in order, 1.5h kept as a timed pause, the experiment that measures its own pods dropped, \
+        "the two-action items split in the order written, 1.5h kept as a timed pause, the experiment that measures its own pods dropped, \
          the other one an analysis step"
     );
     let canary = rollout.spec.strategy.canary.as_ref().unwrap();
@@ -497,6 +498,7 @@ fn argo_special_values_keep_their_meaning() {
     let warnings = warnings(&imported);
     let about = |path: &str| warnings.iter().filter(|w| w.contains(&format!(": {path}: "))).cloned().collect::<Vec<_>>();
     assert!(about("spec.strategy.canary.steps[0]")[0].contains("split into 2 steps, in this order: setCanaryScale, pause"), "{warnings:?}");
+    assert!(about("spec.strategy.canary.steps[6]")[0].contains("in this order: pause, setWeight"), "{warnings:?}");
     assert!(about("spec.strategy.canary.abortScaleDownDelaySeconds")[0].contains("never scale the aborted canary down"));
     let dropped = &about("spec.strategy.canary.steps[3].experiment")[0];
     assert!(dropped.contains("pods-compared") && dropped.contains("baseline (stable pods), candidate (canary pods)"), "{dropped}");

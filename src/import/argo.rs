@@ -20,7 +20,8 @@ pub const PLACEHOLDER_NAME: &str = "fill-in-name";
 /// The longest scale-down delay Sluice takes: Argo's 0 ("never scale down") comes closest to it.
 const LONGEST_SCALE_DOWN_DELAY: i32 = 604_800;
 
-pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
+/// An Argo Rollout; `step_order` holds the keys of each canary step as written.
+pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: &mut Warnings) -> Rollout {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
     let meta = metadata(&mut top, w);
@@ -54,7 +55,7 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     let mut traffic = None;
     let mut strategies = spec.object("strategy").unwrap_or_else(|| Fields::new("spec.strategy", Value::Null));
     if let Some(canary) = strategies.object("canary") {
-        let (converted, router) = canary_strategy(canary, &meta, w);
+        let (converted, router) = canary_strategy(canary, step_order, &meta, w);
         strategy.canary = Some(converted);
         traffic = router;
     } else if let Some(blue_green) = strategies.object("blueGreen") {
@@ -159,7 +160,12 @@ fn int_or_string(value: Value) -> Option<IntOrString> {
     }
 }
 
-fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (CanaryStrategy, Option<Traffic>) {
+fn canary_strategy(
+    mut canary: Fields,
+    step_order: &[Vec<String>],
+    meta: &ObjectMeta,
+    w: &mut Warnings,
+) -> (CanaryStrategy, Option<Traffic>) {
     let mut out = CanaryStrategy {
         stable_service: canary.string("stableService"),
         canary_service: canary.string("canaryService"),
@@ -173,8 +179,9 @@ fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (
         analysis.drop("startingStep", "Sluice's background analysis runs from the first step", w);
         out.analysis = rollout_analysis(analysis, meta, w);
     }
-    for (path, step) in canary.list("steps") {
-        out.steps.extend(canary_step(Fields::new(path, step), meta, w));
+    for (index, (path, step)) in canary.list("steps").into_iter().enumerate() {
+        let order = step_order.get(index).map_or(&[][..], Vec::as_slice);
+        out.steps.extend(canary_step(Fields::new(path, step), order, meta, w));
     }
     let traffic = canary.object("trafficRouting").and_then(|routing| traffic_routing(routing, &out, w));
     canary.drop("canaryMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
@@ -189,8 +196,22 @@ fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (
 }
 
 /// One of Argo's step list items as Sluice steps: an item that carries several actions becomes
-/// one step per action, acting before waiting (setCanaryScale, setWeight, analysis, pause).
-fn canary_step(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<CanaryStep> {
+/// one step per action, in the order its keys are written (`order`; acting before waiting when
+/// that is not known).
+fn canary_step(step: Fields, order: &[String], meta: &ObjectMeta, w: &mut Warnings) -> Vec<CanaryStep> {
+    let path = step.path.clone();
+    let mut keyed = canary_step_actions(step, meta, w);
+    keyed.sort_by_key(|(key, _)| order.iter().position(|k| k == key).unwrap_or(usize::MAX));
+    let out: Vec<CanaryStep> = keyed.into_iter().map(|(_, step)| step).collect();
+    if out.len() > 1 {
+        let kinds: Vec<&str> = out.iter().map(step_kind).collect();
+        w.warn(&path, format!("carries several actions: split into {} steps, in this order: {}", out.len(), kinds.join(", ")));
+    }
+    out
+}
+
+/// Each action of a step list item with the key it was written under.
+fn canary_step_actions(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<(&'static str, CanaryStep)> {
     let mut out = Vec::new();
     if let Some(mut scale) = step.object("setCanaryScale") {
         let set_canary_scale = SetCanaryScale {
@@ -199,16 +220,18 @@ fn canary_step(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<Can
             match_traffic_weight: scale.bool("matchTrafficWeight").unwrap_or(false),
         };
         scale.finish(w);
-        out.push(CanaryStep { set_canary_scale: Some(set_canary_scale), ..Default::default() });
+        out.push(("setCanaryScale", CanaryStep { set_canary_scale: Some(set_canary_scale), ..Default::default() }));
     }
     if let Some(weight) = step.int("setWeight", w) {
-        out.push(CanaryStep { set_weight: Some(weight), ..Default::default() });
+        out.push(("setWeight", CanaryStep { set_weight: Some(weight), ..Default::default() }));
     }
     if let Some(experiment) = step.object("experiment") {
-        out.extend(experiment_step(experiment, meta, w).map(|analysis| CanaryStep { analysis: Some(analysis), ..Default::default() }));
+        let analysis = experiment_step(experiment, meta, w);
+        out.extend(analysis.map(|analysis| ("experiment", CanaryStep { analysis: Some(analysis), ..Default::default() })));
     }
     if let Some(analysis) = step.object("analysis") {
-        out.extend(rollout_analysis(analysis, meta, w).map(|analysis| CanaryStep { analysis: Some(analysis), ..Default::default() }));
+        let analysis = rollout_analysis(analysis, meta, w);
+        out.extend(analysis.map(|analysis| ("analysis", CanaryStep { analysis: Some(analysis), ..Default::default() })));
     }
     if let Some(pause) = step.take("pause") {
         let mut pause = Fields::new(step.at("pause"), pause);
@@ -217,16 +240,12 @@ fn canary_step(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<Can
         if written && duration.is_none() {
             w.warn(&pause.at("duration"), "unreadable, so this pause waits for `kubectl sluice promote`");
         }
-        out.push(CanaryStep { pause: Some(Pause { duration }), ..Default::default() });
+        out.push(("pause", CanaryStep { pause: Some(Pause { duration }), ..Default::default() }));
         pause.finish(w);
     }
     step.drop("setHeaderRoute", "Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute)", w);
     step.drop("setMirrorRoute", "Sluice does not mirror traffic", w);
     step.drop("plugin", "Sluice has no step plugins", w);
-    if out.len() > 1 {
-        let kinds: Vec<&str> = out.iter().map(step_kind).collect();
-        w.warn(&step.path, format!("carries several actions: split into {} steps, in this order: {}", out.len(), kinds.join(", ")));
-    }
     step.finish(w);
     out
 }

@@ -93,23 +93,33 @@ impl Source {
 /// metric templates and Deployment) found in `files` (name, text).
 pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
     let mut documents = Vec::new();
+    let mut step_orders = Vec::new();
     for (file, text) in files {
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| ImportError::Yaml { file: file.clone(), reason: e.to_string() })?;
-        documents.extend(docs.into_iter().filter(|d| !d.is_null()));
+        let yaml = |e: serde_saphyr::Error| ImportError::Yaml { file: file.clone(), reason: e.to_string() };
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(yaml)?;
+        // JSON objects forget their key order; a step's actions run in the order written.
+        // Documents of another shape leave the order unknown: steps then act before they wait.
+        let orders: Vec<Option<StepOrder>> = serde_saphyr::from_multiple(text).unwrap_or_default();
+        let aligned = orders.len() == docs.len();
+        for (doc, order) in docs.into_iter().zip(orders.into_iter().filter(|_| aligned).chain(std::iter::repeat_with(|| None))) {
+            if !doc.is_null() {
+                documents.push(doc);
+                step_orders.push(order.map(StepOrder::keys).unwrap_or_default());
+            }
+        }
     }
     let source = Source { documents };
     let passed_args = argo::rollout_args(&source);
     let none = BTreeMap::new();
     let mut out = Imported::default();
     let mut converted = false;
-    for document in &source.documents {
+    for (document, step_order) in source.documents.iter().zip(&step_orders) {
         let api_version = document["apiVersion"].as_str().unwrap_or_default();
         let kind = document["kind"].as_str().unwrap_or_default();
         let mut warnings = Warnings::new(document);
         match (api_version.split('/').next().unwrap_or_default(), kind) {
             ("argoproj.io", "Rollout") => {
-                out.objects.push(Object::Rollout(Box::new(argo::rollout(document.clone(), &source, &mut warnings))));
+                out.objects.push(Object::Rollout(Box::new(argo::rollout(document.clone(), step_order, &source, &mut warnings))));
                 converted = true;
             }
             ("argoproj.io", "AnalysisTemplate") => {
@@ -140,6 +150,65 @@ pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
         return Err(ImportError::Nothing);
     }
     Ok(out)
+}
+
+/// The keys of each canary step list item, in the order written (`spec.strategy.canary.steps`).
+#[derive(serde::Deserialize, Default)]
+struct StepOrder {
+    #[serde(default)]
+    spec: Option<StepOrderSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderSpec {
+    #[serde(default)]
+    strategy: Option<StepOrderStrategy>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderStrategy {
+    #[serde(default)]
+    canary: Option<StepOrderCanary>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderCanary {
+    #[serde(default)]
+    steps: Vec<KeysInOrder>,
+}
+
+/// A map's keys as written; the values are skipped.
+struct KeysInOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeysInOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeysInOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a step")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeysInOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeysInOrder(keys))
+            }
+            fn visit_unit<E>(self) -> Result<KeysInOrder, E> {
+                Ok(KeysInOrder(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(Keys)
+    }
+}
+
+impl StepOrder {
+    fn keys(self) -> Vec<Vec<String>> {
+        let steps = self.spec.and_then(|s| s.strategy).and_then(|s| s.canary).map(|c| c.steps).unwrap_or_default();
+        steps.into_iter().map(|k| k.0).collect()
+    }
 }
 
 /// The warnings about one source object.
