@@ -118,9 +118,13 @@ fn argo_canary_with_analysis() {
             "warning: Rollout/basket: spec.strategy.canary.steps[3].analysis.args[2].valueFrom.podTemplateHashValue: Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
             "warning: Rollout/basket: spec.strategy.canary.steps[6].setHeaderRoute: Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute); dropped",
             "warning: Rollout/basket: spec.strategy.canary.trafficRouting.istio: Sluice routes traffic through an ALB or by replica ratio; dropped",
+            "warning: Rollout/basket: spec.strategy.canary.steps: step 1 (setWeight 10): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
+            "warning: Rollout/basket: spec.strategy.canary.steps: step 4 (setWeight 40): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
             "warning: AnalysisTemplate/basket-errors: spec.args[2].valueFrom: Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef; dropped",
             "warning: AnalysisTemplate/basket-errors: spec.metrics[1].successCondition: kept as written, it uses `len`, which has no safe CEL equivalent: rewrite it in CEL (see docs/analysis.md)",
-            "warning: AnalysisTemplate/basket-errors: spec.metrics[3].provider: datadog: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric apdex dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.metrics[3]: datadog: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric apdex dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.args[1]: argument namespace is used by no imported metric; dropped",
+            "warning: AnalysisTemplate/basket-errors: spec.args[2]: argument api-token is used by no imported metric; dropped",
         ]
     );
 }
@@ -205,6 +209,12 @@ fn flagger_canary_becomes_explicit_steps() {
         ],
         "stepWeight 10 up to maxWeight 30, one interval each, confirm-promotion as a manual pause"
     );
+    let canary = rollout.spec.strategy.canary.as_ref().unwrap();
+    assert_eq!(
+        (canary.stable_service.as_deref(), canary.canary_service.as_deref()),
+        (Some("catalog-primary"), Some("catalog-canary")),
+        "Flagger's Service names, which its webhooks call"
+    );
     assert_eq!(rollout.spec.progress_deadline_seconds, Some(120));
     assert_eq!(rollout.metadata.annotations.as_ref().unwrap()["sluice.dev/notify-webhook"], "http://notifier.test/flagger");
 
@@ -241,7 +251,9 @@ fn flagger_canary_becomes_explicit_steps() {
             "warning: Canary/catalog: spec.analysis.webhooks[2]: confirm-promotion webhook gate becomes a manual gate: a person runs `kubectl sluice promote`",
             "warning: Canary/catalog: spec.analysis.webhooks[3]: event webhook chat becomes a Sluice notification (sluice.dev/notify-webhook); Sluice posts its own JSON payload, not Flagger's",
             "warning: Canary/catalog: spec.analysis.webhooks[4]: post-rollout webhook cleanup: Sluice calls no hook at this point; its notifications (sluice.dev/notify-webhook) tell a URL about Promoted, Aborted and Healthy; dropped",
-            "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind any Service that selects the pods of both revisions: keep a Service catalog (port 80) selecting the pod template's labels; the rest of the block is dropped",
+            "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind Service catalog (port 80), which must select the pod template's labels (the pods of both revisions), and points the Services Flagger names, so webhooks keep working: create catalog-primary (stableService) and catalog-canary (canaryService); Sluice sets their selectors; the rest of the block is dropped",
+            "warning: Canary/catalog: spec.analysis: step 1 (setWeight 10): with 4 replicas and no traffic router the replica ratio reaches 20% (1 canary, 4 stable pods); raise the replicas or route through an ALB for finer weights",
+            "warning: Canary/catalog: spec.analysis: step 7 (setWeight 30): with 4 replicas and no traffic router the replica ratio reaches 25% (1 canary, 3 stable pods); raise the replicas or route through an ALB for finer weights",
         ]
     );
 }
@@ -253,7 +265,7 @@ fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholde
     let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
     assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(sluice::import::PLACEHOLDER_IMAGE));
     let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
-    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-preview")));
+    assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-canary")), "Flagger's names");
     let metric = &templates[&bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name].metrics[0];
     assert_eq!(
         (metric.interval.as_ref().unwrap().0.as_str(), metric.count, metric.failure_limit, metric.success_condition.as_deref()),
@@ -265,7 +277,7 @@ fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholde
         [
             "warning: Canary/invoices: spec.targetRef: Deployment invoices is not in the input: Sluice runs the pods itself and needs their template, which is a placeholder now; pass the Deployment's manifest with another -f, or fill in spec.workload.kubernetes.template and selector",
             "warning: Canary/invoices: spec.analysis.metrics[0]: Flagger's builtin request-duration check depends on its mesh provider: fill in the PromQL query and the Prometheus address",
-            "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones: create Service invoices (port 8080) for blueGreen.activeService and invoices-preview for previewService; the rest of the block is dropped",
+            "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones, named as Flagger names them so webhooks keep working: create Services invoices (port 8080) for blueGreen.activeService and invoices-canary for previewService (Sluice sets their selectors); the rest of the block is dropped",
         ]
     );
 }
@@ -294,8 +306,237 @@ fn the_command_reads_several_files_and_writes_warnings_to_stderr() {
     let stderr = String::from_utf8(output.stderr).unwrap();
     assert!(stdout.contains("image: registry.example.com/shop/catalog:5.2.0"), "the Deployment's template from the other file:\n{stdout}");
     assert!(!stdout.contains("warning:"), "warnings stay off stdout");
-    assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 10, "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 12, "{stderr}");
     assert!(!stderr.contains("not in the input"), "{stderr}");
     assert!(!empty.status.success(), "a Deployment alone is nothing to import");
     assert!(String::from_utf8_lossy(&empty.stderr).contains("no Argo Rollouts Rollout or Flagger Canary"));
+}
+
+/// Every leaf of a JSON value, with its path (`spec.steps[0].setWeight`) and its key.
+fn leaves(value: &Value, path: String, out: &mut Vec<(String, String, Value)>) {
+    match value {
+        Value::Object(map) if !map.is_empty() => {
+            for (key, v) in map {
+                let at = if path.is_empty() { key.clone() } else { format!("{path}.{key}") };
+                leaves(v, at, out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() => {
+            for (i, v) in items.iter().enumerate() {
+                leaves(v, format!("{path}[{i}]"), out);
+            }
+        }
+        other => {
+            let key = path.rsplit(['.', '[']).next().unwrap_or_default().trim_end_matches(']').to_string();
+            let key = if key.chars().all(|c| c.is_ascii_digit()) { path.rsplit('.').next().unwrap_or_default().to_string() } else { key };
+            let key = key.split('[').next().unwrap_or_default().to_string();
+            out.push((path, key, other.clone()));
+        }
+    }
+}
+
+/// Input keys whose values reach the output under another name (or once transformed).
+const RENAMED: &[(&str, &[&str])] = &[
+    ("stepWeight", &["setWeight"]),
+    ("stepWeights", &["setWeight"]),
+    ("maxWeight", &["setWeight"]),
+    ("iterations", &["count"]),
+    ("interval", &["duration", "interval", "window"]),
+    ("duration", &["duration"]),
+    ("timeout", &["timeout"]),
+    ("timeoutSeconds", &["timeout"]),
+    ("suspend", &["paused"]),
+    ("previewReplicaCount", &["previewReplicaCount"]),
+    ("key", &["name"]),
+];
+
+fn text(value: &Value) -> String {
+    value.as_str().map_or_else(|| value.to_string(), String::from)
+}
+
+/// Whether an input leaf reaches the output: its text in an output string, a templated string's
+/// literal parts, a condition as translated, a duration as Sluice writes it, or the same value
+/// under the same (or a renamed) key.
+fn reaches(key: &str, value: &Value, output: &[(String, String, Value)]) -> bool {
+    let written = text(value);
+    let strings = || output.iter().filter_map(|(_, _, v)| v.as_str());
+    if value.is_string() && written.len() >= 3 {
+        if written.contains("{{") {
+            let literal: Vec<&str> = written.split("{{").flat_map(|p| p.split("}}").last()).filter(|p| p.trim().len() >= 3).collect();
+            if literal.iter().all(|part| strings().any(|s| s.contains(part.trim()))) {
+                return true;
+            }
+        }
+        if strings().any(|s| s.contains(&written)) {
+            return true;
+        }
+        if let sluice::import::Translation::Cel(cel) = sluice::import::translate_condition(&written, true)
+            && strings().any(|s| s.contains(&cel))
+        {
+            return true;
+        }
+    }
+    let mut forms = vec![written.clone(), written.trim_start_matches('{').trim_end_matches('}').to_string()];
+    forms.extend(sluice::import::duration(value));
+    if let Some(n) = value.as_f64() {
+        forms.push(format!("{n:.1}"));
+    }
+    let keys: Vec<&str> = RENAMED.iter().find(|(k, _)| *k == key).map_or(vec![key], |(_, to)| to.to_vec());
+    // Flagger's blue/green threshold: failed checks before rollback, one more than tolerated.
+    let tolerated = (key == "threshold").then(|| value.as_i64().map(|n| (n - 1).to_string())).flatten();
+    output.iter().any(|(_, k, v)| {
+        (k == "failureLimit" && tolerated.as_deref() == Some(text(v).as_str()))
+            || (keys.contains(&k.as_str()) && forms.contains(&text(v)))
+            || (matches!(k.as_str(), "successCondition" | "failureCondition")
+                && value.is_number()
+                && forms.iter().any(|f| text(v).contains(f.as_str())))
+    })
+}
+
+/// The walk the issue asks for: every field of every input object either reaches the output or
+/// is named (it or a field holding it) in a warning about that object.
+#[test]
+fn every_input_field_is_mapped_or_warned_over_the_whole_corpus() {
+    let dir = format!("{}/tests/fixtures/import", env!("CARGO_MANIFEST_DIR"));
+    let mut names: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    names.sort();
+    assert!(names.len() >= 8, "{names:?}");
+    let mut lost = Vec::new();
+    for name in &names {
+        let (file, text) = fixture(name);
+        let imported = import(&[(file, text.clone())]).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut output = Vec::new();
+        for object in &imported.objects {
+            leaves(&serde_json::to_value(object).unwrap(), String::new(), &mut output);
+        }
+        let documents: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        // A Deployment or MetricTemplate is read through the Canary; its warnings name it in the path.
+        let canary =
+            documents.iter().find(|d| d["kind"] == "Canary").map(|d| format!("Canary/{}", d["metadata"]["name"].as_str().unwrap()));
+        for document in documents.iter().filter(|d| !d.is_null()) {
+            let kind = document["kind"].as_str().unwrap();
+            let object = format!("{kind}/{}", document["metadata"]["name"].as_str().unwrap_or("(unnamed)"));
+            let (owner, prefix) = match kind {
+                "Deployment" | "MetricTemplate" => (canary.clone().unwrap_or_default(), format!("{object}.")),
+                _ => (object.clone(), String::new()),
+            };
+            let mut fields = Vec::new();
+            leaves(document, String::new(), &mut fields);
+            for (path, key, value) in fields {
+                if path == "apiVersion" || path == "kind" || path.starts_with("status") {
+                    continue;
+                }
+                // References are resolved: the object they name is in the input and walked itself.
+                let reference = ["spec.workloadRef.", "spec.targetRef."].iter().any(|r| path.starts_with(r));
+                // Flagger's plain Kubernetes provider is the replica-ratio split Sluice makes anyway.
+                let same_meaning = path == "spec.provider" && value == "kubernetes";
+                if reference || same_meaning {
+                    continue;
+                }
+                let full = format!("{prefix}{path}");
+                let warned = imported.warnings.iter().any(|w| {
+                    w.object == owner
+                        && (w.path == "."
+                            || full == w.path
+                            || full.starts_with(&format!("{}.", w.path))
+                            || full.starts_with(&format!("{}[", w.path)))
+                });
+                if !warned && !reaches(&key, &value, &output) {
+                    lost.push(format!("{name}: {object}: {path} = {value}"));
+                }
+            }
+        }
+    }
+    assert!(lost.is_empty(), "fields that neither reach the output nor are named in a warning:\n{}", lost.join("\n"));
+}
+
+#[test]
+fn argo_special_values_keep_their_meaning() {
+    let imported = run(&["argo-special-values.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
+    assert_eq!(workload.replicas, 1, "Argo's default replica count");
+    assert_eq!(
+        step_kinds(&rollout),
+        [
+            "setCanaryScale Some(1)",
+            "pause 1h30m",
+            "setWeight 20",
+            "pause 45m30s",
+            "analysis ledger-checks",
+            "analysis ledger-checks",
+            "pause 300ms",
+            "setWeight 30"
+        ],
+        "the two-action items split in the order written, 1.5h kept as a timed pause, the experiment that measures its own pods dropped, \
+         the other one an analysis step"
+    );
+    let canary = rollout.spec.strategy.canary.as_ref().unwrap();
+    assert_eq!(canary.abort_scale_down_delay_seconds, Some(604_800), "Argo's 0: the aborted canary keeps running");
+    let experiment = canary.steps[4].analysis.as_ref().unwrap();
+    assert_eq!(experiment.args[0].value.as_deref(), Some("2m"));
+
+    let checks = &templates["ledger-checks"];
+    let budget = &checks.metrics[0];
+    assert_eq!(
+        (
+            budget.interval.as_ref().unwrap().0.as_str(),
+            budget.initial_delay.as_ref().unwrap().0.as_str(),
+            budget.count,
+            budget.failure_limit
+        ),
+        ("5m", "30s", Some(6), Some(2)),
+        "{{{{args.x}}}} fields resolved from the template's defaults and the Rollout's one value for each"
+    );
+    assert_eq!(budget.success_condition.as_deref(), Some("result < 0.02"));
+    let never = &checks.metrics[1];
+    assert_eq!((never.failure_limit, never.inconclusive_limit), (Some(-1), Some(-1)), "-1 is no limit, in both");
+    assert_eq!(never.provider.web.as_ref().unwrap().url, "http://ledger-api.finance.svc/healthz", "a templated URL resolved");
+    let args: Vec<&str> = checks.args.iter().map(|a| a.name.as_str()).collect();
+    assert!(!args.contains(&"graphite-target"), "the dropped graphite metric's argument goes with it: {args:?}");
+
+    let warnings = warnings(&imported);
+    let about = |path: &str| warnings.iter().filter(|w| w.contains(&format!(": {path}: "))).cloned().collect::<Vec<_>>();
+    assert!(about("spec.strategy.canary.steps[0]")[0].contains("split into 2 steps, in this order: setCanaryScale, pause"), "{warnings:?}");
+    assert!(about("spec.strategy.canary.steps[6]")[0].contains("in this order: pause, setWeight"), "{warnings:?}");
+    assert!(about("spec.strategy.canary.abortScaleDownDelaySeconds")[0].contains("never scale the aborted canary down"));
+    let dropped = &about("spec.strategy.canary.steps[3].experiment")[0];
+    assert!(dropped.contains("pods-compared") && dropped.contains("baseline (stable pods), candidate (canary pods)"), "{dropped}");
+    assert!(about("spec.strategy.canary.steps[4].experiment")[0].contains("becomes an analysis step"));
+    assert!(about("spec.args[6]")[0].contains("graphite-target is used by no imported metric"));
+}
+
+#[test]
+fn a_rollout_without_a_name_is_named_for_filling_in() {
+    let imported = run(&["argo-unnamed.yaml"]);
+    let (rollout, _) = accepted(&imported);
+    assert_eq!(rollout.metadata.name.as_deref(), Some("reports-fill-in-name"));
+    assert!(warnings(&imported).iter().any(|w| w.contains("metadata.name: missing")), "{:?}", warnings(&imported));
+}
+
+#[test]
+fn flagger_gates_thresholds_and_default_replicas() {
+    let imported = run(&["flagger-gates.yaml"]);
+    let (rollout, templates) = accepted(&imported);
+    assert_eq!(rollout.spec.workload.kubernetes.as_ref().unwrap().replicas, 1, "a Deployment without replicas runs one");
+    assert_eq!(
+        step_kinds(&rollout),
+        [
+            "pause manual",
+            "pause manual",
+            "setWeight 50",
+            "pause 1m",
+            "analysis checkout-analysis",
+            "pause manual",
+            "setWeight 100",
+            "pause 1m",
+            "analysis checkout-analysis",
+            "pause manual"
+        ],
+        "confirm-rollout first, confirm-traffic-increase before each weight, confirm-promotion last"
+    );
+    let checks = &templates["checkout-analysis"].metrics;
+    assert_eq!(checks[0].success_condition.as_deref(), Some("result >= 99.0"), "threshold is a minimum for the success rate");
+    assert_eq!(checks[1].success_condition.as_deref(), Some("result <= 500.0"), "and a maximum for the duration");
+    assert_eq!(checks[2].provider.web.as_ref().unwrap().url, "http://loadtester.shop/", "the load test, once per step");
 }

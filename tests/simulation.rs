@@ -36,7 +36,6 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         }),
         ..Default::default()
     };
-    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
     let alb = AlbTraffic {
         listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
         stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
@@ -46,6 +45,9 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         ..Default::default()
     };
     let traffic = rng.random_bool(0.5).then_some(Traffic { alb: Some(alb) });
+    // Sometimes scaled to zero behind a router: nothing may take weight, and the rollout says so.
+    let replicas = if traffic.is_some() && rng.random_bool(0.05) { 0 } else { replicas };
+    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
     let mut strategy = Strategy::default();
     let mut traffic_allowed = true;
     match rng.random_range(0..20) {
@@ -79,7 +81,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                 preview_service: Some("preview".into()),
                 auto_promotion_enabled: rng.random_bool(0.15).then_some(false),
                 auto_promotion_seconds: rng.random_bool(0.3).then(|| rng.random_range(0..120)),
-                preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas)),
+                preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas.max(1))),
                 scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
                 pre_promotion_analysis: rng.random_bool(0.3).then(analysis),
                 post_promotion_analysis: rng.random_bool(0.3).then(analysis),
@@ -219,11 +221,12 @@ fn settled(world: &World) -> Result<&'static str, String> {
         world.spec.paused
             || s.pause_conditions.iter().any(|p| p.reason != PauseReason::CanaryPauseStep || is_manual_pause(world))
             || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
+            || s.conditions.iter().any(|c| c.type_ == "ScaledToZero" && c.status == "True")
     };
     match status.phase {
         Some(RolloutPhase::Healthy)
             if stable == update
-                && running == [update.clone()]
+                && (running == [update.clone()] || n == 0 && running.is_empty())
                 && world.ready(&update) == n
                 && world.weight.unwrap_or(0) == 0
                 && previews_home =>
@@ -369,6 +372,15 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             }
         }
         for action in &applied {
+            if let Action::SetWeight { canary_weight } = action {
+                // The invariant: weight never lands on a revision with no ready replica.
+                let receivers = [(*canary_weight > 0, "canary"), (*canary_weight < 100 && !world.status.abort, "stable")];
+                for (role, revision) in receivers.iter().filter(|(gets, _)| *gets).filter_map(|(_, r)| Some((*r, world.services.get(r)?))) {
+                    if world.ready(revision) == 0 {
+                        violations.push(format!("weight {canary_weight} set while the {role} revision {revision} has no ready replica"));
+                    }
+                }
+            }
             match action {
                 Action::SetWeight { canary_weight } if !allowed.contains(canary_weight) => {
                     violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
@@ -491,4 +503,126 @@ fn replay() {
     let seed = std::env::var("SLUICE_SEED").ok().and_then(|s| s.parse().ok());
     let outcome = schedule(seed.unwrap_or(0), seed.is_some());
     assert!(outcome.violations.is_empty(), "{:?}", outcome.violations);
+}
+
+/// Runs passes until nothing is due for `limit`, issuing `command` once the rollout waits for a
+/// person; returns the names of the analysis runs created.
+fn drive_blue_green(command: Command, value: f64) -> (World, Vec<String>) {
+    let mut spec = random_spec(&mut SmallRng::seed_from_u64(1));
+    spec.traffic = None;
+    spec.strategy = Strategy {
+        blue_green: Some(BlueGreenStrategy {
+            active_service: "active".into(),
+            preview_service: Some("preview".into()),
+            auto_promotion_enabled: Some(false),
+            post_promotion_analysis: Some(analysis()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let start = Timestamp::from_second(1_767_225_600).unwrap();
+    let metrics = RandomMetrics { points: vec![(Duration::ZERO, Sample::Value(serde_json::json!(value)))] };
+    let mut world = World::at_rest("app", &spec, start, Box::new(metrics));
+    world.templates.insert("health".into(), template());
+    world.set_spec(with_version(&spec, "app:2"));
+    let mut issued = false;
+    for _ in 0..500 {
+        let requeue = match world.pass() {
+            PassOutcome::Applied { applied, plan } => {
+                if applied.is_empty() {
+                    plan.requeue_after
+                } else {
+                    Some(Duration::ZERO)
+                }
+            }
+            PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
+        };
+        if !issued && world.status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause) {
+            issue(&mut world, command, "c1".into());
+            issued = true;
+            continue;
+        }
+        let wake = [requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()), world.next_change()].into_iter().flatten().min();
+        let Some(wake) = wake.filter(|w| *w <= start + SignedDuration::from_hours(2)) else { break };
+        world.now = wake.max(world.now);
+    }
+    assert!(issued, "the rollout never waited for approval: {:?}", world.status.message);
+    let runs = world.runs.keys().cloned().collect();
+    (world, runs)
+}
+
+#[test]
+fn blue_green_promote_ends_the_approval_pause_and_still_runs_post_promotion_analysis() {
+    let (world, runs) = drive_blue_green(Command::Promote, 0.1);
+    assert!(runs.iter().any(|r| r.ends_with("post-promotion")), "post-promotion analysis ran: {runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+
+    let (world, runs) = drive_blue_green(Command::Promote, 0.9);
+    assert!(runs.iter().any(|r| r.ends_with("post-promotion")), "{runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Degraded), "a failed post-promotion analysis rolls back");
+    assert!(world.status.abort);
+    let stable = world.status.stable_revision.clone().unwrap();
+    assert_eq!(world.services.get("stable"), Some(&stable), "production traffic is back on the old revision");
+}
+
+#[test]
+fn blue_green_promote_full_skips_post_promotion_analysis() {
+    let (world, runs) = drive_blue_green(Command::PromoteFull, 0.9);
+    assert!(runs.is_empty(), "no analysis ran: {runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+    assert_eq!(world.status.stable_revision, Some(revision::of(&world.spec.workload)));
+}
+
+#[test]
+fn an_update_at_zero_replicas_behind_a_router_waits_with_a_condition_then_goes_on_when_scaled() {
+    let mut spec = random_spec(&mut SmallRng::seed_from_u64(2));
+    spec.traffic = Some(Traffic {
+        alb: Some(AlbTraffic {
+            listener_arn: Some("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c".into()),
+            stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
+            canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
+            ..Default::default()
+        }),
+    });
+    spec.strategy = Strategy {
+        canary: Some(CanaryStrategy { steps: vec![CanaryStep { set_weight: Some(50), ..Default::default() }], ..Default::default() }),
+        ..Default::default()
+    };
+    spec.workload.kubernetes.as_mut().unwrap().replicas = 0;
+    let start = Timestamp::from_second(1_767_225_600).unwrap();
+    let mut world = World::at_rest("app", &spec, start, Box::new(RandomMetrics { points: vec![] }));
+    world.set_spec(with_version(&spec, "app:2"));
+    let run = |world: &mut World| {
+        let mut weights = Vec::new();
+        for _ in 0..200 {
+            let requeue = match world.pass() {
+                PassOutcome::Applied { applied, plan } => {
+                    weights.extend(applied.iter().filter_map(|a| match a {
+                        Action::SetWeight { canary_weight } => Some(*canary_weight),
+                        _ => None,
+                    }));
+                    if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }
+                }
+                PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
+            };
+            let wake = [requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()), world.next_change()].into_iter().flatten().min();
+            let Some(wake) = wake.filter(|w| *w <= start + SignedDuration::from_hours(3)) else { break };
+            world.now = wake.max(world.now);
+        }
+        weights
+    };
+    let weights = run(&mut world);
+    assert!(weights.is_empty(), "no weight moves onto a revision without pods: {weights:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Paused), "{:?}", world.status.message);
+    let condition = world.status.conditions.iter().find(|c| c.type_ == "ScaledToZero").expect("the ScaledToZero condition");
+    assert_eq!((condition.status.as_str(), condition.reason.as_str()), ("True", "ZeroReplicasWithRouter"));
+    assert!(world.status.message.as_deref().unwrap().contains("scale the rollout above 0"));
+
+    let mut scaled = world.spec.clone();
+    scaled.workload.kubernetes.as_mut().unwrap().replicas = 2;
+    world.set_spec(scaled);
+    let weights = run(&mut world);
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "{:?}", world.status.message);
+    assert!(weights.contains(&50) && weights.contains(&100), "{weights:?}");
+    assert!(!world.status.conditions.iter().any(|c| c.type_ == "ScaledToZero"));
 }

@@ -86,13 +86,14 @@ pub struct Metric {
     /// Expression over `result` that marks a measurement Failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_condition: Option<String>,
-    /// Failed measurements tolerated before the metric fails (default 0).
+    /// Failed measurements tolerated before the metric fails (default 0; -1: no limit, as in Argo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = -1))]
     pub failure_limit: Option<i32>,
-    /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0).
+    /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0; -1: no
+    /// limit, as in Argo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = -1))]
     pub inconclusive_limit: Option<i32>,
     /// Errors in a row tolerated before the metric errs (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -252,7 +253,8 @@ pub struct CloudWatchAlarmMetric {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct WebMetric {
-    #[schemars(regex(pattern = r"^https?://"))]
+    /// An http(s) URL; it may start with `{{args.NAME}}`, substituted when the run is built.
+    #[schemars(regex(pattern = r"^(https?://|\{\{args\.)"))]
     pub url: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub method: Option<HttpMethod>,

@@ -75,7 +75,7 @@ pub struct Workload {
 }
 
 /// Pods, run as one ReplicaSet per revision owned by the Rollout.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[x_kube(validation = Rule::new("!has(self.template.spec) || self.template.spec.containers.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image: set workload.kubernetes.template.spec.containers[].image"))]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesWorkload {
@@ -108,6 +108,19 @@ fn count_or_percent(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 
 fn one() -> i32 {
     1
+}
+
+/// One replica when none is written, as in Argo Rollouts and Kubernetes (and the serde default).
+impl Default for KubernetesWorkload {
+    fn default() -> Self {
+        Self {
+            replicas: one(),
+            selector: LabelSelector::default(),
+            template: PodTemplateSpec::default(),
+            min_ready_seconds: None,
+            revision_history_limit: None,
+        }
+    }
 }
 
 /// An ECS service whose deployment controller is EXTERNAL; each revision is a task set.
@@ -510,6 +523,10 @@ pub struct RolloutStatus {
     /// Promotion is under way: all remaining steps are skipped.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promote_full: bool,
+    /// Blue/green: a person promoted (not --full): the switch goes ahead without the remaining
+    /// gates before it; post-promotion analysis still runs.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub promoted: bool,
     /// Blue/green: the new revision became ready at this time (auto-promotion counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_ready_at: Option<Time>,

@@ -46,11 +46,19 @@ impl MetricPolicy {
             count,
             interval,
             initial_delay: metric.initial_delay.as_ref().map(|d| d.to_duration()).transpose()?.unwrap_or_default(),
-            failure_limit: metric.failure_limit.unwrap_or(0).max(0),
-            inconclusive_limit: metric.inconclusive_limit.unwrap_or(0).max(0),
+            failure_limit: limit(metric.failure_limit),
+            inconclusive_limit: limit(metric.inconclusive_limit),
             consecutive_error_limit: metric.consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT).max(0),
             dry_run: metric.dry_run,
         })
+    }
+}
+
+/// A failure or inconclusive limit: 0 by default, and -1 (Argo's "no limit") never reached.
+fn limit(written: Option<i32>) -> i32 {
+    match written {
+        Some(-1) => i32::MAX,
+        other => other.unwrap_or(0).max(0),
     }
 }
 
@@ -188,6 +196,15 @@ pub fn run_phase(policies: &[MetricPolicy], results: &[MetricResult], terminated
 mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+
+    #[test]
+    fn minus_one_is_no_limit_as_in_argo() {
+        let metric = Metric { failure_limit: Some(-1), inconclusive_limit: Some(-1), ..Default::default() };
+        let policy = MetricPolicy::of(&metric).unwrap();
+        assert_eq!((policy.failure_limit, policy.inconclusive_limit), (i32::MAX, i32::MAX));
+        let unset = MetricPolicy::of(&Metric::default()).unwrap();
+        assert_eq!((unset.failure_limit, unset.inconclusive_limit), (0, 0));
+    }
 
     fn policy(count: Option<i32>, failure_limit: i32) -> MetricPolicy {
         MetricPolicy {

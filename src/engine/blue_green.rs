@@ -20,10 +20,27 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     if pass.status.abort {
         return pass.roll_back(delay);
     }
-    if pass.promote_requested.is_some() && !pass.status.promote_full {
-        pass.status.promote_full = true;
-        pass.status.pause_conditions.clear();
-        pass.event(EventReason::Promoted, "promotion requested: switching without waiting for the remaining gates");
+    match pass.promote_requested {
+        Some(true) if !pass.status.promote_full => {
+            pass.status.promote_full = true;
+            pass.status.pause_conditions.clear();
+            pass.event(EventReason::Promoted, "full promotion requested: switching and skipping every remaining gate and analysis");
+        }
+        // After the switch, a promote completes the gate in force: post-promotion analysis.
+        Some(false) if pass.status.switched && !pass.status.promote_full => {
+            pass.status.promote_full = true;
+            pass.status.pause_conditions.clear();
+            pass.event(EventReason::Promoted, "promotion requested: post-promotion analysis skipped");
+        }
+        Some(false) if !pass.status.promoted && !pass.status.promote_full => {
+            pass.status.promoted = true;
+            pass.status.pause_conditions.clear();
+            pass.event(
+                EventReason::Promoted,
+                "promotion requested: switching without waiting for the remaining gates; post-promotion analysis still runs",
+            );
+        }
+        _ => {}
     }
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
@@ -41,7 +58,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             return pass.wait(format!("retiring superseded revision {} before revision {update} is previewed", superseded.join(", ")));
         }
         let preview = blue_green.preview_replica_count.unwrap_or(n).min(n);
-        let promoting = pass.status.promote_full;
+        let promoting = pass.status.promote_full || pass.status.promoted;
         if pass.input.spec.paused && !promoting {
             pass.scale(&update, preview.max(pass.current(&update)));
             return pass.outcome(RolloutPhase::Paused, "paused by spec.paused before promotion");

@@ -134,20 +134,74 @@ fn canary_replicas_at(steps: &[CanaryStep], index: usize, replicas: i32) -> i32 
     }
 }
 
+/// Without a router, the replica counts `(canary, stable)` whose ratio comes closest to
+/// `weight`, as Argo Rollouts sizes them: the stable keeps its pods and canary pods are added
+/// within `surge` extra replicas; a weight between 0 and 100 keeps at least one pod of each
+/// whenever the replicas and surge allow it.
+fn ratio_split(replicas: i32, weight: i32, surge: i32) -> (i32, i32) {
+    let (n, weight) = (i64::from(replicas.max(0)), i64::from(weight.clamp(0, 100)));
+    if n == 0 || weight == 0 || weight == 100 {
+        let canary = if weight == 100 { n } else { 0 };
+        return (canary as i32, (n - canary) as i32);
+    }
+    let surge = i64::from(surge.max(0));
+    let room_for_both = n + surge >= 2;
+    let mut best: Option<(i64, i64, i64)> = None; // (error in hundredths of a percent, canary, stable)
+    for total in n..=n + surge {
+        for canary in [(total * weight) / 100, (total * weight + 99) / 100] {
+            let stable = total - canary;
+            let both = canary >= 1 && stable >= 1;
+            if stable > n || canary > n || (!both && room_for_both) {
+                continue;
+            }
+            let error = (canary * 10_000 / total - weight * 100).abs();
+            // Ties go to fewer pods: the first total and the smaller canary seen.
+            if best.is_none_or(|(e, _, _)| error < e) {
+                best = Some((error, canary, stable));
+            }
+        }
+    }
+    let (_, canary, stable) = best.unwrap_or((0, 0, n));
+    (canary as i32, stable as i32)
+}
+
+/// The weight a split of replicas gives the canary, rounded to the nearest percent.
+pub fn ratio_weight(canary: i32, stable: i32) -> i32 {
+    let total = i64::from(canary) + i64::from(stable);
+    if total == 0 { 0 } else { ((i64::from(canary) * 100 + total / 2) / total) as i32 }
+}
+
+/// Without a router: `(canary, stable)` replicas at `index` (setCanaryScale, or the weight's
+/// closest ratio within maxSurge).
+pub fn split_at(canary: &CanaryStrategy, index: usize, replicas: i32) -> (i32, i32) {
+    let explicit = canary.steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back();
+    match explicit {
+        Some(scale) if !scale.match_traffic_weight => {
+            let count = canary_replicas_at(&canary.steps, index, replicas);
+            (count, replicas - count)
+        }
+        _ => ratio_split(replicas, weight_at(&canary.steps, index), ratio_surge(canary, replicas)),
+    }
+}
+
+fn ratio_surge(canary: &CanaryStrategy, replicas: i32) -> i32 {
+    resolve_count(canary.max_surge.as_ref(), replicas, 25, true)
+}
+
 fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_runs: &mut Vec<String>) -> StepState {
     let step = &canary.steps[index];
     let n = pass.replicas;
     let update = pass.update.clone();
     let target = canary_replicas_at(&canary.steps, index, n);
     if let Some(weight) = step.set_weight {
-        let canary_ready = pass.ready(&update) >= target;
         let reached = if pass.has_router() {
-            pass.observed_weight() == Some(weight)
+            pass.ready(&update) >= target && pass.observed_weight() == Some(weight)
         } else {
+            let (canary_goal, stable_goal) = split_at(canary, index, n);
             let stable = pass.stable.clone();
-            pass.current(&stable) <= n - target && pass.ready(&stable) >= n - target
+            pass.ready(&update) >= canary_goal && pass.current(&stable) <= stable_goal && pass.ready(&stable) >= stable_goal
         };
-        return if canary_ready && reached { StepState::Done } else { StepState::Waiting };
+        return if reached { StepState::Done } else { StepState::Waiting };
     }
     if step.set_canary_scale.is_some() {
         return if pass.ready(&update) >= target { StepState::Done } else { StepState::Waiting };
@@ -240,26 +294,28 @@ fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize) {
             pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{size} ready"));
         }
     } else {
-        pass.status.canary_weight = weight;
+        let (canary_goal, stable_goal) = split_at(canary, index, n);
+        // The weight the replica ratio reaches, which few replicas may hold away from the step's.
+        pass.status.canary_weight = ratio_weight(canary_goal, stable_goal);
         pass.point_service(ServiceRole::Canary, &update);
-        scale_by_ratio(pass, canary, target);
+        scale_by_ratio(pass, canary, canary_goal, stable_goal);
     }
 }
 
 /// Without a router the replica ratio is the traffic split: the stable shrinks only as canary
 /// pods become ready, so capacity never drops below the desired count.
-fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32) {
+fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32, stable_target: i32) {
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
-    let surge = resolve_count(canary.max_surge.as_ref(), n, 25, true).max(1);
+    let surge = ratio_surge(canary, n).max(1);
     let stable_now = pass.current(&stable);
     let canary_now = pass.current(&update);
     let ready = pass.ready(&update);
-    let stable_goal = (n - ready.min(target)).max(0);
+    let stable_goal = (n - ready.min(target)).max(stable_target).max(0);
     pass.scale(&stable, stable_goal);
     let canary_goal = if target >= canary_now {
         target.min((n + surge - stable_now).max(canary_now))
-    } else if pass.ready(&stable) >= n - target {
+    } else if pass.ready(&stable) >= stable_target {
         target
     } else {
         // Shrinking the canary waits until the stable holds the capacity again.
@@ -312,7 +368,7 @@ fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
     } else {
         pass.status.canary_weight = 100;
         pass.point_service(ServiceRole::Canary, &update);
-        scale_by_ratio(pass, canary, n);
+        scale_by_ratio(pass, canary, n, 0);
         if pass.ready(&update) >= n && pass.current(&stable) == 0 {
             pass.mark_stable(Duration::ZERO);
         } else {
@@ -341,6 +397,28 @@ mod tests {
         assert_eq!(weight_at(&steps, 1), 10);
         assert_eq!(weight_at(&steps, 3), 50);
         assert_eq!(weight_at(&[pause()], 0), 0);
+    }
+
+    #[test]
+    fn replica_ratio_keeps_the_stable_and_adds_canary_pods_within_surge() {
+        assert_eq!(ratio_split(1, 10, 1), (1, 1), "1 replica at 10%: one of each, as Argo");
+        assert_eq!(ratio_split(3, 20, 1), (1, 3), "25% is the closest to 20% within one surge pod");
+        assert_eq!(ratio_split(1, 5, 1), (1, 1), "no jump to 100% at a small step");
+        assert_eq!(ratio_split(10, 25, 3), (3, 9));
+        assert_eq!(ratio_split(10, 50, 3), (5, 5));
+        assert_eq!(ratio_split(4, 50, 0), (2, 2));
+        assert_eq!(ratio_split(1, 10, 0), (0, 1), "no surge allowed and one replica: the canary cannot start");
+        assert_eq!(ratio_split(5, 100, 2), (5, 0));
+        assert_eq!(ratio_split(5, 0, 2), (0, 5));
+        assert_eq!(ratio_split(0, 50, 1), (0, 0));
+        for n in 1..40 {
+            for weight in 1..100 {
+                let (canary, stable) = ratio_split(n, weight, 1 + n / 4);
+                assert!(stable <= n && canary <= n && canary + stable <= n + 1 + n / 4 && canary + stable >= n, "{n} {weight}");
+                assert!(canary >= 1 && stable >= 1, "a weight between 0 and 100 runs both: {n} at {weight}%");
+            }
+        }
+        assert_eq!(ratio_weight(1, 3), 25);
     }
 
     #[test]

@@ -12,6 +12,9 @@ pub const PAUSED: &str = "Paused";
 pub const COMPLETED: &str = "Completed";
 pub const HEALTHY: &str = "Healthy";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// An update waits because the rollout asks for 0 replicas while a router splits traffic: no
+/// revision could take the weight.
+pub const SCALED_TO_ZERO: &str = "ScaledToZero";
 /// Passes keep failing (an API that throttles or errors); cleared by the next pass that succeeds.
 pub const RECONCILE_ERROR: &str = "ReconcileError";
 

@@ -126,6 +126,7 @@ impl<'a> Pass<'a> {
         self.status.observed_generation = self.input.generation;
         conditions::remove(&mut self.status.conditions, conditions::INVALID_SPEC);
         conditions::remove(&mut self.status.conditions, conditions::RECONCILE_ERROR);
+        conditions::remove(&mut self.status.conditions, conditions::SCALED_TO_ZERO);
         self.update = revision::of(&self.input.spec.workload);
         self.stable = match &self.input.status.stable_revision {
             Some(stable) => stable.clone(),
@@ -176,6 +177,7 @@ impl<'a> Pass<'a> {
         self.status.current_step_index = self.input.spec.strategy.canary.as_ref().map(|_| 0);
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
+        self.status.promoted = false;
         self.status.preview_ready_at = None;
         self.status.switched = false;
     }
@@ -195,6 +197,22 @@ impl<'a> Pass<'a> {
         self.status.aborted_at = None;
         self.reset_progress();
         self.event(EventReason::NewRevision, message);
+    }
+
+    /// A router with nothing to route to: an update at 0 replicas would hand weight to a revision
+    /// with no pods. It waits, weights untouched, until replicas are above 0.
+    pub fn hold_at_zero_replicas(&mut self) {
+        let (stable, update) = (self.stable.clone(), self.update.clone());
+        self.scale(&stable, 0);
+        self.scale(&update, 0);
+        let name = self.input.name;
+        let message = format!(
+            "replicas is 0 and a traffic router splits traffic: no revision has pods to take weight, so revision {update} waits; \
+             scale the rollout above 0 (`kubectl scale rollout {name} --replicas N`) to go on"
+        );
+        let now = self.now();
+        conditions::set(&mut self.status.conditions, conditions::SCALED_TO_ZERO, true, "ZeroReplicasWithRouter", &message, now);
+        self.outcome(RolloutPhase::Paused, message);
     }
 
     pub fn at_rest(&self) -> bool {
@@ -288,6 +306,13 @@ impl<'a> Pass<'a> {
         if !urgent && selected.as_ref().is_some_and(|s| s != revision) {
             let message = format!("waiting for the {role} Service to select revision {revision} before weight moves to it");
             self.wait(message);
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
+        // Never weight onto a revision with no ready replica (it would answer with errors).
+        let receiver = if toward_canary { (weight > 0).then_some(revision) } else { (weight < 100).then_some(revision) };
+        if let Some(receiver) = receiver.filter(|r| !urgent && self.ready(r) == 0) {
+            self.wait(format!("waiting for revision {receiver} to have a ready replica before weight moves to it"));
             self.requeue_in(ROUTER_POLL);
             return false;
         }
@@ -401,6 +426,7 @@ impl<'a> Pass<'a> {
         self.status.aborted_at = Some(Time(self.now()));
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
+        self.status.promoted = false;
         self.event(EventReason::Aborted, format!("aborted revision {}: {reason}", self.update));
         self.status.abort_reason = Some(reason.to_string());
     }

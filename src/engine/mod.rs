@@ -24,6 +24,7 @@ use serde::Serialize;
 
 use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, RolloutStatus};
 
+pub use canary::{ratio_weight, split_at as ratio_split_at};
 pub use context::{MAX_REPLICAS, default_progress_deadline};
 pub use validate::{InvalidSpec, validate};
 
@@ -240,6 +241,8 @@ pub fn step(input: Input<'_>) -> Plan {
     pass.begin();
     if pass.at_rest() {
         rest::settle(&mut pass);
+    } else if pass.replicas == 0 && pass.has_router() && !pass.status.abort && !pass.abort_requested {
+        pass.hold_at_zero_replicas();
     } else if let Some(canary) = &input.spec.strategy.canary {
         canary::progress(&mut pass, canary);
     } else if let Some(blue_green) = &input.spec.strategy.blue_green {

@@ -14,6 +14,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     status.abort_reason = None;
     status.pause_conditions.clear();
     status.promote_full = false;
+    status.promoted = false;
     status.preview_ready_at = None;
     status.switched = false;
     status.current_step_index = pass.input.spec.strategy.canary.as_ref().map(|c| c.steps.len() as i32);

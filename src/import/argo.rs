@@ -1,5 +1,7 @@
 //! Argo Rollouts (`argoproj.io/v1alpha1`): Rollout, AnalysisTemplate, ClusterAnalysisTemplate.
 
+use std::collections::BTreeMap;
+
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, Time};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -13,13 +15,27 @@ use crate::api::{
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
+/// The name given to a Rollout written without one.
+pub const PLACEHOLDER_NAME: &str = "fill-in-name";
+/// The longest scale-down delay Sluice takes: Argo's 0 ("never scale down") comes closest to it.
+const LONGEST_SCALE_DOWN_DELAY: i32 = 604_800;
 
-pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
+/// An Argo Rollout; `step_order` holds the keys of each canary step as written.
+pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: &mut Warnings) -> Rollout {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let meta = metadata(&mut top);
+    let meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
+    let mut meta = meta;
+    if meta.name.as_deref().is_none_or(str::is_empty) {
+        let placeholder = meta.generate_name.take().map_or_else(|| PLACEHOLDER_NAME.to_string(), |g| format!("{g}{PLACEHOLDER_NAME}"));
+        w.warn(
+            "metadata.name",
+            format!("missing: the Rollout is named {placeholder}; rename it (Sluice needs a name to name its pods and runs)"),
+        );
+        meta.name = Some(placeholder);
+    }
     let name = meta.name.clone().unwrap_or_default();
 
     let mut workload = kubernetes_workload(&mut spec, &meta, source, w);
@@ -39,7 +55,7 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     let mut traffic = None;
     let mut strategies = spec.object("strategy").unwrap_or_else(|| Fields::new("spec.strategy", Value::Null));
     if let Some(canary) = strategies.object("canary") {
-        let (converted, router) = canary_strategy(canary, &meta, w);
+        let (converted, router) = canary_strategy(canary, step_order, &meta, w);
         strategy.canary = Some(converted);
         traffic = router;
     } else if let Some(blue_green) = strategies.object("blueGreen") {
@@ -50,6 +66,9 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     }
     strategies.finish(w);
     spec.finish(w);
+    if let Some(canary) = strategy.canary.as_ref().filter(|_| traffic.is_none()) {
+        warn_unreachable_weights(canary, workload.replicas, "spec.strategy.canary.steps", w);
+    }
 
     let mut rollout = Rollout::new(
         &name,
@@ -65,6 +84,24 @@ pub fn rollout(document: Value, source: &Source, w: &mut Warnings) -> Rollout {
     );
     rollout.metadata = meta;
     rollout
+}
+
+/// Without a router the replica ratio is the split: say where few replicas hold a step's weight
+/// away from what it names.
+pub(super) fn warn_unreachable_weights(canary: &CanaryStrategy, replicas: i32, path: &str, w: &mut Warnings) {
+    for (index, weight) in canary.steps.iter().enumerate().filter_map(|(i, s)| Some((i, s.set_weight?))) {
+        let (new, old) = crate::engine::ratio_split_at(canary, index, replicas);
+        let reached = crate::engine::ratio_weight(new, old);
+        if reached != weight.clamp(0, 100) {
+            w.warn(
+                path,
+                format!(
+                    "step {index} (setWeight {weight}): with {replicas} replicas and no traffic router the replica ratio reaches \
+                     {reached}% ({new} canary, {old} stable pods); raise the replicas or route through an ALB for finer weights"
+                ),
+            );
+        }
+    }
 }
 
 /// The pods: the Rollout's own template, or the Deployment its `workloadRef` names.
@@ -123,24 +160,28 @@ fn int_or_string(value: Value) -> Option<IntOrString> {
     }
 }
 
-fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (CanaryStrategy, Option<Traffic>) {
+fn canary_strategy(
+    mut canary: Fields,
+    step_order: &[Vec<String>],
+    meta: &ObjectMeta,
+    w: &mut Warnings,
+) -> (CanaryStrategy, Option<Traffic>) {
     let mut out = CanaryStrategy {
         stable_service: canary.string("stableService"),
         canary_service: canary.string("canaryService"),
         max_surge: canary.take("maxSurge").and_then(int_or_string),
         max_unavailable: canary.take("maxUnavailable").and_then(int_or_string),
         scale_down_delay_seconds: canary.int("scaleDownDelaySeconds", w),
-        abort_scale_down_delay_seconds: canary.int("abortScaleDownDelaySeconds", w),
+        abort_scale_down_delay_seconds: abort_scale_down_delay(&mut canary, w),
         ..Default::default()
     };
     if let Some(mut analysis) = canary.object("analysis") {
         analysis.drop("startingStep", "Sluice's background analysis runs from the first step", w);
         out.analysis = rollout_analysis(analysis, meta, w);
     }
-    for (path, step) in canary.list("steps") {
-        if let Some(step) = canary_step(Fields::new(path, step), meta, w) {
-            out.steps.push(step);
-        }
+    for (index, (path, step)) in canary.list("steps").into_iter().enumerate() {
+        let order = step_order.get(index).map_or(&[][..], Vec::as_slice);
+        out.steps.extend(canary_step(Fields::new(path, step), order, meta, w));
     }
     let traffic = canary.object("trafficRouting").and_then(|routing| traffic_routing(routing, &out, w));
     canary.drop("canaryMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
@@ -154,31 +195,154 @@ fn canary_strategy(mut canary: Fields, meta: &ObjectMeta, w: &mut Warnings) -> (
     (out, traffic)
 }
 
-fn canary_step(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<CanaryStep> {
-    let mut out = CanaryStep { set_weight: step.int("setWeight", w), ..Default::default() };
-    if let Some(pause) = step.take("pause") {
-        let mut pause = Fields::new(step.at("pause"), pause);
-        out.pause = Some(Pause { duration: duration_field(&mut pause, "duration", w) });
-        pause.finish(w);
+/// One of Argo's step list items as Sluice steps: an item that carries several actions becomes
+/// one step per action, in the order its keys are written (`order`; acting before waiting when
+/// that is not known).
+fn canary_step(step: Fields, order: &[String], meta: &ObjectMeta, w: &mut Warnings) -> Vec<CanaryStep> {
+    let path = step.path.clone();
+    let mut keyed = canary_step_actions(step, meta, w);
+    keyed.sort_by_key(|(key, _)| order.iter().position(|k| k == key).unwrap_or(usize::MAX));
+    let out: Vec<CanaryStep> = keyed.into_iter().map(|(_, step)| step).collect();
+    if out.len() > 1 {
+        let kinds: Vec<&str> = out.iter().map(step_kind).collect();
+        w.warn(&path, format!("carries several actions: split into {} steps, in this order: {}", out.len(), kinds.join(", ")));
     }
-    if let Some(analysis) = step.object("analysis") {
-        out.analysis = rollout_analysis(analysis, meta, w);
-    }
+    out
+}
+
+/// Each action of a step list item with the key it was written under.
+fn canary_step_actions(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<(&'static str, CanaryStep)> {
+    let mut out = Vec::new();
     if let Some(mut scale) = step.object("setCanaryScale") {
-        out.set_canary_scale = Some(SetCanaryScale {
+        let set_canary_scale = SetCanaryScale {
             replicas: scale.int("replicas", w),
             weight: scale.int("weight", w),
             match_traffic_weight: scale.bool("matchTrafficWeight").unwrap_or(false),
-        });
+        };
         scale.finish(w);
+        out.push(("setCanaryScale", CanaryStep { set_canary_scale: Some(set_canary_scale), ..Default::default() }));
     }
-    step.drop("experiment", "Sluice runs no experiments; use an analysis step against the canary", w);
+    if let Some(weight) = step.int("setWeight", w) {
+        out.push(("setWeight", CanaryStep { set_weight: Some(weight), ..Default::default() }));
+    }
+    if let Some(experiment) = step.object("experiment") {
+        let analysis = experiment_step(experiment, meta, w);
+        out.extend(analysis.map(|analysis| ("experiment", CanaryStep { analysis: Some(analysis), ..Default::default() })));
+    }
+    if let Some(analysis) = step.object("analysis") {
+        let analysis = rollout_analysis(analysis, meta, w);
+        out.extend(analysis.map(|analysis| ("analysis", CanaryStep { analysis: Some(analysis), ..Default::default() })));
+    }
+    if let Some(pause) = step.take("pause") {
+        let mut pause = Fields::new(step.at("pause"), pause);
+        let written = pause.has("duration");
+        let duration = duration_field(&mut pause, "duration", w);
+        if written && duration.is_none() {
+            w.warn(&pause.at("duration"), "unreadable, so this pause waits for `kubectl sluice promote`");
+        }
+        out.push(("pause", CanaryStep { pause: Some(Pause { duration }), ..Default::default() }));
+        pause.finish(w);
+    }
     step.drop("setHeaderRoute", "Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute)", w);
     step.drop("setMirrorRoute", "Sluice does not mirror traffic", w);
     step.drop("plugin", "Sluice has no step plugins", w);
     step.finish(w);
-    let set = [out.set_weight.is_some(), out.pause.is_some(), out.analysis.is_some(), out.set_canary_scale.is_some()];
-    (set.iter().filter(|s| **s).count() == 1).then_some(out)
+    out
+}
+
+fn step_kind(step: &CanaryStep) -> &'static str {
+    match (&step.set_canary_scale, step.set_weight, &step.analysis) {
+        (Some(_), ..) => "setCanaryScale",
+        (_, Some(_), _) => "setWeight",
+        (_, _, Some(_)) => "analysis",
+        _ => "pause",
+    }
+}
+
+/// An experiment step: its analyses become an analysis step when they can run without the
+/// experiment's own pods; what is lost is named.
+fn experiment_step(mut experiment: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<RolloutAnalysis> {
+    let path = experiment.path.clone();
+    let pods: Vec<String> = experiment
+        .list("templates")
+        .into_iter()
+        .map(|(_, t)| format!("{} ({} pods)", t["name"].as_str().unwrap_or("?"), t["specRef"].as_str().unwrap_or("?")))
+        .collect();
+    let duration = experiment.string("duration");
+    experiment.ignore(&["dryRun", "scaleDownDelaySeconds"]);
+    let mut merged = RolloutAnalysis::default();
+    let mut needs_pods = Vec::new();
+    for (analysis_path, analysis) in experiment.list("analyses") {
+        let text = analysis.to_string();
+        let name = analysis["name"].as_str().unwrap_or("?").to_string();
+        if text.contains("podTemplateHashValue") || text.contains("{{templates.") {
+            needs_pods.push(name);
+            continue;
+        }
+        let mut fields = Fields::new(analysis_path, analysis);
+        fields.ignore(&["name", "requiredForCompletion"]);
+        let mut wrapped = serde_json::Map::new();
+        let reference = serde_json::json!([{"templateName": fields.string("templateName"), "clusterScope": fields.bool("clusterScope")}]);
+        wrapped.insert("templates".into(), reference);
+        if let Some(args) = fields.take("args") {
+            wrapped.insert("args".into(), args);
+        }
+        let path = fields.path.clone();
+        fields.finish(w);
+        if let Some(converted) = rollout_analysis(Fields::new(path, Value::Object(wrapped)), meta, w) {
+            merged.templates.extend(converted.templates);
+            for arg in converted.args {
+                if !merged.args.iter().any(|m| m.name == arg.name) {
+                    merged.args.push(arg);
+                }
+            }
+        }
+    }
+    let pods = if pods.is_empty() { "none".to_string() } else { pods.join(", ") };
+    let lasting = duration.map_or(String::new(), |d| format!(" for {d}"));
+    if merged.templates.is_empty() {
+        let what = if needs_pods.is_empty() {
+            "it has no analysis".to_string()
+        } else {
+            format!("analyses {} measure the experiment's own pods", needs_pods.join(", "))
+        };
+        w.warn(
+            &path,
+            format!("Sluice runs no experiments and {what}: the step is dropped, with its pods ({pods}){lasting} and its analysis gate"),
+        );
+        experiment.finish(w);
+        return None;
+    }
+    let lost = if needs_pods.is_empty() {
+        String::new()
+    } else {
+        format!("; analyses {} measure the experiment's own pods and are dropped", needs_pods.join(", "))
+    };
+    w.warn(
+        &path,
+        format!("Sluice runs no experiments: becomes an analysis step measuring the rollout's own revisions; the experiment's pods ({pods}){lasting} are not run{lost}"),
+    );
+    experiment.finish(w);
+    Some(merged)
+}
+
+/// Argo's `abortScaleDownDelaySeconds: 0` keeps the aborted canary running; Sluice's 0 scales it
+/// down at once, so the longest delay Sluice takes stands in for it.
+fn abort_scale_down_delay(canary: &mut Fields, w: &mut Warnings) -> Option<i32> {
+    let path = canary.at("abortScaleDownDelaySeconds");
+    match canary.int("abortScaleDownDelaySeconds", w)? {
+        0 => {
+            w.warn(
+                &path,
+                format!(
+                    "0 means \"never scale the aborted canary down\" in Argo and \"at once\" in Sluice: set to {LONGEST_SCALE_DOWN_DELAY} \
+                     (a week, the longest Sluice takes)"
+                ),
+            );
+            Some(LONGEST_SCALE_DOWN_DELAY)
+        }
+        seconds => Some(seconds),
+    }
 }
 
 fn traffic_routing(mut routing: Fields, canary: &CanaryStrategy, w: &mut Warnings) -> Option<Traffic> {
@@ -312,15 +476,58 @@ fn value_from(from: &mut Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<
     None
 }
 
-pub fn template(document: Value, w: &mut Warnings) -> AnalysisTemplate {
+/// The argument values the Rollouts in the input pass to each analysis template (by template
+/// name); an argument given different values by different references has none here.
+pub fn rollout_args(source: &Source) -> BTreeMap<String, BTreeMap<String, Option<String>>> {
+    fn walk(value: &Value, out: &mut BTreeMap<String, BTreeMap<String, Option<String>>>) {
+        match value {
+            Value::Object(map) => {
+                if let (Some(Value::Array(templates)), Some(Value::Array(args))) = (map.get("templates"), map.get("args")) {
+                    for template in templates.iter().filter_map(|t| t["templateName"].as_str()) {
+                        let known = out.entry(template.to_string()).or_default();
+                        for arg in args {
+                            let (Some(name), value) = (arg["name"].as_str(), arg["value"].as_str()) else { continue };
+                            let value = value.map(String::from);
+                            known
+                                .entry(name.to_string())
+                                .and_modify(|v| {
+                                    if *v != value {
+                                        *v = None
+                                    }
+                                })
+                                .or_insert(value);
+                        }
+                    }
+                }
+                map.values().for_each(|v| walk(v, out));
+            }
+            Value::Array(items) => items.iter().for_each(|v| walk(v, out)),
+            _ => {}
+        }
+    }
+    let mut out = BTreeMap::new();
+    for rollout in source.of_kind(super::ARGO_GROUP, "Rollout") {
+        walk(&rollout["spec"], &mut out);
+    }
+    out
+}
+
+/// `{{args.NAME}}` (the whole text), the argument's name.
+fn templated_arg(text: &str) -> Option<&str> {
+    text.trim().strip_prefix("{{")?.strip_suffix("}}")?.trim().strip_prefix("args.")
+}
+
+/// An AnalysisTemplate; `passed` holds the argument values the input's Rollouts give it.
+pub fn template(document: Value, passed: &BTreeMap<String, Option<String>>, w: &mut Warnings) -> AnalysisTemplate {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let meta = metadata(&mut top);
+    let meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
     let mut out = AnalysisTemplateSpec::default();
+    let mut arg_paths = Vec::new();
     for (path, arg) in spec.list("args") {
-        let mut arg = Fields::new(path, arg);
+        let mut arg = Fields::new(path.clone(), arg);
         let name = arg.string("name").unwrap_or_default();
         let value = arg.string("value");
         arg.drop(
@@ -329,8 +536,18 @@ pub fn template(document: Value, w: &mut Warnings) -> AnalysisTemplate {
             w,
         );
         arg.finish(w);
+        arg_paths.push(path);
         out.args.push(ArgumentSpec { name, value });
     }
+    // What a templated field resolves to at import: the Rollouts' value, else the default.
+    let values: BTreeMap<String, String> = out
+        .args
+        .iter()
+        .filter_map(|a| {
+            let passed = passed.get(&a.name).cloned().flatten();
+            Some((a.name.clone(), passed.or_else(|| a.value.clone())?))
+        })
+        .collect();
     let mut dry_run = Vec::new();
     for (path, entry) in spec.list("dryRun") {
         let mut entry = Fields::new(path, entry);
@@ -339,11 +556,22 @@ pub fn template(document: Value, w: &mut Warnings) -> AnalysisTemplate {
     }
     spec.drop("measurementRetention", "Sluice keeps a bounded number of recent measurements per metric", w);
     for (path, metric) in spec.list("metrics") {
-        if let Some(mut metric) = metric_of(Fields::new(path, metric), w) {
+        if let Some(mut metric) = metric_of(Fields::new(path, metric), &values, w) {
             metric.dry_run = dry_run.iter().any(|n| n == "*" || *n == metric.name);
             out.metrics.push(metric);
         }
     }
+    // An argument only a dropped metric used would have no value and fail every run.
+    let used = serde_json::to_string(&out.metrics).unwrap_or_default();
+    let mut kept = Vec::new();
+    for (arg, path) in out.args.drain(..).zip(arg_paths) {
+        if used.contains(&format!("{{{{args.{}}}}}", arg.name)) {
+            kept.push(arg);
+        } else {
+            w.warn(&path, format!("argument {} is used by no imported metric; dropped", arg.name));
+        }
+    }
+    out.args = kept;
     let path = spec.path.clone();
     spec.finish(w);
     if out.metrics.is_empty() {
@@ -361,16 +589,46 @@ enum Shape {
     Web,
 }
 
-fn metric_of(mut metric: Fields, w: &mut Warnings) -> Option<Metric> {
+/// Resolves a field written as `{{args.NAME}}` from the argument values known at import, in place.
+fn resolve_templated(metric: &mut Fields, key: &str, values: &BTreeMap<String, String>, w: &mut Warnings) {
+    let Some(text) = metric.peek(key).and_then(Value::as_str).map(String::from) else { return };
+    let Some(arg) = templated_arg(&text) else { return };
+    match values.get(arg) {
+        Some(value) => metric.put(key, Value::String(value.clone())),
+        None => {
+            metric.take(key);
+            w.warn(
+                &metric.at(key),
+                format!("{text}: argument {arg} has no value at import (neither a default nor one value from the Rollouts); dropped, so Sluice's default applies"),
+            );
+        }
+    }
+}
+
+/// A limit where -1 is Argo's "no limit", which Sluice keeps; below that nothing is meant.
+fn limit_field(metric: &mut Fields, key: &str, minus_one: bool, w: &mut Warnings) -> Option<i32> {
+    let path = metric.at(key);
+    let value = metric.int(key, w)?;
+    if value >= 0 || (value == -1 && minus_one) {
+        return Some(value);
+    }
+    w.warn(&path, format!("{value} is not a limit Sluice takes; dropped"));
+    None
+}
+
+fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warnings) -> Option<Metric> {
     let name = metric.string("name").unwrap_or_default();
+    for key in ["interval", "initialDelay", "count", "failureLimit", "inconclusiveLimit", "consecutiveErrorLimit"] {
+        resolve_templated(&mut metric, key, values, w);
+    }
     let mut out = Metric {
         name,
         interval: duration_field(&mut metric, "interval", w),
         initial_delay: duration_field(&mut metric, "initialDelay", w),
         count: metric.int("count", w),
-        failure_limit: metric.int("failureLimit", w).filter(|n| *n >= 0),
-        inconclusive_limit: metric.int("inconclusiveLimit", w).filter(|n| *n >= 0),
-        consecutive_error_limit: metric.int("consecutiveErrorLimit", w).filter(|n| *n >= 0),
+        failure_limit: limit_field(&mut metric, "failureLimit", true, w),
+        inconclusive_limit: limit_field(&mut metric, "inconclusiveLimit", true, w),
+        consecutive_error_limit: limit_field(&mut metric, "consecutiveErrorLimit", false, w),
         ..Default::default()
     };
     let conditions = [("successCondition", metric.string("successCondition")), ("failureCondition", metric.string("failureCondition"))];
@@ -382,10 +640,10 @@ fn metric_of(mut metric: Fields, w: &mut Warnings) -> Option<Metric> {
         out.provider.cloud_watch = Some(cloudwatch_of(cloudwatch, w));
         Shape::CloudWatch
     } else if let Some(web) = providers.object("web") {
-        out.provider.web = Some(web_of(web, w));
+        out.provider.web = Some(web_of(web, values, w));
         Shape::Web
     } else {
-        let path = providers.path.clone();
+        let path = metric.path.clone();
         let which = providers_named(&providers);
         w.warn(&path, format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric {} dropped", out.name));
         metric.finish(w);
@@ -478,8 +736,14 @@ fn cloudwatch_of(mut c: Fields, w: &mut Warnings) -> CloudWatchMetric {
     CloudWatchMetric { window, metric_data_queries: queries, region: None }
 }
 
-fn web_of(mut web: Fields, w: &mut Warnings) -> WebMetric {
-    let url = web.string("url").unwrap_or_default();
+fn web_of(mut web: Fields, values: &BTreeMap<String, String>, w: &mut Warnings) -> WebMetric {
+    let mut url = web.string("url").unwrap_or_default();
+    // A URL that starts with an argument is resolved now when its value is known; otherwise it
+    // stays templated and the AnalysisRun substitutes it.
+    let leading = url.starts_with("{{").then(|| url.find("}}")).flatten();
+    if let Some((end, value)) = leading.and_then(|end| Some((end, templated_arg(&url[..end + 2]).and_then(|arg| values.get(arg))?))) {
+        url = format!("{value}{}", &url[end + 2..]);
+    }
     let method = match web.string("method").as_deref().map(str::to_ascii_uppercase).as_deref() {
         None | Some("GET") => None,
         Some("POST") => Some(HttpMethod::Post),

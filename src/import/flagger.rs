@@ -33,13 +33,14 @@ struct Hooks {
     each_check: Vec<Metric>,
     confirm_rollout: bool,
     confirm_promotion: bool,
+    confirm_traffic_increase: bool,
     notify: Vec<String>,
 }
 
 pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object> {
     let mut top = Fields::new("", document);
     top.ignore(&["apiVersion", "kind", "status"]);
-    let mut meta = metadata(&mut top);
+    let mut meta = metadata(&mut top, w);
     let mut spec = top.object("spec").unwrap_or_else(|| Fields::new("spec", Value::Null));
     top.finish(w);
     let name = meta.name.clone().unwrap_or_default();
@@ -135,7 +136,14 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         Some(RolloutAnalysis { templates: vec![AnalysisTemplateRef { template_name, cluster_scope: false }], args: Vec::new() })
     };
     let mut each_check = checks;
-    each_check.extend(hooks.each_check);
+    each_check.extend(hooks.each_check.into_iter().map(|mut hook| {
+        if blue_green {
+            // Flagger calls rollout hooks (load tests) on every iteration.
+            hook.interval = Some(flow.interval.as_str().into());
+            hook.count = flow.iterations;
+        }
+        hook
+    }));
     let pre_rollout = template("pre-rollout", hooks.pre_rollout);
     let per_check = template("analysis", each_check);
 
@@ -143,8 +151,9 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         w.warn(
             &service_path,
             format!(
-                "Flagger generates its Services from this block; Sluice points existing ones: create Service {service_name} (port {port}) \
-                 for blueGreen.activeService and {service_name}-preview for previewService; the rest of the block is dropped"
+                "Flagger generates its Services from this block; Sluice points existing ones, named as Flagger names them so \
+                 webhooks keep working: create Services {service_name} (port {port}) for blueGreen.activeService and \
+                 {service_name}-canary for previewService (Sluice sets their selectors); the rest of the block is dropped"
             ),
         );
         if hooks.confirm_rollout {
@@ -160,7 +169,7 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         Strategy {
             blue_green: Some(BlueGreenStrategy {
                 active_service: service_name.clone(),
-                preview_service: Some(format!("{service_name}-preview")),
+                preview_service: Some(format!("{service_name}-canary")),
                 auto_promotion_enabled: hooks.confirm_promotion.then_some(false),
                 pre_promotion_analysis: pre_promotion,
                 ..Default::default()
@@ -171,9 +180,10 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         w.warn(
             &service_path,
             format!(
-                "Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind any \
-                 Service that selects the pods of both revisions: keep a Service {service_name} (port {port}) selecting the pod \
-                 template's labels; the rest of the block is dropped"
+                "Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind \
+                 Service {service_name} (port {port}), which must select the pod template's labels (the pods of both revisions), \
+                 and points the Services Flagger names, so webhooks keep working: create {service_name}-primary (stableService) and \
+                 {service_name}-canary (canaryService); Sluice sets their selectors; the rest of the block is dropped"
             ),
         );
         if flow.weights.is_empty() {
@@ -187,6 +197,9 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
             steps.push(CanaryStep { analysis: Some(analysis), ..Default::default() });
         }
         for weight in &flow.weights {
+            if hooks.confirm_traffic_increase {
+                steps.push(CanaryStep { pause: Some(Pause::default()), ..Default::default() });
+            }
             steps.push(CanaryStep { set_weight: Some(*weight), ..Default::default() });
             steps.push(CanaryStep { pause: Some(Pause { duration: Some(flow.interval.as_str().into()) }), ..Default::default() });
             if let Some(analysis) = &per_check {
@@ -196,7 +209,14 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         if hooks.confirm_promotion {
             steps.push(CanaryStep { pause: Some(Pause::default()), ..Default::default() });
         }
-        Strategy { canary: Some(CanaryStrategy { steps, ..Default::default() }), ..Default::default() }
+        let canary = CanaryStrategy {
+            steps,
+            stable_service: Some(format!("{service_name}-primary")),
+            canary_service: Some(format!("{service_name}-canary")),
+            ..Default::default()
+        };
+        super::argo::warn_unreachable_weights(&canary, workload.replicas, "spec.analysis", w);
+        Strategy { canary: Some(canary), ..Default::default() }
     };
     if !hooks.notify.is_empty() {
         meta.annotations.get_or_insert_with(Default::default).insert(NOTIFY_ANNOTATION.into(), hooks.notify.join(","));
@@ -293,6 +313,13 @@ fn metric_of(
     let min = range.take("min").and_then(|v| v.as_f64());
     let max = range.take("max").and_then(|v| v.as_f64());
     range.finish(w);
+    // Flagger's older `threshold`: a minimum for request-success-rate, a maximum for the rest.
+    let threshold = metric.take("threshold").and_then(|v| v.as_f64());
+    let (min, max) = match (min, max, threshold) {
+        (None, None, Some(t)) if name == "request-success-rate" => (Some(t), None),
+        (None, None, Some(t)) => (None, Some(t)),
+        (min, max, _) => (min, max),
+    };
     let condition = match (min, max) {
         (Some(min), Some(max)) => Some(format!("result >= {} && result <= {}", double(min), double(max))),
         (Some(min), None) => Some(format!("result >= {}", double(min))),
@@ -498,6 +525,13 @@ fn webhooks(analysis: &mut Fields, canary: &str, namespace: Option<&str>, thresh
             "confirm-promotion" => {
                 hooks.confirm_promotion = true;
                 w.warn(&path, format!("confirm-promotion webhook {name} becomes a manual gate: a person runs `kubectl sluice promote`"));
+            }
+            "confirm-traffic-increase" => {
+                hooks.confirm_traffic_increase = true;
+                w.warn(
+                    &path,
+                    format!("confirm-traffic-increase webhook {name} becomes a manual gate before each weight: a person runs `kubectl sluice promote`"),
+                );
             }
             "event" => {
                 hooks.notify.push(url.clone());

@@ -93,28 +93,42 @@ impl Source {
 /// metric templates and Deployment) found in `files` (name, text).
 pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
     let mut documents = Vec::new();
+    let mut step_orders = Vec::new();
     for (file, text) in files {
-        let docs: Vec<Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| ImportError::Yaml { file: file.clone(), reason: e.to_string() })?;
-        documents.extend(docs.into_iter().filter(|d| !d.is_null()));
+        let yaml = |e: serde_saphyr::Error| ImportError::Yaml { file: file.clone(), reason: e.to_string() };
+        let docs: Vec<Value> = serde_saphyr::from_multiple(text).map_err(yaml)?;
+        // JSON objects forget their key order; a step's actions run in the order written.
+        // Documents of another shape leave the order unknown: steps then act before they wait.
+        let orders: Vec<Option<StepOrder>> = serde_saphyr::from_multiple(text).unwrap_or_default();
+        let aligned = orders.len() == docs.len();
+        for (doc, order) in docs.into_iter().zip(orders.into_iter().filter(|_| aligned).chain(std::iter::repeat_with(|| None))) {
+            if !doc.is_null() {
+                documents.push(doc);
+                step_orders.push(order.map(StepOrder::keys).unwrap_or_default());
+            }
+        }
     }
     let source = Source { documents };
+    let passed_args = argo::rollout_args(&source);
+    let none = BTreeMap::new();
     let mut out = Imported::default();
     let mut converted = false;
-    for document in &source.documents {
+    for (document, step_order) in source.documents.iter().zip(&step_orders) {
         let api_version = document["apiVersion"].as_str().unwrap_or_default();
         let kind = document["kind"].as_str().unwrap_or_default();
         let mut warnings = Warnings::new(document);
         match (api_version.split('/').next().unwrap_or_default(), kind) {
             ("argoproj.io", "Rollout") => {
-                out.objects.push(Object::Rollout(Box::new(argo::rollout(document.clone(), &source, &mut warnings))));
+                out.objects.push(Object::Rollout(Box::new(argo::rollout(document.clone(), step_order, &source, &mut warnings))));
                 converted = true;
             }
             ("argoproj.io", "AnalysisTemplate") => {
-                out.objects.push(Object::AnalysisTemplate(argo::template(document.clone(), &mut warnings)))
+                let passed = passed_args.get(document["metadata"]["name"].as_str().unwrap_or_default()).unwrap_or(&none);
+                out.objects.push(Object::AnalysisTemplate(argo::template(document.clone(), passed, &mut warnings)))
             }
             ("argoproj.io", "ClusterAnalysisTemplate") => {
-                let template = argo::template(document.clone(), &mut warnings);
+                let passed = passed_args.get(document["metadata"]["name"].as_str().unwrap_or_default()).unwrap_or(&none);
+                let template = argo::template(document.clone(), passed, &mut warnings);
                 let mut cluster = ClusterAnalysisTemplate::new(&template.metadata.name.clone().unwrap_or_default(), Default::default());
                 cluster.metadata.labels = template.metadata.labels;
                 cluster.metadata.annotations = template.metadata.annotations;
@@ -136,6 +150,65 @@ pub fn import(files: &[(String, String)]) -> Result<Imported, ImportError> {
         return Err(ImportError::Nothing);
     }
     Ok(out)
+}
+
+/// The keys of each canary step list item, in the order written (`spec.strategy.canary.steps`).
+#[derive(serde::Deserialize, Default)]
+struct StepOrder {
+    #[serde(default)]
+    spec: Option<StepOrderSpec>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderSpec {
+    #[serde(default)]
+    strategy: Option<StepOrderStrategy>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderStrategy {
+    #[serde(default)]
+    canary: Option<StepOrderCanary>,
+}
+
+#[derive(serde::Deserialize)]
+struct StepOrderCanary {
+    #[serde(default)]
+    steps: Vec<KeysInOrder>,
+}
+
+/// A map's keys as written; the values are skipped.
+struct KeysInOrder(Vec<String>);
+
+impl<'de> serde::Deserialize<'de> for KeysInOrder {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Keys;
+        impl<'de> serde::de::Visitor<'de> for Keys {
+            type Value = KeysInOrder;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a step")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<KeysInOrder, A::Error> {
+                let mut keys = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    keys.push(key);
+                }
+                Ok(KeysInOrder(keys))
+            }
+            fn visit_unit<E>(self) -> Result<KeysInOrder, E> {
+                Ok(KeysInOrder(Vec::new()))
+            }
+        }
+        deserializer.deserialize_any(Keys)
+    }
+}
+
+impl StepOrder {
+    fn keys(self) -> Vec<Vec<String>> {
+        let steps = self.spec.and_then(|s| s.strategy).and_then(|s| s.canary).map(|c| c.steps).unwrap_or_default();
+        steps.into_iter().map(|k| k.0).collect()
+    }
 }
 
 /// The warnings about one source object.
@@ -179,6 +252,14 @@ impl Fields {
 
     pub fn has(&self, key: &str) -> bool {
         self.map.get(key).is_some_and(|v| !v.is_null())
+    }
+
+    pub fn peek(&self, key: &str) -> Option<&Value> {
+        self.map.get(key).filter(|v| !v.is_null())
+    }
+
+    pub fn put(&mut self, key: &str, value: Value) {
+        self.map.insert(key.to_string(), value);
     }
 
     pub fn take(&mut self, key: &str) -> Option<Value> {
@@ -246,14 +327,38 @@ impl Fields {
     }
 }
 
-/// A duration as Sluice writes it, from a number of seconds or a Go duration string.
-pub(crate) fn duration(value: &Value) -> Option<String> {
+/// A duration as Sluice writes it, from a number of seconds or a Go duration string in any unit
+/// Go accepts (`1.5h`, `300ms`, `2us`, `1h30m0s`); a part below a millisecond is rounded up to one.
+pub fn duration(value: &Value) -> Option<String> {
     match value {
         Value::Number(n) => n.as_u64().map(|s| format!("{s}s")),
         Value::String(s) if crate::api::parse_duration(s).is_ok() => Some(s.clone()),
-        Value::String(s) => s.parse::<u64>().ok().map(|n| format!("{n}s")),
+        Value::String(s) => match s.trim().parse::<u64>() {
+            Ok(seconds) => Some(format!("{seconds}s")),
+            Err(_) => go_duration(s.trim()).map(format_millis),
+        },
         _ => None,
     }
+}
+
+/// Milliseconds in a Go duration string (`time.ParseDuration`'s units and fractions).
+fn go_duration(text: &str) -> Option<u128> {
+    if text.starts_with('-') {
+        return None;
+    }
+    let micro = text.replace("µs", "us").replace("μs", "us");
+    let parsed: jiff::SignedDuration = micro.parse().ok()?;
+    let nanos = u128::try_from(parsed.as_nanos()).ok()?;
+    Some(nanos.div_ceil(1_000_000))
+}
+
+fn format_millis(millis: u128) -> String {
+    let (hours, rest) = (millis / 3_600_000, millis % 3_600_000);
+    let (minutes, rest) = (rest / 60_000, rest % 60_000);
+    let (seconds, millis) = (rest / 1000, rest % 1000);
+    let parts = [(hours, "h"), (minutes, "m"), (seconds, "s"), (millis, "ms")];
+    let text: String = parts.iter().filter(|(n, _)| *n > 0).map(|(n, unit)| format!("{n}{unit}")).collect();
+    if text.is_empty() { "0s".into() } else { text }
 }
 
 pub(crate) fn duration_field(fields: &mut Fields, key: &str, warnings: &mut Warnings) -> Option<crate::api::DurationString> {
@@ -269,8 +374,9 @@ pub(crate) fn duration_field(fields: &mut Fields, key: &str, warnings: &mut Warn
 }
 
 /// The metadata kept: name, namespace, labels and annotations (less what tools wrote).
-pub(crate) fn metadata(fields: &mut Fields) -> ObjectMeta {
+pub(crate) fn metadata(fields: &mut Fields, warnings: &mut Warnings) -> ObjectMeta {
     let mut meta = Fields::new("metadata", fields.take("metadata").unwrap_or_default());
+    meta.ignore(&["uid", "resourceVersion", "generation", "creationTimestamp", "managedFields", "selfLink"]);
     let strings = |v: Option<Value>| -> Option<BTreeMap<String, String>> {
         let map: BTreeMap<String, String> = serde_json::from_value(v?).ok()?;
         let map: BTreeMap<String, String> = map
@@ -279,13 +385,16 @@ pub(crate) fn metadata(fields: &mut Fields) -> ObjectMeta {
             .collect();
         (!map.is_empty()).then_some(map)
     };
-    ObjectMeta {
+    let out = ObjectMeta {
         name: meta.string("name"),
+        generate_name: meta.string("generateName"),
         namespace: meta.string("namespace"),
         labels: strings(meta.take("labels")),
         annotations: strings(meta.take("annotations")),
         ..Default::default()
-    }
+    };
+    meta.finish(warnings);
+    out
 }
 
 /// A Deployment's pods as a Sluice Kubernetes workload: selector, template, replicas and the
@@ -326,3 +435,24 @@ pub const PLACEHOLDER_RULE_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCO
 pub const PLACEHOLDER_STABLE_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-STABLE/ID";
 pub const PLACEHOLDER_CANARY_TG_ARN: &str = "arn:aws:elasticloadbalancing:REGION:ACCOUNT:targetgroup/FILL-IN-CANARY/ID";
 pub const PLACEHOLDER_PROMETHEUS: &str = "http://FILL-IN-PROMETHEUS:9090";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_in_every_unit_argo_accepts() {
+        let of = |v: Value| duration(&v);
+        assert_eq!(of("1.5h".into()).as_deref(), Some("1h30m"));
+        assert_eq!(of("300ms".into()).as_deref(), Some("300ms"));
+        assert_eq!(of("2us".into()).as_deref(), Some("1ms"), "below a millisecond, rounded up");
+        assert_eq!(of("1h30m0s".into()).as_deref(), Some("1h30m0s"), "already Sluice's form");
+        assert_eq!(of("1m30.5s".into()).as_deref(), Some("1m30s500ms"));
+        assert_eq!(of("90".into()).as_deref(), Some("90s"));
+        assert_eq!(of(90.into()).as_deref(), Some("90s"));
+        assert_eq!(of("5m".into()).as_deref(), Some("5m"));
+        assert_eq!(of("0s".into()).as_deref(), Some("0s"));
+        assert_eq!(of("soon".into()), None);
+        assert_eq!(of("-5m".into()), None);
+    }
+}

@@ -31,6 +31,7 @@ fn main() -> std::process::ExitCode {
         scenarios::prometheus_analysis_with_good_numbers_promotes,
         scenarios::prometheus_error_rate_turning_bad_rolls_back,
         scenarios::blue_green_failing_pre_promotion_analysis_is_never_promoted,
+        scenarios::blue_green_promote_runs_post_promotion_analysis_promote_full_skips_it,
         scenarios::leader_killed_the_follower_takes_over,
         scenarios::missing_service_holds_the_rollout_until_it_exists,
         scenarios::unreadable_rollout_is_degraded_and_blocks_no_other,

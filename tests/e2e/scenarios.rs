@@ -71,6 +71,13 @@ impl Scene {
         self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
     }
 
+    /// What `kubectl sluice promote --full` writes.
+    pub(crate) async fn promote_full(&self, id: &str) {
+        let requests = json!({"promote": {"id": id, "full": true}}).to_string();
+        let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
+        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
+    }
+
     /// What a cluster admin does before a namespace's Rollouts may use AWS resources: list them
     /// in the Namespace's annotation.
     pub(crate) async fn allow_aws(&self, arns: &[&str]) {
@@ -501,6 +508,39 @@ pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<
     assert_eq!(s.selector("web-active").await, blue, "production never left blue");
     assert_eq!(degraded.status.as_ref().unwrap().stable_revision, blue);
     s.wait_replicas(&[("web:1", 2)]).await;
+}
+
+/// A blue/green approved by a person: `promote` switches and post-promotion analysis still
+/// decides (bad numbers send production back); `promote --full` switches and skips it.
+pub async fn blue_green_promote_runs_post_promotion_analysis_promote_full_skips_it(h: Arc<Harness>) {
+    let s = scene(&h, "bgpost", &["web-active", "web-preview"]).await;
+    error_rate_template(&h, &s).await;
+    push_error_ratio(&h, &s.ns, 0.5).await;
+    let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
+        "autoPromotionEnabled": false, "postPromotionAnalysis": analysis_ref(&s.ns), "scaleDownDelaySeconds": 0}});
+    s.create(&rollout(2, "web:1", strategy)).await;
+    let first = s.wait_phase(RolloutPhase::Healthy).await;
+    let blue = first.status.as_ref().unwrap().stable_revision.clone();
+
+    s.set_image("web:2").await;
+    s.wait_phase(RolloutPhase::Paused).await;
+    s.command("promote", "p-1").await;
+    let degraded = s.wait_phase(RolloutPhase::Degraded).await;
+    assert!(message(&degraded).contains("post-promotion"), "{}", message(&degraded));
+    assert_eq!(s.selector("web-active").await, blue, "production is back on blue");
+    assert_eq!(degraded.status.as_ref().unwrap().stable_revision, blue);
+
+    s.set_image("web:3").await;
+    s.wait("web:3 waiting for approval", |r| {
+        status_phase(r) == Some(RolloutPhase::Paused) && r.status.as_ref().is_some_and(|st| st.update_revision != blue && !st.abort)
+    })
+    .await;
+    s.promote_full("p-2").await;
+    let healthy = s.wait_phase(RolloutPhase::Healthy).await;
+    let status = healthy.status.as_ref().unwrap();
+    assert_ne!(status.stable_revision, blue, "promoted despite the bad numbers: --full skips post-promotion analysis");
+    assert_eq!(s.selector("web-active").await, status.stable_revision);
+    s.wait_replicas(&[("web:3", 2)]).await;
 }
 
 /// A load balancer in moto whose listener forwards to two target groups (stable 100, canary 0),
