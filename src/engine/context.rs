@@ -224,7 +224,9 @@ impl<'a> Pass<'a> {
     }
 
     pub fn ready(&self, revision: &str) -> i32 {
-        self.observed(revision).map_or(0, |r| bounded(r.ready))
+        // A revision scaled down still reports the pods it is deleting as ready until its status
+        // catches up: never count more ready than it is asked to run.
+        self.observed(revision).map_or(0, |r| bounded(r.ready).min(bounded(r.replicas)))
     }
 
     pub fn current(&self, revision: &str) -> i32 {
