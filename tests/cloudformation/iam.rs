@@ -17,19 +17,7 @@ const LISTENER: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:list
 
 /// Calls an IAM query action on moto directly and returns the XML answer.
 pub async fn iam(stack: &Stack, params: &[(&str, &str)]) -> String {
-    let mut form: Vec<(&str, &str)> = vec![("Version", "2010-05-08")];
-    form.extend_from_slice(params);
-    let response = reqwest::Client::new()
-        .post(&stack.aws_endpoint)
-        .header("Authorization", "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0")
-        .form(&form)
-        .send()
-        .await
-        .expect("moto answers");
-    let status = response.status();
-    let body = response.text().await.unwrap_or_default();
-    assert!(status.is_success(), "IAM {params:?} failed: {body}");
-    body
+    stack.query("iam", "2010-05-08", params).await
 }
 
 /// XML text to a string; IAM documents are also URL-encoded in AWS's answers.

@@ -120,21 +120,26 @@ impl Stack {
 
     /// Calls an EC2 query action on moto directly (the tests need only a VPC and subnets).
     pub async fn ec2(&self, params: &[(&str, &str)]) -> String {
-        let mut form: Vec<(&str, &str)> = vec![("Version", "2016-11-15")];
+        self.query("ec2", "2016-11-15", params).await
+    }
+
+    /// Calls a query-protocol action of `service` (API `version`) on moto directly and returns
+    /// the XML answer; fails the test on an error answer.
+    pub async fn query(&self, service: &str, version: &str, params: &[(&str, &str)]) -> String {
+        let mut form: Vec<(&str, &str)> = vec![("Version", version)];
         form.extend_from_slice(params);
+        let credential =
+            format!("AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0");
         let response = reqwest::Client::new()
             .post(&self.aws_endpoint)
-            .header(
-                "Authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/ec2/aws4_request, SignedHeaders=host, Signature=0",
-            )
+            .header("Authorization", credential)
             .form(&form)
             .send()
             .await
             .expect("moto answers");
         let status = response.status();
         let body = response.text().await.unwrap_or_default();
-        assert!(status.is_success(), "EC2 {params:?} failed: {body}");
+        assert!(status.is_success(), "{service} {params:?} failed: {body}");
         body
     }
 
