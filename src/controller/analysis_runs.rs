@@ -43,7 +43,7 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
     }
     let namespace = run.namespace().unwrap_or_default();
     let api: Api<AnalysisRun> = Api::namespaced(runner.context.client.clone(), &namespace);
-    if let Some(why) = not_created_by_sluice(&runner.context.client, &run, &namespace).await? {
+    if let Some(why) = not_created_by_sluice(&runner.context, &run, &namespace).await? {
         let message = format!("{NOT_MEASURED} ({why})");
         if status.message.as_deref() != Some(message.as_str()) {
             let patch = serde_json::json!({"status": {"message": message}});
@@ -85,14 +85,20 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
 
 /// Why a run is not Sluice's own, if it is not: no controller ownerReference to a Rollout, or
 /// one naming a Rollout that is not there with that uid.
-async fn not_created_by_sluice(client: &kube::Client, run: &AnalysisRun, namespace: &str) -> Result<Option<String>, Error> {
+async fn not_created_by_sluice(context: &Context, run: &AnalysisRun, namespace: &str) -> Result<Option<String>, Error> {
     let owner = run.owner_references().iter().find(|o| o.controller == Some(true));
     let Some(owner) = owner.filter(|o| o.kind == "Rollout" && o.api_version == "sluice.dev/v1alpha1") else {
         return Ok(Some(
             "it has no controller ownerReference to a Rollout; reference an AnalysisTemplate from a Rollout's analysis instead".into(),
         ));
     };
-    let rollouts: Api<Rollout> = Api::namespaced(client.clone(), namespace);
+    // The watch cache answers for every run of a live Rollout; the API server only for the rest
+    // (a cache not yet filled, a Rollout just created or gone).
+    let cached = context.rollouts.get(&kube::runtime::reflector::ObjectRef::new(&owner.name).within(namespace));
+    if cached.is_some_and(|rollout| rollout.uid().as_deref() == Some(owner.uid.as_str())) {
+        return Ok(None);
+    }
+    let rollouts: Api<Rollout> = Api::namespaced(context.client.clone(), namespace);
     Ok(match rollouts.get_metadata_opt(&owner.name).await? {
         Some(rollout) if rollout.metadata.uid.as_deref() == Some(owner.uid.as_str()) => None,
         Some(_) => Some(format!("its owner Rollout {} has another uid", owner.name)),
