@@ -16,7 +16,7 @@ fn committed_crds_match_the_types() {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == crd::to_yaml(&definition),
-            "crds/{file} is stale: run `cargo run -- crd --write crds --write charts/sluice/crds`"
+            "crds/{file} is stale: run `cargo run -- crd --write crds --write charts/sluice/files/crds`"
         );
     }
 }
@@ -25,11 +25,11 @@ fn committed_crds_match_the_types() {
 fn the_chart_ships_the_same_crds() {
     for (file, _) in crd::all() {
         let dir = env!("CARGO_MANIFEST_DIR");
-        let chart = std::fs::read_to_string(format!("{dir}/charts/sluice/crds/{file}")).unwrap_or_default();
+        let chart = std::fs::read_to_string(format!("{dir}/charts/sluice/files/crds/{file}")).unwrap_or_default();
         let committed = std::fs::read_to_string(format!("{dir}/crds/{file}")).unwrap();
         assert!(
             chart == committed,
-            "charts/sluice/crds/{file} differs from crds/{file}: run `cargo run -- crd --write crds --write charts/sluice/crds`"
+            "charts/sluice/files/crds/{file} differs from crds/{file}: run `cargo run -- crd --write crds --write charts/sluice/files/crds`"
         );
     }
 }

@@ -14,7 +14,6 @@ mod watched;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -167,12 +166,13 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let client = Client::try_default().await?;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, settings.metrics_per_rollout);
-    let ready = Arc::new(AtomicBool::new(false));
-    let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), ready.clone()));
+    let readiness = server::Readiness::default();
+    let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), readiness.clone()));
 
     let leadership = if settings.leader_election {
-        ready.store(true, Ordering::Relaxed);
+        readiness.standby();
         let leadership = leadership::acquire(&client, &settings.lease_name, &settings.lease_namespace, &settings.identity).await?;
+        readiness.starting();
         metrics.leader.set(1);
         Some(leadership)
     } else {
@@ -236,7 +236,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
     let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready) =
         (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
-    let ready = ready.clone();
+    let readiness = readiness.clone();
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -292,7 +292,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         let _ = namespaces_ready.wait_until_ready().await;
         info!("watch caches synced");
         let _ = synced_tx.send(true);
-        ready.store(true, Ordering::Relaxed);
+        readiness.ready();
     });
 
     let lost = async move {
