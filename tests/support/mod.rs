@@ -43,13 +43,26 @@ impl Stack {
     /// Attaches to the stack named by `SLUICE_STACK_DIR` (from `eval "$(e2e/stack up)"`), or
     /// starts one that `down` stops again.
     pub fn start_or_attach() -> Stack {
-        let attached = ["SLUICE_STACK_DIR", "KUBECONFIG", "AWS_ENDPOINT_URL", "PROMETHEUS_URL"].iter().all(|k| std::env::var(k).is_ok());
+        Self::start_or_attach_with(&["SLUICE_STACK_DIR", "KUBECONFIG", "AWS_ENDPOINT_URL", "PROMETHEUS_URL"], &[])
+    }
+
+    /// The same with a node that runs real containers (`e2e/stack up --real-node`); an attached
+    /// stack must have one.
+    pub fn start_or_attach_with_real_node() -> Stack {
+        Self::start_or_attach_with(
+            &["SLUICE_STACK_DIR", "KUBECONFIG", "AWS_ENDPOINT_URL", "PROMETHEUS_URL", "SLUICE_HOST_IP"],
+            &["--real-node"],
+        )
+    }
+
+    fn start_or_attach_with(exports: &[&str], up_args: &[&str]) -> Stack {
+        let attached = exports.iter().all(|k| std::env::var(k).is_ok());
         if attached {
             let env: BTreeMap<String, String> = std::env::vars().collect();
             return Self::from_env(env, false);
         }
-        eprintln!("starting a local stack (e2e/stack up)");
-        let output = Command::new(repo().join("e2e/stack")).arg("up").output().expect("e2e/stack runs");
+        eprintln!("starting a local stack (e2e/stack up {})", up_args.join(" "));
+        let output = Command::new(repo().join("e2e/stack")).arg("up").args(up_args).output().expect("e2e/stack runs");
         assert!(output.status.success(), "e2e/stack up failed:\n{}", String::from_utf8_lossy(&output.stderr));
         let env = parse_exports(&String::from_utf8_lossy(&output.stdout));
         Self::from_env(env, true)
@@ -77,6 +90,22 @@ impl Stack {
                 eprintln!("e2e/stack down {} failed", self.dir.display());
             }
         }
+    }
+
+    /// The host's address as pods on the real node dial it (moto and Prometheus listen there).
+    pub fn host_ip(&self) -> &str {
+        self.env.get("SLUICE_HOST_IP").map(String::as_str).expect("the stack has a real node (e2e/stack up --real-node)")
+    }
+
+    /// Imports OCI image archives into the real node's containerd.
+    pub fn import_images(&self, archives: &[&Path]) {
+        let output = Command::new(repo().join("e2e/stack"))
+            .arg("import")
+            .args(archives)
+            .env("SLUICE_STACK_DIR", &self.dir)
+            .output()
+            .expect("e2e/stack runs");
+        assert!(output.status.success(), "e2e/stack import failed:\n{}", String::from_utf8_lossy(&output.stderr));
     }
 
     pub fn command(&self, program: &str) -> Command {
