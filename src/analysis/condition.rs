@@ -260,6 +260,17 @@ mod limits {
         ticker.abort();
         let quick = bounded(DEADLINE, || judge(Some("result < 2.0"), None, &MeasuredValue::scalar(1.0))).await;
         assert_eq!(quick.unwrap(), Ok(AnalysisPhase::Successful));
+
+        // Within every bound `check` places (short, one comprehension), and still quadratic in
+        // `result`: `in` scans the whole list for each element, 25 million comparisons here.
+        // The deadline is what ends it. (The e2e test runs it through a Rollout.)
+        let quadratic = "result.all(x, !(x + 0.5 in result))";
+        assert_eq!(check(quadratic), Ok(()));
+        let numbers = MeasuredValue::vector((0..5_000).map(f64::from).collect());
+        let started = Instant::now();
+        let outcome = bounded(DEADLINE, move || judge(Some(quadratic), None, &numbers)).await;
+        assert!(matches!(outcome, Err(ConditionError::Overran { .. })), "{outcome:?}");
+        assert!(started.elapsed() < DEADLINE * 3, "gave up at the deadline, waited {:?}", started.elapsed());
     }
 }
 

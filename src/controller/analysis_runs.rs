@@ -14,7 +14,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::Action as Requeue;
+use kube::runtime::events::{Event as KubeEvent, EventType};
+use tracing::warn;
 
+use super::watched::{Unreadable, WatchedRun};
 use super::{Context, Error};
 use crate::analysis::condition::{self, MeasuredValue};
 use crate::analysis::run::{self as analysis_run, Judged};
@@ -28,12 +31,63 @@ pub trait Measure: Send + Sync + 'static {
 pub struct Runner {
     pub context: Arc<Context>,
     pub measure: Arc<dyn Measure>,
+    /// Consecutive failed passes per run, for the backoff of its retries.
+    pub failing: super::backoff::Failures,
 }
 
 /// The status message of a run that is not measured because Sluice did not create it.
 pub const NOT_MEASURED: &str = "not measured: Sluice measures only the AnalysisRuns it creates for a Rollout";
 
-pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Requeue, Error> {
+/// One run's pass, its panics contained, its failures counted for the backoff of its retries.
+pub async fn reconcile(watched: Arc<WatchedRun>, runner: Arc<Runner>) -> Result<Requeue, Error> {
+    let result = super::contained(async {
+        match &*watched {
+            WatchedRun::Readable(run) => pass(run, &runner).await,
+            WatchedRun::Unreadable(unreadable) => report_unreadable(&watched, unreadable, &runner).await,
+        }
+    })
+    .await;
+    runner.failing.record(&key(&*watched), result.is_err());
+    result
+}
+
+fn key(run: &impl kube::Resource) -> String {
+    format!("{}/{}", run.namespace().unwrap_or_default(), run.name_any())
+}
+
+/// The status message of a run whose object the controller's types cannot read.
+pub fn unreadable_message(error: &str) -> String {
+    let message = format!(
+        "not measured: this AnalysisRun cannot be read ({error}); it was stored under an older schema or edited past it: delete it, and retry the rollout for a new run"
+    );
+    crate::egress::truncate(&message, analysis_run::MAX_MESSAGE)
+}
+
+/// A run that cannot be read is never measured: it ends in Error with the field at fault, said
+/// once in its status, an event and the log. A decision it reached before stands.
+async fn report_unreadable(watched: &WatchedRun, unreadable: &Unreadable<AnalysisRunStatus>, runner: &Runner) -> Result<Requeue, Error> {
+    if unreadable.status.phase.is_completed() {
+        return Ok(Requeue::await_change());
+    }
+    let (namespace, name) = (watched.namespace().unwrap_or_default(), watched.name_any());
+    let message = unreadable_message(&unreadable.error);
+    warn!(%namespace, run = %name, error = %unreadable.error, "an AnalysisRun cannot be read; it is not measured");
+    let api: Api<WatchedRun> = Api::namespaced(runner.context.client.clone(), &namespace);
+    let patch = serde_json::json!({"status": {"phase": AnalysisPhase::Error, "message": message}});
+    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    let event = KubeEvent {
+        type_: EventType::Warning,
+        reason: crate::engine::EventReason::InvalidSpec.to_string(),
+        note: Some(message),
+        action: "Measure".into(),
+        secondary: None,
+    };
+    // An event that cannot be written changes nothing: the status says it.
+    let _ = runner.context.recorder.publish(&event, &kube::Resource::object_ref(watched, &())).await;
+    Ok(Requeue::await_change())
+}
+
+async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     let started = std::time::Instant::now();
     let before = run.status.clone().unwrap_or_default();
     let mut status = before.clone();
@@ -42,8 +96,9 @@ pub async fn reconcile(run: Arc<AnalysisRun>, runner: Arc<Runner>) -> Result<Req
         return Ok(Requeue::await_change());
     }
     let namespace = run.namespace().unwrap_or_default();
-    let api: Api<AnalysisRun> = Api::namespaced(runner.context.client.clone(), &namespace);
-    if let Some(why) = not_created_by_sluice(&runner.context, &run, &namespace).await? {
+    // Written as a watched run: what the API server answers is read behind the same guard.
+    let api: Api<WatchedRun> = Api::namespaced(runner.context.client.clone(), &namespace);
+    if let Some(why) = not_created_by_sluice(&runner.context, run, &namespace).await? {
         let message = format!("{NOT_MEASURED} ({why})");
         if status.message.as_deref() != Some(message.as_str()) {
             let patch = serde_json::json!({"status": {"message": message}});
@@ -127,10 +182,11 @@ fn unstorable(written: &AnalysisRunStatus, refusal: &str) -> AnalysisRunStatus {
     }
 }
 
-pub fn error_policy(_run: Arc<AnalysisRun>, error: &Error, runner: Arc<Runner>) -> Requeue {
+/// A failed pass is tried again as a Rollout's is: after 5 s, doubling to 5 minutes, with jitter.
+pub fn error_policy(run: Arc<WatchedRun>, error: &Error, runner: Arc<Runner>) -> Requeue {
     let label = super::metrics::ErrorLabel { controller: "analysisrun", category: error.category() };
     runner.context.metrics.failures.get_or_create(&label).inc();
-    Requeue::requeue(Duration::from_secs(5))
+    Requeue::requeue(runner.failing.wait(&key(&*run)))
 }
 
 #[cfg(test)]

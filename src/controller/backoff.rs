@@ -1,8 +1,11 @@
 //! How long a failing pass waits before it is tried again: doubling from 5 s to 5 minutes, with
-//! jitter so that many Rollouts failing on one cause (an AWS outage, an API server restart) do not
-//! come back in lockstep.
+//! jitter so that many objects failing on one cause (an AWS outage, an API server restart) do not
+//! come back in lockstep. Rollouts and AnalysisRuns back off the same way, each kind with its own
+//! [`Failures`].
 
+use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Mutex;
 use std::time::Duration;
 
 const FIRST: Duration = Duration::from_secs(5);
@@ -20,9 +23,46 @@ pub fn after_failures(failures: u32, key: &str) -> Duration {
     base.mul_f64(spread)
 }
 
+/// Consecutive failed passes per object (`namespace/name`) of one kind. Lost on restart, which
+/// only shortens the next wait.
+#[derive(Default)]
+pub struct Failures(Mutex<HashMap<String, u32>>);
+
+impl Failures {
+    /// Counts a pass of `key`: a failure adds one, a success clears the count. Returns the count.
+    pub fn record(&self, key: &str, failed: bool) -> u32 {
+        let mut counts = self.0.lock().expect("failures lock");
+        if !failed {
+            counts.remove(key);
+            return 0;
+        }
+        let count = counts.entry(key.to_string()).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// The wait before `key`'s next pass, after the failures recorded so far (at least one: this is
+    /// asked after a failure).
+    pub fn wait(&self, key: &str) -> Duration {
+        let failures = self.0.lock().expect("failures lock").get(key).copied().unwrap_or(1);
+        after_failures(failures, key)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn failures_are_counted_per_object_and_cleared_by_a_success() {
+        let failures = Failures::default();
+        assert_eq!(failures.record("shop/a", true), 1);
+        assert_eq!(failures.record("shop/a", true), 2);
+        assert_eq!(failures.record("shop/b", true), 1, "each object counts alone");
+        assert_eq!(failures.wait("shop/a"), after_failures(2, "shop/a"));
+        assert_eq!(failures.record("shop/a", false), 0);
+        assert_eq!(failures.wait("shop/a"), after_failures(1, "shop/a"), "a success starts over");
+    }
 
     #[test]
     fn failing_passes_back_off_exponentially_up_to_five_minutes() {

@@ -31,9 +31,8 @@ pub use analysis_runs::Measure;
 pub use error::Error;
 pub use metrics::{Metrics, OutcomeLabel};
 
-use crate::api::AnalysisRun;
 use crate::engine::ServiceRole;
-use watched::WatchedRollout;
+use watched::{WatchedRollout, WatchedRun};
 
 /// How the controller runs.
 #[derive(Clone, Debug)]
@@ -63,7 +62,7 @@ pub struct Context {
     pub metrics: Metrics,
     pub replica_sets: Store<ReplicaSet>,
     pub services: Store<Service>,
-    pub analysis_runs: Store<AnalysisRun>,
+    pub analysis_runs: Store<WatchedRun>,
     pub phases: std::sync::Mutex<std::collections::HashMap<String, crate::api::RolloutPhase>>,
     /// The resourceVersion of each Rollout's last status write. A pass that sees an older copy in
     /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
@@ -71,8 +70,8 @@ pub struct Context {
     pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
     /// When each Rollout asked to be looked at again, to measure how late the next step lands.
     pub wakes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
-    /// Consecutive failed passes per Rollout, to say so once they persist. Lost on restart.
-    pub failing: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+    /// Consecutive failed passes per Rollout: how long the next waits, and when to say so.
+    pub failing: backoff::Failures,
     /// ALB weights; one client for every rollout.
     pub router: crate::traffic::alb::AlbRouter,
     /// ECS task sets; one client for every rollout.
@@ -89,7 +88,6 @@ pub struct Context {
 }
 
 impl Context {
-    /// Resolves once every watch cache holds its first full list (at once after that).
     /// Resolves once every watch cache holds its first full list (at once after that).
     pub async fn stores_ready(&self) {
         let mut synced = self.synced.clone();
@@ -194,7 +192,7 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         .modify(without_managed_fields)
         .reflect(svc_writer)
         .touched_objects();
-    let ar_stream = watcher(api::<AnalysisRun>(&client, &settings.namespace), wc.clone())
+    let ar_stream = watcher(api::<WatchedRun>(&client, &settings.namespace), wc.clone())
         .default_backoff()
         .modify(without_managed_fields)
         .reflect(ar_writer)
@@ -274,12 +272,12 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
                 warn!(%error, "rollout reconcile failed");
             }
         });
-    let runner = Controller::new(api::<AnalysisRun>(&client, &settings.namespace), wc)
+    let runner = Controller::new(api::<WatchedRun>(&client, &settings.namespace), wc)
         .shutdown_on_signal()
         .run(
-            |run, runner| contained(analysis_runs::reconcile(run, runner)),
+            analysis_runs::reconcile,
             analysis_runs::error_policy,
-            Arc::new(analysis_runs::Runner { context: context.clone(), measure }),
+            Arc::new(analysis_runs::Runner { context: context.clone(), measure, failing: Default::default() }),
         )
         .for_each(|_| async {});
     // Ready once every watch has listed: before that no pass runs (see Context::stores_ready).

@@ -11,7 +11,7 @@ use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::watched::{Unreadable, WatchedRollout};
+use super::watched::{Unreadable, WatchedRollout, WatchedRun};
 use super::{Context, Error};
 use crate::analysis::run as analysis_run;
 use crate::api::{
@@ -36,17 +36,7 @@ pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Resul
     // One object's panic is that object's failure, never the process's: the others go on.
     let result = super::contained(pass(&watched, &ctx)).await;
     ctx.metrics.observe("rollout", started.elapsed());
-    let failures = {
-        let mut failing = ctx.failing.lock().expect("failing lock");
-        match &result {
-            Ok(_) => failing.remove(&key(&*watched)).map(|_| 0).unwrap_or(0),
-            Err(_) => {
-                let count = failing.entry(key(&*watched)).or_insert(0);
-                *count += 1;
-                *count
-            }
-        }
-    };
+    let failures = ctx.failing.record(&key(&*watched), result.is_err());
     // A panic is no passing hiccup: say so at once.
     let report = |error: &Error| failures == FAILURES_BEFORE_REPORT || (matches!(error, Error::Panicked(_)) && failures == 1);
     if let (Err(error), WatchedRollout::Readable(rollout)) = (&result, &*watched)
@@ -120,7 +110,7 @@ async fn release_finalizer(api: &Api<WatchedRollout>, watched: &WatchedRollout) 
     }
 }
 
-/// Consecutive failed passes (each retried after 5 s, besides the SDK's own retries) before a
+/// Consecutive failed passes (retried after 5 s, then longer; besides the SDK's own retries) before a
 /// rollout says so in its status: one throttled call is routine, a stream of them is news.
 const FAILURES_BEFORE_REPORT: u32 = 3;
 
@@ -139,8 +129,7 @@ async fn report_failure(rollout: &Rollout, error: &Error, ctx: &Context) {
 
 pub fn error_policy(rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
     ctx.metrics.failures.get_or_create(&super::metrics::ErrorLabel { controller: "rollout", category: error.category() }).inc();
-    let failures = ctx.failing.lock().expect("failing lock").get(&key(&*rollout)).copied().unwrap_or(1);
-    Requeue::requeue(super::backoff::after_failures(failures, &key(&*rollout)))
+    Requeue::requeue(ctx.failing.wait(&key(&*rollout)))
 }
 
 /// The target groups of the stable and canary roles. Fixed for Kubernetes; for ECS the stable
@@ -172,17 +161,7 @@ async fn observe(rollout: &Rollout, ctx: &Context) -> Result<(Observed, Option<E
         .state()
         .iter()
         .filter(|run| run.namespace() == namespace && run.labels().get(ROLLOUT_LABEL) == Some(&name))
-        .map(|run| {
-            let status = run.status.clone().unwrap_or_default();
-            let (phase, message) = match (run.spec.metrics.is_empty(), status.phase.is_completed()) {
-                // A run with nothing to measure never completes by itself: it is one that could
-                // not be built, whose Error status was not written yet (the controller stopped
-                // between the two writes).
-                (true, false) => (crate::api::AnalysisPhase::Error, Some(UNBUILT_RUN.to_string())),
-                _ => (status.phase, status.message),
-            };
-            AnalysisRunObservation { name: run.name_any(), phase, message }
-        })
+        .map(|run| observation(run))
         .collect();
     let (revisions, services) = match &ecs {
         // ECS has no Services: the target groups follow the task sets.
@@ -193,6 +172,31 @@ async fn observe(rollout: &Rollout, ctx: &Context) -> Result<(Observed, Option<E
         }
     };
     Ok((Observed { revisions, traffic, analysis_runs, services }, ecs))
+}
+
+/// What the engine is told of one of the Rollout's runs.
+fn observation(watched: &WatchedRun) -> AnalysisRunObservation {
+    let name = watched.name_any();
+    let (phase, message) = match watched {
+        WatchedRun::Readable(run) => {
+            let status = run.status.clone().unwrap_or_default();
+            match (run.spec.metrics.is_empty(), status.phase.is_completed()) {
+                // A run with nothing to measure never completes by itself: it is one that could
+                // not be built, whose Error status was not written yet (the controller stopped
+                // between the two writes).
+                (true, false) => (crate::api::AnalysisPhase::Error, Some(UNBUILT_RUN.to_string())),
+                _ => (status.phase, status.message),
+            }
+        }
+        // A decision it reached before it became unreadable stands; else it decides nothing more.
+        WatchedRun::Unreadable(unreadable) if unreadable.status.phase.is_completed() => {
+            (unreadable.status.phase, unreadable.status.message.clone())
+        }
+        WatchedRun::Unreadable(unreadable) => {
+            (crate::api::AnalysisPhase::Error, Some(super::analysis_runs::unreadable_message(&unreadable.error)))
+        }
+    };
+    AnalysisRunObservation { name, phase, message }
 }
 
 fn key(rollout: &impl Resource) -> String {
@@ -284,7 +288,11 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
 
 /// An object that cannot be read as a Rollout: Degraded with the field at fault; nothing else
 /// is touched until someone fixes it.
-async fn report_unreadable(watched: &WatchedRollout, unreadable: &Unreadable, ctx: &Context) -> Result<Requeue, Error> {
+async fn report_unreadable(
+    watched: &WatchedRollout,
+    unreadable: &Unreadable<crate::api::RolloutStatus>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
     if stale(watched, ctx) {
         return Ok(Requeue::requeue(Duration::from_millis(50)));
     }
@@ -296,7 +304,11 @@ async fn report_unreadable(watched: &WatchedRollout, unreadable: &Unreadable, ct
 
 /// Deleting an object that cannot be read: its traffic settings cannot be trusted, so they are
 /// left as they are and the deletion goes ahead, with a warning, rather than hang.
-async fn release_unreadable(watched: &WatchedRollout, unreadable: &Unreadable, ctx: &Context) -> Result<Requeue, Error> {
+async fn release_unreadable(
+    watched: &WatchedRollout,
+    unreadable: &Unreadable<crate::api::RolloutStatus>,
+    ctx: &Context,
+) -> Result<Requeue, Error> {
     let message = format!("deleted while unreadable ({}): traffic left as it was; check the load balancer's weights", unreadable.error);
     let event = engine::Event { reason: engine::EventReason::InvalidSpec, message };
     let plan = Plan { actions: Vec::new(), status: unreadable.status.clone(), events: vec![event], requeue_after: None };

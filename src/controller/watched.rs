@@ -1,35 +1,55 @@
-//! A Rollout as the watch delivers it. An object the types cannot read (stored under an older
+//! Objects as the watches deliver them. An object the types cannot read (stored under an older
 //! schema, or edited past it) is kept as its metadata, status and the error, so that one bad
-//! object never stops the watch, and the list, of every other Rollout.
+//! object never stops the watch, and the list, of every other object of its kind. Rollouts and
+//! AnalysisRuns are both watched this way.
 
 use std::borrow::Cow;
+use std::fmt::Debug;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::api::{Rollout, RolloutStatus};
+use crate::api::{AnalysisRun, AnalysisRunStatus, Rollout, RolloutStatus};
 
-#[derive(Clone, Debug)]
-pub enum WatchedRollout {
-    Readable(Box<Rollout>),
-    Unreadable(Box<Unreadable>),
+/// A kind watched behind the guard: its status is kept, as far as it reads, from an object the
+/// rest of which does not.
+pub trait Guarded: Resource<DynamicType = (), Scope = NamespaceResourceScope> + DeserializeOwned + Serialize + Clone + Debug {
+    type Status: Default + DeserializeOwned + Serialize + Clone + Debug;
+}
+
+impl Guarded for Rollout {
+    type Status = RolloutStatus;
+}
+
+impl Guarded for AnalysisRun {
+    type Status = AnalysisRunStatus;
 }
 
 #[derive(Clone, Debug)]
-pub struct Unreadable {
+pub enum Watched<K: Guarded> {
+    Readable(Box<K>),
+    Unreadable(Box<Unreadable<K::Status>>),
+}
+
+pub type WatchedRollout = Watched<Rollout>;
+pub type WatchedRun = Watched<AnalysisRun>;
+
+#[derive(Clone, Debug)]
+pub struct Unreadable<S> {
     pub metadata: ObjectMeta,
     /// The status as far as it can be read; the rest is dropped, never rewritten from guesses.
-    pub status: RolloutStatus,
+    pub status: S,
     /// The field at fault and what is wrong with it.
     pub error: String,
 }
 
-impl WatchedRollout {
+impl<K: Guarded> Watched<K> {
     pub fn from_value(value: serde_json::Value) -> Self {
-        match serde_path_to_error::deserialize::<_, Rollout>(&value) {
-            Ok(rollout) => Self::Readable(Box::new(rollout)),
+        match serde_path_to_error::deserialize::<_, K>(&value) {
+            Ok(object) => Self::Readable(Box::new(object)),
             Err(error) => {
                 let part = |key: &str| value.get(key).cloned().unwrap_or(serde_json::Value::Null);
                 let metadata = serde_json::from_value(part("metadata")).unwrap_or_default();
@@ -41,19 +61,19 @@ impl WatchedRollout {
     }
 }
 
-impl<'de> Deserialize<'de> for WatchedRollout {
+impl<'de, K: Guarded> Deserialize<'de> for Watched<K> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         serde_json::Value::deserialize(deserializer).map(Self::from_value)
     }
 }
 
-impl Serialize for WatchedRollout {
+impl<K: Guarded> Serialize for Watched<K> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         match self {
-            Self::Readable(rollout) => rollout.serialize(serializer),
+            Self::Readable(object) => object.serialize(serializer),
             Self::Unreadable(unreadable) => serde_json::json!({
-                "apiVersion": Rollout::api_version(&()),
-                "kind": Rollout::kind(&()),
+                "apiVersion": K::api_version(&()),
+                "kind": K::kind(&()),
                 "metadata": unreadable.metadata,
                 "status": unreadable.status,
             })
@@ -62,31 +82,31 @@ impl Serialize for WatchedRollout {
     }
 }
 
-impl Resource for WatchedRollout {
+impl<K: Guarded> Resource for Watched<K> {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
     fn kind(dt: &()) -> Cow<'_, str> {
-        Rollout::kind(dt)
+        K::kind(dt)
     }
     fn group(dt: &()) -> Cow<'_, str> {
-        Rollout::group(dt)
+        K::group(dt)
     }
     fn version(dt: &()) -> Cow<'_, str> {
-        Rollout::version(dt)
+        K::version(dt)
     }
     fn plural(dt: &()) -> Cow<'_, str> {
-        Rollout::plural(dt)
+        K::plural(dt)
     }
     fn meta(&self) -> &ObjectMeta {
         match self {
-            Self::Readable(rollout) => &rollout.metadata,
+            Self::Readable(object) => object.meta(),
             Self::Unreadable(unreadable) => &unreadable.metadata,
         }
     }
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            Self::Readable(rollout) => &mut rollout.metadata,
+            Self::Readable(object) => object.meta_mut(),
             Self::Unreadable(unreadable) => &mut unreadable.metadata,
         }
     }
@@ -125,6 +145,28 @@ mod tests {
         let WatchedRollout::Unreadable(unreadable) = watched else { panic!("expected an unreadable rollout") };
         assert_eq!(unreadable.status.stable_revision.as_deref(), Some("abc"));
         assert!(unreadable.error.starts_with("spec.strategy.canary.steps: invalid type"), "{}", unreadable.error);
+    }
+
+    #[test]
+    fn an_unreadable_analysis_run_keeps_its_identity_status_and_the_field_at_fault() {
+        let run = |metrics: serde_json::Value| {
+            serde_json::json!({
+                "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun",
+                "metadata": {"name": "web-abc-0-step-1", "namespace": "shop", "labels": {"sluice.dev/rollout": "web"}},
+                "spec": {"metrics": metrics},
+                "status": {"phase": "Running", "message": "metric m: 1 measurements so far"}
+            })
+        };
+        let good = serde_json::json!([{"name": "m", "provider": {"web": {"url": "http://example.com/"}}}]);
+        let list = serde_json::json!([run(serde_json::json!("fast")), run(good)]);
+        let watched: Vec<WatchedRun> = serde_json::from_value(list).unwrap();
+        let WatchedRun::Unreadable(unreadable) = &watched[0] else { panic!("expected an unreadable run") };
+        assert_eq!(watched[0].labels().get("sluice.dev/rollout").map(String::as_str), Some("web"));
+        assert_eq!(unreadable.status.phase, crate::api::AnalysisPhase::Running);
+        assert!(unreadable.error.starts_with("spec.metrics: invalid type"), "{}", unreadable.error);
+        assert!(matches!(&watched[1], WatchedRun::Readable(run) if run.spec.metrics.len() == 1));
+        let written = serde_json::to_value(&watched[0]).unwrap();
+        assert_eq!((written["kind"].as_str(), written.get("spec")), (Some("AnalysisRun"), None), "no spec is made up");
     }
 
     #[test]

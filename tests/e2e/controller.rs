@@ -74,6 +74,11 @@ impl Harness {
         pid
     }
 
+    /// The port of /healthz, /readyz and /metrics of the controller process called `name`.
+    pub fn metrics_port(&self, name: &str) -> Option<u16> {
+        self.processes.lock().unwrap().iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.metrics_port)
+    }
+
     /// The text of the /metrics endpoint of the controller process called `name`.
     pub async fn metrics(&self, name: &str) -> String {
         let port = self.processes.lock().unwrap().iter().rev().find(|(n, _)| n == name).map(|(_, p)| p.metrics_port).expect("running");

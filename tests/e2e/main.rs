@@ -7,6 +7,7 @@ mod support;
 
 mod controller;
 mod hostile;
+mod hostile_analysis;
 mod scenarios;
 
 use std::sync::Arc;
@@ -42,6 +43,11 @@ fn main() -> std::process::ExitCode {
         hostile::analysis_that_cannot_be_built_aborts_with_the_reason,
         hostile::restarts_of_a_healthy_fleet_are_silent,
         hostile::notifications_survive_a_controller_kill,
+        hostile_analysis::a_condition_that_never_ends_aborts_only_its_rollout,
+        hostile_analysis::an_endless_answer_aborts_only_its_rollout,
+        hostile_analysis::metadata_and_loopback_addresses_are_refused_and_abort_only_their_rollout,
+        hostile_analysis::a_secret_header_is_read_only_once_offered,
+        hostile_analysis::unreadable_analysis_run_is_reported_and_blocks_no_analysis,
         scenarios::namespace_b_cannot_use_namespace_a_listener,
         scenarios::rollout_naming_another_apps_service_leaves_it_alone,
     ];
