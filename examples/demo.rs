@@ -1,7 +1,8 @@
-//! The demo behind `e2e/demo`: on the local stack (a real kube-apiserver with kwok nodes, moto,
-//! Prometheus), install the chart, run the controller, and roll out a canary with ALB weights
-//! and Prometheus analysis, watched live in `kubectl sluice status --watch`; then a version
-//! whose error rate is bad, rolled back by itself.
+//! The demo behind `e2e/demo`: on the local stack with a real node (a real kube-apiserver,
+//! containerd and a kubelet, moto, Prometheus), install the chart with the controller's own
+//! image, and roll out the demo app on real pods: a canary with ALB weights, gated on the error
+//! rate Prometheus scrapes from the pods, watched live in `kubectl sluice status --watch`; then
+//! a version that fails 30 % of its requests, rolled back by itself.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -9,14 +10,12 @@ mod support;
 use std::path::PathBuf;
 use std::process::{Command, ExitStatus};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{AnalysisTemplate, Rollout, RolloutPhase};
-use support::controller::ControllerProcess;
 use support::{Stack, alb::listener_weights, path_str, repo, wait_for};
 
 const NAMESPACE: &str = "demo";
@@ -33,13 +32,13 @@ fn binary(name: &str) -> PathBuf {
 
 fn main() -> std::process::ExitCode {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    say("starting the local stack: kube-apiserver, etcd, kwok nodes, moto, Prometheus");
-    let stack = Arc::new(Stack::start_or_attach());
+    say("starting the local stack: kube-apiserver, etcd, a real node (containerd, kubelet, kube-proxy), moto, Prometheus");
+    let stack = Arc::new(Stack::start_or_attach_with_real_node());
     let outcome = runtime.block_on(demo(stack.clone()));
     stack.down();
     match outcome {
         Ok(()) => {
-            say("done: the first version was promoted step by step, the second rolled back by itself");
+            say("done: v2 was promoted step by step, v3 rolled back by itself");
             std::process::ExitCode::SUCCESS
         }
         Err(problem) => {
@@ -50,30 +49,39 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn demo(stack: Arc<Stack>) -> Result<(), String> {
-    say("installing the Helm chart (CRDs, RBAC, ServiceAccount); the controller runs here as a process");
+    say("importing the controller and demo app images into the real node's containerd (no registry)");
+    let images = images_dir();
+    stack.import_images(&[&images.join("sluice.tar"), &images.join("demo-app.tar")]);
+
+    say("installing the Helm chart: the controller runs in the cluster, two replicas with leader election");
     let chart = repo().join("charts/sluice");
+    let moto = format!("http://{}:{}", stack.host_ip(), port_of(&stack.aws_endpoint));
     let helm = stack
         .command("helm")
-        .args(["upgrade", "--install", "sluice", path_str(&chart), "--namespace", "sluice-system", "--create-namespace"])
-        .args(["--set", "replicas=0"])
+        .args(["upgrade", "--install", "sluice", path_str(&chart), "--namespace", "sluice-system", "--create-namespace", "--wait"])
+        .args(["--set", "image.repository=sluice.local/sluice", "--set", "image.tag=dev"])
+        .args(["--set", &format!("aws.endpointUrl={moto}"), "--set", "aws.region=us-east-1"])
+        // moto takes any credentials; on EKS they come from the ServiceAccount's IAM role.
+        .args(["--set", "extraEnv[0].name=AWS_ACCESS_KEY_ID", "--set", "extraEnv[0].value=testing"])
+        .args(["--set", "extraEnv[1].name=AWS_SECRET_ACCESS_KEY", "--set", "extraEnv[1].value=testing"])
         .output()
         .map_err(|e| e.to_string())?;
     if !helm.status.success() {
         return Err(format!("helm install: {}", String::from_utf8_lossy(&helm.stderr)));
     }
-    let log = stack.dir.join("demo-controller.log");
-    let _controller = ControllerProcess::start(&binary("sluice"), &stack.kubeconfig, &stack.aws_endpoint, &log, &[], &[]);
-    println!("controller log: {}", log.display());
+    let pods = stack.kubectl(&["get", "pods", "-n", "sluice-system", "-o", "wide"]);
+    print!("{}", String::from_utf8_lossy(&pods.stdout));
 
     let client = stack.kube().await;
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let ns = serde_json::from_value(json!({"metadata": {"name": NAMESPACE}})).unwrap();
     namespaces.create(&PostParams::default(), &ns).await.map_err(|e| e.to_string())?;
     let services: Api<Service> = Api::namespaced(client.clone(), NAMESPACE);
-    for name in ["web-stable", "web-canary"] {
-        let service =
-            serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}))
-                .unwrap();
+    for (name, owned) in [("web", false), ("web-stable", true), ("web-canary", true)] {
+        let labels = if owned { json!({"sluice.dev/rollout": "web"}) } else { json!({}) };
+        let service = serde_json::from_value(json!({"metadata": {"name": name, "labels": labels},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}}))
+        .unwrap();
         services.create(&PostParams::default(), &service).await.map_err(|e| e.to_string())?;
     }
 
@@ -84,79 +92,114 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
     let allowed = json!({"metadata": {"annotations": {sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION: arns}}});
     namespaces.patch(NAMESPACE, &Default::default(), &kube::api::Patch::Merge(&allowed)).await.map_err(|e| e.to_string())?;
 
-    say("an AnalysisTemplate: the error ratio from Prometheus must stay under 5 %");
+    say("an AnalysisTemplate: the new version's share of 500s, scraped by Prometheus from its pods, must stay under 5 %");
+    let prometheus = format!("http://{}:{}", stack.host_ip(), port_of(&stack.prometheus_url));
+    let selector = format!("namespace=\"{NAMESPACE}\",version=\"{{{{args.version}}}}\"");
+    let query = format!(
+        "(sum(rate(demo_http_requests_total{{{selector},code=\"500\"}}[8s])) or vector(0)) / sum(rate(demo_http_requests_total{{{selector}}}[8s]))"
+    );
     let templates: Api<AnalysisTemplate> = Api::namespaced(client.clone(), NAMESPACE);
     let template = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "error-rate"},
-        "spec": {"metrics": [{
-            "name": "error-rate", "interval": "2s", "count": 3, "failureLimit": 0,
+        "spec": {"args": [{"name": "version"}], "metrics": [{
+            "name": "error-rate", "initialDelay": "10s", "interval": "3s", "count": 3, "failureLimit": 0,
             "successCondition": "result < 0.05",
-            "provider": {"prometheus": {"address": stack.prometheus_url, "query": "demo_http_error_ratio", "timeout": "5s"}}
+            "provider": {"prometheus": {"address": prometheus, "query": query, "timeout": "5s"}}
         }]}
     }))
     .unwrap();
     create_when_served(&templates, &template).await;
 
-    // The application's error ratio as Prometheus sees it, pushed every second.
-    let error_ratio = Arc::new(AtomicU64::new(0.01f64.to_bits()));
-    let pusher = {
-        let (ratio, stack) = (error_ratio.clone(), stack.clone());
-        tokio::spawn(async move {
-            loop {
-                let value = f64::from_bits(ratio.load(Ordering::Relaxed));
-                stack.push_sample("demo_http_error_ratio", &[("job", "demo")], value, jiff::Timestamp::now().as_millisecond()).await;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        })
-    };
-
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), NAMESPACE);
-    let analysis = json!({"analysis": {"templates": [{"templateName": "error-rate"}]}});
-    let rollout: Rollout = serde_json::from_value(json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
-        "spec": {
-            "workload": {"kubernetes": {"replicas": 5, "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "web:1"}]}}}},
-            "traffic": {"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}},
-            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "steps": [
-                {"setWeight": 20}, {"pause": {"duration": "5s"}}, analysis,
-                {"setWeight": 50}, {"pause": {"duration": "5s"}}, analysis
-            ]}}
-        }
-    }))
-    .unwrap();
-    say("applying Rollout demo/web (version web:1): the first version goes straight to stable");
-    rollouts.create(&PostParams::default(), &rollout).await.map_err(|e| e.to_string())?;
-    watch(&stack, "2m")?;
+    say("applying Rollout demo/web (version v1, 4 real pods): the first version goes straight to stable");
+    rollouts.create(&PostParams::default(), &rollout(&listener, &stable, &canary, "v1", 0.0)).await.map_err(|e| e.to_string())?;
+    watch(&stack, "3m")?;
 
-    say("web:2, error ratio 1 %: canary 20 % → analysis → 50 % → analysis → promoted");
-    set_image(&rollouts, "web:2").await?;
-    let promoted = watch(&stack, "4m")?;
+    say("sending requests to the app through its Service (kube-proxy), 50 a second");
+    let service_ip = services.get("web").await.map_err(|e| e.to_string())?.spec.and_then(|s| s.cluster_ip).unwrap_or_default();
+    let load = tokio::spawn(async move {
+        let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).pool_max_idle_per_host(0).build().expect("client");
+        loop {
+            let _ = http.get(format!("http://{service_ip}/")).send().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+
+    say("v2, answering well: canary 25 % → analysis → 50 % → analysis → promoted");
+    replace(&rollouts, &rollout(&listener, &stable, &canary, "v2", 0.0)).await?;
+    let promoted = watch(&stack, "5m")?;
     println!(
         "ALB listener now: stable target group {}%, canary {}%",
         weight(&elb, &listener, &stable).await,
         weight(&elb, &listener, &canary).await
     );
     if !promoted.success() {
-        return Err(format!("web:2 was not promoted (kubectl sluice status exited {promoted})"));
+        return Err(format!("v2 was not promoted (kubectl sluice status exited {promoted})"));
     }
 
-    say("web:3, error ratio 30 %: the analysis fails and Sluice rolls back by itself");
-    error_ratio.store(0.30f64.to_bits(), Ordering::Relaxed);
-    set_image(&rollouts, "web:3").await?;
-    let rolled_back = watch(&stack, "4m")?;
+    say("v3, failing 30 % of its requests: the analysis fails and Sluice rolls back by itself");
+    replace(&rollouts, &rollout(&listener, &stable, &canary, "v3", 0.3)).await?;
+    let rolled_back = watch(&stack, "5m")?;
     println!(
         "ALB listener now: stable target group {}%, canary {}%",
         weight(&elb, &listener, &stable).await,
         weight(&elb, &listener, &canary).await
     );
-    pusher.abort();
+    load.abort();
     let status = rollouts.get("web").await.map_err(|e| e.to_string())?.status.unwrap_or_default();
     if rolled_back.code() != Some(3) || status.phase != Some(RolloutPhase::Degraded) {
-        return Err(format!("web:3 was not rolled back (kubectl sluice status exited {rolled_back})"));
+        return Err(format!("v3 was not rolled back (kubectl sluice status exited {rolled_back})"));
     }
     println!("status message: {}", status.message.unwrap_or_default());
     Ok(())
+}
+
+/// The demo app's Rollout at `version`, failing `error_rate` of its requests.
+fn rollout(listener: &str, stable: &str, canary: &str, version: &str, error_rate: f64) -> Rollout {
+    let analysis = json!({"analysis": {"templates": [{"templateName": "error-rate"}], "args": [{"name": "version", "value": version}]}});
+    serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+        "spec": {
+            "workload": {"kubernetes": {"replicas": 4, "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}, "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8080"}},
+                    "spec": {"terminationGracePeriodSeconds": 2, "containers": [{
+                        "name": "web", "image": "sluice.local/demo-app:dev", "imagePullPolicy": "Never",
+                        "env": [{"name": "APP_VERSION", "value": version}, {"name": "ERROR_RATE", "value": error_rate.to_string()}],
+                        "ports": [{"containerPort": 8080}],
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": 8080}, "periodSeconds": 1}
+                    }]}
+                }}},
+            "traffic": {"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}},
+            "strategy": {"canary": {"stableService": "web-stable", "canaryService": "web-canary", "steps": [
+                {"setWeight": 25}, {"pause": {"duration": "5s"}}, analysis,
+                {"setWeight": 50}, {"pause": {"duration": "5s"}}, analysis
+            ]}}
+        }
+    }))
+    .unwrap()
+}
+
+async fn replace(rollouts: &Api<Rollout>, rollout: &Rollout) -> Result<(), String> {
+    let patch = json!({"spec": rollout.spec});
+    rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()).map_err(|e| e.to_string())
+}
+
+fn port_of(url: &str) -> &str {
+    url.rsplit(':').next().unwrap_or_default()
+}
+
+/// Where e2e/image wrote the archives.
+fn images_dir() -> PathBuf {
+    std::env::var_os("SLUICE_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
+                .join("sluice")
+        })
+        .join("images")
 }
 
 /// `kubectl sluice status web --watch` in this terminal, until Healthy (0) or Degraded (3).
@@ -166,11 +209,6 @@ fn watch(stack: &Stack, timeout: &str) -> Result<ExitStatus, String> {
         .env("KUBECONFIG", &stack.kubeconfig)
         .status()
         .map_err(|e| format!("kubectl-sluice: {e}"))
-}
-
-async fn set_image(rollouts: &Api<Rollout>, image: &str) -> Result<(), String> {
-    let patch = json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}}});
-    rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()).map_err(|e| e.to_string())
 }
 
 async fn weight(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, target_group: &str) -> i32 {

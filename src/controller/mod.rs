@@ -158,6 +158,24 @@ fn without_managed_fields<K: kube::Resource>(object: &mut K) {
     object.managed_fields_mut().clear();
 }
 
+/// SIGTERM (a pod being deleted) or SIGINT. Run as a container's first process, the controller
+/// has no default action for either, so a standby must listen for them itself or it is killed
+/// only when the grace period ends. (The leader's controllers stop on them through kube-runtime.)
+async fn stop_requested() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+        }
+        Err(error) => {
+            warn!(%error, "cannot listen for SIGTERM; only SIGINT stops a standby");
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
 /// Runs until the process is stopped (or, with leader election, until leadership is lost).
 pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     crate::aws::install_crypto_provider();
@@ -169,7 +187,14 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
 
     let leadership = if settings.leader_election {
         readiness.standby();
-        let leadership = leadership::acquire(&client, &settings.lease_name, &settings.lease_namespace, &settings.identity).await?;
+        let leadership = tokio::select! {
+            acquired = leadership::acquire(&client, &settings.lease_name, &settings.lease_namespace, &settings.identity) => acquired?,
+            () = stop_requested() => {
+                info!("stopped while waiting to become the leader");
+                server.abort();
+                return Ok(());
+            }
+        };
         readiness.starting();
         metrics.leader.set(1);
         Some(leadership)
