@@ -24,11 +24,14 @@ use kube::api::ListParams;
 
 pub use args::PluginCli;
 pub use error::PluginError;
+/// What promote, abort, retry, pause and resume write, for other front ends to write the same:
+/// the Argo CD resource actions in `deploy/argocd` are tested against these.
+pub use requests::{Request, patch as request_patch, request_id, target_revision, with_request};
+pub use spec_edit::{merge_patch, set_paused};
 
 use args::{PluginCommand, SetCommand};
 use cluster::Cluster;
 use describe::qualified_name;
-use requests::Request;
 use verdict::exit;
 
 pub fn run(cli: PluginCli) -> ExitCode {
@@ -80,8 +83,8 @@ async fn dispatch(cli: PluginCli) -> Result<ExitCode, PluginError> {
         PluginCommand::Promote { name, full } => done(requests::send(&cluster, &name, Request::Promote { full }).await?),
         PluginCommand::Abort { name } => done(requests::send(&cluster, &name, Request::Abort).await?),
         PluginCommand::Retry { name } => done(requests::send(&cluster, &name, Request::Retry).await?),
-        PluginCommand::Pause { name } => done(set_paused(&cluster, &name, true).await?),
-        PluginCommand::Resume { name } => done(set_paused(&cluster, &name, false).await?),
+        PluginCommand::Pause { name } => done(write_paused(&cluster, &name, true).await?),
+        PluginCommand::Resume { name } => done(write_paused(&cluster, &name, false).await?),
         PluginCommand::Restart { name } => {
             let now = Timestamp::now();
             let (_, after) = spec_edit::edit(&cluster, &name, |rollout| Ok(spec_edit::restart_at(rollout, now))).await?;
@@ -101,7 +104,7 @@ async fn dispatch(cli: PluginCli) -> Result<ExitCode, PluginError> {
     }
 }
 
-async fn set_paused(cluster: &Cluster, name: &str, paused: bool) -> Result<String, PluginError> {
+async fn write_paused(cluster: &Cluster, name: &str, paused: bool) -> Result<String, PluginError> {
     let (before, after) = spec_edit::edit(cluster, name, |rollout| Ok(spec_edit::set_paused(rollout, paused))).await?;
     let what = match (before.spec.paused, paused) {
         (true, true) => "already paused",
