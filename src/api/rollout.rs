@@ -22,9 +22,11 @@ use super::DurationString;
     shortname = "sro",
     category = "sluice",
     doc = "A progressive rollout of a Kubernetes or ECS workload",
+    // The size the workload should have, not the pods of every revision together: an autoscaler
+    // reading the sum during a canary would see the canary's pods as extra and scale up.
     scale(
         spec_replicas_path = ".spec.workload.kubernetes.replicas",
-        status_replicas_path = ".status.replicas",
+        status_replicas_path = ".status.desiredReplicas",
         label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
@@ -492,7 +494,8 @@ pub struct RolloutStatus {
     /// Canary weight read back from the traffic router (or the replica ratio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_weight: Option<i32>,
-    /// Replicas (or ECS tasks) at full capacity.
+    /// Replicas (or ECS tasks) at full capacity: what the scale subresource reports as
+    /// `status.replicas`, so an autoscaler sees the size it asked for, not every revision's pods.
     #[serde(default)]
     pub desired_replicas: i32,
     /// Replicas of every revision together.

@@ -26,6 +26,7 @@ fn main() -> std::process::ExitCode {
         scenarios::rollout_deleted_mid_canary,
         scenarios::controller_killed_at_random_moments_converges,
         scenarios::canary_with_alb_weights,
+        scenarios::the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary,
         scenarios::ecs_canary_promoted_then_aborted,
         scenarios::ecs_blue_green_previews_on_the_test_listener,
         scenarios::ecs_canary_under_30_percent_aws_faults,

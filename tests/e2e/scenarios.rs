@@ -653,6 +653,49 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }
 
+/// What an HorizontalPodAutoscaler sees and does through the scale subresource during a 50 % ALB
+/// canary, where the stable stays at full size: it reads the size it asked for (not the pods of
+/// both revisions), and a size it writes resizes both revisions in proportion. (The stack has no
+/// metrics API for a real HPA; the test reads and writes /scale as the HPA controller does.)
+pub async fn the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary(h: Arc<Harness>) {
+    let s = scene(&h, "scale", &["web-stable", "web-canary"]).await;
+    let name = format!("e2e-scale-{}", std::process::id());
+    let (_elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "steps": [{"setWeight": 50}, {"pause": {}}]}});
+    let mut r = rollout(4, "web:1", strategy);
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
+            .unwrap(),
+    );
+    s.create(&r).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the pause at 50%", |r| step(r) == Some(1) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(50)).await;
+    s.wait_replicas(&[("web:1", 4), ("web:2", 2)]).await;
+    let at_pause = s.wait("the status to count both revisions", |r| r.status.as_ref().is_some_and(|s| s.replicas == 6)).await;
+    let scale = s.rollouts.get_scale("web").await.expect("scale subresource");
+    let status = scale.status.expect("scale status");
+    assert_eq!(status.replicas, 4, "the autoscaler reads the size it asked for, not the 6 pods of both revisions");
+    assert_eq!(status.selector.as_deref(), at_pause.status.as_ref().and_then(|s| s.selector.as_deref()), "and the pods' selector");
+
+    // The autoscaler writes a new size: both revisions grow in proportion, the weight holds.
+    let patch = json!({"spec": {"replicas": 8}});
+    s.rollouts.patch_scale("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("scale written");
+    s.wait_replicas(&[("web:1", 8), ("web:2", 4)]).await;
+    wait_for("the scale subresource to report 8", DEADLINE, || async {
+        let scale = s.rollouts.get_scale("web").await.ok()?;
+        (scale.status?.replicas == 8).then_some(())
+    })
+    .await;
+    let resized = s.rollouts.get("web").await.expect("rollout read");
+    assert_eq!(resized.status.as_ref().and_then(|s| s.verified_weight), Some(50), "the weight stays at 50%");
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 8)]).await;
+}
+
 /// An ECS service with the EXTERNAL deployment controller behind an ALB listener that forwards
 /// to two target groups (blue 100, green 0), each with a registered target (moto reports
 /// targets healthy but does not register task IPs itself).
