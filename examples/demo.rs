@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{AnalysisTemplate, Rollout, RolloutPhase};
-use support::{Stack, alb::listener_weights, path_str, repo, wait_for};
+use support::{Stack, alb::listener_weights, images_dir, path_str, repo, wait_for};
 
 const NAMESPACE: &str = "demo";
 
@@ -187,19 +187,6 @@ async fn replace(rollouts: &Api<Rollout>, rollout: &Rollout) -> Result<(), Strin
 
 fn port_of(url: &str) -> &str {
     url.rsplit(':').next().unwrap_or_default()
-}
-
-/// Where e2e/image wrote the archives.
-fn images_dir() -> PathBuf {
-    std::env::var_os("SLUICE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
-                .join("sluice")
-        })
-        .join("images")
 }
 
 /// `kubectl sluice status web --watch` in this terminal, until Healthy (0) or Degraded (3).

@@ -80,15 +80,7 @@ fn main() -> std::process::ExitCode {
         install::deleting_the_leader_pod_hands_over_within_the_lease,
         install::uninstall_removes_everything_but_the_crds,
     ];
-    let images = std::env::var_os("SLUICE_CACHE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
-                .join("sluice")
-        })
-        .join("images");
+    let images = support::images_dir();
     for name in ["sluice", "demo-app"] {
         let archive = images.join(format!("{name}.tar"));
         assert!(archive.exists(), "{} is missing: run e2e/image first", archive.display());

@@ -243,6 +243,17 @@ fn rand_suffix() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed) * 100_000
 }
 
+/// Where `e2e/image` writes the image archives: `images/` in the cache the stack scripts use.
+pub fn images_dir() -> PathBuf {
+    let cache = std::env::var_os("SLUICE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+        std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
+            .join("sluice")
+    });
+    cache.join("images")
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
