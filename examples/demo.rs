@@ -55,7 +55,7 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
 
     say("installing the Helm chart: the controller runs in the cluster, two replicas with leader election");
     let chart = repo().join("charts/sluice");
-    let moto = format!("http://{}:{}", stack.host_ip(), port_of(&stack.aws_endpoint));
+    let moto = stack.url_for_pods(&stack.aws_endpoint);
     let helm = stack
         .command("helm")
         .args(["upgrade", "--install", "sluice", path_str(&chart), "--namespace", "sluice-system", "--create-namespace", "--wait"])
@@ -93,7 +93,7 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
     namespaces.patch(NAMESPACE, &Default::default(), &kube::api::Patch::Merge(&allowed)).await.map_err(|e| e.to_string())?;
 
     say("an AnalysisTemplate: the new version's share of 500s, scraped by Prometheus from its pods, must stay under 5 %");
-    let prometheus = format!("http://{}:{}", stack.host_ip(), port_of(&stack.prometheus_url));
+    let prometheus = stack.url_for_pods(&stack.prometheus_url);
     let selector = format!("namespace=\"{NAMESPACE}\",version=\"{{{{args.version}}}}\"");
     let query = format!(
         "(sum(rate(demo_http_requests_total{{{selector},code=\"500\"}}[8s])) or vector(0)) / sum(rate(demo_http_requests_total{{{selector}}}[8s]))"
@@ -183,10 +183,6 @@ fn rollout(listener: &str, stable: &str, canary: &str, version: &str, error_rate
 async fn replace(rollouts: &Api<Rollout>, rollout: &Rollout) -> Result<(), String> {
     let patch = json!({"spec": rollout.spec});
     rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.map(|_| ()).map_err(|e| e.to_string())
-}
-
-fn port_of(url: &str) -> &str {
-    url.rsplit(':').next().unwrap_or_default()
 }
 
 /// `kubectl sluice status web --watch` in this terminal, until Healthy (0) or Degraded (3).

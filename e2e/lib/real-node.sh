@@ -287,7 +287,8 @@ start_real_node() {
   pid=$(start_daemon "$stack" kubelet "$NODE_DIR/bin/kubelet" --config="$stack/node/kubelet.yaml" \
     --kubeconfig="$stack/kubeconfig" --root-dir="$stack/node/kubelet" --cert-dir="$stack/node/kubelet-pki" \
     --hostname-override="$REAL_NODE_NAME" --node-ip="$ip" --node-labels=sluice.dev/real-node=true)
-  start_daemon "$stack" kube-proxy "$NODE_DIR/bin/kube-proxy" --config="$stack/node/kube-proxy.yaml" >/dev/null
+  local proxy_pid
+  proxy_pid=$(start_daemon "$stack" kube-proxy "$NODE_DIR/bin/kube-proxy" --config="$stack/node/kube-proxy.yaml")
 
   local kubectl=("$K8S_DIR/bin/kubectl" --kubeconfig "$stack/kubeconfig")
   deadline=$(($(now_ms) + KUBE_DEADLINE * 1000))
@@ -298,8 +299,7 @@ start_real_node() {
   "${kubectl[@]}" wait --for=condition=Ready "node/$REAL_NODE_NAME" --timeout="${KUBE_DEADLINE}s" >/dev/null ||
     die "the real node is not Ready (log: $stack/logs/kubelet.log)"
   wait_http kube-proxy "http://127.0.0.1:${p[2]}/healthz" 60 \
-    "$(grep '^kube-proxy ' "$stack/pids" | awk '{print $2}')" \
-    "$(grep '^kube-proxy ' "$stack/pids" | awk '{print $3}')" "$stack/logs/kube-proxy.log"
+    "$proxy_pid" "$(proc_start_time "$proxy_pid")" "$stack/logs/kube-proxy.log"
   "${kubectl[@]}" taint nodes --overwrite -l '!sluice.dev/real-node' kwok.x-k8s.io/node=fake:NoSchedule >/dev/null
   start_daemon "$stack" pod-targets "$0" pod-targets "$stack" >/dev/null
   log "up: real node $REAL_NODE_NAME Ready at $ip in $(since "$t0")"

@@ -13,8 +13,8 @@ use kube::Api;
 use kube::api::ListParams;
 use sluice::api::{Rollout, RolloutPhase};
 
-use crate::Cluster;
 use crate::support::{namespace, wait_for};
+use crate::{Cluster, ready};
 
 const DEADLINE: Duration = Duration::from_secs(120);
 
@@ -30,7 +30,7 @@ impl Scene {
     async fn new(cluster: Arc<Cluster>, prefix: &str) -> Scene {
         let client = cluster.stack.kube().await;
         let ns = namespace(&client, prefix).await;
-        let prometheus = format!("http://{}:{}", cluster.stack.host_ip(), cluster.stack.prometheus_url.rsplit(':').next().expect("port"));
+        let prometheus = cluster.stack.url_for_pods(&cluster.stack.prometheus_url);
         // `web` reaches every pod of the app (the load goes through it and kube-proxy); the
         // role Services are the Rollout's, and Sluice points them at one revision each.
         let mut manifest = String::new();
@@ -125,13 +125,7 @@ spec:{extra_spec}
         let list = pods.list(&ListParams::default().labels(&format!("sluice.dev/revision={revision}"))).await.expect("pods listed");
         list.items
             .iter()
-            .filter(|p| p.metadata.deletion_timestamp.is_none())
-            .filter(|p| {
-                p.status
-                    .as_ref()
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-            })
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && ready(p))
             .filter_map(|p| p.status.as_ref()?.pod_ip.clone())
             .collect()
     }

@@ -11,14 +11,10 @@ use kube::Api;
 use kube::api::{DeleteParams, ListParams};
 
 use crate::support::{path_str, repo, wait_for};
-use crate::{Cluster, RELEASE, RELEASE_NAMESPACE};
+use crate::{Cluster, RELEASE, RELEASE_NAMESPACE, ready};
 
 const LEASE: &str = "sluice-controller";
 const SELECTOR: &str = "app.kubernetes.io/name=sluice";
-
-fn ready(pod: &Pod) -> bool {
-    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
-}
 
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases.get_opt(LEASE).await.ok().flatten()?.spec?.holder_identity
@@ -30,7 +26,7 @@ async fn controller_pods(pods: &Api<Pod>) -> Vec<Pod> {
 
 pub async fn the_chart_runs_the_image_and_elects_a_leader(cluster: Arc<Cluster>) {
     let chart = repo().join("charts/sluice");
-    let endpoint = format!("http://{}:{}", cluster.stack.host_ip(), cluster.stack.aws_endpoint.rsplit(':').next().expect("port"));
+    let endpoint = cluster.stack.url_for_pods(&cluster.stack.aws_endpoint);
     // Only the image and the AWS endpoint differ from the chart's defaults.
     let installed = cluster.helm(&[
         "install",

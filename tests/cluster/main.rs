@@ -22,6 +22,11 @@ use support::Stack;
 pub const RELEASE: &str = "sluice";
 pub const RELEASE_NAMESPACE: &str = "sluice-system";
 
+/// Whether the kubelet reports the pod Ready (its readiness probe passes).
+pub fn ready(pod: &k8s_openapi::api::core::v1::Pod) -> bool {
+    pod.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
 /// The stack and the image archives the tests run.
 pub struct Cluster {
     pub stack: Stack,

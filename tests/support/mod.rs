@@ -97,6 +97,13 @@ impl Stack {
         self.env.get("SLUICE_HOST_IP").map(String::as_str).expect("the stack has a real node (e2e/stack up --real-node)")
     }
 
+    /// A URL of this stack (moto, Prometheus: `http://127.0.0.1:PORT`) as pods on the real node
+    /// reach it, at the host's address.
+    pub fn url_for_pods(&self, url: &str) -> String {
+        let port = url.rsplit(':').next().expect("a URL with a port");
+        format!("http://{}:{port}", self.host_ip())
+    }
+
     /// Imports OCI image archives into the real node's containerd.
     pub fn import_images(&self, archives: &[&Path]) {
         let output = Command::new(repo().join("e2e/stack"))
