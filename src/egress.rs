@@ -10,6 +10,7 @@
 //! addresses (no second lookup that DNS rebinding could answer differently). Redirects are never
 //! followed, proxies from the environment are ignored, and answers are read up to a limit.
 
+use crate::text::size;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
@@ -359,15 +360,6 @@ pub fn describe(error: &dyn std::error::Error) -> String {
     text
 }
 
-/// A byte count for people: `1 MiB`, `4 KiB`, `900 bytes`.
-pub fn size(bytes: usize) -> String {
-    match bytes {
-        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
-        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
-        b => format!("{b} bytes"),
-    }
-}
-
 /// A URL as it may be logged: scheme, host and port; never the path or query (they carry tokens).
 pub fn redact(url: &Url) -> String {
     match (url.host_str(), url.port()) {
@@ -375,18 +367,6 @@ pub fn redact(url: &Url) -> String {
         (Some(host), None) => format!("{}://{host}", url.scheme()),
         (None, _) => format!("{}:…", url.scheme()),
     }
-}
-
-/// `text` cut to at most `max` bytes (on a character boundary), marked when cut.
-pub fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… (truncated; {} in all)", &text[..end], size(text.len()))
 }
 
 #[cfg(test)]
@@ -472,14 +452,9 @@ mod tests {
     }
 
     #[test]
-    fn urls_are_redacted_and_text_truncated() {
+    fn urls_are_redacted() {
         let url = Url::parse("https://hooks.slack.com/services/T0/B0/secret?token=x").unwrap();
         assert_eq!(redact(&url), "https://hooks.slack.com");
         assert_eq!(redact(&Url::parse("http://10.0.0.1:8080/a").unwrap()), "http://10.0.0.1:8080");
-        assert_eq!(truncate("short", 10), "short");
-        let cut = truncate(&"é".repeat(3000), 4096);
-        assert!(cut.len() < 4096 + 64 && cut.ends_with("(truncated; 6000 bytes in all)"), "{cut}");
-        assert_eq!(size(1 << 20), "1 MiB");
-        assert_eq!(size(4096), "4 KiB");
     }
 }

@@ -289,6 +289,7 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
             canary: report.services.1.map(|i| name(i as usize)),
             missing: Vec::new(),
         },
+        registrations: Default::default(),
     }
 }
 
@@ -324,11 +325,20 @@ proptest! {
         for report in &reports {
             let observed = observe(report, &revisions, &runs);
             let commands = commands(report);
-            let input = Input { name: "web", generation: Some(1), spec: &spec, status: &status, commands: &commands, observed: &observed, now };
+            let input = Input {
+                name: "web",
+                generation: Some(1),
+                spec: &spec,
+                status: &status,
+                commands: &commands,
+                observed: &observed,
+                commit_time: None,
+                now,
+            };
             let plan = engine::step(input);
             for action in &plan.actions {
                 match action {
-                    Action::SetWeight { canary_weight } => prop_assert!((0..=100).contains(canary_weight), "{action:?}"),
+                    Action::SetWeight { canary_weight, .. } => prop_assert!((0..=100).contains(canary_weight), "{action:?}"),
                     Action::Scale { replicas, .. } => prop_assert!((0..=MAX_REPLICAS).contains(replicas), "{action:?}"),
                     Action::CreateAnalysisRun { name, .. } => runs.push(name.clone()),
                     _ => {}

@@ -71,12 +71,14 @@ fn codedeploy_equivalents_for_ecs() {
 
     let linear = simulate("ecs-linear-10-percent-every-1-minute", None);
     assert_eq!(linear.final_phase, Some(RolloutPhase::Healthy));
-    assert_eq!(linear.weights, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 0]);
+    // The promoted task set keeps its target group and its traffic: the roles swap, so the canary
+    // role's group (the old one) is already at 0 and no weight moves back.
+    assert_eq!(linear.weights, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
     assert!(linear.ended_at.as_secs() >= 9 * 60, "one minute per 10%");
 
     let all_at_once = simulate("ecs-all-at-once", None);
     assert_eq!(all_at_once.final_phase, Some(RolloutPhase::Healthy));
-    assert_eq!(all_at_once.weights, [100, 0]);
+    assert_eq!(all_at_once.weights, [100]);
 
     let blue_green = simulate("ecs-blue-green", None);
     assert_eq!(blue_green.final_phase, Some(RolloutPhase::Paused), "waits for `kubectl sluice promote`");

@@ -44,13 +44,30 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         header_route: rng.random_bool(0.3).then(|| HeaderRoute { name: "x-canary".into(), values: vec!["1".into()] }),
         ..Default::default()
     };
-    let traffic = rng.random_bool(0.5).then_some(Traffic { alb: Some(alb) });
+    // A quarter are ECS services: task sets register with the target groups themselves, whose
+    // roles swap at every promotion; ECS always has an ALB.
+    let ecs = rng.random_bool(0.25);
+    let traffic = (ecs || rng.random_bool(0.5)).then_some(Traffic { alb: Some(alb) });
     // Sometimes scaled to zero behind a router: nothing may take weight, and the rollout says so.
     let replicas = if traffic.is_some() && rng.random_bool(0.05) { 0 } else { replicas };
-    let workload = Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None };
+    let workload = match ecs {
+        true => Workload {
+            kubernetes: None,
+            ecs: Some(EcsWorkload {
+                cluster: "shop".into(),
+                service: "web".into(),
+                task_definition: "app:1".into(),
+                desired_count: replicas,
+                load_balancer: EcsLoadBalancer { container_name: "app".into(), container_port: 80 },
+                ..Default::default()
+            }),
+        },
+        false => Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None },
+    };
     let mut strategy = Strategy::default();
     let mut traffic_allowed = true;
-    match rng.random_range(0..20) {
+    // ECS has no rolling update: its traffic always moves through the target groups.
+    match rng.random_range(0..if ecs { 17 } else { 20 }) {
         0..=11 => {
             let steps = (0..rng.random_range(0..=6))
                 .map(|_| match rng.random_range(0..20) {
@@ -145,7 +162,7 @@ struct Chaos {
 }
 
 impl Faults for Chaos {
-    fn action_fails(&mut self, _: &Action, _: Timestamp) -> bool {
+    fn call_fails(&mut self, _: &str, _: Timestamp) -> bool {
         self.rng.random_bool(self.fail)
     }
     fn crash_after(&mut self, _: usize) -> bool {
@@ -216,7 +233,7 @@ fn settled(world: &World) -> Result<&'static str, String> {
     let stable = status.stable_revision.clone().unwrap_or_default();
     let running = world.running();
     // At rest, previews reach the stable revision only, once the router is configured for them.
-    let previews_home = !world.previews.contains_key("header") && world.previews.get("test").is_none_or(|role| *role == "stable");
+    let previews_home = world.preview("header").is_none() && world.preview("test").is_none_or(|role| role == "stable");
     let waiting_for_person = |s: &RolloutStatus| {
         world.spec.paused
             || s.pause_conditions.iter().any(|p| p.reason != PauseReason::CanaryPauseStep || is_manual_pause(world))
@@ -228,7 +245,7 @@ fn settled(world: &World) -> Result<&'static str, String> {
             if stable == update
                 && (running == [update.clone()] || n == 0 && running.is_empty())
                 && world.ready(&update) == n
-                && world.weight.unwrap_or(0) == 0
+                && world.weight().unwrap_or(0) == 0
                 && previews_home =>
         {
             Ok("healthy")
@@ -237,7 +254,7 @@ fn settled(world: &World) -> Result<&'static str, String> {
             if status.abort
                 && running.iter().all(|r| *r == stable)
                 && world.ready(&stable) == n
-                && world.weight.unwrap_or(0) == 0
+                && world.weight().unwrap_or(0) == 0
                 && previews_home =>
         {
             Ok("rolled back")
@@ -246,8 +263,11 @@ fn settled(world: &World) -> Result<&'static str, String> {
             Ok("waiting for a person")
         }
         phase => Err(format!(
-            "phase {phase:?}, running {running:?}, weight {:?}, previews {:?}, message {:?}",
-            world.weight, world.previews, status.message
+            "phase {phase:?}, running {running:?}, weight {:?}, previews test {:?} header {:?}, message {:?}",
+            world.weight(),
+            world.preview("test"),
+            world.preview("header"),
+            status.message
         )),
     }
 }
@@ -340,7 +360,7 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
                     world.elapsed().as_secs(),
                     plan.status.phase,
                     plan.status.current_step_index,
-                    world.weight,
+                    world.weight(),
                     plan.status.abort,
                     applied,
                     plan.events.iter().map(|e| e.message.clone()).collect::<Vec<_>>(),
@@ -372,17 +392,17 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             }
         }
         for action in &applied {
-            if let Action::SetWeight { canary_weight } = action {
+            if let Action::SetWeight { canary_weight, .. } = action {
                 // The invariant: weight never lands on a revision with no ready replica.
                 let receivers = [(*canary_weight > 0, "canary"), (*canary_weight < 100 && !world.status.abort, "stable")];
-                for (role, revision) in receivers.iter().filter(|(gets, _)| *gets).filter_map(|(_, r)| Some((*r, world.services.get(r)?))) {
-                    if world.ready(revision) == 0 {
+                for (role, revision) in receivers.iter().filter(|(gets, _)| *gets).filter_map(|(_, r)| Some((*r, world.serving(r)?))) {
+                    if world.ready(&revision) == 0 {
                         violations.push(format!("weight {canary_weight} set while the {role} revision {revision} has no ready replica"));
                     }
                 }
             }
             match action {
-                Action::SetWeight { canary_weight } if !allowed.contains(canary_weight) => {
+                Action::SetWeight { canary_weight, .. } if !allowed.contains(canary_weight) => {
                     violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
                 }
                 Action::MarkStable { revision } => {
@@ -392,7 +412,7 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
                     if !touched_by_person.contains(revision) {
                         // A crashed pass still decided: count the steps it completed.
                         let mut completed = completed_steps.clone();
-                        if let PassOutcome::Interrupted { plan, .. } = &outcome {
+                        if let PassOutcome::Interrupted { plan: Some(plan), .. } = &outcome {
                             let key = (plan.status.update_revision.clone().unwrap_or_default(), plan.status.attempt);
                             completed.entry(key).or_default().extend(plan.events.iter().filter_map(step_of));
                         }
@@ -598,7 +618,7 @@ fn an_update_at_zero_replicas_behind_a_router_waits_with_a_condition_then_goes_o
             let requeue = match world.pass() {
                 PassOutcome::Applied { applied, plan } => {
                     weights.extend(applied.iter().filter_map(|a| match a {
-                        Action::SetWeight { canary_weight } => Some(*canary_weight),
+                        Action::SetWeight { canary_weight, .. } => Some(*canary_weight),
                         _ => None,
                     }));
                     if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }

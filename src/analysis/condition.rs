@@ -159,7 +159,7 @@ fn holds(expression: &str, result: &serde_json::Value) -> Result<bool, Condition
     let program =
         Program::compile(expression).map_err(|e| ConditionError::Parse { expression: expression.to_string(), reason: e.to_string() })?;
     let mut context = Context::default();
-    let quoted = || crate::egress::truncate(&result.to_string(), QUOTED);
+    let quoted = || crate::text::truncate(&result.to_string(), QUOTED);
     let value = cel::to_value(result).map_err(|e| ConditionError::Evaluate {
         expression: expression.to_string(),
         value: quoted(),

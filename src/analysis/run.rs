@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::condition::{self, MeasuredValue};
+use super::verdict::{self as analysis, MetricPolicy};
 use crate::api::{AnalysisArg, AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, Measurement, MetricResult};
-use crate::engine::analysis::{self, MetricPolicy};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -123,7 +123,7 @@ pub struct Judged {
 impl Judged {
     /// A measurement that could not be judged.
     pub fn error(message: impl Into<String>) -> Self {
-        Self { phase: AnalysisPhase::Error, value: None, message: Some(crate::egress::truncate(&message.into(), MAX_MESSAGE)) }
+        Self { phase: AnalysisPhase::Error, value: None, message: Some(crate::text::truncate(&message.into(), MAX_MESSAGE)) }
     }
 }
 
@@ -131,7 +131,7 @@ impl Judged {
 /// is judged; only the stored copy is cut. CPU-bound: the controller runs it off its async workers.
 pub fn judge(metric: &crate::api::Metric, outcome: Result<MeasuredValue, String>) -> Judged {
     let (success, failure) = conditions_of(metric);
-    let stored = |value: &MeasuredValue| value.display().map(|v| crate::egress::truncate(&v, MAX_STORED_VALUE));
+    let stored = |value: &MeasuredValue| value.display().map(|v| crate::text::truncate(&v, MAX_STORED_VALUE));
     let checked = [success, failure].into_iter().flatten().try_for_each(condition::check);
     let (phase, value, message) = match (outcome, checked) {
         (Err(error), _) => (AnalysisPhase::Error, None, Some(error)),
@@ -144,7 +144,7 @@ pub fn judge(metric: &crate::api::Metric, outcome: Result<MeasuredValue, String>
             Err(e) => (AnalysisPhase::Error, stored(&value), Some(e.to_string())),
         },
     };
-    Judged { phase, value, message: message.map(|m| crate::egress::truncate(&m, MAX_MESSAGE)) }
+    Judged { phase, value, message: message.map(|m| crate::text::truncate(&m, MAX_MESSAGE)) }
 }
 
 /// Records what a provider returned for metric `index` (an `Err` is a provider error).
@@ -204,7 +204,7 @@ pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {
     let results: Vec<MetricResult> = (0..spec.metrics.len()).map(|i| result_of(spec, status, i)).collect();
     let (phase, message) = analysis::run_phase(&policies(spec), &results, spec.terminate);
     status.phase = phase;
-    status.message = message.map(|m| crate::egress::truncate(&m, MAX_MESSAGE));
+    status.message = message.map(|m| crate::text::truncate(&m, MAX_MESSAGE));
 }
 
 #[cfg(test)]

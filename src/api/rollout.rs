@@ -438,6 +438,10 @@ pub struct CommandRequest {
 /// controller's, and whoever may write it could forge the stable revision or the step.
 pub const COMMANDS_ANNOTATION: &str = "sluice.dev/commands";
 
+/// RFC 3339 time of the commit the Rollout's spec was built from, set by the pipeline: where the
+/// delivery lead time starts.
+pub const COMMIT_TIME_ANNOTATION: &str = "sluice.dev/commit-time";
+
 /// People's requests, written by `kubectl sluice` into the [`COMMANDS_ANNOTATION`] annotation.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

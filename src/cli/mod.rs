@@ -140,14 +140,11 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         identity,
         metrics_per_rollout: args.metrics_rollout_label,
         webhooks,
-        allowed_hosts: args.allowed_hosts.clone(),
+        allowed_hosts: args.allowed_hosts,
         allowed_aws_resources: args.allow_aws_resources,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
-    runtime.block_on(async {
-        let measure = crate::analysis::providers::measurer(args.allowed_hosts).await;
-        crate::controller::run(settings, measure).await.map_err(|e| e.to_string())
-    })
+    runtime.block_on(async { crate::controller::run(settings).await.map_err(|e| e.to_string()) })
 }
 
 fn aws_check(files: &[PathBuf]) -> Result<(), String> {

@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
@@ -19,20 +18,26 @@ use tracing::warn;
 
 use super::watched::{Unreadable, WatchedRun};
 use super::{Context, Error};
-use crate::analysis::condition::{self, MeasuredValue};
+use crate::analysis::condition;
 use crate::analysis::run::{self as analysis_run, Judged};
-use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Metric, Rollout};
-
-/// Takes one measurement of a metric (the metric providers implement it).
-pub trait Measure: Send + Sync + 'static {
-    fn measure<'a>(&'a self, namespace: &'a str, metric: &'a Metric, now: Timestamp) -> BoxFuture<'a, Result<MeasuredValue, String>>;
-}
+use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Rollout};
+use crate::platform::kubernetes::FIELD_MANAGER;
 
 pub struct Runner {
     pub context: Arc<Context>,
-    pub measure: Arc<dyn Measure>,
+    pub measure: Arc<dyn crate::ports::Measure>,
     /// Consecutive failed passes per run, for the backoff of its retries.
     pub failing: super::backoff::Failures,
+}
+
+/// Server-side apply of the status fields the controller sets on a run, under its field manager.
+pub(super) async fn apply_status<K>(api: &Api<K>, name: &str, status: serde_json::Value) -> Result<(), kube::Error>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch =
+        serde_json::json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisRun", "metadata": {"name": name}, "status": status});
+    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await.map(|_| ())
 }
 
 /// The status message of a run that is not measured because Sluice did not create it.
@@ -60,7 +65,7 @@ pub fn unreadable_message(error: &str) -> String {
     let message = format!(
         "not measured: this AnalysisRun cannot be read ({error}); it was stored under an older schema or edited past it: delete it, and retry the rollout for a new run"
     );
-    crate::egress::truncate(&message, analysis_run::MAX_MESSAGE)
+    crate::text::truncate(&message, analysis_run::MAX_MESSAGE)
 }
 
 /// A run that cannot be read is never measured: it ends in Error with the field at fault, said
@@ -73,8 +78,7 @@ async fn report_unreadable(watched: &WatchedRun, unreadable: &Unreadable<Analysi
     let message = unreadable_message(&unreadable.error);
     warn!(%namespace, run = %name, error = %unreadable.error, "an AnalysisRun cannot be read; it is not measured");
     let api: Api<WatchedRun> = Api::namespaced(runner.context.client.clone(), &namespace);
-    let patch = serde_json::json!({"status": {"phase": AnalysisPhase::Error, "message": message}});
-    api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    apply_status(&api, &name, serde_json::json!({"phase": AnalysisPhase::Error, "message": message})).await?;
     let event = KubeEvent {
         type_: EventType::Warning,
         reason: crate::engine::EventReason::InvalidSpec.to_string(),
@@ -101,8 +105,7 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     if let Some(why) = not_created_by_sluice(&runner.context, run, &namespace).await? {
         let message = format!("{NOT_MEASURED} ({why})");
         if status.message.as_deref() != Some(message.as_str()) {
-            let patch = serde_json::json!({"status": {"message": message}});
-            api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+            apply_status(&api, &run.name_any(), serde_json::json!({"message": message})).await?;
         }
         return Ok(Requeue::await_change());
     }
@@ -110,7 +113,7 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     status.started_at.get_or_insert(Time(now));
     for index in analysis_run::due(&run.spec, &status, now) {
         let metric = run.spec.metrics[index].clone();
-        let outcome = runner.measure.measure(&namespace, &metric, now).await;
+        let outcome = runner.measure.measure(&namespace, &metric, now).await.map_err(|e| e.to_string());
         let judged = condition::bounded(condition::DEADLINE, move || analysis_run::judge(&metric, outcome))
             .await
             .unwrap_or_else(|overran| Judged::error(overran.to_string()));
@@ -118,14 +121,12 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     }
     analysis_run::settle(&run.spec, &mut status);
     if status != before {
-        let patch = serde_json::json!({"status": status});
-        match api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
-            Ok(_) => {}
+        match apply_status(&api, &run.name_any(), serde_json::json!(status)).await {
+            Ok(()) => {}
             Err(kube::Error::Api(refused)) if too_large(&refused) => {
                 // Retrying the same write would fail forever: end the run with the reason instead.
                 let ended = unstorable(&status, &refused.message);
-                let patch = serde_json::json!({"status": ended});
-                api.patch_status(&run.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+                apply_status(&api, &run.name_any(), serde_json::json!(ended)).await?;
                 return Ok(Requeue::await_change());
             }
             Err(other) => return Err(other.into()),
@@ -171,7 +172,7 @@ fn too_large(status: &kube::core::Status) -> bool {
 /// The status as it was before this pass, ended in Error with why the new measurements could not
 /// be stored; small enough to store.
 fn unstorable(written: &AnalysisRunStatus, refusal: &str) -> AnalysisRunStatus {
-    let reason = crate::egress::truncate(refusal, 256);
+    let reason = crate::text::truncate(refusal, 256);
     AnalysisRunStatus {
         phase: AnalysisPhase::Error,
         message: Some(format!(

@@ -41,6 +41,11 @@ impl Failures {
         *count
     }
 
+    /// Forgets every object for which `exists` is false.
+    pub fn retain(&self, exists: impl Fn(&str) -> bool) {
+        self.0.lock().expect("failures lock").retain(|key, _| exists(key));
+    }
+
     /// The wait before `key`'s next pass, after the failures recorded so far (at least one: this is
     /// asked after a failure).
     pub fn wait(&self, key: &str) -> Duration {

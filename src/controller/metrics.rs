@@ -44,11 +44,6 @@ pub struct DeploymentLabel {
     pub outcome: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabel {
-    pub outcome: &'static str,
-}
-
 /// Lead times and restores run from minutes to weeks.
 const DELIVERY_BUCKETS: [f64; 14] =
     [60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 86400.0, 172800.0, 345600.0, 604800.0, 1209600.0, 2592000.0];
@@ -64,7 +59,7 @@ pub struct Metrics {
     pub deployments: Family<DeploymentLabel, Counter>,
     pub lead_time: Family<RolloutLabel, Histogram>,
     pub time_to_restore: Family<RolloutLabel, Histogram>,
-    pub notifications: Family<OutcomeLabel, Counter>,
+    pub notifications: Family<crate::notify::OutcomeLabel, Counter>,
     pub step_delay: Histogram,
     /// Label delivery metrics with the Rollout's name (one series per Rollout), or only its namespace.
     pub per_rollout: bool,
@@ -113,8 +108,8 @@ impl Metrics {
         metrics
     }
 
-    pub fn record_delivery(&self, namespace: &str, rollout: &str, observations: &[super::dora::Observation]) {
-        use super::dora::Observation;
+    pub fn record_delivery(&self, namespace: &str, rollout: &str, observations: &[crate::engine::delivery::Observation]) {
+        use crate::engine::delivery::Observation;
         let rollout = if self.per_rollout { rollout.to_string() } else { String::new() };
         let label = RolloutLabel { namespace: namespace.to_string(), rollout };
         for observation in observations {

@@ -1,11 +1,12 @@
 //! The controller: observe through the adapters, call the engine, apply its plan, write status.
 //! It keeps no rollout state of its own: everything lives in each Rollout's status.
 
+mod adapters;
 mod analysis_runs;
 mod backoff;
-pub mod dora;
 mod error;
 mod leadership;
+mod memory;
 mod metrics;
 mod rollouts;
 mod server;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::controller::Controller;
@@ -27,9 +28,8 @@ use kube::{Api, Client, ResourceExt};
 use prometheus_client::registry::Registry;
 use tracing::{info, warn};
 
-pub use analysis_runs::Measure;
 pub use error::Error;
-pub use metrics::{Metrics, OutcomeLabel};
+pub use metrics::Metrics;
 
 use crate::engine::ServiceRole;
 use watched::{WatchedRollout, WatchedRun};
@@ -63,15 +63,12 @@ pub struct Context {
     pub replica_sets: Store<ReplicaSet>,
     pub services: Store<Service>,
     pub analysis_runs: Store<WatchedRun>,
-    pub phases: std::sync::Mutex<std::collections::HashMap<String, crate::api::RolloutPhase>>,
-    /// The resourceVersion of each Rollout's last status write. A pass that sees an older copy in
-    /// the watch cache waits for it instead of deciding again from stale status. Lost on restart,
-    /// which is safe: a new process starts from a fresh list.
-    pub written: std::sync::Mutex<std::collections::HashMap<String, u64>>,
-    /// When each Rollout asked to be looked at again, to measure how late the next step lands.
-    pub wakes: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+    /// Per Rollout: the resourceVersion of its last status write (a pass that sees an older copy
+    /// in the watch cache waits for it instead of deciding again from stale status), its phase
+    /// for the gauges, and when it asked to be looked at again (how late the next step lands).
+    pub memory: Arc<memory::Memory>,
     /// Consecutive failed passes per Rollout: how long the next waits, and when to say so.
-    pub failing: backoff::Failures,
+    pub failing: Arc<backoff::Failures>,
     /// ALB weights; one client for every rollout.
     pub router: crate::traffic::alb::AlbRouter,
     /// ECS task sets; one client for every rollout.
@@ -94,6 +91,15 @@ impl Context {
         // An error means the sender is gone: the controller is stopping.
         let _ = synced.wait_for(|synced| *synced).await;
     }
+}
+
+/// How the controller's memory names a Rollout: `namespace/name`.
+fn key(object: &impl kube::Resource) -> String {
+    format!("{}/{}", object.namespace().unwrap_or_default(), object.name_any())
+}
+
+fn version(object: &impl kube::Resource) -> Option<u64> {
+    object.resource_version().and_then(|v| v.parse().ok())
 }
 
 fn api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
@@ -152,6 +158,30 @@ fn rollouts_in(rollouts: &Store<WatchedRollout>, namespace: &str) -> Vec<reflect
         .collect()
 }
 
+/// A deleted Rollout is forgotten, and after a relist every Rollout the list no longer holds
+/// (deleted while the watch was down).
+fn forget_deleted(
+    event: &watcher::Event<WatchedRollout>,
+    memory: &memory::Memory,
+    failing: &backoff::Failures,
+    metrics: &Metrics,
+    rollouts: &Store<WatchedRollout>,
+) {
+    match event {
+        watcher::Event::Delete(rollout) => {
+            let key = key(rollout);
+            memory.forget(&key, metrics);
+            failing.retain(|other| *other != key);
+        }
+        watcher::Event::InitDone => {
+            let listed: std::collections::HashSet<String> = rollouts.state().iter().map(|r| key(r.as_ref())).collect();
+            memory.retain(|key| listed.contains(key), metrics);
+            failing.retain(|key| listed.contains(key));
+        }
+        _ => {}
+    }
+}
+
 /// Watch caches keep no managedFields: nothing here reads them, and they are a large share of
 /// every object written with server-side apply.
 fn without_managed_fields<K: kube::Resource>(object: &mut K) {
@@ -177,9 +207,11 @@ async fn stop_requested() {
 }
 
 /// Runs until the process is stopped (or, with leader election, until leadership is lost).
-pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     crate::aws::install_crypto_provider();
+    // One Kubernetes client and one AWS config for everything the controller calls.
     let client = Client::try_default().await?;
+    let aws = crate::aws::sdk_config().await;
     let mut registry = Registry::default();
     let metrics = Metrics::new(&mut registry, settings.metrics_per_rollout);
     let readiness = server::Readiness::default();
@@ -234,31 +266,34 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         .reflect(ns_writer)
         .touched_objects();
     let (watched, rollout_writer) = reflector::store();
+    let memory = Arc::new(memory::Memory::default());
+    let failing = Arc::new(backoff::Failures::default());
     let rollout_stream = watcher(api::<WatchedRollout>(&client, &settings.namespace), wc.clone())
         .default_backoff()
         .modify(without_managed_fields)
         .reflect(rollout_writer)
+        .inspect_ok({
+            let (memory, failing, metrics, watched) = (memory.clone(), failing.clone(), metrics.clone(), watched.clone());
+            move |event| forget_deleted(event, &memory, &failing, &metrics, &watched)
+        })
         .applied_objects();
 
-    let aws = crate::aws::sdk_config().await;
     let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
-    let (notifier, notified) = crate::notify::Notifier::start(
-        settings.webhooks.clone(),
-        metrics.notifications.clone(),
-        Arc::new(crate::egress::Egress::new(
-            crate::egress::Policy::new(settings.allowed_hosts.clone()),
-            Some(client.clone()),
-            crate::egress::DEFAULT_MAX_ANSWER,
-        )),
-    );
+    let egress = Arc::new(crate::egress::Egress::new(
+        crate::egress::Policy::new(settings.allowed_hosts.clone()),
+        Some(client.clone()),
+        crate::egress::DEFAULT_MAX_ANSWER,
+    ));
+    let measure = Arc::new(crate::analysis::providers::Providers::new(&aws, Some(client.clone()), egress.clone()));
+    let (notifier, notified) = crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone(), egress);
     // A delivery done or a retry due: that Rollout's pass updates its outbox.
     let notified = futures::stream::unfold(notified, |mut notified| async move {
         let (namespace, name) = notified.recv().await?;
         Some((reflector::ObjectRef::new(&name).within(&namespace), notified))
     });
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
-    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready) =
-        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
+    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready, rollouts_ready) =
+        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone(), watched.clone());
     let readiness = readiness.clone();
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
@@ -267,10 +302,8 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
         replica_sets,
         services,
         analysis_runs,
-        phases: Default::default(),
-        written: Default::default(),
-        failing: Default::default(),
-        wakes: Default::default(),
+        memory,
+        failing,
         router: crate::traffic::alb::AlbRouter::new(&aws),
         ecs: crate::platform::ecs::EcsPlatform::new(&aws),
         notifier,
@@ -305,16 +338,17 @@ pub async fn run(settings: Settings, measure: Arc<dyn Measure>) -> Result<(), Bo
             Arc::new(analysis_runs::Runner { context: context.clone(), measure, failing: Default::default() }),
         )
         .for_each(|_| async {});
-    // Ready once every watch has listed: before that no pass runs (see Context::stores_ready).
-    // The Rollouts' cache is not waited on here: the controller's runner waits for it itself.
+    // Ready once every watch has listed: before that no pass runs (see Context::stores_ready),
+    // and /readyz says so only once the Rollouts' own cache is in too.
     let synced = tokio::spawn(async move {
         // One at a time, from this task alone; an error means the controller is stopping.
         let _ = replica_sets_ready.wait_until_ready().await;
         let _ = services_ready.wait_until_ready().await;
         let _ = analysis_runs_ready.wait_until_ready().await;
         let _ = namespaces_ready.wait_until_ready().await;
-        info!("watch caches synced");
         let _ = synced_tx.send(true);
+        let _ = rollouts_ready.wait_until_ready().await;
+        info!("watch caches synced");
         readiness.ready();
     });
 

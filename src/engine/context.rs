@@ -7,6 +7,7 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions;
+use super::target_groups::{self, TargetGroups};
 use super::{Action, AnalysisPurpose, AnalysisRunObservation, Event, EventReason, Input, InvalidSpec, Plan, ServiceRole};
 use crate::api::{
     AnalysisPhase, CommandRequest, PauseCondition, PauseReason, RolloutAnalysis, RolloutPhase, RolloutStatus, ScheduledScaleDown,
@@ -247,8 +248,18 @@ impl<'a> Pass<'a> {
     pub fn scale(&mut self, revision: &str, replicas: i32) {
         let current = self.observed(revision).map(|r| r.replicas);
         if current != Some(replicas) && !(current.is_none() && replicas == 0) {
-            self.actions.push(Action::Scale { revision: revision.to_string(), replicas });
+            let registrations = &self.input.observed.registrations;
+            let target_group = match registrations.contains_key(revision) {
+                true => None,
+                false => target_groups::for_new_revision(self.input.spec, revision, &self.stable, registrations),
+            };
+            self.actions.push(Action::Scale { revision: revision.to_string(), replicas, target_group });
         }
+    }
+
+    /// The target groups of the roles as they stand before this pass acts.
+    pub fn target_groups(&self) -> Option<TargetGroups> {
+        target_groups::roles(self.input.spec, self.input.status.stable_revision.as_deref(), &self.input.observed.registrations)
     }
 
     pub fn point_service(&mut self, role: ServiceRole, revision: &str) {
@@ -260,7 +271,8 @@ impl<'a> Pass<'a> {
     /// its capacity does.
     pub fn route_previews(&mut self) {
         let Some(alb) = self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()) else { return };
-        let emptied = self.actions.iter().any(|a| matches!(a, Action::Scale { revision, replicas: 0 } if *revision == self.update));
+        let Some(groups) = self.target_groups() else { return };
+        let emptied = self.actions.iter().any(|a| matches!(a, Action::Scale { revision, replicas: 0, .. } if *revision == self.update));
         // The canary target group follows the canary Service, which may still select a revision
         // being replaced.
         let selected = self.input.observed.services.canary.as_ref().is_none_or(|c| *c == self.update);
@@ -268,10 +280,11 @@ impl<'a> Pass<'a> {
         let role = if live { ServiceRole::Canary } else { ServiceRole::Stable };
         let mut routes = Vec::new();
         if alb.test_listener_arn.is_some() || alb.test_rule_arn.is_some() {
-            routes.push(Action::RouteTestTraffic { to: role });
+            routes.push(Action::RouteTestTraffic { to: role, target_group: groups.of(role).to_string() });
         }
         if alb.header_route.is_some() {
-            routes.push(Action::RouteHeader { to: live.then_some(ServiceRole::Canary) });
+            let to = live.then_some(ServiceRole::Canary);
+            routes.push(Action::RouteHeader { to, target_group: to.map(|role| groups.of(role).to_string()) });
         }
         self.actions.splice(0..0, routes);
     }
@@ -328,7 +341,11 @@ impl<'a> Pass<'a> {
             self.requeue_in(ROUTER_POLL);
             return false;
         }
-        self.actions.push(Action::SetWeight { canary_weight: weight });
+        let Some(target_groups) = self.target_groups() else {
+            // A router without an ALB has no weight to set; validation refuses such a spec.
+            return false;
+        };
+        self.actions.push(Action::SetWeight { canary_weight: weight, target_groups });
         self.wait(format!("setting the canary weight to {weight}%"));
         self.requeue_in(ROUTER_POLL);
         false
@@ -461,7 +478,7 @@ impl<'a> Pass<'a> {
         self.status.phase = Some(self.phase);
         self.status.message = Some(self.message.clone());
         conditions::summarize(&mut self.status, self.phase, paused, self.deadline_exceeded, self.input.now);
-        Plan { actions: self.actions, status: self.status, events: self.events, requeue_after: self.requeue }
+        Plan { actions: self.actions, status: self.status, events: self.events, requeue_after: self.requeue, delivered: Vec::new() }
     }
 
     /// Forget scheduled scale-downs of revisions that are gone or back in a role.

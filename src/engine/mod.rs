@@ -6,14 +6,15 @@
 //! observation differs, Service selections on every pass (adapters skip a no-op), so applying a
 //! plan twice, or after a crash, changes nothing more.
 
-pub mod analysis;
 mod blue_green;
 mod canary;
 mod conditions;
 mod context;
+pub mod delivery;
 mod rest;
 pub mod revision;
 mod rolling;
+pub mod target_groups;
 pub mod tenancy;
 mod validate;
 
@@ -26,6 +27,7 @@ use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, R
 
 pub use canary::{ratio_weight, split_at as ratio_split_at};
 pub use context::{MAX_REPLICAS, default_progress_deadline};
+pub use target_groups::TargetGroups;
 pub use validate::{InvalidSpec, validate};
 
 /// Everything the engine looks at in one pass.
@@ -40,6 +42,9 @@ pub struct Input<'a> {
     /// annotation; never from the status, which is the controller's own.
     pub commands: &'a RolloutCommands,
     pub observed: &'a Observed,
+    /// When the commit the spec was built from was made (the `sluice.dev/commit-time`
+    /// annotation, RFC 3339), where the delivery lead time starts.
+    pub commit_time: Option<&'a str>,
     pub now: Timestamp,
 }
 
@@ -54,6 +59,9 @@ pub struct Observed {
     pub analysis_runs: Vec<AnalysisRunObservation>,
     /// The revisions the role Services select now (ECS: the task sets behind each target group).
     pub services: ServiceSelection,
+    /// The target group each revision is registered with, where the platform registers revisions
+    /// itself (ECS task sets); empty where Services steer traffic. See [`target_groups`].
+    pub registrations: std::collections::BTreeMap<String, String>,
 }
 
 /// Which revision each role's Service selects; `None` when unknown or not configured.
@@ -101,20 +109,32 @@ pub struct Plan {
     pub events: Vec<Event>,
     /// Look again after this long even if nothing changes; `None` waits for a change.
     pub requeue_after: Option<Duration>,
+    /// Deliveries this pass completed, for the delivery (DORA) metrics once the status is written.
+    pub delivered: Vec<delivery::Observation>,
+}
+
+impl Plan {
+    /// A plan that changes nothing but the status and says `events`.
+    pub fn report(status: RolloutStatus, events: Vec<Event>) -> Self {
+        Self { actions: Vec::new(), status, events, requeue_after: None, delivered: Vec::new() }
+    }
 }
 
 /// A desired state for one thing an adapter controls.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 #[serde(tag = "action", rename_all = "camelCase", rename_all_fields = "camelCase")]
 pub enum Action {
-    /// The revision runs this many replicas (created if missing; 0 retires it).
+    /// The revision runs this many replicas (created if missing; 0 retires it). A revision the
+    /// platform registers with a target group itself registers with `target_group` when created.
     Scale {
         revision: String,
         replicas: i32,
+        target_group: Option<String>,
     },
-    /// Percent of traffic on the canary target group; the rest goes to the stable one.
+    /// Percent of traffic on the canary role's target group; the rest goes to the stable one.
     SetWeight {
         canary_weight: i32,
+        target_groups: TargetGroups,
     },
     /// The Service of a role selects this revision's pods.
     PointService {
@@ -137,11 +157,13 @@ pub enum Action {
     /// The test listener (or rule) sends all its traffic to the target group of this role.
     RouteTestTraffic {
         to: ServiceRole,
+        target_group: String,
     },
     /// Requests carrying the header route go to the target group of this role; `None` removes
     /// the route.
     RouteHeader {
         to: Option<ServiceRole>,
+        target_group: Option<String>,
     },
 }
 
@@ -226,6 +248,12 @@ impl std::fmt::Display for EventReason {
 
 /// Decide one pass.
 pub fn step(input: Input<'_>) -> Plan {
+    let mut plan = decide(input);
+    plan.delivered = delivery::observe(input.status, &mut plan.status, input.commit_time, input.now);
+    plan
+}
+
+fn decide(input: Input<'_>) -> Plan {
     let mut pass = context::Pass::new(input);
     if let Err(invalid) = validate::validate_name(input.name).and_then(|()| validate(input.spec)) {
         pass.invalid_spec(&invalid);
@@ -263,7 +291,7 @@ pub fn failing(status: &RolloutStatus, failure: &str, now: Timestamp) -> Plan {
     let known = status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == message);
     conditions::set(&mut after.conditions, conditions::RECONCILE_ERROR, true, "ActionFailed", &message, now);
     let events = if known { Vec::new() } else { vec![Event { reason: EventReason::ReconcileFailed, message }] };
-    Plan { actions: Vec::new(), status: after, events, requeue_after: None }
+    Plan::report(after, events)
 }
 
 /// A Rollout whose stored object cannot be read as a Rollout (stored under an older schema, or
@@ -276,5 +304,5 @@ pub fn unreadable(status: &RolloutStatus, generation: Option<i64>, error: &str, 
     after.phase = Some(crate::api::RolloutPhase::Degraded);
     after.message = Some(message);
     conditions::summarize(&mut after, crate::api::RolloutPhase::Degraded, false, false, now);
-    Plan { actions: Vec::new(), status: after, events: event.into_iter().collect(), requeue_after: None }
+    Plan::report(after, event.into_iter().collect())
 }

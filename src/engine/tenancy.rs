@@ -170,7 +170,7 @@ pub fn refused(status: &RolloutStatus, generation: Option<i64>, reason: EventRea
     after.message = Some(message.to_string());
     conditions::summarize(&mut after, RolloutPhase::Degraded, false, false, now);
     let events = if known { Vec::new() } else { vec![Event { reason, message: message.to_string() }] };
-    Plan { actions: Vec::new(), status: after, events, requeue_after: None }
+    Plan::report(after, events)
 }
 
 #[cfg(test)]

@@ -33,6 +33,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
     if strategies.iter().filter(|s| **s).count() != 1 {
         return invalid("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling");
     }
+    if spec.traffic.as_ref().is_some_and(|t| t.alb.is_none()) {
+        return invalid("spec.traffic names no router: set traffic.alb, or remove spec.traffic to split traffic by replica ratio");
+    }
     if workload.ecs.is_some() && spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).is_none() {
         return invalid("an ECS workload needs spec.traffic.alb");
     }

@@ -34,9 +34,14 @@ use tracing::warn;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{PendingNotification, Rollout, RolloutStatus};
-use crate::controller::OutcomeLabel;
 use crate::egress::{Egress, redact};
 use crate::engine::{Event, EventReason};
+
+/// How a notification ended: delivered, failed, denied or dropped.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
+pub struct OutcomeLabel {
+    pub outcome: &'static str,
+}
 
 /// Comma-separated URLs notified of this Rollout's events, besides the controller's own.
 pub const ANNOTATION: &str = "sluice.dev/notify-webhook";

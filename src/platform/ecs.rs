@@ -18,7 +18,6 @@
 //! [`EcsState::unmanaged_task_sets`] and never touched. DRAINING task sets are being deleted
 //! and are not reported.
 
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_ecs as ecs;
@@ -27,9 +26,13 @@ use ecs::types::{
     StabilityStatus, TaskSet,
 };
 
-use crate::api::{AlbTraffic, EcsLaunchType, EcsWorkload};
-use crate::engine::RevisionObservation;
+use crate::api::{EcsLaunchType, EcsWorkload};
+use crate::engine::{RevisionObservation, ServiceRole};
+use crate::ports::{Effect, Platform, PlatformObservation, PortError};
 use crate::traffic::AwsFailure;
+
+/// How often an ECS rollout in motion is looked at: task sets send no watch events.
+const POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the platform did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -48,14 +51,10 @@ pub enum PlatformError {
     #[error("ECS service {service:?} has no task set of revision {revision:?}: scale it up first")]
     NoTaskSet { service: String, revision: String },
     #[error(
-        "the stable revision's task set is registered with target group {target_group}, which is neither \
-         traffic.alb.stableTargetGroupArn nor canaryTargetGroupArn: fix traffic.alb"
+        "no target group of traffic.alb is free for revision {revision:?}: the task sets are registered with {registered}; \
+         both groups serve other task sets, or the stable one is not in traffic.alb: retire one or fix traffic.alb"
     )]
-    ForeignTargetGroup { target_group: String },
-    #[error(
-        "both target groups of traffic.alb already serve other task sets ({revisions}): retire one before starting revision {revision:?}"
-    )]
-    NoFreeTargetGroup { revision: String, revisions: String },
+    NoTargetGroup { revision: String, registered: String },
     #[error(transparent)]
     Aws(#[from] AwsFailure),
 }
@@ -64,11 +63,7 @@ impl PlatformError {
     /// A bounded label for metrics and events: throttled, aws_5xx, not_found, invalid, timeout, unexpected.
     pub fn category(&self) -> &'static str {
         match self {
-            Self::ReplicasOutOfRange { .. }
-            | Self::EmptyRevision
-            | Self::NotExternal { .. }
-            | Self::ForeignTargetGroup { .. }
-            | Self::NoFreeTargetGroup { .. } => "invalid",
+            Self::ReplicasOutOfRange { .. } | Self::EmptyRevision | Self::NotExternal { .. } | Self::NoTargetGroup { .. } => "invalid",
             Self::ServiceMissing { .. } | Self::NoTaskSet { .. } => "not_found",
             Self::Aws(failure) => failure.category(),
         }
@@ -149,18 +144,16 @@ impl EcsPlatform {
     }
 
     /// Makes `revision` run `replicas` tasks: creates its task set when missing (registered with
-    /// the target group the stable revision's task set does not use; the first one ever uses
-    /// `stableTargetGroupArn`), updates its scale when it differs, deletes it at 0. Also sets the
-    /// service's desiredCount to `workload.desiredCount` when they differ (the percentages are of
-    /// it), and deletes duplicate task sets of a revision (left by a create AWS applied but
-    /// answered with an error). Calling it again changes nothing more.
+    /// `target_group`, which the engine chose), updates its scale when it differs, deletes it at
+    /// 0. Also sets the service's desiredCount to `workload.desiredCount` when they differ (the
+    /// percentages are of it), and deletes duplicate task sets of a revision (left by a create AWS
+    /// applied but answered with an error). Calling it again changes nothing more.
     pub async fn scale(
         &self,
         workload: &EcsWorkload,
-        alb: &AlbTraffic,
         revision: &str,
-        stable_revision: &str,
         replicas: i32,
+        target_group: Option<&str>,
     ) -> Result<(), PlatformError> {
         if revision.is_empty() {
             return Err(PlatformError::EmptyRevision);
@@ -212,8 +205,15 @@ impl EcsPlatform {
                 Ok(())
             }
             (None, _) => {
-                let target_group = target_group_for(&state, alb, revision, stable_revision)?;
-                self.create(workload, revision, &target_group, replicas).await
+                let Some(target_group) = target_group else {
+                    let registered: Vec<String> = state
+                        .task_sets
+                        .iter()
+                        .map(|t| format!("{} on {}", t.revision, t.target_group.as_deref().unwrap_or("none")))
+                        .collect();
+                    return Err(PlatformError::NoTargetGroup { revision: revision.to_string(), registered: registered.join(", ") });
+                };
+                self.create(workload, revision, target_group, replicas).await
             }
         }
     }
@@ -401,26 +401,6 @@ fn state(desired_count: i32, task_sets: &[TaskSet]) -> EcsState {
     EcsState { service_desired_count: desired_count, task_sets, unmanaged_task_sets }
 }
 
-/// The target group for a new task set: the one of the pair the stable revision's task set does
-/// not use; without a stable task set, `stableTargetGroupArn` unless another task set has it.
-fn target_group_for(state: &EcsState, alb: &AlbTraffic, revision: &str, stable_revision: &str) -> Result<String, PlatformError> {
-    let pair = [alb.stable_target_group_arn.as_str(), alb.canary_target_group_arn.as_str()];
-    let stable_tg = (stable_revision != revision).then(|| state.target_group_of(stable_revision)).flatten();
-    match stable_tg {
-        Some(tg) if tg == pair[0] => Ok(pair[1].to_string()),
-        Some(tg) if tg == pair[1] => Ok(pair[0].to_string()),
-        Some(tg) => Err(PlatformError::ForeignTargetGroup { target_group: tg.to_string() }),
-        None => {
-            let taken: BTreeSet<&str> =
-                state.task_sets.iter().filter(|t| t.revision != revision).filter_map(|t| t.target_group.as_deref()).collect();
-            pair.iter().find(|tg| !taken.contains(*tg)).map(|tg| tg.to_string()).ok_or_else(|| PlatformError::NoFreeTargetGroup {
-                revision: revision.to_string(),
-                revisions: state.task_sets.iter().map(|t| t.revision.as_str()).collect::<Vec<_>>().join(", "),
-            })
-        }
-    }
-}
-
 /// The scale for `replicas` of `desired_count` tasks, in percent truncated to two decimals, so
 /// that AWS's ⌈percent × desiredCount / 100⌉ gives exactly `replicas` back (up to 10,000 tasks).
 fn percent_scale(replicas: i32, desired_count: i32) -> Scale {
@@ -435,6 +415,52 @@ fn scale_percent(replicas: i32, desired_count: i32) -> f64 {
 /// Tasks a task set runs at `percent` of `desired_count`: AWS rounds up.
 fn tasks_for(percent: f64, desired_count: i32) -> i32 {
     (percent * f64::from(desired_count) / 100.0 - 1e-9).ceil().max(0.0) as i32
+}
+
+/// The [`Platform`] of one Rollout's task sets.
+pub struct TaskSets<'a> {
+    pub ecs: &'a EcsPlatform,
+    pub workload: &'a EcsWorkload,
+}
+
+impl From<PlatformError> for PortError {
+    fn from(error: PlatformError) -> Self {
+        PortError::new("ECS", error.category(), error)
+    }
+}
+
+#[async_trait::async_trait]
+impl Platform for TaskSets<'_> {
+    async fn observe(&self) -> Result<PlatformObservation, PortError> {
+        let state = self.ecs.observe(self.workload).await?;
+        let registrations = state.task_sets.iter().filter_map(|t| Some((t.revision.clone(), t.target_group.clone()?))).collect();
+        // No Services: the target groups follow the task sets.
+        Ok(PlatformObservation { revisions: state.revisions(), services: Default::default(), registrations })
+    }
+
+    async fn scale(&self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<Effect, PortError> {
+        self.ecs.scale(self.workload, revision, replicas, target_group).await?;
+        Ok(Effect::Changed)
+    }
+
+    /// Nothing to point: each task set's target group takes the traffic its role gets.
+    async fn point_traffic(&self, _role: ServiceRole, _revision: &str) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
+    }
+
+    async fn mark_stable(&self, revision: &str) -> Result<Effect, PortError> {
+        self.ecs.mark_stable(self.workload, revision).await?;
+        Ok(Effect::Changed)
+    }
+
+    /// A task set scaled to 0 is deleted: no history is kept.
+    async fn retire(&self, _keep: &[&str]) -> Result<(), PortError> {
+        Ok(())
+    }
+
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        Some(POLL)
+    }
 }
 
 #[cfg(test)]
@@ -508,31 +534,5 @@ mod tests {
         assert_eq!(state.revisions(), vec![RevisionObservation { revision: "a".into(), replicas: 4, ready: 4, available: 4 }]);
         assert!(state.task_sets[0].primary);
         assert_eq!(state.unmanaged_task_sets.len(), 1);
-    }
-
-    #[test]
-    fn target_groups_alternate_between_revisions() {
-        let alb = AlbTraffic { stable_target_group_arn: "tg-1".into(), canary_target_group_arn: "tg-2".into(), ..Default::default() };
-        let on = |pairs: &[(&str, &str)]| EcsState {
-            service_desired_count: 4,
-            task_sets: pairs
-                .iter()
-                .map(|(revision, tg)| TaskSetState {
-                    revision: revision.to_string(),
-                    arn: format!("arn-{revision}"),
-                    primary: false,
-                    target_group: Some(tg.to_string()),
-                    scale_percent: 100.0,
-                    observation: RevisionObservation::default(),
-                })
-                .collect(),
-            unmanaged_task_sets: Vec::new(),
-        };
-        assert_eq!(target_group_for(&on(&[]), &alb, "a", "a").unwrap(), "tg-1", "the first one ever");
-        assert_eq!(target_group_for(&on(&[("a", "tg-1")]), &alb, "b", "a").unwrap(), "tg-2");
-        assert_eq!(target_group_for(&on(&[("b", "tg-2")]), &alb, "c", "b").unwrap(), "tg-1");
-        assert_eq!(target_group_for(&on(&[("x", "tg-1")]), &alb, "c", "gone").unwrap(), "tg-2", "a group in use is not shared");
-        assert!(target_group_for(&on(&[("a", "tg-9")]), &alb, "b", "a").is_err());
-        assert!(target_group_for(&on(&[("x", "tg-1"), ("y", "tg-2")]), &alb, "c", "gone").is_err());
     }
 }

@@ -9,11 +9,13 @@ use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
+use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
 use crate::api::{KubernetesWorkload, Rollout};
 use crate::engine::tenancy::{self, Refusal, ServiceClaim};
 use crate::engine::{RevisionObservation, ServiceRole, ServiceSelection};
+use crate::ports::{Effect, Platform, PlatformObservation, PortError};
 
 pub const REVISION_LABEL: &str = "sluice.dev/revision";
 pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
@@ -155,7 +157,9 @@ pub async fn observe_services(client: &kube::Client, rollout: &Rollout, cached: 
 }
 
 /// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for. An existing
-/// ReplicaSet keeps its own template: only its replica count changes.
+/// ReplicaSet keeps its own template: only its replica count changes. Both are server-side
+/// applies of the whole ReplicaSet under the controller's field manager, so the controller keeps
+/// owning exactly the fields it set when it created it.
 pub async fn scale(
     client: &kube::Client,
     rollout: &Rollout,
@@ -168,16 +172,19 @@ pub async fn scale(
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let existing =
         owned(rollout, replica_sets).into_iter().find(|rs| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision));
-    if let Some(rs) = existing {
-        let patch = serde_json::json!({"spec": {"replicas": replicas}});
-        api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
-        return Ok(());
-    }
-    if crate::engine::revision::of(&rollout.spec.workload) != revision {
-        return Err(ScaleError::TemplateGone(revision.to_string()));
-    }
-    let mut desired = replica_set(rollout, workload, revision, replicas);
-    desired.metadata.managed_fields = None;
+    let desired = match existing {
+        Some(rs) => {
+            let mut desired = replica_set(rollout, workload, revision, replicas);
+            desired.metadata.name = rs.metadata.name.clone();
+            let (spec, own) = (desired.spec.as_mut().expect("built with a spec"), rs.spec.clone().unwrap_or_default());
+            (spec.selector, spec.template, spec.min_ready_seconds) = (own.selector, own.template, own.min_ready_seconds);
+            desired
+        }
+        None if crate::engine::revision::of(&rollout.spec.workload) != revision => {
+            return Err(ScaleError::TemplateGone(revision.to_string()));
+        }
+        None => replica_set(rollout, workload, revision, replicas),
+    };
     let value = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
@@ -212,12 +219,12 @@ pub async fn point_service(
     services: &[Arc<Service>],
     role: ServiceRole,
     revision: &str,
-) -> Result<(), PointError> {
-    let Some(name) = service_name(rollout, role) else { return Ok(()) };
+) -> Result<Effect, PointError> {
+    let Some(name) = service_name(rollout, role) else { return Ok(Effect::Unchanged) };
     let namespace = rollout.namespace();
     let Some(service) = services.iter().find(|s| s.name_any() == name && s.namespace() == namespace) else {
         // The engine holds the rollout while a Service is missing; nothing to point.
-        return Ok(());
+        return Ok(Effect::Unchanged);
     };
     if let Some((field, _)) = service_field(rollout, role)
         && let Err(refusal) = check_service(rollout, field, service)
@@ -230,13 +237,20 @@ pub async fn point_service(
         ServiceRole::Canary => service_selection(rollout, services).canary,
     };
     if current.as_deref() == Some(revision) {
-        return Ok(());
+        return Ok(Effect::Unchanged);
     }
     let namespace = rollout.namespace().unwrap_or_default();
     let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    let patch = serde_json::json!({"spec": {"selector": {REVISION_LABEL: revision}}});
-    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
-    Ok(())
+    // The controller owns one key of the selector, and only that: the Service's own keys stay
+    // with whoever wrote them.
+    let patch = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"selector": {REVISION_LABEL: revision}},
+    });
+    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(Effect::Changed)
 }
 
 /// Deletes scaled-down ReplicaSets beyond `revisionHistoryLimit` (oldest first).
@@ -262,6 +276,63 @@ pub async fn prune_history(
         api.delete(&rs.name_any(), &DeleteParams::background()).await?;
     }
     Ok(())
+}
+
+/// A bounded label for a failed Kubernetes API call.
+pub fn kube_category(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => "conflict",
+        kube::Error::Api(status) if status.code == 403 => "forbidden",
+        kube::Error::Api(status) if status.code == 404 => "not_found",
+        _ => "kubernetes",
+    }
+}
+
+/// A failed Kubernetes API call, as a port reports it.
+pub fn kube_failure(error: kube::Error) -> PortError {
+    PortError::new("Kubernetes API", kube_category(&error), error)
+}
+
+/// The [`Platform`] of one Rollout's ReplicaSets, read from the controller's watch caches.
+pub struct ReplicaSets<'a> {
+    pub client: &'a kube::Client,
+    pub rollout: &'a Rollout,
+    pub replica_sets: &'a Store<ReplicaSet>,
+    pub services: &'a Store<Service>,
+}
+
+#[async_trait::async_trait]
+impl Platform for ReplicaSets<'_> {
+    async fn observe(&self) -> Result<PlatformObservation, PortError> {
+        let services = observe_services(self.client, self.rollout, &self.services.state()).await.map_err(kube_failure)?;
+        let revisions = observe(self.rollout, &self.replica_sets.state());
+        Ok(PlatformObservation { revisions, services, registrations: Default::default() })
+    }
+
+    async fn scale(&self, revision: &str, replicas: i32, _target_group: Option<&str>) -> Result<Effect, PortError> {
+        match scale(self.client, self.rollout, &self.replica_sets.state(), revision, replicas).await {
+            Ok(()) => Ok(Effect::Changed),
+            Err(ScaleError::Kube(e)) => Err(kube_failure(e)),
+            Err(gone @ ScaleError::TemplateGone(_)) => Err(PortError::new("platform", "platform", gone)),
+        }
+    }
+
+    async fn point_traffic(&self, role: ServiceRole, revision: &str) -> Result<Effect, PortError> {
+        match point_service(self.client, self.rollout, &self.services.state(), role, revision).await {
+            Ok(effect) => Ok(effect),
+            Err(PointError::Kube(e)) => Err(kube_failure(e)),
+            Err(PointError::Refused(refusal)) => Err(PortError::new("platform", "platform", refusal.0)),
+        }
+    }
+
+    /// Nothing to mark: the stable Service already selects the revision.
+    async fn mark_stable(&self, _revision: &str) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
+    }
+
+    async fn retire(&self, keep: &[&str]) -> Result<(), PortError> {
+        prune_history(self.client, self.rollout, &self.replica_sets.state(), keep).await.map_err(kube_failure)
+    }
 }
 
 #[cfg(test)]

@@ -85,7 +85,7 @@ impl Timeline {
             if let Some(text) = self.describe(action) {
                 self.entries.push(Entry::Action { at, text });
             }
-            if let Action::SetWeight { canary_weight } = action {
+            if let Action::SetWeight { canary_weight, .. } = action {
                 self.weights.push(*canary_weight);
             }
         }
@@ -111,15 +111,15 @@ impl Timeline {
 
     fn describe(&self, action: &Action) -> Option<String> {
         Some(match action {
-            Action::Scale { revision, replicas } => format!("scale {} to {replicas}", self.name(revision)),
-            Action::SetWeight { canary_weight } => format!("set canary weight {canary_weight}%"),
+            Action::Scale { revision, replicas, .. } => format!("scale {} to {replicas}", self.name(revision)),
+            Action::SetWeight { canary_weight, .. } => format!("set canary weight {canary_weight}%"),
             Action::PointService { .. } => return None,
             Action::MarkStable { revision } => format!("mark {} stable", self.name(revision)),
             Action::CreateAnalysisRun { name, .. } => format!("start analysis run {name}"),
             Action::TerminateAnalysisRun { name } => format!("stop analysis run {name}"),
-            Action::RouteTestTraffic { to } => format!("test traffic to {}", super::world::role_key(*to)),
-            Action::RouteHeader { to: Some(to) } => format!("header route to {}", super::world::role_key(*to)),
-            Action::RouteHeader { to: None } => "header route removed".to_string(),
+            Action::RouteTestTraffic { to, .. } => format!("test traffic to {}", super::world::role_key(*to)),
+            Action::RouteHeader { to: Some(to), .. } => format!("header route to {}", super::world::role_key(*to)),
+            Action::RouteHeader { to: None, .. } => "header route removed".to_string(),
         })
     }
 
@@ -131,7 +131,7 @@ impl Timeline {
             (Some(i), Some(n)) => format!("step {i}/{n}"),
             _ => "-".into(),
         };
-        let weight = match world.weight {
+        let weight = match world.weight() {
             Some(w) => format!("weight {w}%"),
             None => format!("weight {}% (replicas)", status.verified_weight.unwrap_or(0)),
         };
@@ -139,7 +139,7 @@ impl Timeline {
             .running()
             .iter()
             .map(|r| {
-                let role = if world.services.get("stable") == Some(r) { "*" } else { "" };
+                let role = if world.serving("stable").as_ref() == Some(r) { "*" } else { "" };
                 format!("{}{role} {}/{}", self.name(r), world.ready(r), world.replicas(r))
             })
             .collect();

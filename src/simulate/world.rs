@@ -1,19 +1,24 @@
-//! A simulated platform, traffic router and analysis source under a virtual clock, driven by the
-//! real engine. Used by `sluice simulate` and by the deterministic simulation tests.
+//! A simulated world under a virtual clock: a platform (playing Kubernetes, whose Services steer
+//! the target groups, or ECS, whose task sets register with them), an ALB and the analysis runs,
+//! behind the same ports as the real adapters, driven by the same pass ([`crate::pass`]) as the
+//! controller. Used by `sluice simulate` and by the deterministic simulation tests.
 
 use std::collections::BTreeMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::analysis::condition::MeasuredValue;
 use crate::analysis::run as analysis_run;
-use crate::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, RolloutSpec, RolloutStatus};
+use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, RolloutSpec, RolloutStatus};
 use crate::engine::{
-    self, Action, AnalysisRunObservation, Event, Input, Observed, Plan, RevisionObservation, ServiceRole, ServiceSelection,
-    TrafficObservation,
+    self, Action, AnalysisRunObservation, Event, Plan, RevisionObservation, ServiceRole, ServiceSelection, TargetGroups, TrafficObservation,
 };
+use crate::pass::{self, Ports, Subject};
+use crate::ports::{AnalysisRuns, Effect, NewRun, Platform, PlatformObservation, PortError, Record, TrafficRouter};
 
 /// What a metric reads at a moment of the simulation.
 #[derive(Clone, Debug, PartialEq)]
@@ -25,14 +30,15 @@ pub enum Sample {
 }
 
 /// Where simulated measurements come from: `elapsed` is the time since the simulation began.
-pub trait MetricSource {
+pub trait MetricSource: Send {
     fn sample(&mut self, metric: &str, elapsed: Duration) -> Sample;
 }
 
 /// Injected trouble. The default injects none.
-pub trait Faults {
-    /// The adapter call for this action fails (the pass stops; status is not written).
-    fn action_fails(&mut self, _action: &Action, _now: Timestamp) -> bool {
+pub trait Faults: Send {
+    /// This call that changes something (`scale`, `set weight`, `create run`, …) fails: the pass
+    /// stops; status is not written.
+    fn call_fails(&mut self, _call: &str, _now: Timestamp) -> bool {
         false
     }
     /// The controller dies after applying `applied` actions of the pass, before writing status.
@@ -70,9 +76,10 @@ pub enum PassOutcome {
         plan: Box<Plan>,
         applied: Vec<Action>,
     },
-    /// An action failed or the controller crashed: some actions may be applied, status not written.
+    /// An action failed or the controller crashed: some actions may be applied, status not
+    /// written. `plan` is `None` when the pass stopped before the engine decided.
     Interrupted {
-        plan: Box<Plan>,
+        plan: Option<Box<Plan>>,
         applied: Vec<Action>,
         reason: String,
     },
@@ -89,11 +96,14 @@ pub struct World {
     /// People's requests, as in the Rollout's `sluice.dev/commands` annotation.
     pub commands: crate::api::RolloutCommands,
     pods: BTreeMap<String, Pods>,
-    /// Canary weight on the router; `None` without a router.
-    pub weight: Option<i32>,
+    /// The weight of each target group on the router; empty without a router.
+    weights: BTreeMap<String, i32>,
+    /// Which revision each role's Service selects (Kubernetes).
     pub services: BTreeMap<&'static str, String>,
-    /// Where the test listener ("test") and the header route ("header") send requests: a role.
-    pub previews: BTreeMap<&'static str, &'static str>,
+    /// The target group each revision's task set is registered with (ECS).
+    registrations: BTreeMap<String, String>,
+    /// The target group the test listener ("test") and the header route ("header") send to.
+    previews: BTreeMap<&'static str, String>,
     pub primary: Option<String>,
     pub runs: BTreeMap<String, SimRun>,
     pub templates: BTreeMap<String, AnalysisTemplateSpec>,
@@ -104,6 +114,8 @@ pub struct World {
     pub unsafe_scale_downs: Vec<String>,
     /// Replicas that may be unavailable during a scale-down (a rolling update's maxUnavailable).
     pub unavailable_allowance: i32,
+    /// Calls of the current pass that changed something.
+    changes: usize,
 }
 
 pub(super) fn role_key(role: ServiceRole) -> &'static str {
@@ -132,6 +144,14 @@ impl World {
             observed_generation: Some(1),
             ..Default::default()
         };
+        let alb = stable_spec.traffic.as_ref().and_then(|t| t.alb.as_ref());
+        let weights = alb
+            .map(|alb| BTreeMap::from([(alb.stable_target_group_arn.clone(), 100), (alb.canary_target_group_arn.clone(), 0)]))
+            .unwrap_or_default();
+        let registrations = match (alb, &stable_spec.workload.ecs) {
+            (Some(alb), Some(_)) => BTreeMap::from([(stable.clone(), alb.stable_target_group_arn.clone())]),
+            _ => BTreeMap::new(),
+        };
         Self {
             name: name.to_string(),
             started: start,
@@ -141,8 +161,9 @@ impl World {
             status,
             commands: Default::default(),
             pods,
-            weight: stable_spec.traffic.as_ref().map(|_| 0),
+            weights,
             services,
+            registrations,
             previews: BTreeMap::new(),
             primary: Some(stable),
             runs: BTreeMap::new(),
@@ -152,6 +173,7 @@ impl World {
             metrics,
             unsafe_scale_downs: Vec::new(),
             unavailable_allowance: 0,
+            changes: 0,
         }
     }
 
@@ -175,35 +197,58 @@ impl World {
         self.pods.iter().filter(|(_, p)| !p.ready_at.is_empty()).map(|(r, _)| r.clone()).collect()
     }
 
-    pub fn observe(&mut self) -> Observed {
-        let revisions = self
-            .pods
-            .keys()
-            .map(|revision| RevisionObservation {
-                revision: revision.clone(),
-                replicas: self.replicas(revision),
-                ready: self.ready(revision),
-                available: self.ready(revision),
-            })
-            .collect();
-        let unreadable = self.weight.is_some() && self.faults.weight_unreadable();
-        let healthy = |role: &str| self.services.get(role).map_or(0, |r| self.ready(r));
-        let traffic = self.weight.map(|weight| TrafficObservation {
-            canary_weight: if unreadable { None } else { Some(weight) },
-            stable_healthy_targets: healthy("stable"),
-            canary_healthy_targets: healthy("canary"),
-        });
-        let analysis_runs = self
-            .runs
-            .iter()
-            .map(|(name, run)| AnalysisRunObservation { name: name.clone(), phase: run.status.phase, message: run.status.message.clone() })
-            .collect();
-        let services = ServiceSelection {
-            stable: self.services.get("stable").cloned(),
-            canary: self.services.get("canary").cloned(),
-            missing: Vec::new(),
-        };
-        Observed { revisions, traffic, analysis_runs, services }
+    /// Task sets register with the target groups themselves (ECS); else Services steer them.
+    fn registers_targets(&self) -> bool {
+        self.spec.workload.ecs.is_some()
+    }
+
+    /// The target groups' roles as the stored status gives them.
+    fn target_groups(&self) -> Option<TargetGroups> {
+        engine::target_groups::roles(&self.spec, self.status.stable_revision.as_deref(), &self.registrations)
+    }
+
+    /// The revision whose pods are the targets of `target_group`.
+    fn revision_on(&self, target_group: &str) -> Option<String> {
+        if self.registers_targets() {
+            return self.registrations.iter().find(|(_, tg)| *tg == target_group).map(|(r, _)| r.clone());
+        }
+        let alb = self.spec.traffic.as_ref().and_then(|t| t.alb.as_ref())?;
+        let role = if target_group == alb.stable_target_group_arn { "stable" } else { "canary" };
+        self.services.get(role).cloned()
+    }
+
+    /// The target group a revision's task set is registered with (ECS).
+    pub fn registration(&self, revision: &str) -> Option<&str> {
+        self.registrations.get(revision).map(String::as_str)
+    }
+
+    /// Percent of traffic on a target group; `None` without a router.
+    pub fn weight_of(&self, target_group: &str) -> Option<i32> {
+        self.weights.get(target_group).copied()
+    }
+
+    /// Percent of traffic on the canary role's target group; `None` without a router.
+    pub fn weight(&self) -> Option<i32> {
+        let groups = self.target_groups()?;
+        self.weights.get(&groups.canary).copied()
+    }
+
+    /// The revision that takes a role's traffic: the one its Service selects (Kubernetes), or the
+    /// one registered with the role's target group (ECS).
+    pub fn serving(&self, role: &str) -> Option<String> {
+        if !self.registers_targets() {
+            return self.services.get(role).cloned();
+        }
+        let groups = self.target_groups()?;
+        self.revision_on(if role == "stable" { &groups.stable } else { &groups.canary })
+    }
+
+    /// The role whose target group the test listener ("test") or the header route ("header")
+    /// sends requests to.
+    pub fn preview(&self, route: &str) -> Option<&'static str> {
+        let target_group = self.previews.get(route)?;
+        let groups = self.target_groups()?;
+        Some(if *target_group == groups.stable { "stable" } else { "canary" })
     }
 
     /// Takes every measurement due now.
@@ -225,96 +270,65 @@ impl World {
         }
     }
 
-    /// Applies an action; false when it changed nothing (adapters skip such calls).
-    fn apply(&mut self, action: &Action) -> bool {
-        match action {
-            Action::Scale { revision, replicas } => {
-                if *replicas == 0 && self.replicas(revision) > 0 {
-                    self.check_retirement(revision);
-                }
-                let ready_after = self.ready_after;
-                let now = self.now;
-                let extra: Vec<Duration> = {
-                    let current = self.replicas(revision);
-                    (current..*replicas).map(|_| self.faults.readiness_delay(revision)).collect()
-                };
-                let pods = self.pods.entry(revision.clone()).or_insert(Pods { ready_at: Vec::new() });
-                let target = (*replicas).max(0) as usize;
-                if target == pods.ready_at.len() {
-                    return false;
-                }
-                if target < pods.ready_at.len() {
-                    // Like a ReplicaSet: pods not yet ready go first.
-                    pods.ready_at.sort();
-                    pods.ready_at.truncate(target);
-                } else {
-                    pods.ready_at.extend(extra.into_iter().map(|d| after(now, ready_after + d)));
-                }
-            }
-            Action::SetWeight { canary_weight } => {
-                let changed = self.weight != Some(*canary_weight);
-                self.weight = Some(*canary_weight);
-                return changed;
-            }
-            Action::PointService { role, revision } => {
-                return self.services.insert(role_key(*role), revision.clone()).as_ref() != Some(revision);
-            }
-            Action::MarkStable { revision } => {
-                return self.primary.replace(revision.clone()).as_ref() != Some(revision);
-            }
-            Action::CreateAnalysisRun { name, revision, analysis, .. } => {
-                let templates: Result<Vec<_>, String> = analysis
-                    .templates
-                    .iter()
-                    .map(|t| {
-                        self.templates
-                            .get(&t.template_name)
-                            .cloned()
-                            .map(|spec| (t.template_name.clone(), spec))
-                            .ok_or_else(|| format!("analysis template {} not found", t.template_name))
-                    })
-                    .collect();
-                let built = templates.and_then(|t| analysis_run::build(&t, &analysis.args).map_err(|e| e.0));
-                let started = Some(Time(self.now));
-                let run = match built {
-                    Ok(spec) => {
-                        SimRun { spec, status: AnalysisRunStatus { started_at: started, ..Default::default() }, revision: revision.clone() }
-                    }
-                    Err(message) => SimRun {
-                        spec: AnalysisRunSpec::default(),
-                        status: AnalysisRunStatus {
-                            phase: AnalysisPhase::Error,
-                            message: Some(message),
-                            started_at: started,
-                            ..Default::default()
-                        },
-                        revision: revision.clone(),
-                    },
-                };
-                if self.runs.contains_key(name) {
-                    return false;
-                }
-                self.runs.insert(name.clone(), run);
-            }
-            Action::RouteTestTraffic { to } => {
-                return self.previews.insert("test", role_key(*to)) != Some(role_key(*to));
-            }
-            Action::RouteHeader { to } => {
-                let changed = self.previews.get("header").copied() != to.map(role_key);
-                match to {
-                    Some(role) => self.previews.insert("header", role_key(*role)),
-                    None => self.previews.remove("header"),
-                };
-                return changed;
-            }
-            Action::TerminateAnalysisRun { name } => {
-                let Some(run) = self.runs.get_mut(name).filter(|r| !r.spec.terminate) else {
-                    return false;
-                };
-                run.spec.terminate = true;
-                analysis_run::settle(&run.spec, &mut run.status);
-            }
+    /// A call that changes something may crash the controller or fail.
+    fn guard(&mut self, call: &str) -> Result<(), PortError> {
+        if self.faults.crash_after(self.changes) {
+            return Err(PortError::new("simulation", "crash", "controller crashed"));
         }
+        if self.faults.call_fails(call, self.now) {
+            return Err(PortError::new("simulation", "fault", format!("{call} failed")));
+        }
+        Ok(())
+    }
+
+    fn changed(&mut self, changed: bool) -> Effect {
+        if changed {
+            self.changes += 1;
+            Effect::Changed
+        } else {
+            Effect::Unchanged
+        }
+    }
+
+    fn scale(&mut self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<bool, PortError> {
+        let current = self.replicas(revision);
+        if replicas == current {
+            return Ok(false);
+        }
+        if self.registers_targets() && current == 0 && replicas > 0 {
+            let Some(target_group) = target_group else {
+                return Err(PortError::new("simulation", "invalid", format!("no target group is free for revision {revision}")));
+            };
+            self.registrations.insert(revision.to_string(), target_group.to_string());
+        }
+        if replicas == 0 && current > 0 {
+            self.check_retirement(revision);
+        }
+        let extra: Vec<Duration> = (current..replicas).map(|_| self.faults.readiness_delay(revision)).collect();
+        let (ready_after, now) = (self.ready_after, self.now);
+        let pods = self.pods.entry(revision.to_string()).or_insert(Pods { ready_at: Vec::new() });
+        let target = replicas.max(0) as usize;
+        if target < pods.ready_at.len() {
+            // Like a ReplicaSet: pods not yet ready go first.
+            pods.ready_at.sort();
+            pods.ready_at.truncate(target);
+        } else {
+            pods.ready_at.extend(extra.into_iter().map(|d| after(now, ready_after + d)));
+        }
+        if target == 0 && self.registers_targets() {
+            // A task set at 0 is deleted, and with it its registration.
+            self.registrations.remove(revision);
+        }
+        Ok(true)
+    }
+
+    fn create_run(&mut self, run: NewRun) -> bool {
+        if self.runs.contains_key(&run.name) {
+            return false;
+        }
+        let status = run.status.unwrap_or_default();
+        let status = AnalysisRunStatus { started_at: Some(Time(self.now)), ..status };
+        self.runs.insert(run.name, SimRun { spec: run.spec, status, revision: run.revision });
         true
     }
 
@@ -322,22 +336,22 @@ impl World {
     /// the others hold the capacity (replica ratio).
     fn check_retirement(&mut self, revision: &str) {
         let n = self.spec.workload.replicas();
-        let serves = |role: &str| self.services.get(role).is_some_and(|r| r == revision);
-        let violation = match self.weight {
-            Some(weight) if serves("canary") && weight > 0 => {
-                Some(format!("retired {revision} while the canary target group had {weight}% of traffic"))
-            }
-            Some(weight) if serves("stable") && weight < 100 => {
-                Some(format!("retired {revision} while the stable target group had {}% of traffic", 100 - weight))
-            }
-            Some(_) => None,
+        let groups = self.target_groups();
+        let violation = match &groups {
+            Some(groups) => [("canary", &groups.canary), ("stable", &groups.stable)]
+                .into_iter()
+                .filter(|(_, tg)| self.revision_on(tg).as_deref() == Some(revision))
+                .find_map(|(role, tg)| {
+                    let weight = self.weights.get(tg.as_str()).copied().unwrap_or(0);
+                    (weight > 0).then(|| format!("retired {revision} while the {role} target group had {weight}% of traffic"))
+                }),
             None => {
                 let others: i32 = self.pods.keys().filter(|r| *r != revision).map(|r| self.ready(r)).sum();
                 (others < n - self.unavailable_allowance)
                     .then(|| format!("retired {revision} with only {others} ready replicas elsewhere of the {n} needed"))
             }
         };
-        let previewed = self.previews.iter().find(|(_, role)| serves(role)).map(|(route, _)| *route);
+        let previewed = self.previews.iter().find(|(_, tg)| self.revision_on(tg).as_deref() == Some(revision)).map(|(route, _)| *route);
         let violation =
             violation.or_else(|| previewed.map(|route| format!("retired {revision} while the {route} route sent requests to it")));
         if let Some(violation) = violation {
@@ -345,37 +359,32 @@ impl World {
         }
     }
 
-    /// One controller pass: observe, decide, apply, write status.
+    /// One controller pass through the same pass as the controller: observe, decide, apply,
+    /// write status.
     pub fn pass(&mut self) -> PassOutcome {
         self.measure();
-        let observed = self.observe();
-        let plan = engine::step(Input {
-            name: &self.name,
-            generation: Some(self.generation),
-            spec: &self.spec,
-            status: &self.status,
-            commands: &self.commands,
-            observed: &observed,
-            now: self.now,
-        });
-        let mut applied = Vec::new();
-        for action in &plan.actions {
-            if self.faults.crash_after(applied.len()) {
-                return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason: "controller crashed".into() };
-            }
-            if self.faults.action_fails(action, self.now) {
-                let reason = format!("{action:?} failed");
-                return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason };
-            }
-            if self.apply(action) {
-                applied.push(action.clone());
+        self.changes = 0;
+        let (name, generation, spec, status, commands) =
+            (self.name.clone(), self.generation, self.spec.clone(), self.status.clone(), self.commands.clone());
+        let now = self.now;
+        let subject = Subject {
+            namespace: "default",
+            name: &name,
+            generation: Some(generation),
+            spec: &spec,
+            status: &status,
+            commands: &commands,
+            commit_time: None,
+        };
+        let ports = SimPorts(Mutex::new(self));
+        let result =
+            futures::executor::block_on(pass::run(subject, Ports { platform: &ports, router: &ports, runs: &ports, record: &ports }, now));
+        match result {
+            Ok(outcome) => PassOutcome::Applied { plan: Box::new(outcome.plan), applied: outcome.applied },
+            Err(cut) => {
+                PassOutcome::Interrupted { plan: cut.plan.map(Box::new), applied: cut.applied, reason: cut.error.source.to_string() }
             }
         }
-        if self.faults.crash_after(applied.len()) {
-            return PassOutcome::Interrupted { plan: Box::new(plan), applied, reason: "controller crashed before writing status".into() };
-        }
-        self.status = plan.status.clone();
-        PassOutcome::Applied { plan: Box::new(plan), applied }
     }
 
     /// The next moment something changes by itself: a pod becomes ready or a measurement is due.
@@ -392,4 +401,161 @@ impl World {
     pub fn events_of(plan: &Plan) -> &[Event] {
         &plan.events
     }
+}
+
+/// The world behind the ports, for one pass.
+struct SimPorts<'w>(Mutex<&'w mut World>);
+
+impl<'w> SimPorts<'w> {
+    fn world(&self) -> std::sync::MutexGuard<'_, &'w mut World> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+#[async_trait]
+impl Platform for SimPorts<'_> {
+    async fn observe(&self) -> Result<PlatformObservation, PortError> {
+        let world = self.world();
+        let revisions = world
+            .pods
+            .keys()
+            .map(|revision| RevisionObservation {
+                revision: revision.clone(),
+                replicas: world.replicas(revision),
+                ready: world.ready(revision),
+                available: world.ready(revision),
+            })
+            .collect();
+        if world.registers_targets() {
+            return Ok(PlatformObservation { revisions, services: Default::default(), registrations: world.registrations.clone() });
+        }
+        let services = ServiceSelection {
+            stable: world.services.get("stable").cloned(),
+            canary: world.services.get("canary").cloned(),
+            missing: Vec::new(),
+        };
+        Ok(PlatformObservation { revisions, services, registrations: Default::default() })
+    }
+
+    async fn scale(&self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("scale")?;
+        let changed = world.scale(revision, replicas, target_group)?;
+        Ok(world.changed(changed))
+    }
+
+    async fn point_traffic(&self, role: ServiceRole, revision: &str) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        if world.registers_targets() {
+            return Ok(Effect::Unchanged);
+        }
+        world.guard("point service")?;
+        let changed = world.services.insert(role_key(role), revision.to_string()).as_deref() != Some(revision);
+        Ok(world.changed(changed))
+    }
+
+    async fn mark_stable(&self, revision: &str) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("mark stable")?;
+        let changed = world.primary.replace(revision.to_string()).as_deref() != Some(revision);
+        Ok(world.changed(changed))
+    }
+
+    async fn retire(&self, _keep: &[&str]) -> Result<(), PortError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TrafficRouter for SimPorts<'_> {
+    async fn observe(&self, target_groups: Option<&TargetGroups>) -> Result<Option<TrafficObservation>, PortError> {
+        let mut world = self.world();
+        let Some(groups) = target_groups.filter(|_| !world.weights.is_empty()) else { return Ok(None) };
+        let unreadable = world.faults.weight_unreadable();
+        let healthy = |tg: &str| world.revision_on(tg).map_or(0, |r| world.ready(&r));
+        Ok(Some(TrafficObservation {
+            canary_weight: if unreadable { None } else { world.weights.get(&groups.canary).copied() },
+            stable_healthy_targets: healthy(&groups.stable),
+            canary_healthy_targets: healthy(&groups.canary),
+        }))
+    }
+
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("set weight")?;
+        let changed = world.weights.get(&target_groups.canary) != Some(&canary_weight);
+        world.weights.insert(target_groups.stable.clone(), 100 - canary_weight);
+        world.weights.insert(target_groups.canary.clone(), canary_weight);
+        Ok(world.changed(changed))
+    }
+
+    async fn route_test_traffic(&self, target_group: &str) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("route test traffic")?;
+        let changed = world.previews.insert("test", target_group.to_string()).as_deref() != Some(target_group);
+        Ok(world.changed(changed))
+    }
+
+    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("route header")?;
+        let changed = world.previews.get("header").map(String::as_str) != target_group;
+        match target_group {
+            Some(tg) => world.previews.insert("header", tg.to_string()),
+            None => world.previews.remove("header"),
+        };
+        Ok(world.changed(changed))
+    }
+}
+
+#[async_trait]
+impl AnalysisRuns for SimPorts<'_> {
+    async fn observe(&self) -> Result<Vec<AnalysisRunObservation>, PortError> {
+        let world = self.world();
+        Ok(world
+            .runs
+            .iter()
+            .map(|(name, run)| AnalysisRunObservation { name: name.clone(), phase: run.status.phase, message: run.status.message.clone() })
+            .collect())
+    }
+
+    async fn template(&self, reference: &AnalysisTemplateRef) -> Result<Option<AnalysisTemplateSpec>, PortError> {
+        Ok(self.world().templates.get(&reference.template_name).cloned())
+    }
+
+    async fn create(&self, run: NewRun) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("create analysis run")?;
+        let changed = world.create_run(run);
+        Ok(world.changed(changed))
+    }
+
+    async fn terminate(&self, name: &str) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("terminate analysis run")?;
+        let changed = match world.runs.get_mut(name).filter(|r| !r.spec.terminate) {
+            Some(run) => {
+                run.spec.terminate = true;
+                analysis_run::settle(&run.spec, &mut run.status);
+                true
+            }
+            None => false,
+        };
+        Ok(world.changed(changed))
+    }
+}
+
+#[async_trait]
+impl Record for SimPorts<'_> {
+    async fn write_status(&self, _before: &RolloutStatus, status: &RolloutStatus, _events: &[Event]) -> Result<(), PortError> {
+        let mut world = self.world();
+        let changes = world.changes;
+        if world.faults.crash_after(changes) {
+            return Err(PortError::new("simulation", "crash", "controller crashed before writing status"));
+        }
+        world.status = status.clone();
+        Ok(())
+    }
+
+    async fn publish(&self, _events: &[Event]) {}
 }

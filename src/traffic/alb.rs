@@ -28,7 +28,8 @@ use elbv2::types::{
 
 use super::{AwsFailure, FailureKind};
 use crate::api::{AlbTraffic, HeaderRoute};
-use crate::engine::TrafficObservation;
+use crate::engine::{TargetGroups, TrafficObservation};
+use crate::ports::{Effect, PortError, TrafficRouter};
 
 /// Why the router did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -79,6 +80,41 @@ impl RouterError {
             Self::NotApplied { .. } => "unexpected",
             Self::Aws(failure) => failure.category(),
         }
+    }
+}
+
+impl From<RouterError> for PortError {
+    fn from(error: RouterError) -> Self {
+        PortError::new("ALB", error.category(), error)
+    }
+}
+
+/// The [`TrafficRouter`] of one Rollout's `traffic.alb`.
+pub struct AlbWeights<'a> {
+    pub router: &'a AlbRouter,
+    pub alb: &'a AlbTraffic,
+}
+
+#[async_trait::async_trait]
+impl TrafficRouter for AlbWeights<'_> {
+    async fn observe(&self, target_groups: Option<&TargetGroups>) -> Result<Option<TrafficObservation>, PortError> {
+        let Some(groups) = target_groups else { return Ok(None) };
+        Ok(Some(self.router.read(self.alb, &groups.stable, &groups.canary).await?.observation()))
+    }
+
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError> {
+        self.router.set_weight(self.alb, &target_groups.stable, &target_groups.canary, canary_weight).await?;
+        Ok(Effect::Changed)
+    }
+
+    async fn route_test_traffic(&self, target_group: &str) -> Result<Effect, PortError> {
+        self.router.route_test_traffic(self.alb, target_group).await?;
+        Ok(Effect::Changed)
+    }
+
+    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError> {
+        self.router.set_header_route(self.alb, target_group).await?;
+        Ok(Effect::Changed)
     }
 }
 

@@ -6,6 +6,36 @@
 
 pub mod alb;
 
+use crate::engine::{TargetGroups, TrafficObservation};
+use crate::ports::{Effect, PortError, TrafficRouter};
+
+/// No router: the split follows the replica ratio, so there is nothing to read or set. The
+/// engine never asks it for weights or routes (validation requires `traffic.alb` for those).
+pub struct ReplicaRatio;
+
+fn no_router(what: &str) -> PortError {
+    PortError::new("traffic", "unsupported", format!("{what} needs spec.traffic.alb: without a router traffic follows the replica ratio"))
+}
+
+#[async_trait::async_trait]
+impl TrafficRouter for ReplicaRatio {
+    async fn observe(&self, _target_groups: Option<&TargetGroups>) -> Result<Option<TrafficObservation>, PortError> {
+        Ok(None)
+    }
+
+    async fn set_weight(&self, _target_groups: &TargetGroups, _canary_weight: i32) -> Result<Effect, PortError> {
+        Err(no_router("a canary weight"))
+    }
+
+    async fn route_test_traffic(&self, _target_group: &str) -> Result<Effect, PortError> {
+        Err(no_router("a test route"))
+    }
+
+    async fn route_header(&self, _target_group: Option<&str>) -> Result<Effect, PortError> {
+        Err(no_router("a header route"))
+    }
+}
+
 use aws_sdk_elasticloadbalancingv2::config::http::HttpResponse;
 use aws_sdk_elasticloadbalancingv2::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 

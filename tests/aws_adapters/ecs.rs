@@ -22,11 +22,11 @@ async fn statuses(service: &Service) -> Vec<(String, String)> {
 pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 21).await;
     let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
-    let (workload, alb) = (&service.workload, &service.alb);
+    let workload = &service.workload;
     let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
 
     // The first revision ever: stableTargetGroupArn, at full size.
-    platform.scale(workload, alb, "rev-a", "rev-a", 4).await.expect("first task set");
+    platform.scale(workload, "rev-a", 4, Some(lb.stable.as_str())).await.expect("first task set");
     platform.mark_stable(workload, "rev-a").await.expect("primary");
     let state = platform.observe(workload).await.unwrap();
     assert_eq!(state.revisions(), vec![observation("rev-a", 4, 4)], "moto: STEADY_STATE and no counts, so ready = desired");
@@ -36,34 +36,34 @@ pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>
     // Idempotent: the same calls again only read.
     let calls = platform.calls();
     let before = fixtures::task_sets(&service).await;
-    platform.scale(workload, alb, "rev-a", "rev-a", 4).await.unwrap();
+    platform.scale(workload, "rev-a", 4, Some(lb.stable.as_str())).await.unwrap();
     platform.mark_stable(workload, "rev-a").await.unwrap();
     assert_eq!(platform.calls() - calls, 3, "DescribeServices + DescribeTaskSets, then DescribeTaskSets: no write");
     assert_eq!(fixtures::task_sets(&service).await, before, "nothing changed");
 
     // A canary of one task: the other target group, 25 %.
-    platform.scale(workload, alb, "rev-b", "rev-a", 1).await.expect("canary task set");
+    platform.scale(workload, "rev-b", 1, Some(lb.canary.as_str())).await.expect("canary task set");
     let state = platform.observe(workload).await.unwrap();
     assert_eq!(state.target_group_of("rev-b"), Some(lb.canary.as_str()), "not the stable revision's target group");
     assert_eq!(state.task_set("rev-b").unwrap().scale_percent, 25.0);
     assert_eq!(state.revision_on(&lb.canary), Some("rev-b"));
     assert_eq!(state.revisions(), vec![observation("rev-a", 4, 4), observation("rev-b", 1, 1)]);
     let calls = platform.calls();
-    platform.scale(workload, alb, "rev-b", "rev-a", 1).await.unwrap();
+    platform.scale(workload, "rev-b", 1, Some(lb.canary.as_str())).await.unwrap();
     assert_eq!(platform.calls() - calls, 2, "second call: reads only");
 
     // Grow, promote, retire the old one.
-    platform.scale(workload, alb, "rev-b", "rev-a", 4).await.unwrap();
+    platform.scale(workload, "rev-b", 4, Some(lb.canary.as_str())).await.unwrap();
     platform.mark_stable(workload, "rev-b").await.unwrap();
     assert_eq!(statuses(&service).await, [("rev-a".to_string(), "ACTIVE".to_string()), ("rev-b".to_string(), "PRIMARY".to_string())]);
-    platform.scale(workload, alb, "rev-a", "rev-b", 0).await.expect("old task set deleted");
-    platform.scale(workload, alb, "rev-a", "rev-b", 0).await.expect("deleting again is a no-op");
+    platform.scale(workload, "rev-a", 0, None).await.expect("old task set deleted");
+    platform.scale(workload, "rev-a", 0, None).await.expect("deleting again is a no-op");
     let state = platform.observe(workload).await.unwrap();
     assert_eq!(state.revisions(), vec![observation("rev-b", 4, 4)]);
     assert_eq!(state.primary_revision(), Some("rev-b"));
 
     // The next deployment goes back to the first target group: roles alternate.
-    platform.scale(workload, alb, "rev-c", "rev-b", 2).await.unwrap();
+    platform.scale(workload, "rev-c", 2, Some(lb.stable.as_str())).await.unwrap();
     let state = platform.observe(workload).await.unwrap();
     assert_eq!(state.target_group_of("rev-c"), Some(lb.stable.as_str()));
     assert_eq!(state.task_set("rev-c").unwrap().scale_percent, 50.0);
@@ -74,7 +74,7 @@ pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_co
     let mut service = fixtures::ecs_service(&stack, &lb, 3, DeploymentControllerType::External).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
 
-    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 1).await.unwrap();
+    platform.scale(&service.workload, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap();
     let state = platform.observe(&service.workload).await.unwrap();
     assert_eq!(state.task_set("rev-a").unwrap().scale_percent, 33.33);
     assert_eq!(state.revisions(), vec![observation("rev-a", 1, 1)], "⌈33.33 % × 3⌉ = 1");
@@ -82,13 +82,13 @@ pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_co
     // The spec asks for 6 tasks at full size: the service's desiredCount follows, the scale is
     // recomputed against it.
     service.workload.desired_count = 6;
-    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 1).await.unwrap();
+    platform.scale(&service.workload, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap();
     let state = platform.observe(&service.workload).await.unwrap();
     assert_eq!(state.service_desired_count, 6);
     assert_eq!(state.task_set("rev-a").unwrap().scale_percent, 16.66);
     assert_eq!(state.revisions(), vec![observation("rev-a", 1, 1)]);
 
-    let error = platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 7).await.unwrap_err();
+    let error = platform.scale(&service.workload, "rev-a", 7, Some(lb.stable.as_str())).await.unwrap_err();
     assert_eq!(error.category(), "invalid", "{error}");
 }
 
@@ -98,7 +98,7 @@ pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>)
     let lb = fixtures::balancer(&stack, 23).await;
     let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
-    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 4).await.unwrap();
+    platform.scale(&service.workload, "rev-a", 4, Some(lb.stable.as_str())).await.unwrap();
     platform.mark_stable(&service.workload, "rev-a").await.unwrap();
     service
         .client
@@ -124,7 +124,7 @@ pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>)
         .await
         .unwrap();
     assert_eq!(platform.observe(&service.workload).await.unwrap().revisions().len(), 1, "reported once");
-    platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 4).await.unwrap();
+    platform.scale(&service.workload, "rev-a", 4, Some(lb.stable.as_str())).await.unwrap();
     assert_eq!(statuses(&service).await, [("rev-a".to_string(), "PRIMARY".to_string())], "the primary one is kept");
 }
 
@@ -138,7 +138,7 @@ pub async fn wrong_services_are_reported(stack: Arc<Stack>) {
 
     let mut missing = rolling.workload.clone();
     missing.service = "no-such-service".into();
-    let error = platform.scale(&missing, &rolling.alb, "rev-a", "rev-a", 1).await.unwrap_err();
+    let error = platform.scale(&missing, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap_err();
     println!("    missing service: [{}] {error}", error.category());
     assert_eq!(error.category(), "not_found");
 
@@ -146,6 +146,6 @@ pub async fn wrong_services_are_reported(stack: Arc<Stack>) {
     let error = platform.mark_stable(&external.workload, "rev-x").await.unwrap_err();
     assert_eq!(error.category(), "not_found", "{error}");
     let calls = platform.calls();
-    let error = platform.scale(&external.workload, &external.alb, "", "rev-a", 1).await.unwrap_err();
+    let error = platform.scale(&external.workload, "", 1, None).await.unwrap_err();
     assert_eq!((error.category(), platform.calls() - calls), ("invalid", 0), "refused before any call");
 }

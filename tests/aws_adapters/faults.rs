@@ -79,13 +79,13 @@ pub async fn ecs_operations_land_once_through_throttling_and_503(stack: Arc<Stac
     let proxy = Proxy::start(&stack.aws_endpoint, FLAKY_SEED + 1).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&proxy.url, 5));
     proxy.set_plan(flaky());
-    let (workload, alb) = (&service.workload, &service.alb);
+    let workload = &service.workload;
 
-    platform.scale(workload, alb, "rev-a", "rev-a", 4).await.expect("created through faults");
+    platform.scale(workload, "rev-a", 4, Some(lb.stable.as_str())).await.expect("created through faults");
     platform.mark_stable(workload, "rev-a").await.expect("primary through faults");
-    platform.scale(workload, alb, "rev-b", "rev-a", 1).await.unwrap();
-    platform.scale(workload, alb, "rev-b", "rev-a", 2).await.unwrap();
-    platform.scale(workload, alb, "rev-b", "rev-a", 0).await.unwrap();
+    platform.scale(workload, "rev-b", 1, Some(lb.canary.as_str())).await.unwrap();
+    platform.scale(workload, "rev-b", 2, Some(lb.canary.as_str())).await.unwrap();
+    platform.scale(workload, "rev-b", 0, None).await.unwrap();
     let (requests, faulted) = proxy.totals();
     println!(
         "    flaky ecs: {} ECS calls, {requests} HTTP attempts ({faulted} faults); reached moto: {:?}",
@@ -148,11 +148,11 @@ pub async fn persistent_failures_surface_with_their_category(stack: Arc<Stack>) 
     let service = fixtures::ecs_service(&stack, &lb, 2, DeploymentControllerType::External).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&proxy.url, 3));
     proxy.set_plan(always(Fault::Throttle, &[]));
-    let error = platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 2).await.unwrap_err();
+    let error = platform.scale(&service.workload, "rev-a", 2, Some(lb.stable.as_str())).await.unwrap_err();
     println!("    ecs always throttled: [{}] {error}", error.category());
     assert_eq!(error.category(), "throttled");
     proxy.set_plan(always(Fault::Unavailable, &["CreateTaskSet"]));
-    let error = platform.scale(&service.workload, &service.alb, "rev-a", "rev-a", 2).await.unwrap_err();
+    let error = platform.scale(&service.workload, "rev-a", 2, Some(lb.stable.as_str())).await.unwrap_err();
     println!("    ecs create 503: [{}] {error}", error.category());
     assert_eq!(error.category(), "aws_5xx");
     proxy.set_plan(Plan::none());

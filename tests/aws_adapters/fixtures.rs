@@ -195,7 +195,6 @@ pub fn forward_of(actions: &[Action]) -> &Action {
 pub struct Service {
     pub client: aws_sdk_ecs::Client,
     pub workload: EcsWorkload,
-    pub alb: AlbTraffic,
 }
 
 pub async fn ecs_service(stack: &Stack, lb: &Balancer, desired_count: i32, controller: DeploymentControllerType) -> Service {
@@ -242,8 +241,7 @@ pub async fn ecs_service(stack: &Stack, lb: &Balancer, desired_count: i32, contr
         }),
         load_balancer: EcsLoadBalancer { container_name: "app".into(), container_port: 8080 },
     };
-    let alb = alb_on_listener(lb, &lb.listener);
-    Service { client, workload, alb }
+    Service { client, workload }
 }
 
 /// The task sets of the service as moto holds them: (externalId, status, target group, scale %).

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use sluice::analysis::condition::MeasuredValue;
-use sluice::analysis::providers::{ProviderError, Providers};
+use sluice::analysis::providers::Providers;
 use sluice::analysis::run;
 use sluice::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Metric, MetricProvider, MetricResult, PrometheusMetric};
 use sluice::egress::{DEFAULT_MAX_ANSWER, Egress, Policy};
+use sluice::ports::ProviderError;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

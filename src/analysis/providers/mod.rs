@@ -16,65 +16,15 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::BoxFuture;
 use jiff::Timestamp;
 
 use super::condition::MeasuredValue;
 use crate::api::{DurationString, HttpMethod, Metric, format_duration};
-use crate::controller::Measure;
 use crate::egress::{Egress, EgressError, ReadError};
+use crate::ports::{Measure, ProviderError};
 
 /// The deadline of a measurement whose provider sets no `timeout` (CloudWatch sets none).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Why a measurement could not be taken; recorded as an Error measurement with this message.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ProviderError {
-    /// The metric cannot be measured as written (a bad duration, JSON path, header or region).
-    #[error("{0}")]
-    Config(String),
-    /// A Secret the metric names cannot be read.
-    #[error("{0}")]
-    Secret(String),
-    /// The provider's server could not be reached.
-    #[error("{0}")]
-    Unreachable(String),
-    /// No answer within the timeout.
-    #[error("{0}")]
-    Timeout(String),
-    /// An HTTP answer that is not a success (2xx).
-    #[error("{0}")]
-    Status(String),
-    /// The provider refused the query (bad PromQL, an AWS error).
-    #[error("{0}")]
-    Query(String),
-    /// An answer of an unexpected shape.
-    #[error("{0}")]
-    Response(String),
-    /// What the metric names does not exist (a CloudWatch alarm).
-    #[error("{0}")]
-    NotFound(String),
-    /// The outbound policy does not allow the destination.
-    #[error("{0}")]
-    Denied(String),
-}
-
-impl ProviderError {
-    /// A bounded label for metrics and events.
-    pub fn category(&self) -> &'static str {
-        match self {
-            Self::Config(_) => "config",
-            Self::Secret(_) => "secret",
-            Self::Unreachable(_) => "unreachable",
-            Self::Timeout(_) => "timeout",
-            Self::Status(_) => "status",
-            Self::Query(_) => "query",
-            Self::Response(_) => "response",
-            Self::NotFound(_) => "not-found",
-            Self::Denied(_) => "denied",
-        }
-    }
-}
 
 /// Takes measurements. Build it once and keep it: it holds the clients.
 pub struct Providers {
@@ -142,20 +92,11 @@ impl Providers {
     }
 }
 
+#[async_trait::async_trait]
 impl Measure for Providers {
-    fn measure<'a>(&'a self, namespace: &'a str, metric: &'a Metric, now: Timestamp) -> BoxFuture<'a, Result<MeasuredValue, String>> {
-        Box::pin(async move { Providers::measure(self, namespace, metric, now).await.map_err(|e| e.to_string()) })
+    async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
+        Providers::measure(self, namespace, metric, now).await
     }
-}
-
-/// What the controller measures with: the providers, with AWS configured from the environment,
-/// the in-cluster (or kubeconfig) Kubernetes client for Secrets and Namespaces, and the cluster's
-/// allowed hosts.
-pub async fn measurer(allowed_hosts: Vec<crate::egress::HostPattern>) -> Arc<dyn Measure> {
-    let aws = crate::aws::sdk_config().await;
-    let kube = kube::Client::try_default().await.ok();
-    let egress = Egress::new(crate::egress::Policy::new(allowed_hosts), kube.clone(), crate::egress::DEFAULT_MAX_ANSWER);
-    Arc::new(Providers::new(&aws, kube, Arc::new(egress)))
 }
 
 /// A request the outbound policy refused, or could not check, as a provider error.
@@ -178,7 +119,7 @@ async fn read_answer(what: &str, response: reqwest::Response, max: usize) -> Res
     match crate::egress::read_capped(response, max).await {
         Ok(bytes) => Ok(String::from_utf8_lossy(&bytes).into_owned()),
         Err(ReadError::TooLarge(_)) => {
-            Err(ProviderError::Response(format!("{what}: answer larger than {}; select less", crate::egress::size(max))))
+            Err(ProviderError::Response(format!("{what}: answer larger than {}; select less", crate::text::size(max))))
         }
         Err(ReadError::Http(e)) => Err(http_error(what, &e)),
     }

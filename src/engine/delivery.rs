@@ -1,19 +1,18 @@
 //! Delivery (DORA) observations from one pass: the status before it and the status it writes.
 //!
-//! Pure. What must outlive a pass (when a revision first appeared, when production failed) is
+//! What must outlive a pass (when a revision first appeared, when production failed) is
 //! kept in `status.delivery`, so a restarted or newly elected controller observes the same.
 
 use std::time::Duration;
 
 use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
 
 use crate::api::{DeliveryStatus, RolloutPhase, RolloutStatus};
 
-/// RFC 3339 time of the commit the Rollout's spec was built from, set by the pipeline.
-pub const COMMIT_TIME_ANNOTATION: &str = "sluice.dev/commit-time";
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Outcome {
     Promoted,
     Aborted,
@@ -28,7 +27,8 @@ impl Outcome {
     }
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub enum Observation {
     /// A deployment ended: the new revision became stable, or it was aborted.
     Deployment(Outcome),

@@ -1,0 +1,182 @@
+//! The ports: what one pass ([`crate::pass`]) needs of the world, one trait per concern. Every
+//! backend implements them (Kubernetes and ECS the [`Platform`], the ALB and the replica ratio the
+//! [`TrafficRouter`], the controller's API client and the simulated world the rest), and nothing
+//! above them knows which backend it talks to.
+//!
+//! Each port is bound to one Rollout when it is built, so its calls name revisions, roles and
+//! target groups, never the Rollout's spec.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use jiff::Timestamp;
+
+use crate::analysis::condition::MeasuredValue;
+use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, Metric, RolloutStatus};
+use crate::engine::{
+    AnalysisPurpose, AnalysisRunObservation, Event, RevisionObservation, ServiceSelection, TargetGroups, TrafficObservation,
+};
+
+/// A port call that failed, as its adapter reported it.
+#[derive(Debug, thiserror::Error)]
+#[error("{port}: {source}")]
+pub struct PortError {
+    /// Which backend failed, as people know it: "Kubernetes API", "ECS", "ALB".
+    pub port: &'static str,
+    /// A bounded label for metrics (throttled, not_found, invalid, …).
+    pub category: &'static str,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PortError {
+    pub fn new(port: &'static str, category: &'static str, source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { port, category, source: source.into() }
+    }
+}
+
+/// Whether a call changed anything: adapters skip what is already so.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Changed,
+    Unchanged,
+}
+
+impl Effect {
+    pub fn changed(self) -> bool {
+        self == Self::Changed
+    }
+}
+
+/// What the platform runs, read before a pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PlatformObservation {
+    pub revisions: Vec<RevisionObservation>,
+    /// Which revision each role's Service selects (empty where no Service steers traffic).
+    pub services: ServiceSelection,
+    /// The target group each revision is registered with, where the platform registers revisions
+    /// itself (ECS task sets); empty where Services steer traffic.
+    pub registrations: BTreeMap<String, String>,
+}
+
+/// Where revisions run: Kubernetes ReplicaSets, ECS task sets.
+#[async_trait]
+pub trait Platform: Send + Sync {
+    async fn observe(&self) -> Result<PlatformObservation, PortError>;
+    /// The revision runs `replicas` (created when missing, registered with `target_group` where
+    /// the platform registers revisions itself).
+    async fn scale(&self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<Effect, PortError>;
+    /// The role's traffic reaches this revision (a Service's selector; nothing where the target
+    /// groups follow the revisions).
+    async fn point_traffic(&self, role: crate::engine::ServiceRole, revision: &str) -> Result<Effect, PortError>;
+    /// The revision serves production (ECS: the PRIMARY task set).
+    async fn mark_stable(&self, revision: &str) -> Result<Effect, PortError>;
+    /// Deletes retired revisions beyond the history the spec keeps, never those in `keep`.
+    async fn retire(&self, keep: &[&str]) -> Result<(), PortError>;
+    /// How often to look again while a rollout moves, where the platform sends no watch events.
+    fn poll_interval(&self) -> Option<Duration> {
+        None
+    }
+}
+
+/// How traffic is split between the stable and canary roles: ALB weights, or the replica ratio
+/// (where nothing is called).
+#[async_trait]
+pub trait TrafficRouter: Send + Sync {
+    /// The split as read back; `None` where traffic follows the replica ratio. `target_groups`
+    /// says which group serves each role now.
+    async fn observe(&self, target_groups: Option<&TargetGroups>) -> Result<Option<TrafficObservation>, PortError>;
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError>;
+    /// The test listener (or rule) sends all its traffic to `target_group`.
+    async fn route_test_traffic(&self, target_group: &str) -> Result<Effect, PortError>;
+    /// Requests carrying the header route go to `target_group`; `None` removes the route.
+    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError>;
+}
+
+/// A run to create, built from the Rollout's analysis and its templates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewRun {
+    pub name: String,
+    pub revision: String,
+    pub purpose: AnalysisPurpose,
+    pub spec: AnalysisRunSpec,
+    /// Set for a run that could not be built: it is created finished, with the reason.
+    pub status: Option<AnalysisRunStatus>,
+}
+
+/// The Rollout's analysis runs and the templates they are built from.
+#[async_trait]
+pub trait AnalysisRuns: Send + Sync {
+    async fn observe(&self) -> Result<Vec<AnalysisRunObservation>, PortError>;
+    /// The template a Rollout names; `None` when it does not exist.
+    async fn template(&self, reference: &AnalysisTemplateRef) -> Result<Option<AnalysisTemplateSpec>, PortError>;
+    async fn create(&self, run: NewRun) -> Result<Effect, PortError>;
+    async fn terminate(&self, name: &str) -> Result<Effect, PortError>;
+}
+
+/// Where a pass leaves its record: the Rollout's status and its events.
+#[async_trait]
+pub trait Record: Send + Sync {
+    /// Writes `status` (skipped when it equals `before`); `events` are what the pass decided, for
+    /// what the record keeps of them in the status (the controller's notification outbox).
+    async fn write_status(&self, before: &RolloutStatus, status: &RolloutStatus, events: &[Event]) -> Result<(), PortError>;
+    /// Best effort: an event that cannot be written never blocks a rollout.
+    async fn publish(&self, events: &[Event]);
+}
+
+/// Why a measurement could not be taken; recorded as an Error measurement with this message.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProviderError {
+    /// The metric cannot be measured as written (a bad duration, JSON path, header or region).
+    #[error("{0}")]
+    Config(String),
+    /// A Secret the metric names cannot be read.
+    #[error("{0}")]
+    Secret(String),
+    /// The provider's server could not be reached.
+    #[error("{0}")]
+    Unreachable(String),
+    /// No answer within the timeout.
+    #[error("{0}")]
+    Timeout(String),
+    /// An HTTP answer that is not a success (2xx).
+    #[error("{0}")]
+    Status(String),
+    /// The provider refused the query (bad PromQL, an AWS error).
+    #[error("{0}")]
+    Query(String),
+    /// An answer of an unexpected shape.
+    #[error("{0}")]
+    Response(String),
+    /// What the metric names does not exist (a CloudWatch alarm).
+    #[error("{0}")]
+    NotFound(String),
+    /// The outbound policy does not allow the destination.
+    #[error("{0}")]
+    Denied(String),
+}
+
+impl ProviderError {
+    /// A bounded label for metrics and events.
+    pub fn category(&self) -> &'static str {
+        match self {
+            Self::Config(_) => "config",
+            Self::Secret(_) => "secret",
+            Self::Unreachable(_) => "unreachable",
+            Self::Timeout(_) => "timeout",
+            Self::Status(_) => "status",
+            Self::Query(_) => "query",
+            Self::Response(_) => "response",
+            Self::NotFound(_) => "not-found",
+            Self::Denied(_) => "denied",
+        }
+    }
+}
+
+/// Takes one measurement of a metric (Prometheus, CloudWatch, web).
+#[async_trait]
+pub trait Measure: Send + Sync + 'static {
+    /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
+    async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError>;
+}
