@@ -241,15 +241,10 @@ pub async fn point_service(
     }
     let namespace = rollout.namespace().unwrap_or_default();
     let api: Api<Service> = Api::namespaced(client.clone(), &namespace);
-    // The controller owns one key of the selector, and only that: the Service's own keys stay
-    // with whoever wrote them.
-    let patch = serde_json::json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name},
-        "spec": {"selector": {REVISION_LABEL: revision}},
-    });
-    api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&patch)).await?;
+    // A merge patch of the one key: a Service's selector is an atomic map, so a server-side apply
+    // would own the whole selector and take the Service's own keys from whoever wrote them.
+    let patch = serde_json::json!({"spec": {"selector": {REVISION_LABEL: revision}}});
+    api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await?;
     Ok(Effect::Changed)
 }
 
