@@ -61,6 +61,7 @@ async fn weighted_rule(lb: &Balancer) -> String {
     out.rules()[0].rule_arn().unwrap().to_string()
 }
 
+register_test!(10, rule_weight_steps_rewrite_only_the_forward_action);
 pub async fn rule_weight_steps_rewrite_only_the_forward_action(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 11).await;
     fixtures::register(&lb.client, &lb.stable, &["10.11.1.10", "10.11.1.11", "10.11.2.10"]).await;
@@ -121,6 +122,7 @@ pub async fn rule_weight_steps_rewrite_only_the_forward_action(stack: Arc<Stack>
     assert_eq!(cold.calls() - calls, 3, "a cold read: the rule and the health of both target groups");
 }
 
+register_test!(20, listener_default_actions_keep_their_other_parts);
 pub async fn listener_default_actions_keep_their_other_parts(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 12).await;
     // A listener whose default actions are authenticate-oidc then a sticky forward. (AWS takes
@@ -157,6 +159,7 @@ pub async fn listener_default_actions_keep_their_other_parts(stack: Arc<Stack>) 
     assert_eq!(forward_weights, vec![(lb.canary.clone(), 75), (lb.stable.clone(), 25)]);
 }
 
+register_test!(30, wrong_arguments_are_refused_without_a_call);
 pub async fn wrong_arguments_are_refused_without_a_call(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 13).await;
     let rule = weighted_rule(&lb).await;
@@ -194,6 +197,7 @@ pub async fn wrong_arguments_are_refused_without_a_call(stack: Arc<Stack>) {
     assert_eq!(fixtures::weights(&forward), vec![(lb.stable.clone(), 100), (lb.canary.clone(), 0)], "the rule is untouched");
 }
 
+register_test!(40, a_forward_action_that_is_not_ours_is_reported_not_rewritten);
 pub async fn a_forward_action_that_is_not_ours_is_reported_not_rewritten(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 14).await;
     let other = fixtures::target_group(&lb.client, &lb.network.vpc, "other").await;
@@ -243,6 +247,7 @@ pub async fn a_forward_action_that_is_not_ours_is_reported_not_rewritten(stack: 
     assert_eq!(error.category(), "not_found");
 }
 
+register_test!(50, test_listener_sends_preview_traffic_to_one_target_group);
 pub async fn test_listener_sends_preview_traffic_to_one_target_group(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 15).await;
     let test_listener = fixtures::listener(&lb.client, &lb.lb, 8080, vec![fixtures::forward(&[(&lb.stable, 1)], Some(60), None)]).await;
@@ -276,6 +281,7 @@ pub async fn test_listener_sends_preview_traffic_to_one_target_group(stack: Arc<
     assert_eq!(error.category(), "invalid", "{error}");
 }
 
+register_test!(60, header_route_rule_is_created_kept_and_removed);
 pub async fn header_route_rule_is_created_kept_and_removed(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 16).await;
     let rule = weighted_rule(&lb).await;

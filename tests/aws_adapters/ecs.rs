@@ -19,6 +19,7 @@ async fn statuses(service: &Service) -> Vec<(String, String)> {
     sets
 }
 
+register_test!(70, task_sets_are_created_scaled_promoted_and_deleted);
 pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 21).await;
     let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
@@ -69,6 +70,7 @@ pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>
     assert_eq!(state.task_set("rev-c").unwrap().scale_percent, 50.0);
 }
 
+register_test!(80, scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_count);
 pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_count(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 22).await;
     let mut service = fixtures::ecs_service(&stack, &lb, 3, DeploymentControllerType::External).await;
@@ -92,6 +94,7 @@ pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_co
     assert_eq!(error.category(), "invalid", "{error}");
 }
 
+register_test!(90, duplicate_task_sets_of_a_revision_are_cleaned_up);
 pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>) {
     // What a retried CreateTaskSet can leave when AWS applied the first attempt and still
     // answered with an error: two task sets with the same externalId.
@@ -128,6 +131,7 @@ pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>)
     assert_eq!(statuses(&service).await, [("rev-a".to_string(), "PRIMARY".to_string())], "the primary one is kept");
 }
 
+register_test!(100, wrong_services_are_reported);
 pub async fn wrong_services_are_reported(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 24).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));

@@ -23,6 +23,7 @@ fn always(fault: Fault, only: &[&'static str]) -> Plan {
     Plan { percent: 100, fault, only: only.to_vec(), max_per_operation: u32::MAX }
 }
 
+register_test!(110, weight_steps_land_once_through_throttling_and_503);
 pub async fn weight_steps_land_once_through_throttling_and_503(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 31).await;
     fixtures::register(&lb.client, &lb.stable, &["10.31.1.10", "10.31.1.11"]).await;
@@ -73,6 +74,7 @@ pub async fn weight_steps_land_once_through_throttling_and_503(stack: Arc<Stack>
     assert!(faults_seen > 0, "the proxy did inject faults");
 }
 
+register_test!(120, ecs_operations_land_once_through_throttling_and_503);
 pub async fn ecs_operations_land_once_through_throttling_and_503(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 32).await;
     let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
@@ -102,6 +104,8 @@ pub async fn ecs_operations_land_once_through_throttling_and_503(stack: Arc<Stac
     assert_eq!((sets[0].0.as_str(), sets[0].1.as_str(), sets[0].3), ("rev-a", "PRIMARY", 100.0));
 }
 
+// Last: it spends the SDK's retry quota, which is shared by every client in the process.
+register_test!(140, persistent_failures_surface_with_their_category);
 pub async fn persistent_failures_surface_with_their_category(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 33).await;
     let listener =

@@ -40,6 +40,7 @@ fn within_the_timeouts(what: &str, elapsed: Duration) {
     assert!(elapsed < TIMEOUTS.operation + Duration::from_secs(2), "{what} took {elapsed:?}, past the operation timeout");
 }
 
+register_test!(130, a_silent_endpoint_fails_alb_and_ecs_calls_within_the_timeouts);
 pub async fn a_silent_endpoint_fails_alb_and_ecs_calls_within_the_timeouts(_stack: Arc<Stack>) {
     let (endpoint, server) = silent_endpoint().await;
 

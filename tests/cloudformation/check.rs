@@ -98,6 +98,7 @@ async fn ecs_service(stack: &Stack, cluster: &str, name: &str, external: bool) {
     create.send().await.expect("CreateService");
 }
 
+register_test!(60, aws_check_passes_the_stacks_and_names_each_broken_part);
 pub async fn aws_check_passes_the_stacks_and_names_each_broken_part(h: Arc<Harness>) {
     let id = std::process::id();
     let (vpc, subnets) = network(&h.stack, 33).await;
@@ -218,6 +219,8 @@ fn moto_auth(endpoint: &str, count: &str) {
     assert!(answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200"), "reset-auth: {answer}");
 }
 
+// Last: moto checks IAM while it runs.
+register_test!(70, aws_check_names_a_missing_permission);
 pub async fn aws_check_names_a_missing_permission(h: Arc<Harness>) {
     let id = std::process::id();
     let (vpc, subnets) = network(&h.stack, 34).await;

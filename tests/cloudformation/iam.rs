@@ -100,6 +100,7 @@ fn physical<'a>(stack: &'a crate::stacks::Deployed, logical: &str) -> &'a str {
     stack.resources.iter().find(|(l, _, _)| l == logical).map(|(_, _, p)| p.as_str()).unwrap_or_else(|| panic!("no {logical}"))
 }
 
+register_test!(40, controller_role_grants_exactly_docs_iam);
 pub async fn controller_role_grants_exactly_docs_iam(h: Arc<Harness>) {
     let issuer = "oidc.eks.us-east-1.amazonaws.com/id/EXAMPLED539D4633E53DE1B71EXAMPLE";
     let (task_role, execution_role) = ("orders-task", "orders-task-execution");
@@ -157,6 +158,7 @@ pub async fn controller_role_grants_exactly_docs_iam(h: Arc<Harness>) {
     assert!(stack.output("HelmValue").ends_with(&format!("role-arn={}", stack.output("RoleArn"))));
 }
 
+register_test!(50, pod_identity_role_trusts_eks_pods);
 pub async fn pod_identity_role_trusts_eks_pods(h: Arc<Harness>) {
     let test_listener = LISTENER.replace("f2f7dc8efc522ab2", "0123456789abcdef");
     let stack = deploy(

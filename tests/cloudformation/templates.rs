@@ -2,71 +2,17 @@
 //! that Rollout rolled out by the real controller.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetTypeEnum};
-use k8s_openapi::api::core::v1::{Namespace, Service};
-use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{Rollout, RolloutPhase};
-use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
 use crate::controller::Harness;
 use crate::stacks::{deploy, network, resource_names, template, without};
-use crate::support::{namespace, wait_for};
-
-const DEADLINE: Duration = Duration::from_secs(90);
-
-struct Scene {
-    client: kube::Client,
-    ns: String,
-    rollouts: Api<Rollout>,
-}
+use crate::support::scene::{DEADLINE, Scene};
+use crate::support::wait_for;
 
 impl Scene {
-    async fn new(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
-        let client = h.stack.kube().await;
-        let ns = namespace(&client, prefix).await;
-        let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-        for name in services {
-            let service: Service = serde_json::from_value(json!({
-                "metadata": {"name": name},
-                "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-            }))
-            .unwrap();
-            api.create(&PostParams::default(), &service).await.expect("service created");
-        }
-        Scene { rollouts: Api::namespaced(client.clone(), &ns), client, ns }
-    }
-
-    /// The cluster admin's step: the stack's resources allowed in this namespace.
-    async fn allow_aws(&self, arns: &[&str]) {
-        let api: Api<Namespace> = Api::all(self.client.clone());
-        let patch = json!({"metadata": {"annotations": {ALLOWED_AWS_RESOURCES_ANNOTATION: arns.join(", ")}}});
-        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace annotated");
-    }
-
-    async fn create(&self, rollout: &Rollout) {
-        self.rollouts.create(&PostParams::default(), rollout).await.expect("rollout created");
-    }
-
-    async fn patch(&self, patch: serde_json::Value) {
-        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("rollout patched");
-    }
-
-    async fn promote(&self, id: &str) {
-        let requests = json!({"promote": {"id": id}}).to_string();
-        self.patch(json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}})).await;
-    }
-
-    async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
-        wait_for(what, DEADLINE, || async {
-            let rollout = self.rollouts.get("web").await.ok()?;
-            check(&rollout).then_some(rollout)
-        })
-        .await
-    }
-
     async fn wait_healthy(&self) -> Rollout {
         self.wait("phase Healthy", |r| {
             let status = r.status.as_ref();
@@ -114,6 +60,7 @@ async fn register_one_target(elb: &aws_sdk_elasticloadbalancingv2::Client, group
     elb.register_targets().target_group_arn(group).targets(target).send().await.expect("RegisterTargets");
 }
 
+register_test!(10, kubernetes_canary_stack_is_rolled_out_on_its_rule);
 pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) {
     let (vpc, subnets) = network(&h.stack, 31).await;
     let name = format!("k8s-canary-{}", std::process::id());
@@ -139,7 +86,7 @@ pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) 
     register_one_target(&elb, &canary, "10.31.2.10").await;
 
     // The Rollout: its traffic section is the stack's outputs and nothing else.
-    let s = Scene::new(&h, "cfn-k8s", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "cfn-k8s", &["web-stable", "web-canary"]).await;
     s.allow_aws(&[&rule, &test_rule, &stable, &canary]).await;
     let rollout: Rollout = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
@@ -166,7 +113,7 @@ pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) 
         (rule_weights(&elb, &test_rule, &stable, &canary).await == (0, 100)).then_some(())
     })
     .await;
-    s.promote("p-1").await;
+    s.command("promote", "p-1").await;
     s.wait_healthy().await;
     assert_eq!(rule_weights(&elb, &rule, &stable, &canary).await, (100, 0), "promoted: all traffic on stable, now the new revision");
     wait_for("the test rule back on stable", DEADLINE, || async {
@@ -175,6 +122,7 @@ pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) 
     .await;
 }
 
+register_test!(20, ecs_stack_is_rolled_out_as_task_sets);
 pub async fn ecs_stack_is_rolled_out_as_task_sets(h: Arc<Harness>) {
     let (vpc, subnets) = network(&h.stack, 32).await;
     let id = std::process::id();
@@ -221,7 +169,7 @@ pub async fn ecs_stack_is_rolled_out_as_task_sets(h: Arc<Harness>) {
     let container = &described.task_definition().expect("the template's task definition").container_definitions()[0];
     assert_eq!((container.name(), container.image()), (Some("app"), Some("orders:1")));
 
-    let s = Scene::new(&h, "cfn-ecs", &[]).await;
+    let s = Scene::new(&h.stack, "cfn-ecs", &[]).await;
     s.allow_aws(&[&rule, &test_rule, &blue, &green, &service_arn]).await;
     let subnets: Vec<String> = stack.output("Subnets").split(',').map(String::from).collect();
     let port: i32 = stack.output("ContainerPort").parse().expect("a port");
@@ -276,12 +224,13 @@ pub async fn ecs_stack_is_rolled_out_as_task_sets(h: Arc<Harness>) {
     let mut both = vec![v1.clone(), v2.clone()];
     both.sort();
     assert_eq!(task_sets().await, both, "one task set per version");
-    s.promote("p-1").await;
+    s.command("promote", "p-1").await;
     s.wait_healthy().await;
     assert_eq!(rule_weights(&elb, &rule, &blue, &green).await, (0, 100), "green serves the new stable task set");
     wait_for("the old task set deleted", DEADLINE, || async { (task_sets().await == vec![v2.clone()]).then_some(()) }).await;
 }
 
+register_test!(30, ecs_stack_with_green_live_serves_from_green);
 /// `LiveTargetGroup=Green` (for a stack update after a promotion left green serving) writes the
 /// rules all on green. moto re-applies no rule on an update that changes only this parameter, so
 /// it is tested on a new stack.

@@ -227,6 +227,7 @@ fn revisions(rollout: &Rollout) -> (String, String) {
     (status.stable_revision.clone().expect("stable revision"), status.update_revision.clone().expect("update revision"))
 }
 
+register_test!(20, a_canary_on_real_pods_is_decided_by_their_scraped_error_rate);
 pub async fn a_canary_on_real_pods_is_decided_by_their_scraped_error_rate(cluster: Arc<Cluster>) {
     let s = Scene::new(cluster, "real-canary").await;
     s.apply_rollout("v1", "", "");
@@ -272,6 +273,7 @@ pub async fn a_canary_on_real_pods_is_decided_by_their_scraped_error_rate(cluste
     assert!(load.answered.load(Ordering::Relaxed) > 100, "the load reached the pods through kube-proxy");
 }
 
+register_test!(30, a_revision_that_never_becomes_ready_is_held_then_aborted);
 pub async fn a_revision_that_never_becomes_ready_is_held_then_aborted(cluster: Arc<Cluster>) {
     let s = Scene::new(cluster, "real-unready").await;
     let deadline = "\n  progressDeadlineSeconds: 20\n  progressDeadlineAbort: true";

@@ -24,6 +24,8 @@ async fn controller_pods(pods: &Api<Pod>) -> Vec<Pod> {
     pods.list(&ListParams::default().labels(SELECTOR)).await.expect("pods listed").items
 }
 
+// First: the others run on the chart it installs.
+register_test!(10, the_chart_runs_the_image_and_elects_a_leader);
 pub async fn the_chart_runs_the_image_and_elects_a_leader(cluster: Arc<Cluster>) {
     let chart = repo().join("charts/sluice");
     let endpoint = cluster.stack.url_for_pods(&cluster.stack.aws_endpoint);
@@ -92,6 +94,7 @@ pub async fn the_chart_runs_the_image_and_elects_a_leader(cluster: Arc<Cluster>)
     }
 }
 
+register_test!(50, deleting_the_leader_pod_hands_over_within_the_lease);
 pub async fn deleting_the_leader_pod_hands_over_within_the_lease(cluster: Arc<Cluster>) {
     let client = cluster.stack.kube().await;
     let pods: Api<Pod> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
@@ -117,6 +120,8 @@ pub async fn deleting_the_leader_pod_hands_over_within_the_lease(cluster: Arc<Cl
     .await;
 }
 
+// Last: it removes what the others need.
+register_test!(60, uninstall_removes_everything_but_the_crds);
 pub async fn uninstall_removes_everything_but_the_crds(cluster: Arc<Cluster>) {
     let uninstalled = cluster.helm(&["uninstall", RELEASE, "--namespace", RELEASE_NAMESPACE, "--wait", "--timeout", "90s"]);
     assert!(uninstalled.status.success(), "helm uninstall failed: {}", String::from_utf8_lossy(&uninstalled.stderr));
@@ -138,6 +143,7 @@ pub async fn uninstall_removes_everything_but_the_crds(cluster: Arc<Cluster>) {
     }
 }
 
+register_test!(40, upgrade_to_a_chart_with_a_changed_crd_field_applies_it);
 /// A chart whose Rollout CRD gained a field: `helm upgrade` applies it (the CRDs are templates,
 /// not `crds/`, which Helm never upgrades), the field is kept on a Rollout, and the controller
 /// comes back Ready.

@@ -4,9 +4,10 @@
 //!
 //! Needs the images `e2e/image` builds (e2e/test-all builds them first). Starts its own stack
 //! with a real node unless one is attached through the environment
-//! (`eval "$(e2e/stack up --real-node)"`). The tests run in the order listed: the first installs
-//! the chart, the last uninstalls it.
+//! (`eval "$(e2e/stack up --real-node)"`). The tests run in the order of their numbers: the first
+//! installs the chart, the last uninstalls it.
 
+#[macro_use]
 #[path = "../support/mod.rs"]
 mod support;
 
@@ -15,7 +16,6 @@ mod install;
 
 use std::path::PathBuf;
 use std::process::Output;
-use std::sync::Arc;
 
 use support::Stack;
 
@@ -77,24 +77,18 @@ impl Cluster {
 }
 
 fn main() -> std::process::ExitCode {
-    let all = tests![
-        install::the_chart_runs_the_image_and_elects_a_leader,
-        canary::a_canary_on_real_pods_is_decided_by_their_scraped_error_rate,
-        canary::a_revision_that_never_becomes_ready_is_held_then_aborted,
-        install::upgrade_to_a_chart_with_a_changed_crd_field_applies_it,
-        install::deleting_the_leader_pod_hands_over_within_the_lease,
-        install::uninstall_removes_everything_but_the_crds,
-    ];
-    let images = support::images_dir();
-    for name in ["sluice", "demo-app"] {
-        let archive = images.join(format!("{name}.tar"));
-        assert!(archive.exists(), "{} is missing: run e2e/image first", archive.display());
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
-    let stack = Stack::start_or_attach_with_real_node();
-    let cluster = Arc::new(Cluster { stack, images });
-    cluster.stack.import_images(&[&cluster.image("sluice"), &cluster.image("demo-app")]);
-    let (passed, failed) = support::run_tests(&runtime, cluster.clone(), all, Cluster::diagnose);
-    cluster.stack.down();
-    support::summary("cluster", passed, failed)
+    support::harness::run(
+        || async {
+            let images = support::images_dir();
+            for name in ["sluice", "demo-app"] {
+                let archive = images.join(format!("{name}.tar"));
+                assert!(archive.exists(), "{} is missing: run e2e/image first", archive.display());
+            }
+            let cluster = Cluster { stack: Stack::start_or_attach_with_real_node(), images };
+            cluster.stack.import_images(&[&cluster.image("sluice"), &cluster.image("demo-app")]);
+            cluster
+        },
+        Cluster::diagnose,
+        |cluster| cluster.stack.down(),
+    )
 }

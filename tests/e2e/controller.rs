@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use crate::support::controller::ControllerProcess;
-use crate::support::{Stack, path_str, repo};
+use crate::support::{Stack, path_str, print_log_tails, repo};
 
 pub const RELEASE_NAMESPACE: &str = "sluice-system";
 const SERVICE_ACCOUNT: &str = "sluice-controller";
@@ -18,7 +18,9 @@ pub struct Harness {
 }
 
 impl Harness {
-    pub async fn install(stack: Stack) -> Harness {
+    /// Starts or attaches to the stack, installs the chart and starts the controller `main`.
+    pub async fn install() -> Harness {
+        let stack = Stack::start_or_attach();
         let chart = repo().join("charts/sluice");
         // No controller pods: kwok nodes run nothing. The controller runs here, as the ServiceAccount.
         let installed = stack
@@ -109,15 +111,15 @@ impl Harness {
     pub fn stop_all(&self) {
         self.processes.lock().unwrap().clear();
     }
+
+    /// After the last test: the controllers, then the stack if this process started it.
+    pub fn tear_down(&self) {
+        self.stop_all();
+        self.stack.down();
+    }
+
     pub fn dump_log(&self) {
-        for entry in std::fs::read_dir(&self.log_dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(15).collect();
-            eprintln!("--- {} (last lines)", entry.path().display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
+        print_log_tails(&self.log_dir, 15);
     }
 }
 

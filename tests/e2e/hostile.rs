@@ -9,7 +9,8 @@ use serde_json::{Value, json};
 use sluice::api::{Rollout, RolloutPhase};
 
 use crate::controller::Harness;
-use crate::scenarios::{DEADLINE, canary_steps, rollout, scene, step};
+use crate::scenarios::{canary_steps, rollout, step};
+use crate::support::scene::{DEADLINE, Scene};
 use crate::support::wait_for;
 
 /// Each hostile spec, named for the field it abuses, with the text the refusal must contain.
@@ -40,8 +41,9 @@ fn hostile_specs() -> Vec<(&'static str, Value, &'static str)> {
     ]
 }
 
+register_test!(230, hostile_specs_are_refused_with_the_limit);
 pub async fn hostile_specs_are_refused_with_the_limit(h: Arc<Harness>) {
-    let s = scene(&h, "refused", &[]).await;
+    let s = Scene::new(&h.stack, "refused", &[]).await;
     let dynamic: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.ns, &kube::api::ApiResource::erase::<Rollout>(&()));
     for (field, spec, limit) in hostile_specs() {
         // Too costly for a CEL rule: the engine refuses it (see the next test).
@@ -84,8 +86,9 @@ async fn open_rollout_schema(h: &Harness, open: bool) {
         .expect("CRD schema replaced");
 }
 
+register_test!(240, hostile_specs_that_slip_through_harm_no_one);
 pub async fn hostile_specs_that_slip_through_harm_no_one(h: Arc<Harness>) {
-    let s = scene(&h, "slipped", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "slipped", &["web-stable", "web-canary"]).await;
     s.create(&rollout(2, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
 
@@ -148,10 +151,11 @@ pub async fn hostile_specs_that_slip_through_harm_no_one(h: Arc<Harness>) {
     assert!(!metrics.contains("category=\"panic\""), "no pass panicked: {metrics}");
 }
 
+register_test!(250, analysis_that_cannot_be_built_aborts_with_the_reason);
 /// A run whose template does not exist aborts the rollout with the reason, instead of a retry
 /// every few seconds with the canary live.
 pub async fn analysis_that_cannot_be_built_aborts_with_the_reason(h: Arc<Harness>) {
-    let s = scene(&h, "unbuilt", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "unbuilt", &["web-stable", "web-canary"]).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 50}, {"analysis": {"templates": [{"templateName": "missing"}]}}]}});
     s.create(&rollout(2, "web:1", strategy)).await;
@@ -163,6 +167,7 @@ pub async fn analysis_that_cannot_be_built_aborts_with_the_reason(h: Arc<Harness
     s.wait_replicas(&[("web:1", 2)]).await;
 }
 
+register_test!(260, restarts_of_a_healthy_fleet_are_silent);
 /// Restarts of a Healthy fleet change nothing anyone can see: no phase leaves Healthy, no event
 /// and no webhook is sent again. A pass before the watch caches are full would see no
 /// ReplicaSets and start each rollout over.
@@ -173,7 +178,7 @@ pub async fn restarts_of_a_healthy_fleet_are_silent(h: Arc<Harness>) {
     const FLEET: usize = 5;
     const RESTARTS: usize = 20;
     let (port, received, server) = crate::scenarios::webhook_receiver().await;
-    let s = scene(&h, "restarts", &[]).await;
+    let s = Scene::new(&h.stack, "restarts", &[]).await;
     for i in 0..FLEET {
         let mut member = rollout(1, "web:1", json!({"canary": {"steps": [{"setWeight": 50}]}}));
         member.metadata.name = Some(format!("web-{i}"));
@@ -243,11 +248,12 @@ async fn receiver_on(port: u16) -> (Arc<std::sync::Mutex<Vec<String>>>, tokio::t
     (received, server)
 }
 
+register_test!(270, notifications_survive_a_controller_kill);
 /// Notifications are written with the decision that makes them: a receiver that is down while
 /// the controller is killed still gets every one of them, once, after the restart.
 pub async fn notifications_survive_a_controller_kill(h: Arc<Harness>) {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let s = scene(&h, "outbox", &[]).await;
+    let s = Scene::new(&h.stack, "outbox", &[]).await;
     let mut web = rollout(1, "web:1", json!({"canary": {"steps": [{"setWeight": 50}]}}));
     web.metadata.annotations = Some([("sluice.dev/notify-webhook".to_string(), format!("http://127.0.0.1:{port}/outbox"))].into());
     s.create(&web).await;

@@ -17,7 +17,8 @@ use serde_json::{Value, json};
 use sluice::api::{AnalysisPhase, AnalysisRun, AnalysisTemplate, Rollout, RolloutPhase};
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
-use crate::scenarios::{DEADLINE, Scene, rollout, scene};
+use crate::scenarios::rollout;
+use crate::support::scene::{DEADLINE, Scene};
 use crate::support::wait_for;
 
 /// Numbers in the answer the quadratic condition scans: 20,000 of them (about 130 KB), so that
@@ -156,7 +157,7 @@ impl HealthProbe {
 async fn beside_a_good_rollout(h: &Harness, provider: &Provider, prefix: &str, hostile: Value) -> (Rollout, AnalysisRun) {
     let services = ["web-stable", "web-canary"];
     let beside = format!("{prefix}-beside");
-    let (bad, good) = tokio::join!(scene(h, prefix, &services), scene(h, &beside, &services));
+    let (bad, good) = tokio::join!(Scene::new(&h.stack, prefix, &services), Scene::new(&h.stack, &beside, &services));
     template(&bad, "hostile", hostile).await;
     template(&good, "healthy", json!([web_metric("healthy", &format!("{}/ok", provider.base), "result == 1.0")])).await;
     bad.create(&analysed("hostile")).await;
@@ -186,6 +187,7 @@ fn measurement_messages(run: &AnalysisRun) -> Vec<(String, String)> {
     results.iter().flat_map(|r| r.measurements.iter().map(move |m| (r.name.clone(), m.message.clone().unwrap_or_default()))).collect()
 }
 
+register_test!(280, a_condition_that_never_ends_aborts_only_its_rollout);
 /// A condition within every bound that would run for seconds: the 100 ms deadline ends the
 /// measurement in Error, the run and the Rollout say why.
 pub async fn a_condition_that_never_ends_aborts_only_its_rollout(h: Arc<Harness>) {
@@ -199,6 +201,7 @@ pub async fn a_condition_that_never_ends_aborts_only_its_rollout(h: Arc<Harness>
     assert!(message(&degraded).contains(expected) && message(&degraded).contains("metric bomb"), "{}", message(&degraded));
 }
 
+register_test!(290, an_endless_answer_aborts_only_its_rollout);
 /// An answer of 4 MiB is refused as it grows past 1 MiB.
 pub async fn an_endless_answer_aborts_only_its_rollout(h: Arc<Harness>) {
     let provider = Provider::start().await;
@@ -212,6 +215,7 @@ pub async fn an_endless_answer_aborts_only_its_rollout(h: Arc<Harness>) {
     assert!(stored < 16 * 1024, "nothing of the answer is stored: {stored} bytes of status");
 }
 
+register_test!(300, metadata_and_loopback_addresses_are_refused_and_abort_only_their_rollout);
 /// The instance metadata address, and a loopback address the cluster's list does not name
 /// (the tests' controllers allow 127.0.0.1 and `*`; a wildcard never opens a denied address):
 /// refused before anything connects.
@@ -251,12 +255,13 @@ fn controller_may_read(h: &Harness, ns: &str, secret: &str) -> bool {
     String::from_utf8_lossy(&answer.stdout).trim() == "yes"
 }
 
+register_test!(310, a_secret_header_is_read_only_once_offered);
 /// A header from a Secret, through the controller running under the chart's ServiceAccount
 /// (which may read no Secret): refused with the Role to create and nothing sent; offered by
 /// the namespace owner, a retried rollout reads it and sends it.
 pub async fn a_secret_header_is_read_only_once_offered(h: Arc<Harness>) {
     let provider = Provider::start().await;
-    let s = scene(&h, "offer", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "offer", &["web-stable", "web-canary"]).await;
     let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(s.client.clone(), &s.ns);
     let secret = serde_json::from_value(json!({"metadata": {"name": "web-token"}, "stringData": {"authorization": TOKEN}})).unwrap();
     secrets.create(&PostParams::default(), &secret).await.expect("secret created");
@@ -324,11 +329,12 @@ async fn loosen_run_schema(h: &Harness, loose: bool) {
         .expect("CRD schema replaced");
 }
 
+register_test!(320, unreadable_analysis_run_is_reported_and_blocks_no_analysis);
 /// An AnalysisRun the types cannot read, in the list a restarted controller starts from: it is
 /// reported (Error with the field at fault, one event) and another Rollout's analysis still runs.
 pub async fn unreadable_analysis_run_is_reported_and_blocks_no_analysis(h: Arc<Harness>) {
     let provider = Provider::start().await;
-    let s = scene(&h, "unreadablerun", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "unreadablerun", &["web-stable", "web-canary"]).await;
     template(&s, "healthy", json!([web_metric("healthy", &format!("{}/ok", provider.base), "result == 1.0")])).await;
     s.create(&analysed("healthy")).await;
     s.wait_phase(RolloutPhase::Healthy).await;

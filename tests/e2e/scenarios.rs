@@ -10,30 +10,8 @@ use sluice::api::{Rollout, RolloutPhase};
 use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
+use crate::support::scene::{DEADLINE, Scene};
 use crate::support::{namespace, path_str, repo, wait_for, xml_value};
-
-pub(crate) const DEADLINE: Duration = Duration::from_secs(90);
-
-pub(crate) struct Scene {
-    pub(crate) client: kube::Client,
-    pub(crate) ns: String,
-    pub(crate) rollouts: Api<Rollout>,
-}
-
-pub(crate) async fn scene(h: &Harness, prefix: &str, services: &[&str]) -> Scene {
-    let client = h.stack.kube().await;
-    let ns = namespace(&client, prefix).await;
-    let api: Api<Service> = Api::namespaced(client.clone(), &ns);
-    for name in services {
-        let service: Service = serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
-        }))
-        .unwrap();
-        api.create(&PostParams::default(), &service).await.expect("service created");
-    }
-    Scene { rollouts: Api::namespaced(client.clone(), &ns), client, ns }
-}
 
 pub(crate) fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
     serde_json::from_value(json!({
@@ -53,45 +31,12 @@ pub(crate) fn rollout(replicas: i32, image: &str, strategy: Value) -> Rollout {
 }
 
 impl Scene {
-    pub(crate) async fn create(&self, rollout: &Rollout) {
-        self.rollouts.create(&PostParams::default(), rollout).await.expect("rollout created");
-    }
-
     pub(crate) async fn set_image(&self, image: &str) {
         // A merge patch replaces the container list: the one container with its new image.
-        let patch =
-            json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}}});
-        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("image set");
-    }
-
-    /// What `kubectl sluice promote|abort|retry` writes: the Rollout's `sluice.dev/commands`.
-    pub(crate) async fn command(&self, kind: &str, id: &str) {
-        let requests = json!({kind: {"id": id}}).to_string();
-        let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
-        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
-    }
-
-    /// What `kubectl sluice promote --full` writes.
-    pub(crate) async fn promote_full(&self, id: &str) {
-        let requests = json!({"promote": {"id": id, "full": true}}).to_string();
-        let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
-        self.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("command written");
-    }
-
-    /// What a cluster admin does before a namespace's Rollouts may use AWS resources: list them
-    /// in the Namespace's annotation.
-    pub(crate) async fn allow_aws(&self, arns: &[&str]) {
-        let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(self.client.clone());
-        let patch = json!({"metadata": {"annotations": {ALLOWED_AWS_RESOURCES_ANNOTATION: arns.join(", ")}}});
-        api.patch(&self.ns, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("namespace annotated");
-    }
-
-    pub(crate) async fn wait(&self, what: &str, check: impl Fn(&Rollout) -> bool) -> Rollout {
-        wait_for(what, DEADLINE, || async {
-            let rollout = self.rollouts.get("web").await.ok()?;
-            check(&rollout).then_some(rollout)
-        })
-        .await
+        self.patch(
+            json!({"spec": {"workload": {"kubernetes": {"template": {"spec": {"containers": [{"name": "web", "image": image}]}}}}}}),
+        )
+        .await;
     }
 
     pub(crate) async fn wait_phase(&self, phase: RolloutPhase) -> Rollout {
@@ -191,6 +136,7 @@ pub(crate) fn canary_steps() -> Value {
     }})
 }
 
+register_test!(10, chart_renders_and_lints);
 pub async fn chart_renders_and_lints(h: Arc<Harness>) {
     let chart = repo().join("charts/sluice");
     let lint = h.stack.command("helm").args(["lint", path_str(&chart)]).output().unwrap();
@@ -253,8 +199,9 @@ pub async fn chart_renders_and_lints(h: Arc<Harness>) {
     assert!(String::from_utf8_lossy(&bad_url.stderr).contains("notifications.webhooksSecret"), "the refusal says what to set instead");
 }
 
+register_test!(20, canary_by_replicas_with_timed_and_manual_pauses);
 pub async fn canary_by_replicas_with_timed_and_manual_pauses(h: Arc<Harness>) {
-    let s = scene(&h, "canary", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "canary", &["web-stable", "web-canary"]).await;
     s.create(&rollout(4, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.wait_replicas(&[("web:1", 4)]).await;
@@ -277,8 +224,9 @@ pub async fn canary_by_replicas_with_timed_and_manual_pauses(h: Arc<Harness>) {
     }
 }
 
+register_test!(30, canary_aborted_returns_to_stable);
 pub async fn canary_aborted_returns_to_stable(h: Arc<Harness>) {
-    let s = scene(&h, "abort", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "abort", &["web-stable", "web-canary"]).await;
     s.create(&rollout(4, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -295,8 +243,9 @@ pub async fn canary_aborted_returns_to_stable(h: Arc<Harness>) {
     s.wait_replicas(&[("web:1", 2), ("web:2", 2)]).await;
 }
 
+register_test!(40, blue_green_switches_and_scales_down_after_the_delay);
 pub async fn blue_green_switches_and_scales_down_after_the_delay(h: Arc<Harness>) {
-    let s = scene(&h, "bluegreen", &["web-active", "web-preview"]).await;
+    let s = Scene::new(&h.stack, "bluegreen", &["web-active", "web-preview"]).await;
     let strategy = json!({"blueGreen": {
         "activeService": "web-active", "previewService": "web-preview",
         "autoPromotionSeconds": 3, "scaleDownDelaySeconds": 3, "previewReplicaCount": 1
@@ -314,8 +263,9 @@ pub async fn blue_green_switches_and_scales_down_after_the_delay(h: Arc<Harness>
     s.wait_replicas(&[("web:2", 3)]).await;
 }
 
+register_test!(50, rolling_update_within_surge_and_unavailable);
 pub async fn rolling_update_within_surge_and_unavailable(h: Arc<Harness>) {
-    let s = scene(&h, "rolling", &[]).await;
+    let s = Scene::new(&h.stack, "rolling", &[]).await;
     s.create(&rollout(3, "web:1", json!({"rolling": {"maxSurge": 1, "maxUnavailable": 0}}))).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -337,8 +287,9 @@ pub async fn rolling_update_within_surge_and_unavailable(h: Arc<Harness>) {
     s.wait_phase(RolloutPhase::Healthy).await;
 }
 
+register_test!(60, new_image_mid_canary_restarts_the_steps);
 pub async fn new_image_mid_canary_restarts_the_steps(h: Arc<Harness>) {
-    let s = scene(&h, "midcanary", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "midcanary", &["web-stable", "web-canary"]).await;
     s.create(&rollout(4, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -356,8 +307,9 @@ pub async fn new_image_mid_canary_restarts_the_steps(h: Arc<Harness>) {
     s.wait_replicas(&[("web:3", 4)]).await;
 }
 
+register_test!(70, rollout_deleted_mid_canary);
 pub async fn rollout_deleted_mid_canary(h: Arc<Harness>) {
-    let s = scene(&h, "delete", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "delete", &["web-stable", "web-canary"]).await;
     s.create(&rollout(2, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -368,8 +320,9 @@ pub async fn rollout_deleted_mid_canary(h: Arc<Harness>) {
     wait_for("its ReplicaSets to be collected", DEADLINE, || async { s.replica_sets().await.is_empty().then_some(()) }).await;
 }
 
+register_test!(80, controller_killed_at_random_moments_converges);
 pub async fn controller_killed_at_random_moments_converges(h: Arc<Harness>) {
-    let s = scene(&h, "sigkill", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "sigkill", &["web-stable", "web-canary"]).await;
     let strategy = json!({"canary": {
         "stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}, {"setWeight": 75}, {"pause": {"duration": "1s"}}]
@@ -399,6 +352,7 @@ pub async fn controller_killed_at_random_moments_converges(h: Arc<Harness>) {
     assert!(steps.len() <= 6, "at most one completion per step: {steps:?}");
 }
 
+register_test!(180, leader_killed_the_follower_takes_over);
 pub async fn leader_killed_the_follower_takes_over(h: Arc<Harness>) {
     h.kill("main");
     h.start("leader-a", &["--leader-election", "--lease-name", "sluice-e2e"]);
@@ -413,7 +367,7 @@ pub async fn leader_killed_the_follower_takes_over(h: Arc<Harness>) {
     };
     wait_for("leader-a to hold the lease", DEADLINE, || holder("leader-a")).await;
     h.start("leader-b", &["--leader-election", "--lease-name", "sluice-e2e"]);
-    let s = scene(&h, "leader", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "leader", &["web-stable", "web-canary"]).await;
     s.create(&rollout(2, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     h.kill("leader-a");
@@ -455,8 +409,9 @@ fn analysis_ref(ns: &str) -> Value {
     json!({"templates": [{"templateName": "error-rate"}], "args": [{"name": "namespace", "value": ns}]})
 }
 
+register_test!(140, prometheus_analysis_with_good_numbers_promotes);
 pub async fn prometheus_analysis_with_good_numbers_promotes(h: Arc<Harness>) {
-    let s = scene(&h, "goodnumbers", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "goodnumbers", &["web-stable", "web-canary"]).await;
     error_rate_template(&h, &s).await;
     push_error_ratio(&h, &s.ns, 0.01).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
@@ -475,8 +430,9 @@ pub async fn prometheus_analysis_with_good_numbers_promotes(h: Arc<Harness>) {
     assert_eq!(status.metric_results[0].measurements[0].value.as_deref(), Some("0.01"), "the measured value is kept in the run");
 }
 
+register_test!(150, prometheus_error_rate_turning_bad_rolls_back);
 pub async fn prometheus_error_rate_turning_bad_rolls_back(h: Arc<Harness>) {
-    let s = scene(&h, "badnumbers", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "badnumbers", &["web-stable", "web-canary"]).await;
     error_rate_template(&h, &s).await;
     push_error_ratio(&h, &s.ns, 0.01).await;
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
@@ -493,8 +449,9 @@ pub async fn prometheus_error_rate_turning_bad_rolls_back(h: Arc<Harness>) {
     s.wait_replicas(&[("web:1", 4)]).await;
 }
 
+register_test!(160, blue_green_failing_pre_promotion_analysis_is_never_promoted);
 pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<Harness>) {
-    let s = scene(&h, "bgfail", &["web-active", "web-preview"]).await;
+    let s = Scene::new(&h.stack, "bgfail", &["web-active", "web-preview"]).await;
     error_rate_template(&h, &s).await;
     let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
         "prePromotionAnalysis": analysis_ref(&s.ns), "scaleDownDelaySeconds": 0}});
@@ -510,10 +467,11 @@ pub async fn blue_green_failing_pre_promotion_analysis_is_never_promoted(h: Arc<
     s.wait_replicas(&[("web:1", 2)]).await;
 }
 
+register_test!(170, blue_green_promote_runs_post_promotion_analysis_promote_full_skips_it);
 /// A blue/green approved by a person: `promote` switches and post-promotion analysis still
 /// decides (bad numbers send production back); `promote --full` switches and skips it.
 pub async fn blue_green_promote_runs_post_promotion_analysis_promote_full_skips_it(h: Arc<Harness>) {
-    let s = scene(&h, "bgpost", &["web-active", "web-preview"]).await;
+    let s = Scene::new(&h.stack, "bgpost", &["web-active", "web-preview"]).await;
     error_rate_template(&h, &s).await;
     push_error_ratio(&h, &s.ns, 0.5).await;
     let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
@@ -601,8 +559,9 @@ async fn header_rule_targets(elb: &aws_sdk_elasticloadbalancingv2::Client, liste
         .collect()
 }
 
+register_test!(90, canary_with_alb_weights);
 pub async fn canary_with_alb_weights(h: Arc<Harness>) {
-    let s = scene(&h, "alb", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "alb", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-{}", std::process::id());
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
@@ -653,12 +612,13 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }
 
+register_test!(100, the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary);
 /// What an HorizontalPodAutoscaler sees and does through the scale subresource during a 50 % ALB
 /// canary, where the stable stays at full size: it reads the size it asked for (not the pods of
 /// both revisions), and a size it writes resizes both revisions in proportion. (The stack has no
 /// metrics API for a real HPA; the test reads and writes /scale as the HPA controller does.)
 pub async fn the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary(h: Arc<Harness>) {
-    let s = scene(&h, "scale", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "scale", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-scale-{}", std::process::id());
     let (_elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
@@ -813,8 +773,9 @@ impl EcsWorld {
     }
 }
 
+register_test!(110, ecs_canary_promoted_then_aborted);
 pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
-    let s = scene(&h, "ecs", &[]).await;
+    let s = Scene::new(&h.stack, "ecs", &[]).await;
     let world = EcsWorld::new(&h, &format!("ecs-{}", std::process::id())).await;
     world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
@@ -885,8 +846,9 @@ impl EcsWorld {
     }
 }
 
+register_test!(120, ecs_blue_green_previews_on_the_test_listener);
 pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
-    let s = scene(&h, "ecsbg", &[]).await;
+    let s = Scene::new(&h.stack, "ecsbg", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("ecsbg-{}", std::process::id())).await);
     let test_listener = world.test_listener().await;
     world.allow_in(&s, &[&test_listener]).await;
@@ -923,8 +885,9 @@ pub async fn ecs_blue_green_previews_on_the_test_listener(h: Arc<Harness>) {
     assert_eq!(world.weights_on(&test_listener).await, (0, 100), "the test listener follows the new stable task set");
 }
 
+register_test!(130, ecs_canary_under_30_percent_aws_faults);
 pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
-    let s = scene(&h, "faults", &[]).await;
+    let s = Scene::new(&h.stack, "faults", &[]).await;
     let world = Arc::new(EcsWorld::new(&h, &format!("faults-{}", std::process::id())).await);
     world.allow_in(&s, &[]).await;
     let v1 = world.task_definition("orders:1").await;
@@ -995,8 +958,9 @@ pub async fn ecs_canary_under_30_percent_aws_faults(h: Arc<Harness>) {
     h.start("main", &[]);
 }
 
+register_test!(190, missing_service_holds_the_rollout_until_it_exists);
 pub async fn missing_service_holds_the_rollout_until_it_exists(h: Arc<Harness>) {
-    let s = scene(&h, "nosvc", &["web-stable"]).await;
+    let s = Scene::new(&h.stack, "nosvc", &["web-stable"]).await;
     s.create(&rollout(2, "web:1", canary_steps())).await;
     let held = s.wait_phase(RolloutPhase::Degraded).await;
     let condition = held.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "InvalidSpec").cloned().expect("InvalidSpec");
@@ -1030,8 +994,9 @@ async fn loosen_rollout_schema(h: &Harness, loose: bool) {
         .expect("CRD schema replaced");
 }
 
+register_test!(200, unreadable_rollout_is_degraded_and_blocks_no_other);
 pub async fn unreadable_rollout_is_degraded_and_blocks_no_other(h: Arc<Harness>) {
-    let s = scene(&h, "unreadable", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "unreadable", &["web-stable", "web-canary"]).await;
     s.create(&rollout(2, "web:1", canary_steps())).await;
     s.wait_phase(RolloutPhase::Healthy).await;
 
@@ -1075,6 +1040,7 @@ pub async fn unreadable_rollout_is_degraded_and_blocks_no_other(h: Arc<Harness>)
         .await;
 }
 
+register_test!(210, imported_manifests_are_accepted_by_the_api_server);
 /// `sluice import` output, as printed, is admitted by the real API server: the CRDs' schemas,
 /// patterns (the placeholder ARNs) and CEL rules (server-side dry run: nothing is stored).
 pub async fn imported_manifests_are_accepted_by_the_api_server(h: Arc<Harness>) {
@@ -1139,6 +1105,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
     metrics.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.split(' ').next()?.parse().ok())
 }
 
+register_test!(220, webhooks_and_delivery_metrics);
 /// Webhooks of a real canary: the JSON and the Slack-style URL get every notification in order,
 /// while ten URLs that refuse connections do not slow the rollout; then the delivery (DORA)
 /// metrics of one promoted and one aborted (then restored) rollout on /metrics.
@@ -1148,7 +1115,7 @@ pub async fn webhooks_and_delivery_metrics(h: Arc<Harness>) {
     let mut urls: Vec<String> = (0..10).map(|i| format!("http://127.0.0.1:{refused}/dead-{i}")).collect();
     urls.push(format!("http://127.0.0.1:{port}/json"));
     urls.push(format!("slack+http://127.0.0.1:{port}/slack"));
-    let s = scene(&h, "notify", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "notify", &["web-stable", "web-canary"]).await;
     let mut web = rollout(2, "web:1", canary_steps());
     let commit = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(1);
     web.metadata.annotations = Some(
@@ -1241,11 +1208,12 @@ fn invalid_spec(rollout: &Rollout) -> Option<k8s_openapi::apimachinery::pkg::api
     rollout.status.as_ref()?.conditions.iter().find(|c| c.type_ == "InvalidSpec").cloned()
 }
 
+register_test!(330, namespace_b_cannot_use_namespace_a_listener);
 pub async fn namespace_b_cannot_use_namespace_a_listener(h: Arc<Harness>) {
-    let a = scene(&h, "tenant-a", &[]).await;
+    let a = Scene::new(&h.stack, "tenant-a", &[]).await;
     let (elb, listener, stable, canary) = h.stack.balancer(&format!("tenant-{}", std::process::id())).await;
     a.allow_aws(&[&listener, &stable, &canary]).await;
-    let b = scene(&h, "tenant-b", &["web-stable", "web-canary"]).await;
+    let b = Scene::new(&h.stack, "tenant-b", &["web-stable", "web-canary"]).await;
     let mut r = rollout(2, "web:1", canary_steps());
     r.spec.traffic = Some(
         serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": canary, "canaryTargetGroupArn": stable}}))
@@ -1283,8 +1251,9 @@ pub async fn namespace_b_cannot_use_namespace_a_listener(h: Arc<Harness>) {
     assert!(invalid_spec(&healthy).is_none());
 }
 
+register_test!(340, rollout_naming_another_apps_service_leaves_it_alone);
 pub async fn rollout_naming_another_apps_service_leaves_it_alone(h: Arc<Harness>) {
-    let s = scene(&h, "othersvc", &["web-stable", "web-canary"]).await;
+    let s = Scene::new(&h.stack, "othersvc", &["web-stable", "web-canary"]).await;
     let services: Api<Service> = Api::namespaced(s.client.clone(), &s.ns);
     let api: Service =
         serde_json::from_value(json!({"metadata": {"name": "api"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}))

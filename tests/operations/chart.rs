@@ -54,6 +54,7 @@ fn server_accepts(stack: &Stack, documents: &[Value]) {
     assert!(out.status.success(), "the API server refuses the chart's objects: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+register_test!(10, defaults_lint_and_log_json);
 pub async fn defaults_lint_and_log_json(stack: Arc<Stack>) {
     let lint = helm(&stack, &["lint", path_str(&repo().join("charts/sluice"))]);
     assert!(lint.status.success(), "helm lint: {}", String::from_utf8_lossy(&lint.stdout));
@@ -70,6 +71,7 @@ pub async fn defaults_lint_and_log_json(stack: Arc<Stack>) {
     server_accepts(&stack, &documents);
 }
 
+register_test!(20, several_replicas_without_leader_election_are_refused);
 pub async fn several_replicas_without_leader_election_are_refused(stack: Arc<Stack>) {
     let refused = template(&stack, &["replicas=2", "leaderElection.enabled=false"]);
     assert!(!refused.status.success(), "two replicas without leader election would both act on every Rollout");
@@ -82,6 +84,7 @@ pub async fn several_replicas_without_leader_election_are_refused(stack: Arc<Sta
     }
 }
 
+register_test!(30, network_policy_allows_only_what_the_controller_needs);
 pub async fn network_policy_allows_only_what_the_controller_needs(stack: Arc<Stack>) {
     let documents = render(&stack, &["networkPolicy.enabled=true", "metrics.port=9100"]);
     let policy = kind(&documents, "NetworkPolicy").expect("a NetworkPolicy");
@@ -124,6 +127,7 @@ pub async fn network_policy_allows_only_what_the_controller_needs(stack: Arc<Sta
     server_accepts(&stack, &narrowed);
 }
 
+register_test!(40, notes_say_how_to_check_start_and_uninstall);
 pub async fn notes_say_how_to_check_start_and_uninstall(stack: Arc<Stack>) {
     let chart = repo().join("charts/sluice");
     // A server dry run renders the notes against the real API server and installs nothing.

@@ -92,6 +92,7 @@ fn lease_state(lease: &Lease) -> (Option<String>, Option<SystemTime>) {
     (spec.and_then(|s| s.holder_identity.clone()), spec.and_then(|s| s.renew_time.as_ref()).map(|t| SystemTime::from(t.0)))
 }
 
+register_test!(50, leader_cut_off_from_the_api_server_stops_before_its_lease_expires);
 pub async fn leader_cut_off_from_the_api_server_stops_before_its_lease_expires(stack: Arc<Stack>) {
     let crds = stack.kubectl(&["apply", "-f", repo().join("crds").to_str().unwrap()]);
     assert!(crds.status.success(), "CRDs: {}", String::from_utf8_lossy(&crds.stderr));

@@ -30,6 +30,7 @@ fn healthy(generation: i64) -> serde_json::Value {
     })
 }
 
+register_test!(10, list_shows_each_rollout_and_all_namespaces);
 pub async fn list_shows_each_rollout_and_all_namespaces(w: Arc<World>) {
     let client = w.stack.kube().await;
     let (shop, admin) = (namespace(&client, "plugin-list").await, namespace(&client, "plugin-list").await);
@@ -58,6 +59,7 @@ pub async fn list_shows_each_rollout_and_all_namespaces(w: Arc<World>) {
     assert!(console.contains("Healthy"), "{console}");
 }
 
+register_test!(20, get_shows_one_rollout_and_says_when_it_is_missing);
 pub async fn get_shows_one_rollout_and_says_when_it_is_missing(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-get").await;
@@ -84,6 +86,7 @@ pub async fn get_shows_one_rollout_and_says_when_it_is_missing(w: Arc<World>) {
     assert!(promote_missing.stderr.contains("not found"), "{}", promote_missing.stderr);
 }
 
+register_test!(30, context_and_namespace_come_from_the_kubeconfig);
 pub async fn context_and_namespace_come_from_the_kubeconfig(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-context").await;
@@ -114,6 +117,7 @@ pub async fn context_and_namespace_come_from_the_kubeconfig(w: Arc<World>) {
     assert!(no_such_context.stderr.contains("kubeconfig"), "{}", no_such_context.stderr);
 }
 
+register_test!(40, status_exit_codes_follow_the_phase);
 pub async fn status_exit_codes_follow_the_phase(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-status").await;
@@ -147,6 +151,7 @@ pub async fn status_exit_codes_follow_the_phase(w: Arc<World>) {
     w.plugin_in(&ns, &["status", "nothing", "--watch"]).assert_code(1, "status --watch of a missing rollout");
 }
 
+register_test!(50, status_times_out_on_a_rollout_that_does_not_finish);
 pub async fn status_times_out_on_a_rollout_that_does_not_finish(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-timeout").await;

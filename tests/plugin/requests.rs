@@ -29,6 +29,7 @@ fn command(rollout: &Rollout, kind: &str) -> CommandRequest {
     .unwrap_or_else(|| panic!("no {kind} request in {commands:?}"))
 }
 
+register_test!(60, promote_abort_retry_write_requests_for_the_update_revision);
 pub async fn promote_abort_retry_write_requests_for_the_update_revision(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-requests").await;
@@ -62,6 +63,7 @@ pub async fn promote_abort_retry_write_requests_for_the_update_revision(w: Arc<W
     assert_eq!(command(&retried, "promote").id, step.id, "other requests stay as they were");
 }
 
+register_test!(70, requests_the_controller_would_ignore_are_refused);
 pub async fn requests_the_controller_would_ignore_are_refused(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-refused").await;

@@ -45,6 +45,7 @@ fn revision_of_spec(rollout: &Rollout) -> String {
     sluice::engine::revision::of(&rollout.spec.workload)
 }
 
+register_test!(110, a_canary_driven_through_the_plugin);
 pub async fn a_canary_driven_through_the_plugin(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-canary").await;
@@ -215,6 +216,7 @@ async fn person_who_may_patch_rollouts(client: &kube::Client, namespace: &str) {
     Api::<RoleBinding>::namespaced(client.clone(), namespace).create(&PostParams::default(), &binding).await.unwrap();
 }
 
+register_test!(120, promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged);
 pub async fn promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-rbac").await;

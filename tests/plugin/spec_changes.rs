@@ -31,6 +31,7 @@ fn ecs_rollout() -> Rollout {
     .unwrap()
 }
 
+register_test!(80, pause_resume_and_restart_write_the_spec);
 pub async fn pause_resume_and_restart_write_the_spec(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-pause").await;
@@ -57,6 +58,7 @@ pub async fn pause_resume_and_restart_write_the_spec(w: Arc<World>) {
     assert!(at >= before && at <= Timestamp::now(), "restartAt {at} is the time of the command");
 }
 
+register_test!(90, set_image_changes_the_named_containers_only);
 pub async fn set_image_changes_the_named_containers_only(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-image").await;
@@ -83,6 +85,7 @@ pub async fn set_image_changes_the_named_containers_only(w: Arc<World>) {
     assert!(ecs.stderr.contains("is an ECS workload"), "{}", ecs.stderr);
 }
 
+register_test!(100, undo_explains_what_it_cannot_do);
 pub async fn undo_explains_what_it_cannot_do(w: Arc<World>) {
     let client = w.stack.kube().await;
     let ns = namespace(&client, "plugin-undo").await;

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use sluice::api::Rollout;
 
 use crate::support::controller::ControllerProcess;
-use crate::support::{Stack, path_str, repo, wait_for};
+use crate::support::{Stack, path_str, print_log_tails, repo, wait_for};
 
 pub const PLUGIN: &str = env!("CARGO_BIN_EXE_kubectl-sluice");
 
@@ -36,7 +36,9 @@ impl Run {
 }
 
 impl World {
-    pub async fn install(stack: Stack) -> World {
+    /// Starts or attaches to the stack and applies the CRDs.
+    pub async fn install() -> World {
+        let stack = Stack::start_or_attach();
         let crds = repo().join("crds");
         let applied = stack.kubectl(&["apply", "-f", path_str(&crds)]);
         assert!(applied.status.success(), "kubectl apply -f crds/: {}", String::from_utf8_lossy(&applied.stderr));
@@ -117,15 +119,14 @@ impl World {
         self.controllers.lock().unwrap().clear();
     }
 
+    /// After the last test: the controllers, then the stack if this process started it.
+    pub fn tear_down(&self) {
+        self.stop_controllers();
+        self.stack.down();
+    }
+
     pub fn dump_logs(&self) {
-        for entry in std::fs::read_dir(&self.log_dir).into_iter().flatten().flatten() {
-            let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- {} (last lines)", entry.path().display());
-            for line in tail.into_iter().rev() {
-                eprintln!("{line}");
-            }
-        }
+        print_log_tails(&self.log_dir, 40);
     }
 }
 

@@ -54,6 +54,7 @@ fn metric_stat(namespace: &str, service: &str) -> Metric {
     }
 }
 
+register_test!(110, put_metric_data_is_measured);
 pub async fn put_metric_data_is_measured(stack: Arc<Stack>) {
     let cw = cloudwatch(&stack).await;
     let (client, providers) = (&cw.client, &cw.providers);
@@ -132,6 +133,7 @@ async fn alarm(client: &aws_sdk_cloudwatch::Client) -> String {
     name
 }
 
+register_test!(120, an_alarm_in_alarm_fails_the_metric);
 pub async fn an_alarm_in_alarm_fails_the_metric(stack: Arc<Stack>) {
     let cw = cloudwatch(&stack).await;
     let (client, providers) = (&cw.client, &cw.providers);
@@ -149,6 +151,7 @@ pub async fn an_alarm_in_alarm_fails_the_metric(stack: Arc<Stack>) {
     assert!(message.contains(r#"last value "ALARM""#), "the message shows the alarm state: {message}");
 }
 
+register_test!(130, an_alarm_without_data_is_inconclusive);
 pub async fn an_alarm_without_data_is_inconclusive(stack: Arc<Stack>) {
     let cw = cloudwatch(&stack).await;
     let name = alarm(&cw.client).await;
@@ -160,6 +163,7 @@ pub async fn an_alarm_without_data_is_inconclusive(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Inconclusive);
 }
 
+register_test!(140, an_unknown_alarm_is_an_error);
 pub async fn an_unknown_alarm_is_an_error(stack: Arc<Stack>) {
     let cw = cloudwatch(&stack).await;
     let providers = &cw.providers;

@@ -39,6 +39,7 @@ async fn counting() -> (Server, Arc<AtomicUsize>) {
     (Server::start(router).await, hits)
 }
 
+register_test!(240, loopback_is_denied_by_default_and_allowed_when_listed);
 pub async fn loopback_is_denied_by_default_and_allowed_when_listed(stack: Arc<Stack>) {
     let (server, hits) = counting().await;
     let metric = web(format!("{}/ok", server.address));
@@ -64,6 +65,7 @@ pub async fn loopback_is_denied_by_default_and_allowed_when_listed(stack: Arc<St
     drop(server);
 }
 
+register_test!(250, a_namespace_annotation_extends_the_allowed_hosts);
 pub async fn a_namespace_annotation_extends_the_allowed_hosts(stack: Arc<Stack>) {
     let (server, hits) = counting().await;
     let client = stack.kube().await;
@@ -83,6 +85,7 @@ pub async fn a_namespace_annotation_extends_the_allowed_hosts(stack: Arc<Stack>)
     drop(server);
 }
 
+register_test!(260, link_local_and_metadata_addresses_are_denied);
 pub async fn link_local_and_metadata_addresses_are_denied(stack: Arc<Stack>) {
     let providers = providers(&stack).await;
     for url in
@@ -94,6 +97,7 @@ pub async fn link_local_and_metadata_addresses_are_denied(stack: Arc<Stack>) {
     }
 }
 
+register_test!(270, a_redirect_is_not_followed);
 pub async fn a_redirect_is_not_followed(stack: Arc<Stack>) {
     let (target, hits) = counting().await;
     let location = format!("{}/ok", target.address);
@@ -124,6 +128,7 @@ fn streamed(total: Option<usize>) -> Body {
     Body::from_stream(chunks)
 }
 
+register_test!(280, an_answer_over_the_limit_is_refused);
 pub async fn an_answer_over_the_limit_is_refused(stack: Arc<Stack>) {
     let server = Server::start(
         Router::new()
@@ -145,6 +150,7 @@ pub async fn an_answer_over_the_limit_is_refused(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(290, a_huge_value_is_judged_whole_and_stored_cut);
 pub async fn a_huge_value_is_judged_whole_and_stored_cut(stack: Arc<Stack>) {
     let values: Vec<f64> = (0..100_000).map(|i| f64::from(i % 100) / 1000.0).collect();
     let document = serde_json::to_string(&values).unwrap();
@@ -198,6 +204,7 @@ pub async fn apply_rbac(stack: &Stack, namespace: &str, objects: &[serde_json::V
     }
 }
 
+register_test!(300, a_secret_is_read_only_once_offered);
 pub async fn a_secret_is_read_only_once_offered(stack: Arc<Stack>) {
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
@@ -262,6 +269,7 @@ pub async fn a_secret_is_read_only_once_offered(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(310, a_hand_made_analysis_run_is_not_measured);
 pub async fn a_hand_made_analysis_run_is_not_measured(stack: Arc<Stack>) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     use sluice::api::{AnalysisRun, AnalysisRunSpec};

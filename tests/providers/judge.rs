@@ -47,6 +47,7 @@ fn verdict(value: &MeasuredValue) -> (String, String) {
     (json["verdict"].as_str().unwrap().to_string(), json["message"].as_str().unwrap().to_string())
 }
 
+register_test!(200, a_regression_fails_and_an_equal_canary_passes);
 pub async fn a_regression_fails_and_an_equal_canary_passes(stack: Arc<Stack>) {
     let providers = providers(&stack).await;
 
@@ -73,6 +74,7 @@ pub async fn a_regression_fails_and_an_equal_canary_passes(stack: Arc<Stack>) {
     assert_eq!(verdict(&value).0, "Pass", "faster is not a regression of latency: {}", verdict(&value).1);
 }
 
+register_test!(210, sparse_errors_fail_as_proportions);
 pub async fn sparse_errors_fail_as_proportions(stack: Arc<Stack>) {
     let run_label = unique("sparse");
     let baseline_errors = vec![0.0; 30];
@@ -93,6 +95,7 @@ pub async fn sparse_errors_fail_as_proportions(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Failed);
 }
 
+register_test!(220, too_few_samples_is_no_data);
 pub async fn too_few_samples_is_no_data(stack: Arc<Stack>) {
     let run_label = unique("few");
     push_sides(&stack, LATENCY, &run_label, &[100.0; 5], &[100.0; 5]).await;
@@ -101,6 +104,7 @@ pub async fn too_few_samples_is_no_data(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Inconclusive, "no data is never success");
 }
 
+register_test!(230, the_api_server_enforces_the_judge_rules);
 pub async fn the_api_server_enforces_the_judge_rules(stack: Arc<Stack>) {
     let applied = stack.kubectl(&["apply", "-f", path_str(&repo().join("crds"))]);
     assert!(applied.status.success(), "kubectl apply -f crds/ failed: {}", String::from_utf8_lossy(&applied.stderr));

@@ -27,6 +27,7 @@ fn judged_by(query: &str, stack: &Stack) -> sluice::api::Metric {
     metric
 }
 
+register_test!(10, a_low_value_succeeds);
 pub async fn a_low_value_succeeds(stack: Arc<Stack>) {
     let query = pushed(&stack, 0.002).await;
     let mut run = Run::of(judged_by(&query, &stack));
@@ -36,6 +37,7 @@ pub async fn a_low_value_succeeds(stack: Arc<Stack>) {
     assert_eq!(run.result().measurements[0].value.as_deref(), Some("0.002"));
 }
 
+register_test!(20, a_high_value_fails);
 pub async fn a_high_value_fails(stack: Arc<Stack>) {
     let query = pushed(&stack, 0.2).await;
     let mut run = Run::of(judged_by(&query, &stack));
@@ -45,6 +47,7 @@ pub async fn a_high_value_fails(stack: Arc<Stack>) {
     assert!(message.contains("1 of 1 measurements failed") && message.contains("last value 0.2"), "{message}");
 }
 
+register_test!(30, between_the_conditions_is_inconclusive);
 pub async fn between_the_conditions_is_inconclusive(stack: Arc<Stack>) {
     let query = pushed(&stack, 0.03).await;
     let mut run = Run::of(judged_by(&query, &stack));
@@ -53,6 +56,7 @@ pub async fn between_the_conditions_is_inconclusive(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Inconclusive, "{:?}", run.status.message);
 }
 
+register_test!(40, no_series_is_no_data);
 pub async fn no_series_is_no_data(stack: Arc<Stack>) {
     let query = format!(r#"{METRIC}{{run="{}"}}"#, unique("never-pushed"));
     let mut run = Run::of(judged_by(&query, &stack));
@@ -63,6 +67,7 @@ pub async fn no_series_is_no_data(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Inconclusive);
 }
 
+register_test!(50, a_range_query_gives_a_vector);
 pub async fn a_range_query_gives_a_vector(stack: Arc<Stack>) {
     let run_label = unique("range");
     let now = Timestamp::now().as_millisecond();
@@ -81,6 +86,7 @@ pub async fn a_range_query_gives_a_vector(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Successful, "{:?}", run.status.message);
 }
 
+register_test!(60, an_unreachable_server_is_an_error);
 pub async fn an_unreachable_server_is_an_error(stack: Arc<Stack>) {
     let mut run = Run::of(judged_by("up", &stack));
     run.spec.metrics[0].provider.prometheus.as_mut().unwrap().address = "http://127.0.0.1:1".into();
@@ -94,6 +100,7 @@ pub async fn an_unreachable_server_is_an_error(stack: Arc<Stack>) {
     assert_eq!(run.status.phase, AnalysisPhase::Running, "one error is within the default limit of 4");
 }
 
+register_test!(70, errors_in_a_row_beyond_the_limit_err_the_metric);
 pub async fn errors_in_a_row_beyond_the_limit_err_the_metric(stack: Arc<Stack>) {
     let good = pushed(&stack, 0.001).await;
     let mut metric = judged_by(&good, &stack);
@@ -125,6 +132,7 @@ pub async fn errors_in_a_row_beyond_the_limit_err_the_metric(stack: Arc<Stack>) 
     assert_eq!((run.result().error, run.result().count), (5, 1));
 }
 
+register_test!(80, a_server_that_never_answers_times_out);
 pub async fn a_server_that_never_answers_times_out(stack: Arc<Stack>) {
     let silent = Silent::start().await;
     let mut metric = judged_by("up", &stack);
@@ -140,6 +148,7 @@ pub async fn a_server_that_never_answers_times_out(stack: Arc<Stack>) {
     drop(silent);
 }
 
+register_test!(90, a_refused_query_says_why);
 pub async fn a_refused_query_says_why(stack: Arc<Stack>) {
     let mut run = Run::of(judged_by("sum(", &stack));
     let error = run.measure(&providers(&stack).await, "default").await.unwrap_err();
@@ -147,6 +156,7 @@ pub async fn a_refused_query_says_why(stack: Arc<Stack>) {
     assert!(error.to_string().contains("query `sum(` refused: bad_data"), "{error}");
 }
 
+register_test!(100, the_auth_header_comes_from_a_secret);
 pub async fn the_auth_header_comes_from_a_secret(stack: Arc<Stack>) {
     // Prometheus itself checks no header: a stand-in that only answers with the right token.
     let router = Router::new().route(

@@ -63,6 +63,7 @@ fn with_header(mut metric: Metric, name: &str, value: &str) -> Metric {
     metric
 }
 
+register_test!(150, a_json_path_picks_the_value);
 pub async fn a_json_path_picks_the_value(stack: Arc<Stack>) {
     let server = server().await;
     let providers = providers(&stack).await;
@@ -91,6 +92,7 @@ pub async fn a_json_path_picks_the_value(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(160, a_header_comes_from_a_secret);
 pub async fn a_header_comes_from_a_secret(stack: Arc<Stack>) {
     let server = server().await;
     let namespace = namespace_with_secret(&stack, "web-token", "authorization", "Bearer s3cret").await;
@@ -114,6 +116,7 @@ pub async fn a_header_comes_from_a_secret(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(170, a_failing_status_is_an_error);
 pub async fn a_failing_status_is_an_error(stack: Arc<Stack>) {
     let server = server().await;
     let mut run = Run::of(web(format!("{}/broken", server.address), Some("$.rate")));
@@ -124,6 +127,7 @@ pub async fn a_failing_status_is_an_error(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(180, a_post_sends_its_body);
 pub async fn a_post_sends_its_body(stack: Arc<Stack>) {
     let server = server().await;
     let mut metric = web(format!("{}/echo", server.address), Some("$.got.threshold"));
@@ -141,6 +145,7 @@ pub async fn a_post_sends_its_body(stack: Arc<Stack>) {
     drop(server);
 }
 
+register_test!(190, a_server_that_never_answers_times_out);
 pub async fn a_server_that_never_answers_times_out(stack: Arc<Stack>) {
     let silent = Silent::start().await;
     let mut metric = web(format!("{}/rate", silent.address), None);

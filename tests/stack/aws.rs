@@ -90,6 +90,7 @@ fn weights(action: &Action) -> Vec<(String, i32)> {
         .collect()
 }
 
+register_test!(30, alb_rule_weights_round_trip);
 pub async fn alb_rule_weights_round_trip(stack: Arc<Stack>) {
     let lb = balancer(&stack, "rule-lb").await;
     let path = RuleCondition::builder()
@@ -123,6 +124,7 @@ pub async fn alb_rule_weights_round_trip(stack: Arc<Stack>) {
     assert_eq!(rule.priority(), Some("10"));
 }
 
+register_test!(40, alb_listener_default_action_weights_round_trip);
 pub async fn alb_listener_default_action_weights_round_trip(stack: Arc<Stack>) {
     let lb = balancer(&stack, "listener-lb").await;
     lb.client
@@ -137,6 +139,7 @@ pub async fn alb_listener_default_action_weights_round_trip(stack: Arc<Stack>) {
     assert_eq!(weights(action), vec![(lb.stable.clone(), 65), (lb.canary.clone(), 35)]);
 }
 
+register_test!(50, ecs_external_service_gets_a_task_set);
 pub async fn ecs_external_service_gets_a_task_set(stack: Arc<Stack>) {
     let vpc_xml = stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.1.0.0/16")]).await;
     let vpc = xml_value(&vpc_xml, "<vpcId>", "</vpcId>");

@@ -10,6 +10,7 @@ use sluice::api::Rollout;
 
 use crate::support::{Stack, namespace, path_str, repo, wait_for};
 
+register_test!(10, replica_set_gets_ready_pods);
 pub async fn replica_set_gets_ready_pods(stack: Arc<Stack>) {
     let client = stack.kube().await;
     let ns = namespace(&client, "replicaset").await;
@@ -55,6 +56,7 @@ fn example_rollout(ns: &str) -> Rollout {
     rollout
 }
 
+register_test!(20, crds_apply_client_side_and_refuse_bad_rollouts);
 pub async fn crds_apply_client_side_and_refuse_bad_rollouts(stack: Arc<Stack>) {
     let crds = repo().join("crds");
     let applied = stack.kubectl(&["apply", "-f", path_str(&crds)]);

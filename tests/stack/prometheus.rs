@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use crate::support::{Stack, wait_for};
 
+register_test!(60, pushed_sample_is_queryable);
 pub async fn pushed_sample_is_queryable(stack: Arc<Stack>) {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     stack.push_sample("sluice_test_error_ratio", &[("service", "checkout")], 0.07, now_ms).await;

@@ -6,6 +6,9 @@
 pub mod alb;
 pub mod aws_proxy;
 pub mod controller;
+#[macro_use]
+pub mod harness;
+pub mod scene;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -261,6 +264,18 @@ pub fn images_dir() -> PathBuf {
     cache.join("images")
 }
 
+/// Prints the last `lines` lines of each file in `dir`, where the tests' processes write their logs.
+pub fn print_log_tails(dir: &Path, lines: usize) {
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(entry.path()).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(lines).collect();
+        eprintln!("--- {} (last lines)", entry.path().display());
+        for line in tail.into_iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("utf-8 path")
 }
@@ -293,51 +308,6 @@ struct Sample {
     value: f64,
     #[prost(int64, tag = "2")]
     timestamp: i64,
-}
-
-/// One test of a harness=false test binary: an async fn taking the shared context.
-pub type TestFn<T> = fn(std::sync::Arc<T>) -> std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
-
-/// `tests![module::name, ...]`: the list a test binary hands to [`run_tests`].
-#[macro_export]
-macro_rules! tests {
-    ($($module:ident :: $name:ident),* $(,)?) => {
-        vec![$((concat!(stringify!($module), "::", stringify!($name)), (|context| Box::pin($module::$name(context))) as $crate::support::TestFn<_>)),*]
-    };
-}
-
-/// Runs the tests whose names contain one of the command-line filters (all without one), each
-/// in its own task so a panic fails only that test; `on_failure` may dump diagnostics.
-/// Returns (passed, failed).
-pub fn run_tests<T: Send + Sync + 'static>(
-    runtime: &tokio::runtime::Runtime,
-    context: std::sync::Arc<T>,
-    tests: Vec<(&'static str, TestFn<T>)>,
-    on_failure: impl Fn(&T),
-) -> (usize, usize) {
-    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
-    let (mut passed, mut failed) = (0, 0);
-    for (name, test) in tests.into_iter().filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str()))) {
-        let started = Instant::now();
-        match runtime.block_on(async { tokio::spawn(test(context.clone())).await }) {
-            Ok(()) => {
-                passed += 1;
-                println!("test {name} ... ok ({:.1}s)", started.elapsed().as_secs_f64());
-            }
-            Err(error) => {
-                failed += 1;
-                println!("test {name} ... FAILED ({:.1}s): {error}", started.elapsed().as_secs_f64());
-                on_failure(&context);
-            }
-        }
-    }
-    (passed, failed)
-}
-
-/// The closing line CI reads, and the exit code.
-pub fn summary(binary: &str, passed: usize, failed: usize) -> std::process::ExitCode {
-    println!("\n{binary}: {passed} passed, {failed} failed");
-    if failed == 0 { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE }
 }
 
 /// The text between `open` and `close` in a query-protocol (XML) answer.
