@@ -267,6 +267,9 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         .touched_objects();
     let (watched, rollout_writer) = reflector::store();
     let memory = Arc::new(memory::Memory::default());
+    // The Rollouts' store wakes one waiter when it is ready, and the controller's runner is that
+    // one: readiness learns of the first list from the watch itself.
+    let (rollouts_listed_tx, mut rollouts_listed) = tokio::sync::watch::channel(false);
     let failing = Arc::new(backoff::Failures::default());
     let rollout_stream = watcher(api::<WatchedRollout>(&client, &settings.namespace), wc.clone())
         .default_backoff()
@@ -274,7 +277,12 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         .reflect(rollout_writer)
         .inspect_ok({
             let (memory, failing, metrics, watched) = (memory.clone(), failing.clone(), metrics.clone(), watched.clone());
-            move |event| forget_deleted(event, &memory, &failing, &metrics, &watched)
+            move |event| {
+                if matches!(event, watcher::Event::InitDone) {
+                    rollouts_listed_tx.send_replace(true);
+                }
+                forget_deleted(event, &memory, &failing, &metrics, &watched)
+            }
         })
         .applied_objects();
 
@@ -292,8 +300,8 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         Some((reflector::ObjectRef::new(&name).within(&namespace), notified))
     });
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
-    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready, rollouts_ready) =
-        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone(), watched.clone());
+    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready) =
+        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
     let readiness = readiness.clone();
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
@@ -347,7 +355,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         let _ = analysis_runs_ready.wait_until_ready().await;
         let _ = namespaces_ready.wait_until_ready().await;
         let _ = synced_tx.send(true);
-        let _ = rollouts_ready.wait_until_ready().await;
+        let _ = rollouts_listed.wait_for(|listed| *listed).await;
         info!("watch caches synced");
         readiness.ready();
     });
