@@ -266,3 +266,67 @@ pub(super) fn resolve_count(
     let count = if round_up { (scaled + 99) / 100 } else { scaled / 100 };
     count.min(i64::from(MAX_REPLICAS)) as i32
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::fixture::{Fixture, STABLE};
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})
+    }
+
+    fn promote(id: &str, revision: &str) -> Option<CommandRequest> {
+        Some(CommandRequest { id: id.into(), revision: Some(revision.into()), full: false })
+    }
+
+    #[test]
+    fn a_command_is_acted_on_once_and_only_for_the_revision_it_names() {
+        let mut fixture = Fixture::new(2, canary());
+        let update = revision::of(&fixture.spec.workload);
+        fixture.commands.promote = promote("1", "another-rev");
+        let mut pass = Pass::new(fixture.input());
+        pass.begin();
+        assert_eq!(pass.promote_requested, None, "typed for another revision");
+        fixture.commands.promote = promote("2", &update);
+        let mut pass = Pass::new(fixture.input());
+        pass.begin();
+        assert_eq!(pass.promote_requested, Some(false));
+        fixture.status = pass.status.clone();
+        let mut pass = Pass::new(fixture.input());
+        pass.begin();
+        assert_eq!(pass.promote_requested, None, "an id already handled");
+    }
+
+    #[test]
+    fn a_revision_that_replaces_a_candidate_mid_rollout_starts_again_from_the_first_step() {
+        let mut fixture = Fixture::new(2, canary());
+        fixture.status.update_revision = Some("older-rev".into());
+        fixture.status.current_step_index = Some(1);
+        let mut pass = Pass::new(fixture.input());
+        pass.begin();
+        assert_eq!(pass.stable, STABLE);
+        assert_eq!(pass.status.current_step_index, Some(0));
+        let update = revision::of(&fixture.spec.workload);
+        let said: Vec<_> = pass.events.iter().map(|e| (e.reason, e.message.as_str())).collect();
+        let message = format!("revision {update} replaces older-rev mid-rollout; starting again from the first step");
+        assert_eq!(said, [(EventReason::NewRevision, message.as_str())]);
+    }
+
+    #[test]
+    fn a_pass_asks_to_be_woken_at_the_soonest_time_and_never_later_than_an_hour() {
+        let fixture = Fixture::new(2, canary());
+        let mut pass = fixture.pass();
+        pass.outcome(RolloutPhase::Paused, "paused");
+        pass.requeue_in(Duration::from_secs(90));
+        pass.requeue_in(Duration::from_secs(30));
+        pass.requeue_in(Duration::from_secs(60));
+        assert_eq!(pass.finish().requeue_after, Some(Duration::from_secs(30)));
+        let mut pass = fixture.pass();
+        pass.outcome(RolloutPhase::Paused, "paused");
+        pass.requeue_in(Duration::from_secs(30 * 24 * 3600));
+        assert_eq!(pass.finish().requeue_after, Some(MAX_REQUEUE));
+    }
+}

@@ -95,3 +95,58 @@ impl Pass<'_> {
         self.input.spec.progress_deadline_seconds.map_or_else(default_progress_deadline, |s| Duration::from_secs(s.max(1) as u64))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::Plan;
+    use crate::engine::fixture::{Fixture, STABLE, UPDATE};
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}]}})
+    }
+
+    fn waiting(fixture: &Fixture) -> Plan {
+        let mut pass = fixture.pass();
+        pass.wait("waiting for canary revision");
+        pass.finish()
+    }
+
+    #[test]
+    fn a_rollout_without_progress_past_its_deadline_is_degraded_and_said_once() {
+        let mut fixture = Fixture::new(2, canary()).running(STABLE, 2, 2);
+        fixture.spec.progress_deadline_seconds = Some(60);
+        let first = waiting(&fixture);
+        assert_eq!(first.requeue_after, Some(Duration::from_secs(60)), "woken when the deadline passes");
+        fixture.status = first.status;
+        fixture.now = later(fixture.now, Duration::from_secs(61));
+        let stuck = waiting(&fixture);
+        assert_eq!(stuck.status.phase, Some(RolloutPhase::Degraded));
+        assert_eq!(stuck.status.message.as_deref(), Some("no progress for 60s: waiting for canary revision"));
+        let reasons: Vec<_> = stuck.events.iter().map(|e| e.reason).collect();
+        assert_eq!(reasons, [EventReason::ProgressDeadlineExceeded]);
+        fixture.status = stuck.status;
+        fixture.now = later(fixture.now, Duration::from_secs(10));
+        assert!(waiting(&fixture).events.is_empty());
+    }
+
+    #[test]
+    fn the_progress_deadline_counts_only_while_the_rollout_waits_on_replicas_or_traffic() {
+        let fixture = Fixture::new(2, canary()).running(STABLE, 2, 2);
+        let mut pass = fixture.pass();
+        pass.outcome(RolloutPhase::Paused, "paused until promoted");
+        let plan = pass.finish();
+        assert_eq!(plan.status.last_progress_at, None);
+        assert_eq!(plan.requeue_after, None);
+    }
+
+    #[test]
+    fn without_a_router_the_verified_weight_is_the_canarys_share_of_ready_replicas() {
+        let fixture = Fixture::new(3, canary()).running(STABLE, 3, 3).running(UPDATE, 1, 1);
+        let plan = waiting(&fixture);
+        assert_eq!(plan.status.verified_weight, Some(25));
+        assert_eq!((plan.status.replicas, plan.status.ready_replicas, plan.status.updated_replicas), (4, 4, 1));
+    }
+}

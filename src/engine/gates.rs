@@ -115,3 +115,97 @@ impl Pass<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::fixture::{Fixture, STABLE, UPDATE};
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}, {"analysis": {"templates": [{"templateName": "success-rate"}]}}]}})
+    }
+
+    fn analysis() -> RolloutAnalysis {
+        serde_json::from_value(json!({"templates": [{"templateName": "success-rate"}]})).expect("an analysis")
+    }
+
+    fn run_of(purpose: &str) -> String {
+        format!("web-{UPDATE}-0-{purpose}")
+    }
+
+    fn reasons(pass: &Pass<'_>) -> Vec<EventReason> {
+        pass.events.iter().map(|e| e.reason).collect()
+    }
+
+    #[test]
+    fn a_missing_analysis_run_is_created_and_holds_its_step_until_it_has_a_verdict() {
+        let fixture = Fixture::new(2, canary()).running(STABLE, 2, 2);
+        let mut pass = fixture.pass();
+        let mut keep_runs = Vec::new();
+        let gate = pass.analysis_gate(AnalysisPurpose::Step(1), &analysis(), &mut keep_runs);
+        assert!(matches!(gate, Gate::Shut));
+        assert_eq!(keep_runs, [run_of("step-1")]);
+        assert!(matches!(&pass.actions[..], [Action::CreateAnalysisRun { name, .. }] if *name == run_of("step-1")));
+        assert_eq!(pass.message, format!("step 1: analysis run {} is Pending", run_of("step-1")));
+    }
+
+    #[test]
+    fn background_analysis_still_measuring_holds_nothing() {
+        let fixture = Fixture::new(2, canary()).run(&run_of("background"), AnalysisPhase::Running);
+        let mut pass = fixture.pass();
+        let gate = pass.analysis_gate(AnalysisPurpose::Background, &analysis(), &mut Vec::new());
+        assert!(matches!(gate, Gate::Open));
+        assert!(pass.actions.is_empty() && pass.message.is_empty());
+    }
+
+    #[test]
+    fn a_failed_or_errored_run_aborts_with_its_verdict() {
+        for phase in [AnalysisPhase::Failed, AnalysisPhase::Error] {
+            let fixture = Fixture::new(2, canary()).run(&run_of("pre-promotion"), phase);
+            let mut pass = fixture.pass();
+            let gate = pass.analysis_gate(AnalysisPurpose::PrePromotion, &analysis(), &mut Vec::new());
+            let expected = format!("analysis run {} {phase}", run_of("pre-promotion"));
+            assert!(matches!(gate, Gate::Abort(reason) if reason == expected), "{phase}");
+        }
+    }
+
+    #[test]
+    fn an_inconclusive_run_pauses_for_a_person_and_says_so_once() {
+        let mut fixture = Fixture::new(2, canary()).run(&run_of("step-1"), AnalysisPhase::Inconclusive);
+        let mut pass = fixture.pass();
+        let gate = pass.analysis_gate(AnalysisPurpose::Step(1), &analysis(), &mut Vec::new());
+        assert!(matches!(gate, Gate::Shut));
+        assert_eq!(pass.phase, RolloutPhase::Paused);
+        assert_eq!(
+            pass.message,
+            format!(
+                "analysis run {} Inconclusive; run `kubectl sluice promote web` to go on or `kubectl sluice abort web` to roll back",
+                run_of("step-1")
+            )
+        );
+        assert_eq!(reasons(&pass), [EventReason::Paused, EventReason::AnalysisInconclusive]);
+        fixture.status.pause_conditions = pass.status.pause_conditions.clone();
+        fixture.now = crate::engine::context::later(fixture.now, std::time::Duration::from_secs(10));
+        let mut pass = fixture.pass();
+        pass.analysis_gate(AnalysisPurpose::Step(1), &analysis(), &mut Vec::new());
+        assert!(pass.events.is_empty(), "still paused: nothing new to say");
+    }
+
+    #[test]
+    fn a_promote_on_inconclusive_background_analysis_measures_again_in_a_new_attempt() {
+        let fixture = Fixture::new(2, canary()).run(&run_of("background"), AnalysisPhase::Inconclusive);
+        let mut pass = fixture.pass();
+        pass.promote_requested = Some(false);
+        let mut keep_runs = Vec::new();
+        let gate = pass.analysis_gate(AnalysisPurpose::Background, &analysis(), &mut keep_runs);
+        assert!(matches!(gate, Gate::Shut));
+        assert_eq!(pass.promote_requested, None, "the promote is spent on measuring again");
+        assert_eq!(pass.status.attempt, 1);
+        let fresh = format!("web-{UPDATE}-1-background");
+        assert_eq!(keep_runs, [run_of("background"), fresh.clone()]);
+        assert!(matches!(&pass.actions[..], [Action::CreateAnalysisRun { name, .. }] if *name == fresh));
+        assert_eq!(reasons(&pass), [EventReason::Resumed, EventReason::AnalysisStarted]);
+    }
+}

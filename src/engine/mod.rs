@@ -310,3 +310,6 @@ pub fn unreadable(status: &RolloutStatus, generation: Option<i64>, error: &str, 
     conditions::summarize(&mut after, crate::api::RolloutPhase::Degraded, false, false, now);
     Plan::report(after, event.into_iter().collect())
 }
+
+#[cfg(test)]
+mod fixture;

@@ -117,3 +117,91 @@ impl Pass<'_> {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::fixture::{Fixture, STABLE, UPDATE};
+
+    const OLD: &str = "old-rev";
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}]}})
+    }
+
+    /// The replica counts the pass asks for, by revision.
+    fn scales(pass: &Pass<'_>) -> Vec<(String, i32)> {
+        let scale = |a: &Action| match a {
+            Action::Scale { revision, replicas, .. } => Some((revision.clone(), *replicas)),
+            _ => None,
+        };
+        pass.actions.iter().filter_map(scale).collect()
+    }
+
+    #[test]
+    fn a_revision_is_scaled_only_when_its_count_differs_and_never_created_at_zero() {
+        let fixture = Fixture::new(2, canary()).running(STABLE, 2, 2);
+        let mut pass = fixture.pass();
+        pass.scale(STABLE, 2);
+        pass.scale(UPDATE, 0);
+        assert!(pass.actions.is_empty());
+        pass.scale(UPDATE, 1);
+        assert_eq!(scales(&pass), [(UPDATE.to_string(), 1)]);
+    }
+
+    #[test]
+    fn a_revision_leaves_only_once_no_role_service_sends_it_traffic() {
+        let mut fixture = Fixture::with_router(2, canary(), 50).running(STABLE, 2, 2).running(UPDATE, 2, 2).running(OLD, 1, 1);
+        fixture.observed.services.canary = Some(OLD.into());
+        let mut pass = fixture.pass();
+        pass.retire(&[OLD.into()], true);
+        assert!(pass.actions.is_empty(), "the canary Service selects it and the canary takes half the traffic");
+        fixture.observed.services.canary = Some(UPDATE.into());
+        let mut pass = fixture.pass();
+        pass.retire(&[OLD.into()], false);
+        assert!(pass.actions.is_empty(), "the caller says traffic may still reach it");
+        pass.retire(&[OLD.into()], true);
+        assert_eq!(scales(&pass), [(OLD.to_string(), 0)]);
+    }
+
+    #[test]
+    fn a_scheduled_scale_down_waits_for_its_time_and_is_scheduled_once() {
+        let mut fixture = Fixture::new(2, canary()).running(STABLE, 2, 2).running(OLD, 2, 2);
+        let mut pass = fixture.pass();
+        pass.schedule_scale_down(OLD, Duration::from_secs(30));
+        pass.schedule_scale_down(OLD, Duration::from_secs(90));
+        pass.retire(&[OLD.into()], true);
+        assert!(pass.actions.is_empty());
+        fixture.status.scale_downs = pass.status.scale_downs.clone();
+        fixture.now = later(fixture.now, Duration::from_secs(30));
+        let mut pass = fixture.pass();
+        pass.retire(&[OLD.into()], true);
+        assert_eq!(scales(&pass), [(OLD.to_string(), 0)]);
+    }
+
+    #[test]
+    fn an_abort_sends_traffic_home_at_once_and_scales_the_candidate_down_after_the_delay() {
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = fixture.pass();
+        pass.abort("analysis failed");
+        pass.roll_back(Duration::from_secs(30));
+        assert!(pass.actions.iter().any(|a| matches!(a, Action::SetWeight { canary_weight: 0, .. })));
+        assert!(!scales(&pass).contains(&(UPDATE.to_string(), 0)), "the candidate keeps its pods until the delay is over");
+        let scheduled: Vec<_> = pass.status.scale_downs.iter().map(|s| (s.revision.as_str(), s.at.0)).collect();
+        assert_eq!(scheduled, [(UPDATE, later(fixture.now, Duration::from_secs(30)))]);
+        assert_eq!(pass.phase, RolloutPhase::Degraded);
+    }
+
+    #[test]
+    fn a_promoted_candidate_becomes_stable_and_the_old_stable_leaves_after_the_delay() {
+        let fixture = Fixture::new(2, canary()).running(STABLE, 2, 2).running(UPDATE, 2, 2);
+        let mut pass = fixture.pass();
+        pass.mark_stable(Duration::from_secs(30));
+        assert!(pass.actions.contains(&Action::MarkStable { revision: UPDATE.into() }));
+        assert_eq!((pass.stable.as_str(), pass.status.stable_revision.as_deref()), (UPDATE, Some(UPDATE)));
+        assert_eq!(pass.status.scale_downs.len(), 1);
+        assert_eq!(pass.status.scale_downs[0].revision, STABLE);
+    }
+}

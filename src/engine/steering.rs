@@ -123,3 +123,97 @@ impl Pass<'_> {
         self.outcome(RolloutPhase::Paused, message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::fixture::{CANARY_GROUP, Fixture, STABLE, STABLE_GROUP, UPDATE};
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}]}})
+    }
+
+    fn weights(pass: &Pass<'_>) -> Vec<i32> {
+        let set = |a: &Action| match a {
+            Action::SetWeight { canary_weight, .. } => Some(*canary_weight),
+            _ => None,
+        };
+        pass.actions.iter().filter_map(set).collect()
+    }
+
+    #[test]
+    fn weight_never_moves_onto_a_revision_without_a_ready_replica() {
+        let fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 0);
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, format!("waiting for revision {UPDATE} to have a ready replica before weight moves to it"));
+    }
+
+    #[test]
+    fn weight_moves_only_once_the_role_service_selects_the_revision() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        fixture.observed.services.canary = Some("older-rev".into());
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, format!("waiting for the canary Service to select revision {UPDATE} before weight moves to it"));
+    }
+
+    #[test]
+    fn weight_moves_only_onto_a_target_group_with_enough_healthy_targets() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        fixture.observed.traffic.as_mut().expect("traffic").canary_healthy_targets = 0;
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, "waiting for the canary target group: 0 healthy targets of the 1 needed before weight moves to it");
+    }
+
+    #[test]
+    fn an_abort_sends_the_weight_home_without_waiting_on_the_stable_revision() {
+        let mut fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 0).running(UPDATE, 1, 1);
+        fixture.observed.traffic.as_mut().expect("traffic").stable_healthy_targets = 0;
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, false));
+        assert!(weights(&pass).is_empty(), "an ordinary move waits for the stable revision to serve");
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, true), "home only once the router reports it");
+        assert_eq!(weights(&pass), [0]);
+    }
+
+    #[test]
+    fn a_weight_the_router_reports_is_reached_and_not_set_again() {
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = fixture.pass();
+        assert!(pass.steer(20, false));
+        assert!(pass.actions.is_empty());
+        assert_eq!(pass.status.canary_weight, 20);
+    }
+
+    #[test]
+    fn the_test_listener_reaches_the_candidate_only_while_it_serves() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let alb = fixture.spec.traffic.as_mut().and_then(|t| t.alb.as_mut()).expect("an ALB");
+        alb.test_listener_arn = Some("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/3".into());
+        let mut pass = fixture.pass();
+        pass.route_previews();
+        assert_eq!(pass.actions, [Action::RouteTestTraffic { to: ServiceRole::Canary, target_group: CANARY_GROUP.into() }]);
+        let mut pass = fixture.pass();
+        pass.status.abort = true;
+        pass.route_previews();
+        assert_eq!(pass.actions, [Action::RouteTestTraffic { to: ServiceRole::Stable, target_group: STABLE_GROUP.into() }]);
+    }
+
+    #[test]
+    fn a_router_with_zero_replicas_holds_every_revision_at_zero_and_moves_no_weight() {
+        let fixture = Fixture::with_router(0, canary(), 0).running(STABLE, 1, 1);
+        let mut pass = fixture.pass();
+        pass.hold_at_zero_replicas();
+        assert!(matches!(&pass.actions[..], [Action::Scale { revision, replicas: 0, .. }] if revision == STABLE));
+        assert_eq!(pass.phase, RolloutPhase::Paused);
+        assert!(pass.status.conditions.iter().any(|c| c.type_ == conditions::SCALED_TO_ZERO));
+    }
+}
