@@ -164,8 +164,8 @@ fn report_the_largest_functions_and_impl_blocks() {
             impls.push((lines, format!("{relative}: {name} ({methods} fns)")));
         }
     }
-    functions.sort_by(|a, b| b.0.cmp(&a.0));
-    impls.sort_by(|a, b| b.0.cmp(&a.0));
+    functions.sort_by_key(|f| std::cmp::Reverse(f.0));
+    impls.sort_by_key(|i| std::cmp::Reverse(i.0));
     println!("largest functions (lines):");
     for (lines, name) in functions.iter().take(8) {
         println!("  {lines:>5}  {name}");

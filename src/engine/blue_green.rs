@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use super::canary::analysis_verdict;
-use super::context::{Gate, Pass, later};
+use super::context::{Pass, later};
+use super::gates::Gate;
 use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{AnalysisPhase, BlueGreenStrategy, PauseReason, RolloutAnalysis, RolloutPhase};
+use crate::api::{BlueGreenStrategy, PauseReason, RolloutPhase};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -96,7 +96,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     pass.point_service(ServiceRole::Stable, &update);
     let skip_analysis = pass.status.promote_full;
     let post = blue_green.post_promotion_analysis.as_ref().filter(|_| !skip_analysis);
-    match post.map(|analysis| gate_on(pass, AnalysisPurpose::PostPromotion, analysis, &mut keep_runs)) {
+    match post.map(|analysis| pass.analysis_gate(AnalysisPurpose::PostPromotion, analysis, &mut keep_runs)) {
         None | Some(Gate::Open) => {
             if let Some(name) = keep_runs.first() {
                 pass.event(EventReason::AnalysisPassed, format!("analysis run {name} passed"));
@@ -123,7 +123,7 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
     }
     let ready_at = pass.status.preview_ready_at.get_or_insert(Time(pass.input.now)).0;
     if let Some(analysis) = &blue_green.pre_promotion_analysis {
-        match gate_on(pass, AnalysisPurpose::PrePromotion, analysis, keep_runs) {
+        match pass.analysis_gate(AnalysisPurpose::PrePromotion, analysis, keep_runs) {
             Gate::Open => {}
             other => return other,
         }
@@ -146,31 +146,4 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
         }
     }
     Gate::Open
-}
-
-fn gate_on(pass: &mut Pass<'_>, purpose: AnalysisPurpose, analysis: &RolloutAnalysis, keep_runs: &mut Vec<String>) -> Gate {
-    let (run, phase, message) = pass.analysis(purpose, analysis);
-    keep_runs.push(run.clone());
-    let name = pass.input.name;
-    match phase {
-        AnalysisPhase::Successful => Gate::Open,
-        AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(analysis_verdict(&run, phase, message)),
-        AnalysisPhase::Inconclusive => {
-            if pass.pause_started(PauseReason::InconclusiveAnalysis) == pass.now() {
-                pass.event(EventReason::AnalysisInconclusive, analysis_verdict(&run, phase, message.clone()));
-            }
-            pass.outcome(
-                RolloutPhase::Paused,
-                format!(
-                    "{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back",
-                    analysis_verdict(&run, phase, message)
-                ),
-            );
-            Gate::Shut
-        }
-        AnalysisPhase::Pending | AnalysisPhase::Running => {
-            pass.outcome(RolloutPhase::Progressing, format!("{} analysis run {run} is {phase}", purpose.label()));
-            Gate::Shut
-        }
-    }
 }

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use super::context::{Gate, Pass, later, resolve_count};
+use super::context::{Pass, later, resolve_count};
+use super::gates::Gate;
 use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{AnalysisPhase, CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
+use crate::api::{CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -27,7 +28,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
     let mut keep_runs = Vec::new();
     let mut held = false;
     if let Some(background) = canary.analysis.as_ref().filter(|_| !pass.status.promote_full) {
-        match pass.background_gate(background, &mut keep_runs) {
+        match pass.analysis_gate(AnalysisPurpose::Background, background, &mut keep_runs) {
             Gate::Open => {}
             Gate::Shut => held = true,
             Gate::Abort(reason) => {
@@ -94,13 +95,6 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
 
 fn abort_delay(canary: &CanaryStrategy) -> Duration {
     canary.abort_scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
-}
-
-pub(super) fn analysis_verdict(name: &str, phase: AnalysisPhase, message: Option<String>) -> String {
-    match message {
-        Some(message) => format!("analysis run {name} {phase}: {message}"),
-        None => format!("analysis run {name} {phase}"),
-    }
 }
 
 fn describe(step: &CanaryStep) -> String {
@@ -234,32 +228,14 @@ fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_r
         };
     }
     if let Some(analysis) = &step.analysis {
-        let (run, phase, message) = pass.analysis(AnalysisPurpose::Step(index), analysis);
-        keep_runs.push(run.clone());
-        return match phase {
-            AnalysisPhase::Successful => {
-                pass.event(EventReason::AnalysisPassed, format!("analysis run {run} passed"));
+        let purpose = AnalysisPurpose::Step(index);
+        return match pass.analysis_gate(purpose, analysis, keep_runs) {
+            Gate::Open => {
+                pass.event(EventReason::AnalysisPassed, format!("analysis run {} passed", pass.run_name(purpose)));
                 StepState::Done
             }
-            AnalysisPhase::Failed | AnalysisPhase::Error => StepState::Abort(analysis_verdict(&run, phase, message)),
-            AnalysisPhase::Inconclusive => {
-                if pass.pause_started(PauseReason::InconclusiveAnalysis) == pass.now() {
-                    pass.event(EventReason::AnalysisInconclusive, analysis_verdict(&run, phase, message.clone()));
-                }
-                let name = pass.input.name;
-                pass.outcome(
-                    RolloutPhase::Paused,
-                    format!(
-                        "{}; run `kubectl sluice promote {name}` to go on or `kubectl sluice abort {name}` to roll back",
-                        analysis_verdict(&run, phase, message)
-                    ),
-                );
-                StepState::Waiting
-            }
-            AnalysisPhase::Pending | AnalysisPhase::Running => {
-                pass.outcome(RolloutPhase::Progressing, format!("step {index}: analysis run {run} is {phase}"));
-                StepState::Waiting
-            }
+            Gate::Shut => StepState::Waiting,
+            Gate::Abort(reason) => StepState::Abort(reason),
         };
     }
     StepState::Done

@@ -193,7 +193,7 @@ mod tests {
     }
 
     #[test]
-    fn the_state_survives_in_the_status_and_is_cleared_at_rest() {
+    fn delivery_bookkeeping_is_kept_in_the_status_until_the_revision_is_delivered() {
         let mut after = status(RolloutPhase::Progressing, "a", "b");
         observe(&status(RolloutPhase::Healthy, "a", "a"), &mut after, None, at(5));
         assert_eq!(after.delivery.as_ref().unwrap().revision_seen_at, Some(Time(at(5))));

@@ -11,9 +11,13 @@ mod canary;
 mod conditions;
 mod context;
 pub mod delivery;
+mod finishing;
+mod gates;
 mod rest;
+mod retiring;
 pub mod revision;
 mod rolling;
+mod steering;
 pub mod target_groups;
 pub mod tenancy;
 mod validate;
@@ -306,3 +310,6 @@ pub fn unreadable(status: &RolloutStatus, generation: Option<i64>, error: &str, 
     conditions::summarize(&mut after, crate::api::RolloutPhase::Degraded, false, false, now);
     Plan::report(after, event.into_iter().collect())
 }
+
+#[cfg(test)]
+mod fixture;

@@ -3,8 +3,9 @@
 
 use std::time::Duration;
 
-use super::ServiceRole;
-use super::context::{Gate, Pass, resolve_count};
+use super::context::{Pass, resolve_count};
+use super::gates::Gate;
+use super::{AnalysisPurpose, ServiceRole};
 use crate::api::{RollingStrategy, RolloutPhase};
 
 pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
@@ -18,7 +19,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     let mut keep_runs = Vec::new();
     let mut held = false;
     if let Some(analysis) = rolling.analysis.as_ref().filter(|_| !pass.status.abort) {
-        match pass.background_gate(analysis, &mut keep_runs) {
+        match pass.analysis_gate(AnalysisPurpose::Background, analysis, &mut keep_runs) {
             Gate::Open => {}
             Gate::Shut => held = true,
             Gate::Abort(reason) => pass.abort(&reason),

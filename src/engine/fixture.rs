@@ -1,0 +1,86 @@
+//! Inputs for the engine's unit tests: a spec from JSON and an observed world, owned here so a
+//! test can lend them to a pass.
+
+use jiff::Timestamp;
+use serde_json::{Value, json};
+
+use super::context::Pass;
+use super::{AnalysisRunObservation, Input, Observed, RevisionObservation, TrafficObservation};
+use crate::api::{AnalysisPhase, RolloutCommands, RolloutSpec, RolloutStatus};
+
+pub const STABLE: &str = "stable-rev";
+pub const UPDATE: &str = "update-rev";
+pub const STABLE_GROUP: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-stable/1";
+pub const CANARY_GROUP: &str = "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/web-canary/2";
+
+pub struct Fixture {
+    pub spec: RolloutSpec,
+    pub status: RolloutStatus,
+    pub commands: RolloutCommands,
+    pub observed: Observed,
+    pub now: Timestamp,
+}
+
+impl Fixture {
+    /// `replicas` of a Kubernetes workload with `strategy`, without a traffic router.
+    pub fn new(replicas: i32, strategy: Value) -> Self {
+        let spec = json!({
+            "workload": {"kubernetes": {"replicas": replicas, "selector": {}, "template": {}}},
+            "strategy": strategy,
+        });
+        Self {
+            spec: serde_json::from_value(spec).expect("a spec"),
+            status: RolloutStatus { stable_revision: Some(STABLE.into()), ..Default::default() },
+            commands: RolloutCommands::default(),
+            observed: Observed::default(),
+            now: "2026-03-01T12:00:00Z".parse().expect("a time"),
+        }
+    }
+
+    /// The same behind an ALB that reads back `weight`, with one healthy target in each group.
+    pub fn with_router(replicas: i32, strategy: Value, weight: i32) -> Self {
+        let mut fixture = Self::new(replicas, strategy);
+        fixture.spec.traffic = serde_json::from_value(json!({"alb": {
+            "listenerArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/2",
+            "stableTargetGroupArn": STABLE_GROUP,
+            "canaryTargetGroupArn": CANARY_GROUP,
+        }}))
+        .expect("traffic");
+        fixture.observed.traffic =
+            Some(TrafficObservation { canary_weight: Some(weight), stable_healthy_targets: 1, canary_healthy_targets: 1 });
+        fixture
+    }
+
+    /// The platform runs `revision` with `replicas`, `ready` of them ready.
+    pub fn running(mut self, revision: &str, replicas: i32, ready: i32) -> Self {
+        self.observed.revisions.push(RevisionObservation { revision: revision.into(), replicas, ready, available: ready });
+        self
+    }
+
+    /// An analysis run of this name is observed in `phase`.
+    pub fn run(mut self, name: &str, phase: AnalysisPhase) -> Self {
+        self.observed.analysis_runs.push(AnalysisRunObservation { name: name.into(), phase, message: None });
+        self
+    }
+
+    pub fn input(&self) -> Input<'_> {
+        Input {
+            name: "web",
+            generation: Some(1),
+            spec: &self.spec,
+            status: &self.status,
+            commands: &self.commands,
+            observed: &self.observed,
+            commit_time: None,
+            now: self.now,
+        }
+    }
+
+    /// A pass whose roles are set as `begin` leaves them: `STABLE` serves, `UPDATE` is the candidate.
+    pub fn pass(&self) -> Pass<'_> {
+        let mut pass = Pass::new(self.input());
+        pass.stable = STABLE.into();
+        pass.update = UPDATE.into();
+        pass
+    }
+}

@@ -1,0 +1,219 @@
+//! Traffic steering: where the router's weight, the role Services and the preview routes point,
+//! and the checks that keep weight off a revision that cannot serve it.
+
+use std::time::Duration;
+
+use super::conditions;
+use super::context::Pass;
+use super::target_groups::{self, TargetGroups};
+use super::{Action, ServiceRole};
+use crate::api::RolloutPhase;
+
+/// How often to look at a traffic router while waiting on it (it sends no watch events).
+const ROUTER_POLL: Duration = Duration::from_secs(5);
+
+impl Pass<'_> {
+    /// The target groups of the roles as they stand before this pass acts.
+    pub fn target_groups(&self) -> Option<TargetGroups> {
+        target_groups::roles(self.input.spec, self.input.status.stable_revision.as_deref(), &self.input.observed.registrations)
+    }
+
+    pub fn point_service(&mut self, role: ServiceRole, revision: &str) {
+        self.actions.push(Action::PointService { role, revision: revision.to_string() });
+    }
+
+    /// The test listener and the header route reach the candidate while it runs and serves,
+    /// and the stable revision otherwise. First in the plan: traffic leaves a revision before
+    /// its capacity does.
+    pub fn route_previews(&mut self) {
+        let Some(alb) = self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()) else { return };
+        let Some(groups) = self.target_groups() else { return };
+        let emptied = self.actions.iter().any(|a| matches!(a, Action::Scale { revision, replicas: 0, .. } if *revision == self.update));
+        // The canary target group follows the canary Service, which may still select a revision
+        // being replaced.
+        let selected = self.input.observed.services.canary.as_ref().is_none_or(|c| *c == self.update);
+        let live = !self.at_rest() && !self.status.abort && !emptied && selected && self.ready(&self.update.clone()) > 0;
+        let role = if live { ServiceRole::Canary } else { ServiceRole::Stable };
+        let mut routes = Vec::new();
+        if alb.test_listener_arn.is_some() || alb.test_rule_arn.is_some() {
+            routes.push(Action::RouteTestTraffic { to: role, target_group: groups.of(role).to_string() });
+        }
+        if alb.header_route.is_some() {
+            let to = live.then_some(ServiceRole::Canary);
+            routes.push(Action::RouteHeader { to, target_group: to.map(|role| groups.of(role).to_string()) });
+        }
+        self.actions.splice(0..0, routes);
+    }
+
+    pub fn has_router(&self) -> bool {
+        self.input.observed.traffic.is_some() || self.input.spec.traffic.is_some()
+    }
+
+    pub fn observed_weight(&self) -> Option<i32> {
+        self.input.observed.traffic.as_ref().and_then(|t| t.canary_weight)
+    }
+
+    fn min_healthy_targets(&self) -> i32 {
+        self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).and_then(|a| a.min_healthy_targets).unwrap_or(1)
+    }
+
+    fn healthy_targets(&self, canary: bool) -> i32 {
+        self.input.observed.traffic.as_ref().map_or(0, |t| if canary { t.canary_healthy_targets } else { t.stable_healthy_targets })
+    }
+
+    /// Moves the canary weight toward `weight`. Weight only moves onto a target group that has
+    /// enough healthy targets, unless `urgent` (an abort sends traffic home at once).
+    /// Returns true once the router reports `weight` back.
+    pub fn steer(&mut self, weight: i32, urgent: bool) -> bool {
+        self.status.canary_weight = weight;
+        let observed = self.observed_weight();
+        if observed == Some(weight) {
+            return true;
+        }
+        let toward_canary = observed.is_none_or(|o| weight > o);
+        let (role, revision) = if toward_canary { ("canary", &self.update) } else { ("stable", &self.stable) };
+        let services = &self.input.observed.services;
+        let selected = if toward_canary { &services.canary } else { &services.stable };
+        if !urgent && selected.as_ref().is_some_and(|s| s != revision) {
+            let message = format!("waiting for the {role} Service to select revision {revision} before weight moves to it");
+            self.wait(message);
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
+        // Never weight onto a revision with no ready replica (it would answer with errors).
+        let receiver = if toward_canary { (weight > 0).then_some(revision) } else { (weight < 100).then_some(revision) };
+        if let Some(receiver) = receiver.filter(|r| !urgent && self.ready(r) == 0) {
+            self.wait(format!("waiting for revision {receiver} to have a ready replica before weight moves to it"));
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
+        let needed = self.min_healthy_targets();
+        let healthy = self.healthy_targets(toward_canary);
+        if !urgent && healthy < needed && (weight > 0 || !toward_canary) {
+            let group = if toward_canary { "canary" } else { "stable" };
+            self.wait(format!(
+                "waiting for the {group} target group: {healthy} healthy targets of the {needed} needed before weight moves to it"
+            ));
+            self.requeue_in(ROUTER_POLL);
+            return false;
+        }
+        let Some(target_groups) = self.target_groups() else {
+            // A router without an ALB has no weight to set; validation refuses such a spec.
+            return false;
+        };
+        self.actions.push(Action::SetWeight { canary_weight: weight, target_groups });
+        self.wait(format!("setting the canary weight to {weight}%"));
+        self.requeue_in(ROUTER_POLL);
+        false
+    }
+
+    /// A router with nothing to route to: an update at 0 replicas would hand weight to a revision
+    /// with no pods. It waits, weights untouched, until replicas are above 0.
+    pub fn hold_at_zero_replicas(&mut self) {
+        let (stable, update) = (self.stable.clone(), self.update.clone());
+        self.scale(&stable, 0);
+        self.scale(&update, 0);
+        let name = self.input.name;
+        let message = format!(
+            "replicas is 0 and a traffic router splits traffic: no revision has pods to take weight, so revision {update} waits; \
+             scale the rollout above 0 (`kubectl scale rollout {name} --replicas N`) to go on"
+        );
+        let now = self.now();
+        conditions::set(&mut self.status.conditions, conditions::SCALED_TO_ZERO, true, "ZeroReplicasWithRouter", &message, now);
+        self.outcome(RolloutPhase::Paused, message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::fixture::{CANARY_GROUP, Fixture, STABLE, STABLE_GROUP, UPDATE};
+
+    fn canary() -> serde_json::Value {
+        json!({"canary": {"steps": [{"setWeight": 20}]}})
+    }
+
+    fn weights(pass: &Pass<'_>) -> Vec<i32> {
+        let set = |a: &Action| match a {
+            Action::SetWeight { canary_weight, .. } => Some(*canary_weight),
+            _ => None,
+        };
+        pass.actions.iter().filter_map(set).collect()
+    }
+
+    #[test]
+    fn weight_never_moves_onto_a_revision_without_a_ready_replica() {
+        let fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 0);
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, format!("waiting for revision {UPDATE} to have a ready replica before weight moves to it"));
+    }
+
+    #[test]
+    fn weight_moves_only_once_the_role_service_selects_the_revision() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        fixture.observed.services.canary = Some("older-rev".into());
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, format!("waiting for the canary Service to select revision {UPDATE} before weight moves to it"));
+    }
+
+    #[test]
+    fn weight_moves_only_onto_a_target_group_with_enough_healthy_targets() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        fixture.observed.traffic.as_mut().expect("traffic").canary_healthy_targets = 0;
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+        assert_eq!(pass.message, "waiting for the canary target group: 0 healthy targets of the 1 needed before weight moves to it");
+    }
+
+    #[test]
+    fn an_abort_sends_the_weight_home_without_waiting_on_the_stable_revision() {
+        let mut fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 0).running(UPDATE, 1, 1);
+        fixture.observed.traffic.as_mut().expect("traffic").stable_healthy_targets = 0;
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, false));
+        assert!(weights(&pass).is_empty(), "an ordinary move waits for the stable revision to serve");
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, true), "home only once the router reports it");
+        assert_eq!(weights(&pass), [0]);
+    }
+
+    #[test]
+    fn a_weight_the_router_reports_is_reached_and_not_set_again() {
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = fixture.pass();
+        assert!(pass.steer(20, false));
+        assert!(pass.actions.is_empty());
+        assert_eq!(pass.status.canary_weight, 20);
+    }
+
+    #[test]
+    fn the_test_listener_reaches_the_candidate_only_while_it_serves() {
+        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let alb = fixture.spec.traffic.as_mut().and_then(|t| t.alb.as_mut()).expect("an ALB");
+        alb.test_listener_arn = Some("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/web/1/3".into());
+        let mut pass = fixture.pass();
+        pass.route_previews();
+        assert_eq!(pass.actions, [Action::RouteTestTraffic { to: ServiceRole::Canary, target_group: CANARY_GROUP.into() }]);
+        let mut pass = fixture.pass();
+        pass.status.abort = true;
+        pass.route_previews();
+        assert_eq!(pass.actions, [Action::RouteTestTraffic { to: ServiceRole::Stable, target_group: STABLE_GROUP.into() }]);
+    }
+
+    #[test]
+    fn a_router_with_zero_replicas_holds_every_revision_at_zero_and_moves_no_weight() {
+        let fixture = Fixture::with_router(0, canary(), 0).running(STABLE, 1, 1);
+        let mut pass = fixture.pass();
+        pass.hold_at_zero_replicas();
+        assert!(matches!(&pass.actions[..], [Action::Scale { revision, replicas: 0, .. }] if revision == STABLE));
+        assert_eq!(pass.phase, RolloutPhase::Paused);
+        assert!(pass.status.conditions.iter().any(|c| c.type_ == conditions::SCALED_TO_ZERO));
+    }
+}
