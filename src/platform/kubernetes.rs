@@ -156,10 +156,11 @@ pub async fn observe_services(client: &kube::Client, rollout: &Rollout, cached: 
     Ok(service_selection(rollout, &services))
 }
 
-/// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for. An existing
-/// ReplicaSet keeps its own template: only its replica count changes. Both are server-side
-/// applies of the whole ReplicaSet under the controller's field manager, so the controller keeps
-/// owning exactly the fields it set when it created it.
+/// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for (a
+/// server-side apply). An existing ReplicaSet keeps its own template: only its replica count
+/// changes, by a merge patch, so the controller's managed fields keep the template exactly as it
+/// applied it (`kubectl sluice undo` reads it back from them; re-applying the stored template
+/// would claim the API server's defaults too).
 pub async fn scale(
     client: &kube::Client,
     rollout: &Rollout,
@@ -172,19 +173,16 @@ pub async fn scale(
     let api: Api<ReplicaSet> = Api::namespaced(client.clone(), &namespace);
     let existing =
         owned(rollout, replica_sets).into_iter().find(|rs| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision));
-    let desired = match existing {
-        Some(rs) => {
-            let mut desired = replica_set(rollout, workload, revision, replicas);
-            desired.metadata.name = rs.metadata.name.clone();
-            let (spec, own) = (desired.spec.as_mut().expect("built with a spec"), rs.spec.clone().unwrap_or_default());
-            (spec.selector, spec.template, spec.min_ready_seconds) = (own.selector, own.template, own.min_ready_seconds);
-            desired
-        }
-        None if crate::engine::revision::of(&rollout.spec.workload) != revision => {
-            return Err(ScaleError::TemplateGone(revision.to_string()));
-        }
-        None => replica_set(rollout, workload, revision, replicas),
-    };
+    if let Some(rs) = existing {
+        let patch = serde_json::json!({"spec": {"replicas": replicas}});
+        api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        return Ok(());
+    }
+    if crate::engine::revision::of(&rollout.spec.workload) != revision {
+        return Err(ScaleError::TemplateGone(revision.to_string()));
+    }
+    let mut desired = replica_set(rollout, workload, revision, replicas);
+    desired.metadata.managed_fields = None;
     let value = serde_json::json!({
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
