@@ -61,8 +61,8 @@ fn settle(world: &mut World) -> Vec<Action> {
     let mut applied_all = Vec::new();
     for _ in 0..500 {
         let requeue = match world.pass() {
-            PassOutcome::Applied { applied, plan } => {
-                let again = if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) };
+            PassOutcome::Applied { applied, requeue_after, .. } => {
+                let again = if applied.is_empty() { requeue_after } else { Some(Duration::ZERO) };
                 applied_all.extend(applied);
                 again
             }
@@ -161,16 +161,7 @@ fn a_failed_call_leaves_the_status_unwritten_and_the_next_pass_converges() {
 
 #[test]
 fn a_kubernetes_canary_behind_an_alb_keeps_its_target_group_roles() {
-    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
-    let template = PodTemplateSpec {
-        spec: Some(PodSpec {
-            containers: vec![Container { name: "web".into(), image: Some("web:1".into()), ..Default::default() }],
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    let mut v1 = ecs_canary(vec![weight(30), weight(100)]);
-    v1.workload = Workload { kubernetes: Some(KubernetesWorkload { replicas: 3, template, ..Default::default() }), ecs: None };
+    let v1 = with_kubernetes(&ecs_canary(vec![weight(30), weight(100)]));
     let mut world = World::at_rest("web", &v1, start(), Box::new(NoMetrics));
     world.set_spec(with_version(&v1, "web:2"));
     let applied = settle(&mut world);
@@ -190,4 +181,57 @@ fn a_kubernetes_canary_behind_an_alb_keeps_its_target_group_roles() {
     assert_eq!(world.weight(), Some(0), "at rest all traffic is on the stable group, whose Service selects the new revision");
     assert_eq!(world.serving("stable"), world.status.stable_revision);
     assert_eq!(world.registration(&revision::of(&world.spec.workload)), None, "no task sets");
+}
+
+#[test]
+fn an_ecs_rollout_in_motion_is_looked_at_again_within_the_poll_interval_and_not_at_rest() {
+    // A pause of an hour: the engine alone would wait the hour, but task sets send no events.
+    let pause = CanaryStep { pause: Some(Pause { duration: Some(DurationString("1h".into())) }), ..Default::default() };
+    let v1 = ecs_canary(vec![weight(25), pause, weight(100)]);
+    let mut world = World::at_rest("web", &v1, start(), Box::new(NoMetrics));
+    assert!(
+        matches!(world.pass(), PassOutcome::Applied { requeue_after: None, .. }),
+        "a Healthy ECS rollout is not polled: {:?}",
+        world.status.message
+    );
+    world.set_spec(with_version(&v1, "web:2"));
+    let mut requeues = Vec::new();
+    for _ in 0..30 {
+        let PassOutcome::Applied { plan, requeue_after, .. } = world.pass() else { panic!("no call fails here") };
+        requeues.push((plan.requeue_after, requeue_after));
+        if world.status.phase == Some(RolloutPhase::Paused) {
+            break;
+        }
+        world.now = world.next_change().unwrap_or(world.now).max(world.now);
+    }
+    let (engine, pass) = *requeues.last().unwrap();
+    assert_eq!(world.status.phase, Some(RolloutPhase::Paused), "{:?}", world.status.message);
+    assert_eq!(engine, Some(Duration::from_secs(3600)), "the engine waits for the pause to end");
+    assert_eq!(pass, Some(sluice::platform::ecs::POLL), "the pass looks again at the poll interval");
+
+    let mut kubernetes = World::at_rest("web", &with_kubernetes(&v1), start(), Box::new(NoMetrics));
+    kubernetes.set_spec(with_version(&with_kubernetes(&v1), "web:2"));
+    for _ in 0..30 {
+        let PassOutcome::Applied { plan, requeue_after, .. } = kubernetes.pass() else { panic!("no call fails here") };
+        assert_eq!(plan.requeue_after, requeue_after, "watched objects need no polling");
+        if kubernetes.status.phase == Some(RolloutPhase::Paused) {
+            return;
+        }
+        kubernetes.now = kubernetes.next_change().unwrap_or(kubernetes.now).max(kubernetes.now);
+    }
+    panic!("the Kubernetes canary never paused: {:?}", kubernetes.status.message);
+}
+
+fn with_kubernetes(spec: &RolloutSpec) -> RolloutSpec {
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    let template = PodTemplateSpec {
+        spec: Some(PodSpec {
+            containers: vec![Container { name: "web".into(), image: Some("web:1".into()), ..Default::default() }],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let mut spec = spec.clone();
+    spec.workload = Workload { kubernetes: Some(KubernetesWorkload { replicas: 3, template, ..Default::default() }), ecs: None };
+    spec
 }

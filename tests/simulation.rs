@@ -355,7 +355,7 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
         passes += 1;
         if trace {
             match &outcome {
-                PassOutcome::Applied { plan, applied } => eprintln!(
+                PassOutcome::Applied { plan, applied, .. } => eprintln!(
                     "{:>6}s {:?} step {:?} weight {:?} abort {} | {:?} | events {:?} | {:?}",
                     world.elapsed().as_secs(),
                     plan.status.phase,
@@ -372,8 +372,8 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             }
         }
         let (applied, requeue) = match &outcome {
-            PassOutcome::Applied { applied, plan } => {
-                (applied.clone(), if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) })
+            PassOutcome::Applied { applied, requeue_after, .. } => {
+                (applied.clone(), if applied.is_empty() { *requeue_after } else { Some(Duration::ZERO) })
             }
             PassOutcome::Interrupted { applied, .. } => (applied.clone(), Some(Duration::from_secs(5))),
         };
@@ -548,9 +548,9 @@ fn drive_blue_green(command: Command, value: f64) -> (World, Vec<String>) {
     let mut issued = false;
     for _ in 0..500 {
         let requeue = match world.pass() {
-            PassOutcome::Applied { applied, plan } => {
+            PassOutcome::Applied { applied, requeue_after, .. } => {
                 if applied.is_empty() {
-                    plan.requeue_after
+                    requeue_after
                 } else {
                     Some(Duration::ZERO)
                 }
@@ -616,12 +616,12 @@ fn an_update_at_zero_replicas_behind_a_router_waits_with_a_condition_then_goes_o
         let mut weights = Vec::new();
         for _ in 0..200 {
             let requeue = match world.pass() {
-                PassOutcome::Applied { applied, plan } => {
+                PassOutcome::Applied { applied, requeue_after, .. } => {
                     weights.extend(applied.iter().filter_map(|a| match a {
                         Action::SetWeight { canary_weight, .. } => Some(*canary_weight),
                         _ => None,
                     }));
-                    if applied.is_empty() { plan.requeue_after } else { Some(Duration::ZERO) }
+                    if applied.is_empty() { requeue_after } else { Some(Duration::ZERO) }
                 }
                 PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
             };

@@ -6,8 +6,10 @@
 mod analysis;
 pub mod crd;
 mod duration;
+mod kinds;
 mod rollout;
 
 pub use analysis::*;
 pub use duration::{DURATION_PATTERN, DurationString, InvalidDuration, MAX_DURATION, format_duration, parse_duration};
+pub use kinds::{CanaryScale, NotExactlyOne, StepKind, StrategyKind, WorkloadKind};
 pub use rollout::*;

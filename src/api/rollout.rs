@@ -610,14 +610,3 @@ impl RolloutCommands {
         }
     }
 }
-
-impl Workload {
-    /// Replicas (or ECS tasks) at full capacity.
-    pub fn replicas(&self) -> i32 {
-        match (&self.kubernetes, &self.ecs) {
-            (Some(k), _) => k.replicas,
-            (None, Some(e)) => e.desired_count,
-            (None, None) => 0,
-        }
-    }
-}

@@ -10,7 +10,7 @@ use super::Context;
 use super::watched::{WatchedRollout, WatchedRun};
 use crate::api::{
     AnalysisPhase, AnalysisRun, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ClusterAnalysisTemplate, Rollout,
-    RolloutStatus,
+    RolloutStatus, WorkloadKind,
 };
 use crate::engine::{AnalysisRunObservation, Event};
 use crate::pass::Ports;
@@ -34,9 +34,10 @@ pub struct Adapters<'a> {
 impl<'a> Adapters<'a> {
     pub fn for_rollout(rollout: &'a Rollout, ctx: &'a Context) -> Self {
         let workload = &rollout.spec.workload;
-        let platform: Box<dyn Platform + 'a> = match &workload.ecs {
-            Some(ecs) => Box::new(TaskSets { ecs: &ctx.ecs, workload: ecs }),
-            None => Box::new(ReplicaSets { client: &ctx.client, rollout, replica_sets: &ctx.replica_sets, services: &ctx.services }),
+        // A workload that is neither is refused by the engine before anything is changed.
+        let platform: Box<dyn Platform + 'a> = match workload.kind() {
+            Ok(WorkloadKind::Ecs(ecs)) => Box::new(TaskSets { ecs: &ctx.ecs, workload: ecs }),
+            _ => Box::new(ReplicaSets { client: &ctx.client, rollout, replica_sets: &ctx.replica_sets, services: &ctx.services }),
         };
         let router: Box<dyn TrafficRouter + 'a> = match alb_of(rollout) {
             Some(alb) => Box::new(AlbWeights { router: &ctx.router, alb }),

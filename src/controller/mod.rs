@@ -216,75 +216,122 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
     let metrics = Metrics::new(&mut registry, settings.metrics_per_rollout);
     let readiness = server::Readiness::default();
     let server = tokio::spawn(server::serve(settings.metrics_addr, Arc::new(registry), readiness.clone()));
-
-    let leadership = if settings.leader_election {
-        readiness.standby();
-        let leadership = tokio::select! {
-            acquired = leadership::acquire(&client, &settings.lease_name, &settings.lease_namespace, &settings.identity) => acquired?,
-            () = stop_requested() => {
-                info!("stopped while waiting to become the leader");
-                server.abort();
-                return Ok(());
-            }
-        };
-        readiness.starting();
-        metrics.leader.set(1);
-        Some(leadership)
-    } else {
-        None
+    let result = match lead(&settings, &client, &readiness, &metrics).await {
+        Ok(Start::Alone) => serve(&settings, client, &aws, metrics, readiness, None).await,
+        Ok(Start::Elected(leadership)) => serve(&settings, client, &aws, metrics, readiness, Some(*leadership)).await,
+        Ok(Start::Stopped) => Ok(()),
+        Err(error) => Err(error.into()),
     };
+    server.abort();
+    result
+}
 
+/// How the controller comes to act.
+enum Start {
+    /// Without leader election.
+    Alone,
+    Elected(Box<leadership::Leadership>),
+    /// Stopped while waiting to lead.
+    Stopped,
+}
+
+/// With leader election, waits to lead.
+async fn lead(
+    settings: &Settings,
+    client: &Client,
+    readiness: &server::Readiness,
+    metrics: &Metrics,
+) -> Result<Start, kube_lease_manager::LeaseManagerError> {
+    if !settings.leader_election {
+        return Ok(Start::Alone);
+    }
+    readiness.standby();
+    let leadership = tokio::select! {
+        acquired = leadership::acquire(client, &settings.lease_name, &settings.lease_namespace, &settings.identity) => acquired?,
+        () = stop_requested() => {
+            info!("stopped while waiting to become the leader");
+            return Ok(Start::Stopped);
+        }
+    };
+    readiness.starting();
+    metrics.leader.set(1);
+    Ok(Start::Elected(Box::new(leadership)))
+}
+
+type Watch<K> = futures::stream::BoxStream<'static, Result<K, watcher::Error>>;
+
+/// A watch of `api` into a cache of its own: the cache, and the objects it touches.
+fn watch<K>(api: Api<K>, config: watcher::Config) -> (Store<K>, Watch<K>)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let (store, writer) = reflector::store();
+    let stream = watcher(api, config).default_backoff().modify(without_managed_fields).reflect(writer).touched_objects().boxed();
+    (store, stream)
+}
+
+/// The Rollouts' watch: its cache, the Rollouts it applies, and whether it has listed once.
+struct RolloutWatch {
+    store: Store<WatchedRollout>,
+    stream: futures::stream::BoxStream<'static, Result<WatchedRollout, watcher::Error>>,
+    /// The Rollouts' store wakes one waiter when it is ready, and the controller's runner is that
+    /// one: readiness learns of the first list from the watch itself.
+    listed: tokio::sync::watch::Receiver<bool>,
+}
+
+/// Watches the Rollouts, forgetting what the controller remembers of those deleted.
+fn watch_rollouts(
+    api: Api<WatchedRollout>,
+    config: watcher::Config,
+    memory: Arc<memory::Memory>,
+    failing: Arc<backoff::Failures>,
+    metrics: Metrics,
+) -> RolloutWatch {
+    let (store, writer) = reflector::store();
+    let (listed_tx, listed) = tokio::sync::watch::channel(false);
+    let watched = store.clone();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .modify(without_managed_fields)
+        .reflect(writer)
+        .inspect_ok(move |event| {
+            if matches!(event, watcher::Event::InitDone) {
+                listed_tx.send_replace(true);
+            }
+            forget_deleted(event, &memory, &failing, &metrics, &watched)
+        })
+        .applied_objects()
+        .boxed();
+    RolloutWatch { store, stream, listed }
+}
+
+/// Leads until stopped or until leadership is lost.
+async fn serve(
+    settings: &Settings,
+    client: Client,
+    aws: &aws_config::SdkConfig,
+    metrics: Metrics,
+    readiness: server::Readiness,
+    leadership: Option<leadership::Leadership>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     // Most-recent list semantics: a restarted controller must not decide from a stale cache.
     let wc = watcher::Config::default();
-    let (replica_sets, rs_writer) = reflector::store();
-    let (services, svc_writer) = reflector::store();
-    let (analysis_runs, ar_writer) = reflector::store();
-    let rs_stream = watcher(api::<ReplicaSet>(&client, &settings.namespace), wc.clone().labels(crate::platform::kubernetes::ROLLOUT_LABEL))
-        .default_backoff()
-        .modify(without_managed_fields)
-        .reflect(rs_writer)
-        .touched_objects();
-    let svc_stream = watcher(api::<Service>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
-        .modify(without_managed_fields)
-        .reflect(svc_writer)
-        .touched_objects();
-    let ar_stream = watcher(api::<WatchedRun>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
-        .modify(without_managed_fields)
-        .reflect(ar_writer)
-        .touched_objects();
+    let namespace = &settings.namespace;
+    let (replica_sets, rs_stream) =
+        watch(api::<ReplicaSet>(&client, namespace), wc.clone().labels(crate::platform::kubernetes::ROLLOUT_LABEL));
+    let (services, svc_stream) = watch(api::<Service>(&client, namespace), wc.clone());
+    let (analysis_runs, ar_stream) = watch(api::<WatchedRun>(&client, namespace), wc.clone());
     // The allow-lists of AWS resources live on Namespaces, which tenants normally cannot edit.
-    let (namespaces, ns_writer) = reflector::store();
-    let ns_config = match &settings.namespace {
+    let ns_config = match namespace {
         Some(ns) => wc.clone().fields(&format!("metadata.name={ns}")),
         None => wc.clone(),
     };
-    let ns_stream = watcher(Api::<Namespace>::all(client.clone()), ns_config)
-        .default_backoff()
-        .modify(without_managed_fields)
-        .reflect(ns_writer)
-        .touched_objects();
-    let (watched, rollout_writer) = reflector::store();
+    let (namespaces, ns_stream) = watch(Api::<Namespace>::all(client.clone()), ns_config);
     let memory = Arc::new(memory::Memory::default());
-    // The Rollouts' store wakes one waiter when it is ready, and the controller's runner is that
-    // one: readiness learns of the first list from the watch itself.
-    let (rollouts_listed_tx, mut rollouts_listed) = tokio::sync::watch::channel(false);
     let failing = Arc::new(backoff::Failures::default());
-    let rollout_stream = watcher(api::<WatchedRollout>(&client, &settings.namespace), wc.clone())
-        .default_backoff()
-        .modify(without_managed_fields)
-        .reflect(rollout_writer)
-        .inspect_ok({
-            let (memory, failing, metrics, watched) = (memory.clone(), failing.clone(), metrics.clone(), watched.clone());
-            move |event| {
-                if matches!(event, watcher::Event::InitDone) {
-                    rollouts_listed_tx.send_replace(true);
-                }
-                forget_deleted(event, &memory, &failing, &metrics, &watched)
-            }
-        })
-        .applied_objects();
+    let rollouts = watch_rollouts(api::<WatchedRollout>(&client, namespace), wc.clone(), memory.clone(), failing.clone(), metrics.clone());
+    let RolloutWatch { store: watched, stream: rollout_stream, listed: rollouts_listed } = rollouts;
 
     let reporter = Reporter { controller: "sluice".into(), instance: Some(settings.identity.clone()) };
     let egress = Arc::new(crate::egress::Egress::new(
@@ -292,7 +339,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         Some(client.clone()),
         crate::egress::DEFAULT_MAX_ANSWER,
     ));
-    let measure = Arc::new(crate::analysis::providers::Providers::new(&aws, Some(client.clone()), egress.clone()));
+    let measure = Arc::new(crate::analysis::providers::Providers::new(aws, Some(client.clone()), egress.clone()));
     let (notifier, notified) = crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone(), egress);
     // A delivery done or a retry due: that Rollout's pass updates its outbox.
     let notified = futures::stream::unfold(notified, |mut notified| async move {
@@ -300,9 +347,8 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         Some((reflector::ObjectRef::new(&name).within(&namespace), notified))
     });
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
-    let (replica_sets_ready, services_ready, analysis_runs_ready, namespaces_ready) =
-        (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
-    let readiness = readiness.clone();
+    let caches = (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
+    let synced = tokio::spawn(announce_synced(caches, synced_tx, rollouts_listed, readiness));
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
         client: client.clone(),
@@ -312,8 +358,8 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         analysis_runs,
         memory,
         failing,
-        router: crate::traffic::alb::AlbRouter::new(&aws),
-        ecs: crate::platform::ecs::EcsPlatform::new(&aws),
+        router: crate::traffic::alb::AlbRouter::new(aws),
+        ecs: crate::platform::ecs::EcsPlatform::new(aws),
         notifier,
         rollouts: watched.clone(),
         synced: synced_rx,
@@ -338,7 +384,7 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
                 warn!(%error, "rollout reconcile failed");
             }
         });
-    let runner = Controller::new(api::<WatchedRun>(&client, &settings.namespace), wc)
+    let runner = Controller::new(api::<WatchedRun>(&client, namespace), wc)
         .shutdown_on_signal()
         .run(
             analysis_runs::reconcile,
@@ -346,19 +392,6 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
             Arc::new(analysis_runs::Runner { context: context.clone(), measure, failing: Default::default() }),
         )
         .for_each(|_| async {});
-    // Ready once every watch has listed: before that no pass runs (see Context::stores_ready),
-    // and /readyz says so only once the Rollouts' own cache is in too.
-    let synced = tokio::spawn(async move {
-        // One at a time, from this task alone; an error means the controller is stopping.
-        let _ = replica_sets_ready.wait_until_ready().await;
-        let _ = services_ready.wait_until_ready().await;
-        let _ = analysis_runs_ready.wait_until_ready().await;
-        let _ = namespaces_ready.wait_until_ready().await;
-        let _ = synced_tx.send(true);
-        let _ = rollouts_listed.wait_for(|listed| *listed).await;
-        info!("watch caches synced");
-        readiness.ready();
-    });
 
     let lost = async move {
         match leadership {
@@ -370,14 +403,32 @@ pub async fn run(settings: Settings) -> Result<(), Box<dyn std::error::Error + S
         _ = futures::future::join(rollouts, runner) => None,
         lost = lost => lost,
     };
+    synced.abort();
     if let Some(lost) = lost {
         metrics.leader.set(0);
         warn!(reason = %lost, "no longer leading; stopping so a restart starts as a follower");
-        server.abort();
         return Err(Box::new(lost));
     }
-    server.abort();
-    synced.abort();
     tokio::time::sleep(Duration::from_millis(10)).await;
     Ok(())
+}
+
+/// Ready once every watch has listed: before that no pass runs (see [`Context::stores_ready`]),
+/// and /readyz says so only once the Rollouts' own cache is in too.
+async fn announce_synced(
+    (replica_sets, services, analysis_runs, namespaces): (Store<ReplicaSet>, Store<Service>, Store<WatchedRun>, Store<Namespace>),
+    synced: tokio::sync::watch::Sender<bool>,
+    mut rollouts_listed: tokio::sync::watch::Receiver<bool>,
+    readiness: server::Readiness,
+) {
+    // One at a time, from this task alone: a store wakes only one waiter. An error means the
+    // controller is stopping.
+    let _ = replica_sets.wait_until_ready().await;
+    let _ = services.wait_until_ready().await;
+    let _ = analysis_runs.wait_until_ready().await;
+    let _ = namespaces.wait_until_ready().await;
+    let _ = synced.send(true);
+    let _ = rollouts_listed.wait_for(|listed| *listed).await;
+    info!("watch caches synced");
+    readiness.ready();
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::context::{Pass, later, resolve_count};
 use super::gates::Gate;
 use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{CanaryStep, CanaryStrategy, PauseReason, RolloutPhase};
+use crate::api::{CanaryScale, CanaryStrategy, PauseReason, RolloutPhase, StepKind};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -16,8 +16,7 @@ enum StepState {
     Abort(String),
 }
 
-pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
-    let steps = &canary.steps;
+pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[StepKind<'_>]) {
     if pass.abort_requested {
         pass.abort("aborted by `kubectl sluice abort`");
     }
@@ -55,7 +54,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
 
     let draining = pass.others();
     while index < steps.len() && draining.is_empty() && !pass.input.spec.paused && !held {
-        match step_state(pass, canary, index, &mut keep_runs) {
+        match step_state(pass, canary, steps, index, &mut keep_runs) {
             StepState::Done => {
                 pass.event(EventReason::StepCompleted, format!("step {index} ({}) completed", describe(&steps[index])));
                 pass.status.pause_conditions.clear();
@@ -76,12 +75,12 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
     }
 
     if !draining.is_empty() {
-        drain(pass, canary, index, &draining);
+        drain(pass, steps, index, &draining);
     } else if index == steps.len() && !pass.input.spec.paused && !held {
         promote(pass, canary);
     } else {
         let message = held.then(|| pass.message.clone());
-        apply_goal(pass, canary, index);
+        apply_goal(pass, canary, steps, index);
         if let Some(message) = message {
             pass.outcome(RolloutPhase::Paused, message);
         } else if pass.input.spec.paused {
@@ -97,34 +96,41 @@ fn abort_delay(canary: &CanaryStrategy) -> Duration {
     canary.abort_scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
 }
 
-fn describe(step: &CanaryStep) -> String {
-    if let Some(weight) = step.set_weight {
-        format!("setWeight {weight}")
-    } else if let Some(pause) = &step.pause {
-        pause.duration.as_ref().map_or("pause until promoted".into(), |d| format!("pause {}", d.0))
-    } else if step.analysis.is_some() {
-        "analysis".into()
-    } else {
-        "setCanaryScale".into()
+fn describe(step: &StepKind<'_>) -> String {
+    match step {
+        StepKind::SetWeight(weight) => format!("setWeight {weight}"),
+        StepKind::Pause(None) => "pause until promoted".into(),
+        StepKind::Pause(Some(duration)) => format!("pause {}", duration.0),
+        StepKind::Analysis(_) => "analysis".into(),
+        StepKind::SetCanaryScale(_) => "setCanaryScale".into(),
     }
 }
 
 /// The canary weight in force at `index`: the last setWeight at or before it.
-fn weight_at(steps: &[CanaryStep], index: usize) -> i32 {
-    steps.iter().take(index + 1).filter_map(|s| s.set_weight).next_back().unwrap_or(0).clamp(0, 100)
+fn weight_at(steps: &[StepKind<'_>], index: usize) -> i32 {
+    let mut weights = steps.iter().take(index + 1).filter_map(|s| match s {
+        StepKind::SetWeight(weight) => Some(*weight),
+        _ => None,
+    });
+    weights.next_back().unwrap_or(0).clamp(0, 100)
+}
+
+/// The last setCanaryScale at or before `index` that sizes the canary by itself.
+fn explicit_scale_at(steps: &[StepKind<'_>], index: usize) -> Option<CanaryScale> {
+    let mut scales = steps.iter().take(index + 1).filter_map(|s| match s {
+        StepKind::SetCanaryScale(scale) => Some(*scale),
+        _ => None,
+    });
+    scales.next_back().filter(|scale| *scale != CanaryScale::MatchTrafficWeight)
 }
 
 /// Canary replicas at `index`: the last setCanaryScale, or the traffic weight's share.
-fn canary_replicas_at(steps: &[CanaryStep], index: usize, replicas: i32) -> i32 {
-    let weight = weight_at(steps, index);
+fn canary_replicas_at(steps: &[StepKind<'_>], index: usize, replicas: i32) -> i32 {
     let share = |percent: i32| ((i64::from(replicas) * i64::from(percent.clamp(0, 100)) + 99) / 100) as i32;
-    match steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back() {
-        Some(scale) if !scale.match_traffic_weight => match (scale.replicas, scale.weight) {
-            (Some(count), _) => count.clamp(0, replicas),
-            (None, Some(percent)) => share(percent),
-            (None, None) => share(weight),
-        },
-        _ => share(weight),
+    match explicit_scale_at(steps, index) {
+        Some(CanaryScale::Replicas(count)) => count.clamp(0, replicas),
+        Some(CanaryScale::Weight(percent)) => share(percent),
+        _ => share(weight_at(steps, index)),
     }
 }
 
@@ -167,14 +173,12 @@ pub fn ratio_weight(canary: i32, stable: i32) -> i32 {
 
 /// Without a router: `(canary, stable)` replicas at `index` (setCanaryScale, or the weight's
 /// closest ratio within maxSurge).
-pub fn split_at(canary: &CanaryStrategy, index: usize, replicas: i32) -> (i32, i32) {
-    let explicit = canary.steps.iter().take(index + 1).filter_map(|s| s.set_canary_scale.as_ref()).next_back();
-    match explicit {
-        Some(scale) if !scale.match_traffic_weight => {
-            let count = canary_replicas_at(&canary.steps, index, replicas);
-            (count, replicas - count)
-        }
-        _ => ratio_split(replicas, weight_at(&canary.steps, index), ratio_surge(canary, replicas)),
+pub fn split_at(canary: &CanaryStrategy, steps: &[StepKind<'_>], index: usize, replicas: i32) -> (i32, i32) {
+    if explicit_scale_at(steps, index).is_some() {
+        let count = canary_replicas_at(steps, index, replicas);
+        (count, replicas - count)
+    } else {
+        ratio_split(replicas, weight_at(steps, index), ratio_surge(canary, replicas))
     }
 }
 
@@ -182,71 +186,74 @@ fn ratio_surge(canary: &CanaryStrategy, replicas: i32) -> i32 {
     resolve_count(canary.max_surge.as_ref(), replicas, 25, true)
 }
 
-fn step_state(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, keep_runs: &mut Vec<String>) -> StepState {
-    let step = &canary.steps[index];
+fn step_state(
+    pass: &mut Pass<'_>,
+    canary: &CanaryStrategy,
+    steps: &[StepKind<'_>],
+    index: usize,
+    keep_runs: &mut Vec<String>,
+) -> StepState {
     let n = pass.replicas;
     let update = pass.update.clone();
-    let target = canary_replicas_at(&canary.steps, index, n);
-    if let Some(weight) = step.set_weight {
-        let reached = if pass.has_router() {
-            pass.ready(&update) >= target && pass.observed_weight() == Some(weight)
-        } else {
-            let (canary_goal, stable_goal) = split_at(canary, index, n);
-            let stable = pass.stable.clone();
-            pass.ready(&update) >= canary_goal && pass.current(&stable) <= stable_goal && pass.ready(&stable) >= stable_goal
-        };
-        return if reached { StepState::Done } else { StepState::Waiting };
-    }
-    if step.set_canary_scale.is_some() {
-        return if pass.ready(&update) >= target { StepState::Done } else { StepState::Waiting };
-    }
-    if let Some(pause) = &step.pause {
-        let started = pass.pause_started(PauseReason::CanaryPauseStep);
-        let name = pass.input.name;
-        return match pause.duration.as_ref().and_then(|d| d.to_duration().ok()) {
-            Some(duration) => {
-                let ends = later(started, duration);
-                if pass.now() >= ends {
-                    pass.unpause(PauseReason::CanaryPauseStep);
-                    StepState::Done
-                } else {
-                    pass.requeue_at(ends);
-                    pass.outcome(
-                        RolloutPhase::Paused,
-                        format!("step {index}: paused for {} until {ends}", pause.duration.as_ref().map_or("", |d| d.0.as_str())),
-                    );
-                    StepState::Waiting
-                }
-            }
-            None => {
-                pass.outcome(
-                    RolloutPhase::Paused,
-                    format!("step {index}: paused until promoted; run `kubectl sluice promote {name}` to continue"),
-                );
+    let target = canary_replicas_at(steps, index, n);
+    match steps[index] {
+        StepKind::SetWeight(weight) => {
+            let reached = if pass.has_router() {
+                pass.ready(&update) >= target && pass.observed_weight() == Some(weight)
+            } else {
+                let (canary_goal, stable_goal) = split_at(canary, steps, index, n);
+                let stable = pass.stable.clone();
+                pass.ready(&update) >= canary_goal && pass.current(&stable) <= stable_goal && pass.ready(&stable) >= stable_goal
+            };
+            if reached { StepState::Done } else { StepState::Waiting }
+        }
+        StepKind::SetCanaryScale(_) => {
+            if pass.ready(&update) >= target {
+                StepState::Done
+            } else {
                 StepState::Waiting
             }
-        };
-    }
-    if let Some(analysis) = &step.analysis {
-        let purpose = AnalysisPurpose::Step(index);
-        return match pass.analysis_gate(purpose, analysis, keep_runs) {
-            Gate::Open => {
-                pass.event(EventReason::AnalysisPassed, format!("analysis run {} passed", pass.run_name(purpose)));
-                StepState::Done
+        }
+        StepKind::Pause(duration) => pause(pass, index, duration),
+        StepKind::Analysis(analysis) => {
+            let purpose = AnalysisPurpose::Step(index);
+            match pass.analysis_gate(purpose, analysis, keep_runs) {
+                Gate::Open => {
+                    pass.event(EventReason::AnalysisPassed, format!("analysis run {} passed", pass.run_name(purpose)));
+                    StepState::Done
+                }
+                Gate::Shut => StepState::Waiting,
+                Gate::Abort(reason) => StepState::Abort(reason),
             }
-            Gate::Shut => StepState::Waiting,
-            Gate::Abort(reason) => StepState::Abort(reason),
-        };
+        }
     }
-    StepState::Done
+}
+
+/// A pause step: done once `duration` has passed, or when promoted without one.
+fn pause(pass: &mut Pass<'_>, index: usize, duration: Option<&crate::api::DurationString>) -> StepState {
+    let started = pass.pause_started(PauseReason::CanaryPauseStep);
+    let name = pass.input.name;
+    // Validation parsed the duration already: one that does not parse cannot reach here.
+    let Some((written, duration)) = duration.and_then(|d| d.to_duration().ok().map(|parsed| (&d.0, parsed))) else {
+        pass.outcome(RolloutPhase::Paused, format!("step {index}: paused until promoted; run `kubectl sluice promote {name}` to continue"));
+        return StepState::Waiting;
+    };
+    let ends = later(started, duration);
+    if pass.now() >= ends {
+        pass.unpause(PauseReason::CanaryPauseStep);
+        return StepState::Done;
+    }
+    pass.requeue_at(ends);
+    pass.outcome(RolloutPhase::Paused, format!("step {index}: paused for {written} until {ends}"));
+    StepState::Waiting
 }
 
 /// Brings replicas and traffic to what step `index` asks for.
-fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize) {
+fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[StepKind<'_>], index: usize) {
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
-    let weight = weight_at(&canary.steps, index);
-    let target = canary_replicas_at(&canary.steps, index, n);
+    let weight = weight_at(steps, index);
+    let target = canary_replicas_at(steps, index, n);
     pass.point_service(ServiceRole::Stable, &stable);
     if pass.has_router() {
         pass.scale(&stable, n);
@@ -270,7 +277,7 @@ fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize) {
             pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{size} ready"));
         }
     } else {
-        let (canary_goal, stable_goal) = split_at(canary, index, n);
+        let (canary_goal, stable_goal) = split_at(canary, steps, index, n);
         // The weight the replica ratio reaches, which few replicas may hold away from the step's.
         pass.status.canary_weight = ratio_weight(canary_goal, stable_goal);
         pass.point_service(ServiceRole::Canary, &update);
@@ -306,13 +313,13 @@ fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32, sta
 }
 
 /// A superseded candidate still runs: traffic leaves it before it is scaled down.
-fn drain(pass: &mut Pass<'_>, canary: &CanaryStrategy, index: usize, draining: &[String]) {
+fn drain(pass: &mut Pass<'_>, steps: &[StepKind<'_>], index: usize, draining: &[String]) {
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
     pass.scale(&stable, n);
     pass.point_service(ServiceRole::Stable, &stable);
     let traffic_off = if pass.has_router() {
-        pass.scale(&update, canary_replicas_at(&canary.steps, index, n));
+        pass.scale(&update, canary_replicas_at(steps, index, n));
         pass.steer(0, false)
     } else {
         pass.ready(&stable) >= n
@@ -357,13 +364,12 @@ fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{Pause, SetCanaryScale};
 
-    fn weight(w: i32) -> CanaryStep {
-        CanaryStep { set_weight: Some(w), ..Default::default() }
+    fn weight(w: i32) -> StepKind<'static> {
+        StepKind::SetWeight(w)
     }
-    fn pause() -> CanaryStep {
-        CanaryStep { pause: Some(Pause::default()), ..Default::default() }
+    fn pause() -> StepKind<'static> {
+        StepKind::Pause(None)
     }
 
     #[test]
@@ -399,8 +405,7 @@ mod tests {
 
     #[test]
     fn canary_size_follows_weight_unless_scaled_explicitly() {
-        let scale = CanaryStep { set_canary_scale: Some(SetCanaryScale { replicas: Some(1), ..Default::default() }), ..Default::default() };
-        let steps = [weight(10), scale, weight(50)];
+        let steps = [weight(10), StepKind::SetCanaryScale(CanaryScale::Replicas(1)), weight(50)];
         assert_eq!(canary_replicas_at(&steps, 0, 10), 1);
         assert_eq!(canary_replicas_at(&steps, 2, 10), 1, "setCanaryScale holds until changed");
         assert_eq!(canary_replicas_at(&[weight(25)], 0, 10), 3, "rounded up");

@@ -7,8 +7,8 @@ use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions;
-use super::{Action, Event, EventReason, Input, InvalidSpec, Plan};
-use crate::api::{CommandRequest, PauseCondition, PauseReason, RolloutPhase, RolloutStatus};
+use super::{Action, Event, EventReason, Input, InvalidSpec, Plan, ValidSpec};
+use crate::api::{CommandRequest, PauseCondition, PauseReason, RolloutPhase, RolloutStatus, StrategyKind, WorkloadKind};
 use crate::engine::revision;
 
 /// Seconds without progress before a rollout is reported stuck, when the spec does not say.
@@ -35,6 +35,9 @@ pub(super) fn bounded(replicas: i32) -> i32 {
 
 pub(super) struct Pass<'a> {
     pub input: Input<'a>,
+    /// The spec's workload and strategy as validation parsed them; `None` when the spec is invalid.
+    pub workload: Option<WorkloadKind<'a>>,
+    pub strategy: Option<StrategyKind<'a>>,
     pub status: RolloutStatus,
     pub actions: Vec<Action>,
     pub events: Vec<Event>,
@@ -60,9 +63,11 @@ pub(super) fn flag_invalid(before: &RolloutStatus, status: &mut RolloutStatus, m
 }
 
 impl<'a> Pass<'a> {
-    pub fn new(input: Input<'a>) -> Self {
+    pub fn new(input: Input<'a>, valid: Option<&ValidSpec<'a>>) -> Self {
         Self {
             input,
+            workload: valid.map(|v| v.workload),
+            strategy: valid.map(|v| v.strategy),
             status: input.status.clone(),
             actions: Vec::new(),
             events: Vec::new(),
@@ -168,7 +173,7 @@ impl<'a> Pass<'a> {
 
     /// Forget the progress of the previous candidate: a new one starts from the first step.
     pub fn reset_progress(&mut self) {
-        self.status.current_step_index = self.input.spec.strategy.canary.as_ref().map(|_| 0);
+        self.status.current_step_index = matches!(self.strategy, Some(StrategyKind::Canary(_))).then_some(0);
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
         self.status.promoted = false;
@@ -287,15 +292,15 @@ mod tests {
         let mut fixture = Fixture::new(2, canary());
         let update = revision::of(&fixture.spec.workload);
         fixture.commands.promote = promote("1", "another-rev");
-        let mut pass = Pass::new(fixture.input());
+        let mut pass = fixture.unset_pass();
         pass.begin();
         assert_eq!(pass.promote_requested, None, "typed for another revision");
         fixture.commands.promote = promote("2", &update);
-        let mut pass = Pass::new(fixture.input());
+        let mut pass = fixture.unset_pass();
         pass.begin();
         assert_eq!(pass.promote_requested, Some(false));
         fixture.status = pass.status.clone();
-        let mut pass = Pass::new(fixture.input());
+        let mut pass = fixture.unset_pass();
         pass.begin();
         assert_eq!(pass.promote_requested, None, "an id already handled");
     }
@@ -305,7 +310,7 @@ mod tests {
         let mut fixture = Fixture::new(2, canary());
         fixture.status.update_revision = Some("older-rev".into());
         fixture.status.current_step_index = Some(1);
-        let mut pass = Pass::new(fixture.input());
+        let mut pass = fixture.unset_pass();
         pass.begin();
         assert_eq!(pass.stable, STABLE);
         assert_eq!(pass.status.current_step_index, Some(0));

@@ -7,7 +7,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::{Pass, bounded, default_progress_deadline, later};
 use super::{EventReason, RevisionObservation, conditions};
-use crate::api::RolloutPhase;
+use crate::api::{RolloutPhase, StrategyKind, WorkloadKind};
 
 impl Pass<'_> {
     pub(super) fn summarize_status(&mut self) {
@@ -35,7 +35,7 @@ impl Pass<'_> {
         self.status.updated_replicas = self.observed(&self.update.clone()).map_or(0, |r| r.ready);
         self.status.verified_weight = if self.has_router() {
             self.observed_weight()
-        } else if self.input.spec.strategy.blue_green.is_some() {
+        } else if matches!(self.strategy, Some(StrategyKind::BlueGreen(_))) {
             let active = self.input.observed.services.stable.as_deref();
             Some(if !self.at_rest() && active == Some(self.update.as_str()) { 100 } else { 0 })
         } else {
@@ -43,7 +43,7 @@ impl Pass<'_> {
             let total = i64::from(self.status.ready_replicas.max(1));
             Some(((canary * 100 + total / 2) / total).clamp(0, 100) as i32)
         };
-        if let Some(kubernetes) = &self.input.spec.workload.kubernetes {
+        if let Some(WorkloadKind::Kubernetes(kubernetes)) = self.workload {
             let labels = kubernetes.selector.match_labels.clone().unwrap_or_default();
             let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
             self.status.selector = Some(selector.join(","));

@@ -76,9 +76,14 @@ impl Fixture {
         }
     }
 
+    /// A pass before `begin`, over the fixture's spec as validation parses it.
+    pub fn unset_pass(&self) -> Pass<'_> {
+        Pass::new(self.input(), super::validate(&self.spec).ok().as_ref())
+    }
+
     /// A pass whose roles are set as `begin` leaves them: `STABLE` serves, `UPDATE` is the candidate.
     pub fn pass(&self) -> Pass<'_> {
-        let mut pass = Pass::new(self.input());
+        let mut pass = self.unset_pass();
         pass.stable = STABLE.into();
         pass.update = UPDATE.into();
         pass

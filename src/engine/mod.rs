@@ -27,12 +27,12 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, RolloutStatus};
+use crate::api::{AnalysisPhase, RolloutAnalysis, RolloutCommands, RolloutSpec, RolloutStatus, StrategyKind};
 
 pub use canary::{ratio_weight, split_at as ratio_split_at};
 pub use context::{MAX_REPLICAS, default_progress_deadline};
 pub use target_groups::TargetGroups;
-pub use validate::{InvalidSpec, validate};
+pub use validate::{InvalidSpec, ValidSpec, validate};
 
 /// Everything the engine looks at in one pass.
 #[derive(Clone, Copy, Debug)]
@@ -258,11 +258,15 @@ pub fn step(input: Input<'_>) -> Plan {
 }
 
 fn decide(input: Input<'_>) -> Plan {
-    let mut pass = context::Pass::new(input);
-    if let Err(invalid) = validate::validate_name(input.name).and_then(|()| validate(input.spec)) {
-        pass.invalid_spec(&invalid);
-        return pass.finish();
-    }
+    let valid = match validate::validate_name(input.name).and_then(|()| validate(input.spec)) {
+        Ok(valid) => valid,
+        Err(invalid) => {
+            let mut pass = context::Pass::new(input, None);
+            pass.invalid_spec(&invalid);
+            return pass.finish();
+        }
+    };
+    let mut pass = context::Pass::new(input, Some(&valid));
     if let Some(missing) = input.observed.services.missing.first() {
         // Traffic would not follow the revisions; nothing moves until the Service exists.
         pass.invalid_spec(&InvalidSpec(format!(
@@ -275,12 +279,12 @@ fn decide(input: Input<'_>) -> Plan {
         rest::settle(&mut pass);
     } else if pass.replicas == 0 && pass.has_router() && !pass.status.abort && !pass.abort_requested {
         pass.hold_at_zero_replicas();
-    } else if let Some(canary) = &input.spec.strategy.canary {
-        canary::progress(&mut pass, canary);
-    } else if let Some(blue_green) = &input.spec.strategy.blue_green {
-        blue_green::progress(&mut pass, blue_green);
-    } else if let Some(rolling) = &input.spec.strategy.rolling {
-        rolling::progress(&mut pass, rolling);
+    } else {
+        match valid.strategy {
+            StrategyKind::Canary(canary) => canary::progress(&mut pass, canary, &valid.steps),
+            StrategyKind::BlueGreen(blue_green) => blue_green::progress(&mut pass, blue_green),
+            StrategyKind::Rolling(rolling) => rolling::progress(&mut pass, rolling),
+        }
     }
     pass.route_previews();
     pass.finish()

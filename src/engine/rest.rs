@@ -3,7 +3,7 @@
 use super::EventReason;
 use super::ServiceRole;
 use super::context::Pass;
-use crate::api::RolloutPhase;
+use crate::api::{RolloutPhase, StrategyKind};
 
 pub(super) fn settle(pass: &mut Pass<'_>) {
     let stable = pass.stable.clone();
@@ -17,7 +17,10 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     status.promoted = false;
     status.preview_ready_at = None;
     status.switched = false;
-    status.current_step_index = pass.input.spec.strategy.canary.as_ref().map(|c| c.steps.len() as i32);
+    status.current_step_index = match pass.strategy {
+        Some(StrategyKind::Canary(canary)) => Some(canary.steps.len() as i32),
+        _ => None,
+    };
     status.canary_weight = 0;
 
     pass.scale(&stable, n);

@@ -2,15 +2,17 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::api::Workload;
+use crate::api::{Workload, WorkloadKind};
 
 /// Ten hex digits of the SHA-256 of the workload's pod template (or ECS task definition,
 /// network configuration and load balancer): equal templates give equal revisions.
 pub fn of(workload: &Workload) -> String {
-    let identity = match (&workload.kubernetes, &workload.ecs) {
-        (Some(kubernetes), _) => serde_json::to_vec(&kubernetes.template),
-        (None, Some(ecs)) => serde_json::to_vec(&(&ecs.task_definition, &ecs.network_configuration, &ecs.load_balancer, &ecs.launch_type)),
-        (None, None) => Ok(Vec::new()),
+    let identity = match workload.kind() {
+        Ok(WorkloadKind::Kubernetes(kubernetes)) => serde_json::to_vec(&kubernetes.template),
+        Ok(WorkloadKind::Ecs(ecs)) => {
+            serde_json::to_vec(&(&ecs.task_definition, &ecs.network_configuration, &ecs.load_balancer, &ecs.launch_type))
+        }
+        Err(_) => Ok(Vec::new()),
     }
     .expect("workload serializes");
     let digest = Sha256::digest(&identity);

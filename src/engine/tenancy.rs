@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use jiff::Timestamp;
 
 use super::{Event, EventReason, Plan, conditions};
-use crate::api::{EcsWorkload, RolloutPhase, RolloutSpec, RolloutStatus};
+use crate::api::{EcsWorkload, RolloutPhase, RolloutSpec, RolloutStatus, WorkloadKind};
 
 /// On a Namespace, set by a cluster admin: the AWS resources its Rollouts may use, as ARN
 /// patterns separated by commas or whitespace.
@@ -70,7 +70,7 @@ pub fn named_arns(spec: &RolloutSpec) -> Result<Vec<NamedResource>, Refusal> {
         ];
         named.extend(fields.into_iter().filter_map(|(field, arn)| Some(NamedResource { field, arn: arn?.clone() })));
     }
-    if let Some(ecs) = &spec.workload.ecs {
+    if let Ok(WorkloadKind::Ecs(ecs)) = spec.workload.kind() {
         let region_of = alb.and_then(|a| a.listener_arn.as_ref().or(a.rule_arn.as_ref())).map(String::as_str);
         named.push(NamedResource { field: "spec.workload.ecs.service", arn: ecs_service_arn(ecs, region_of)? });
     }

@@ -1,7 +1,9 @@
 //! Checks the API server cannot make: a spec that passes its schema but cannot be run.
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use super::MAX_REPLICAS;
-use crate::api::{RolloutAnalysis, RolloutSpec};
+use crate::api::{CanaryScale, NotExactlyOne, RolloutAnalysis, RolloutSpec, StepKind, StrategyKind, WorkloadKind};
 
 /// The largest `maxSurge` / `maxUnavailable` percentage, as the CRD bounds it.
 const MAX_PERCENT: u32 = 9999;
@@ -10,108 +12,114 @@ const MAX_PERCENT: u32 = 9999;
 #[error("{0}")]
 pub struct InvalidSpec(pub String);
 
-fn invalid(message: impl Into<String>) -> Result<(), InvalidSpec> {
+fn invalid<T>(message: impl Into<String>) -> Result<T, InvalidSpec> {
     Err(InvalidSpec(message.into()))
 }
 
-pub fn validate(spec: &RolloutSpec) -> Result<(), InvalidSpec> {
-    let workload = &spec.workload;
-    if workload.kubernetes.is_some() == workload.ecs.is_some() {
-        return invalid("set exactly one of workload.kubernetes or workload.ecs");
-    }
-    if workload.replicas() < 0 {
+/// A spec the engine can run, its unions parsed: what the strategies match on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ValidSpec<'a> {
+    pub workload: WorkloadKind<'a>,
+    pub strategy: StrategyKind<'a>,
+    /// The canary's steps; empty for the other strategies.
+    pub steps: Vec<StepKind<'a>>,
+}
+
+/// Parses the spec's unions and checks what the schema cannot: validation is this parse.
+pub fn validate(spec: &RolloutSpec) -> Result<ValidSpec<'_>, InvalidSpec> {
+    let not_one = |e: NotExactlyOne| InvalidSpec(e.to_string());
+    let workload = spec.workload.kind().map_err(not_one)?;
+    let replicas = spec.workload.replicas();
+    if replicas < 0 {
         return invalid("replicas cannot be negative");
     }
-    if workload.replicas() > MAX_REPLICAS {
-        return invalid(format!("replicas {} is more than {MAX_REPLICAS}, the most Sluice runs", workload.replicas()));
+    if replicas > MAX_REPLICAS {
+        return invalid(format!("replicas {replicas} is more than {MAX_REPLICAS}, the most Sluice runs"));
     }
-    if let Some(kubernetes) = &workload.kubernetes {
+    if let WorkloadKind::Kubernetes(kubernetes) = workload {
         pods(kubernetes)?;
     }
-    let strategy = &spec.strategy;
-    let strategies = [strategy.canary.is_some(), strategy.blue_green.is_some(), strategy.rolling.is_some()];
-    if strategies.iter().filter(|s| **s).count() != 1 {
-        return invalid("set exactly one of strategy.canary, strategy.blueGreen or strategy.rolling");
-    }
-    if spec.traffic.as_ref().is_some_and(|t| t.alb.is_none()) {
+    let strategy = spec.strategy.kind().map_err(not_one)?;
+    let alb = spec.traffic.as_ref().and_then(|t| t.alb.as_ref());
+    if spec.traffic.is_some() && alb.is_none() {
         return invalid("spec.traffic names no router: set traffic.alb, or remove spec.traffic to split traffic by replica ratio");
     }
-    if workload.ecs.is_some() && spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).is_none() {
+    if matches!(workload, WorkloadKind::Ecs(_)) && alb.is_none() {
         return invalid("an ECS workload needs spec.traffic.alb");
     }
-    if strategy.rolling.is_some() && spec.traffic.is_some() {
-        return invalid("a rolling update splits traffic by replica ratio: remove spec.traffic");
-    }
-    if let Some(canary) = &strategy.canary {
-        for (index, step) in canary.steps.iter().enumerate() {
-            let kinds = [step.set_weight.is_some(), step.pause.is_some(), step.analysis.is_some(), step.set_canary_scale.is_some()];
-            if kinds.iter().filter(|k| **k).count() != 1 {
-                return invalid(format!("step {index} must set exactly one of setWeight, pause, analysis or setCanaryScale"));
+    let mut steps = Vec::new();
+    match strategy {
+        StrategyKind::Canary(canary) => {
+            for (index, step) in canary.steps.iter().enumerate() {
+                let kind = step.kind().map_err(|e| InvalidSpec(format!("step {index}: {e}")))?;
+                check_step(&kind, index)?;
+                steps.push(kind);
             }
-            if let Some(weight) = step.set_weight
-                && !(0..=100).contains(&weight)
-            {
-                return invalid(format!("step {index}: setWeight {weight} is not a percentage from 0 to 100"));
+            if let Some(analysis) = &canary.analysis {
+                analysis_refs(analysis, "canary.analysis")?;
             }
-            if let Some(duration) = step.pause.as_ref().and_then(|p| p.duration.as_ref()) {
-                duration.to_duration().map_err(|e| InvalidSpec(format!("step {index}: {e}")))?;
-            }
-            if let Some(analysis) = &step.analysis {
-                analysis_refs(analysis, &format!("step {index}"))?;
-            }
-            if let Some(scale) = &step.set_canary_scale
-                && scale.weight.is_some_and(|w| !(0..=100).contains(&w))
-            {
-                return invalid(format!("step {index}: setCanaryScale.weight is not a percentage from 0 to 100"));
-            }
-            if let Some(replicas) = step.set_canary_scale.as_ref().and_then(|s| s.replicas)
-                && !(0..=MAX_REPLICAS).contains(&replicas)
-            {
-                return invalid(format!("step {index}: setCanaryScale.replicas {replicas} is not a count from 0 to {MAX_REPLICAS}"));
-            }
+            count_or_percent(canary.max_surge.as_ref(), "canary.maxSurge")?;
+            count_or_percent(canary.max_unavailable.as_ref(), "canary.maxUnavailable")?;
         }
-        if let Some(analysis) = &canary.analysis {
-            analysis_refs(analysis, "canary.analysis")?;
-        }
-    }
-    if let Some(analysis) = strategy.rolling.as_ref().and_then(|r| r.analysis.as_ref()) {
-        analysis_refs(analysis, "rolling.analysis")?;
-    }
-    let counts = [
-        (strategy.canary.as_ref().and_then(|c| c.max_surge.as_ref()), "canary.maxSurge"),
-        (strategy.canary.as_ref().and_then(|c| c.max_unavailable.as_ref()), "canary.maxUnavailable"),
-        (strategy.rolling.as_ref().and_then(|r| r.max_surge.as_ref()), "rolling.maxSurge"),
-        (strategy.rolling.as_ref().and_then(|r| r.max_unavailable.as_ref()), "rolling.maxUnavailable"),
-    ];
-    for (value, place) in counts {
-        use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-        match value {
-            Some(IntOrString::Int(count)) if *count < 0 => return invalid(format!("{place} cannot be negative")),
-            Some(IntOrString::Int(count)) if *count > MAX_REPLICAS => {
-                return invalid(format!("{place} {count} is more than {MAX_REPLICAS}, the most Sluice runs"));
+        StrategyKind::Rolling(rolling) => {
+            if spec.traffic.is_some() {
+                return invalid("a rolling update splits traffic by replica ratio: remove spec.traffic");
             }
-            Some(IntOrString::String(text)) if text.strip_suffix('%').is_none_or(|n| n.parse::<u32>().is_err()) => {
-                return invalid(format!("{place} `{text}` is neither a count nor a percentage such as 25%"));
+            if let Some(analysis) = &rolling.analysis {
+                analysis_refs(analysis, "rolling.analysis")?;
             }
-            Some(IntOrString::String(text)) if text.strip_suffix('%').is_some_and(|n| n.parse::<u32>().is_ok_and(|p| p > MAX_PERCENT)) => {
-                return invalid(format!("{place} `{text}` is more than {MAX_PERCENT}%"));
+            count_or_percent(rolling.max_surge.as_ref(), "rolling.maxSurge")?;
+            count_or_percent(rolling.max_unavailable.as_ref(), "rolling.maxUnavailable")?;
+        }
+        StrategyKind::BlueGreen(blue_green) => {
+            if let Some(count) = blue_green.preview_replica_count.filter(|c| !(1..=MAX_REPLICAS).contains(c)) {
+                return invalid(format!("blueGreen.previewReplicaCount {count} is not a count from 1 to {MAX_REPLICAS}"));
             }
-            _ => {}
-        }
-    }
-    if let Some(blue_green) = &strategy.blue_green {
-        if let Some(count) = blue_green.preview_replica_count.filter(|c| !(1..=MAX_REPLICAS).contains(c)) {
-            return invalid(format!("blueGreen.previewReplicaCount {count} is not a count from 1 to {MAX_REPLICAS}"));
-        }
-        for (analysis, place) in
-            [(&blue_green.pre_promotion_analysis, "prePromotionAnalysis"), (&blue_green.post_promotion_analysis, "postPromotionAnalysis")]
-        {
-            if let Some(analysis) = analysis {
-                analysis_refs(analysis, place)?;
+            for (analysis, place) in [
+                (&blue_green.pre_promotion_analysis, "prePromotionAnalysis"),
+                (&blue_green.post_promotion_analysis, "postPromotionAnalysis"),
+            ] {
+                if let Some(analysis) = analysis {
+                    analysis_refs(analysis, place)?;
+                }
             }
         }
     }
-    Ok(())
+    Ok(ValidSpec { workload, strategy, steps })
+}
+
+fn check_step(step: &StepKind<'_>, index: usize) -> Result<(), InvalidSpec> {
+    match step {
+        StepKind::SetWeight(weight) if !(0..=100).contains(weight) => {
+            invalid(format!("step {index}: setWeight {weight} is not a percentage from 0 to 100"))
+        }
+        StepKind::Pause(Some(duration)) => duration.to_duration().map(drop).map_err(|e| InvalidSpec(format!("step {index}: {e}"))),
+        StepKind::Analysis(analysis) => analysis_refs(analysis, &format!("step {index}")),
+        StepKind::SetCanaryScale(CanaryScale::Weight(weight)) if !(0..=100).contains(weight) => {
+            invalid(format!("step {index}: setCanaryScale.weight is not a percentage from 0 to 100"))
+        }
+        StepKind::SetCanaryScale(CanaryScale::Replicas(replicas)) if !(0..=MAX_REPLICAS).contains(replicas) => {
+            invalid(format!("step {index}: setCanaryScale.replicas {replicas} is not a count from 0 to {MAX_REPLICAS}"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// `maxSurge` / `maxUnavailable`: a count or a percentage within the CRD's bounds.
+fn count_or_percent(value: Option<&IntOrString>, place: &str) -> Result<(), InvalidSpec> {
+    let percent = |text: &str| text.strip_suffix('%').and_then(|n| n.parse::<u32>().ok());
+    match value {
+        Some(IntOrString::Int(count)) if *count < 0 => invalid(format!("{place} cannot be negative")),
+        Some(IntOrString::Int(count)) if *count > MAX_REPLICAS => {
+            invalid(format!("{place} {count} is more than {MAX_REPLICAS}, the most Sluice runs"))
+        }
+        Some(IntOrString::String(text)) => match percent(text) {
+            None => invalid(format!("{place} `{text}` is neither a count nor a percentage such as 25%")),
+            Some(p) if p > MAX_PERCENT => invalid(format!("{place} `{text}` is more than {MAX_PERCENT}%")),
+            Some(_) => Ok(()),
+        },
+        _ => Ok(()),
+    }
 }
 
 /// The longest Rollout name: it becomes a label value on every ReplicaSet and pod (63 at most),

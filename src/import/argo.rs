@@ -11,7 +11,8 @@ use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
     CanaryStrategy, CloudWatchMetric, HttpMethod, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
-    Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, Strategy, Traffic, WebHeader, WebMetric, Workload,
+    Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric,
+    Workload,
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
@@ -89,8 +90,14 @@ pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: 
 /// Without a router the replica ratio is the split: say where few replicas hold a step's weight
 /// away from what it names.
 pub(super) fn warn_unreachable_weights(canary: &CanaryStrategy, replicas: i32, path: &str, w: &mut Warnings) {
-    for (index, weight) in canary.steps.iter().enumerate().filter_map(|(i, s)| Some((i, s.set_weight?))) {
-        let (new, old) = crate::engine::ratio_split_at(canary, index, replicas);
+    // Steps that do not parse are reported when the Rollout is validated.
+    let Ok(steps) = canary.steps.iter().map(|s| s.kind()).collect::<Result<Vec<_>, _>>() else { return };
+    let weights = steps.iter().enumerate().filter_map(|(i, s)| match s {
+        StepKind::SetWeight(weight) => Some((i, *weight)),
+        _ => None,
+    });
+    for (index, weight) in weights {
+        let (new, old) = crate::engine::ratio_split_at(canary, &steps, index, replicas);
         let reached = crate::engine::ratio_weight(new, old);
         if reached != weight.clamp(0, 100) {
             w.warn(

@@ -32,7 +32,7 @@ use crate::ports::{Effect, Platform, PlatformObservation, PortError};
 use crate::traffic::AwsFailure;
 
 /// How often an ECS rollout in motion is looked at: task sets send no watch events.
-const POLL: std::time::Duration = std::time::Duration::from_secs(5);
+pub const POLL: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Why the platform did not do what it was asked.
 #[derive(Debug, thiserror::Error)]

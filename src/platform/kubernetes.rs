@@ -12,7 +12,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Resource, ResourceExt};
 
-use crate::api::{KubernetesWorkload, Rollout};
+use crate::api::{KubernetesWorkload, Rollout, StrategyKind};
 use crate::engine::tenancy::{self, Refusal, ServiceClaim};
 use crate::engine::{RevisionObservation, ServiceRole, ServiceSelection};
 use crate::ports::{Effect, Platform, PlatformObservation, PortError};
@@ -77,19 +77,19 @@ pub fn service_name(rollout: &Rollout, role: ServiceRole) -> Option<String> {
 
 /// The strategy field naming the role's Service, and the name.
 fn service_field(rollout: &Rollout, role: ServiceRole) -> Option<(&'static str, String)> {
-    let strategy = &rollout.spec.strategy;
-    let canary = strategy.canary.as_ref();
-    let blue_green = strategy.blue_green.as_ref();
-    match role {
-        ServiceRole::Stable => canary
-            .and_then(|c| c.stable_service.clone())
-            .map(|name| ("strategy.canary.stableService", name))
-            .or_else(|| blue_green.map(|b| ("strategy.blueGreen.activeService", b.active_service.clone()))),
-        ServiceRole::Canary => canary
-            .and_then(|c| c.canary_service.clone())
-            .map(|name| ("strategy.canary.canaryService", name))
-            .or_else(|| blue_green.and_then(|b| b.preview_service.clone()).map(|name| ("strategy.blueGreen.previewService", name))),
-    }
+    let named = match (rollout.spec.strategy.kind().ok()?, role) {
+        (StrategyKind::Canary(canary), ServiceRole::Stable) => ("strategy.canary.stableService", canary.stable_service.as_ref()),
+        (StrategyKind::Canary(canary), ServiceRole::Canary) => ("strategy.canary.canaryService", canary.canary_service.as_ref()),
+        (StrategyKind::BlueGreen(blue_green), ServiceRole::Stable) => {
+            ("strategy.blueGreen.activeService", Some(&blue_green.active_service))
+        }
+        (StrategyKind::BlueGreen(blue_green), ServiceRole::Canary) => {
+            ("strategy.blueGreen.previewService", blue_green.preview_service.as_ref())
+        }
+        (StrategyKind::Rolling(_), _) => return None,
+    };
+    let (field, name) = named;
+    Some((field, name?.clone()))
 }
 
 /// Which revision each role Service selects now, and which named Services do not exist.

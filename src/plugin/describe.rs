@@ -2,7 +2,7 @@
 
 use kube::ResourceExt;
 
-use crate::api::{CanaryStep, Rollout, RolloutAnalysis, RolloutStatus};
+use crate::api::{CanaryScale, CanaryStep, Rollout, RolloutAnalysis, RolloutStatus, StepKind, StrategyKind};
 
 pub fn qualified_name(rollout: &Rollout) -> String {
     format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any())
@@ -13,13 +13,11 @@ pub fn status(rollout: &Rollout) -> RolloutStatus {
 }
 
 pub fn strategy_name(rollout: &Rollout) -> &'static str {
-    let strategy = &rollout.spec.strategy;
-    if strategy.canary.is_some() {
-        "canary"
-    } else if strategy.blue_green.is_some() {
-        "blueGreen"
-    } else {
-        "rolling"
+    match rollout.spec.strategy.kind() {
+        Ok(StrategyKind::Canary(_)) => "canary",
+        Ok(StrategyKind::BlueGreen(_)) => "blueGreen",
+        Ok(StrategyKind::Rolling(_)) => "rolling",
+        Err(_) => "-",
     }
 }
 
@@ -29,10 +27,10 @@ pub fn phase(rollout: &Rollout) -> String {
 
 /// `2/5` for a canary on its third of five steps; `-` for other strategies.
 pub fn step(rollout: &Rollout) -> String {
-    match (&rollout.spec.strategy.canary, status(rollout).current_step_index) {
-        (Some(canary), Some(index)) => format!("{index}/{}", canary.steps.len()),
-        (Some(canary), None) => format!("-/{}", canary.steps.len()),
-        (None, _) => "-".to_string(),
+    match (rollout.spec.strategy.kind(), status(rollout).current_step_index) {
+        (Ok(StrategyKind::Canary(canary)), Some(index)) => format!("{index}/{}", canary.steps.len()),
+        (Ok(StrategyKind::Canary(canary)), None) => format!("-/{}", canary.steps.len()),
+        _ => "-".to_string(),
     }
 }
 
@@ -47,20 +45,15 @@ pub fn revision(value: &Option<String>) -> &str {
 }
 
 pub fn canary_step(step: &CanaryStep) -> String {
-    if let Some(weight) = step.set_weight {
-        format!("setWeight {weight}")
-    } else if let Some(pause) = &step.pause {
-        pause.duration.as_ref().map_or_else(|| "pause until promoted".to_string(), |d| format!("pause {}", d.0))
-    } else if let Some(analysis) = &step.analysis {
-        format!("analysis {}", templates(analysis))
-    } else if let Some(scale) = &step.set_canary_scale {
-        match (scale.replicas, scale.weight) {
-            (Some(replicas), _) => format!("setCanaryScale {replicas} replicas"),
-            (None, Some(weight)) => format!("setCanaryScale {weight}%"),
-            (None, None) => "setCanaryScale matchTrafficWeight".to_string(),
-        }
-    } else {
-        "(empty step)".to_string()
+    match step.kind() {
+        Ok(StepKind::SetWeight(weight)) => format!("setWeight {weight}"),
+        Ok(StepKind::Pause(None)) => "pause until promoted".to_string(),
+        Ok(StepKind::Pause(Some(duration))) => format!("pause {}", duration.0),
+        Ok(StepKind::Analysis(analysis)) => format!("analysis {}", templates(analysis)),
+        Ok(StepKind::SetCanaryScale(CanaryScale::Replicas(replicas))) => format!("setCanaryScale {replicas} replicas"),
+        Ok(StepKind::SetCanaryScale(CanaryScale::Weight(weight))) => format!("setCanaryScale {weight}%"),
+        Ok(StepKind::SetCanaryScale(CanaryScale::MatchTrafficWeight)) => "setCanaryScale matchTrafficWeight".to_string(),
+        Err(not_one) => format!("(invalid step: {not_one})"),
     }
 }
 

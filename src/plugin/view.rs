@@ -9,7 +9,7 @@ use k8s_openapi::api::core::v1::Event;
 use kube::ResourceExt;
 
 use super::describe::{self, qualified_name};
-use crate::api::{AnalysisPhase, AnalysisRun, PauseReason, Rollout, RolloutStatus};
+use crate::api::{AnalysisPhase, AnalysisRun, PauseReason, Rollout, RolloutStatus, StrategyKind, WorkloadKind};
 use crate::platform::kubernetes::{REVISION_LABEL, ROLLOUT_LABEL};
 
 /// How many Kubernetes Events of the Rollout the view shows.
@@ -53,25 +53,25 @@ pub fn render(state: &StatusState, now: Timestamp) -> String {
 fn header(out: &mut String, rollout: &Rollout, status: &RolloutStatus) {
     let _ = writeln!(out, "Rollout      {}", qualified_name(rollout));
     let workload = &rollout.spec.workload;
-    match (&workload.kubernetes, &workload.ecs) {
-        (Some(kubernetes), _) => {
+    match workload.kind() {
+        Ok(WorkloadKind::Kubernetes(kubernetes)) => {
             let _ = writeln!(out, "Workload     kubernetes, {} replicas", kubernetes.replicas);
         }
-        (None, Some(ecs)) => {
+        Ok(WorkloadKind::Ecs(ecs)) => {
             let _ = writeln!(out, "Workload     ECS service {} in {}, {} tasks", ecs.service, ecs.cluster, ecs.desired_count);
         }
-        (None, None) => {
+        Err(_) => {
             let _ = writeln!(out, "Workload     -");
         }
     }
-    let strategy = &rollout.spec.strategy;
-    let strategy = match (&strategy.canary, &strategy.blue_green) {
-        (Some(canary), _) => format!("canary, {} steps", canary.steps.len()),
-        (None, Some(blue_green)) => match &blue_green.preview_service {
+    let strategy = match rollout.spec.strategy.kind() {
+        Ok(StrategyKind::Canary(canary)) => format!("canary, {} steps", canary.steps.len()),
+        Ok(StrategyKind::BlueGreen(blue_green)) => match &blue_green.preview_service {
             Some(preview) => format!("blueGreen, active Service {}, preview Service {preview}", blue_green.active_service),
             None => format!("blueGreen, active Service {}", blue_green.active_service),
         },
-        (None, None) => "rolling".to_string(),
+        Ok(StrategyKind::Rolling(_)) => "rolling".to_string(),
+        Err(_) => "-".to_string(),
     };
     let _ = writeln!(out, "Strategy     {strategy}");
     let mut phase = describe::phase(rollout);
@@ -124,41 +124,45 @@ fn at_rest(status: &RolloutStatus) -> bool {
 }
 
 fn steps(out: &mut String, rollout: &Rollout, status: &RolloutStatus) {
-    let strategy = &rollout.spec.strategy;
-    let (steps, background): (Vec<(String, Progress)>, Option<String>) = if let Some(canary) = &strategy.canary {
-        let index = status.current_step_index.map(|i| i.max(0) as usize);
-        let rows = canary
-            .steps
-            .iter()
-            .enumerate()
-            .map(|(i, step)| {
-                let progress = match index {
-                    Some(current) if i < current => Progress::Done,
-                    Some(current) if i == current => Progress::Current,
-                    _ => Progress::Pending,
-                };
-                (describe::canary_step(step), progress)
-            })
-            .collect();
-        (rows, canary.analysis.as_ref().map(describe::templates))
-    } else if let Some(blue_green) = &strategy.blue_green {
-        let rest = at_rest(status);
-        let ready = rest || status.switched || status.preview_ready_at.is_some();
-        let mut stages = vec![("preview revision ready".to_string(), ready)];
-        // The engine waits for promotion only once pre-promotion analysis has passed.
-        let awaiting_promotion = status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause);
-        if let Some(pre) = &blue_green.pre_promotion_analysis {
-            stages.push((format!("pre-promotion analysis {}", describe::templates(pre)), rest || status.switched || awaiting_promotion));
+    let (steps, background): (Vec<(String, Progress)>, Option<String>) = match rollout.spec.strategy.kind() {
+        Ok(StrategyKind::Canary(canary)) => {
+            let index = status.current_step_index.map(|i| i.max(0) as usize);
+            let rows = canary
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| {
+                    let progress = match index {
+                        Some(current) if i < current => Progress::Done,
+                        Some(current) if i == current => Progress::Current,
+                        _ => Progress::Pending,
+                    };
+                    (describe::canary_step(step), progress)
+                })
+                .collect();
+            (rows, canary.analysis.as_ref().map(describe::templates))
         }
-        stages.push(("switch the active Service (promotion)".to_string(), rest || status.switched));
-        if let Some(post) = &blue_green.post_promotion_analysis {
-            stages.push((format!("post-promotion analysis {}", describe::templates(post)), rest));
+        Ok(StrategyKind::BlueGreen(blue_green)) => {
+            let rest = at_rest(status);
+            let ready = rest || status.switched || status.preview_ready_at.is_some();
+            let mut stages = vec![("preview revision ready".to_string(), ready)];
+            // The engine waits for promotion only once pre-promotion analysis has passed.
+            let awaiting_promotion = status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause);
+            if let Some(pre) = &blue_green.pre_promotion_analysis {
+                stages
+                    .push((format!("pre-promotion analysis {}", describe::templates(pre)), rest || status.switched || awaiting_promotion));
+            }
+            stages.push(("switch the active Service (promotion)".to_string(), rest || status.switched));
+            if let Some(post) = &blue_green.post_promotion_analysis {
+                stages.push((format!("post-promotion analysis {}", describe::templates(post)), rest));
+            }
+            (first_pending_is_current(stages), None)
         }
-        (first_pending_is_current(stages), None)
-    } else {
-        let rolling = strategy.rolling.clone().unwrap_or_default();
-        let stages = vec![("replace the stable revision's replicas with the update's".to_string(), at_rest(status))];
-        (first_pending_is_current(stages), rolling.analysis.as_ref().map(describe::templates))
+        Ok(StrategyKind::Rolling(rolling)) => {
+            let stages = vec![("replace the stable revision's replicas with the update's".to_string(), at_rest(status))];
+            (first_pending_is_current(stages), rolling.analysis.as_ref().map(describe::templates))
+        }
+        Err(_) => (Vec::new(), None),
     };
     let _ = writeln!(out, "Steps");
     if steps.is_empty() {

@@ -87,7 +87,7 @@ pub fn run(rollout: &Rollout, templates: BTreeMap<String, AnalysisTemplateSpec>,
         // Applied actions change watched objects, and a watch event starts another pass at once.
         let requeue = match &outcome {
             PassOutcome::Applied { applied, .. } if !applied.is_empty() => Some(Duration::ZERO),
-            PassOutcome::Applied { plan, .. } => plan.requeue_after,
+            PassOutcome::Applied { requeue_after, .. } => *requeue_after,
             PassOutcome::Interrupted { .. } => Some(RETRY_AFTER_ERROR),
         };
         timeline.record(&world, &outcome);

@@ -13,7 +13,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::analysis::condition::MeasuredValue;
 use crate::analysis::run as analysis_run;
-use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, RolloutSpec, RolloutStatus};
+use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, RolloutSpec, RolloutStatus, WorkloadKind};
 use crate::engine::{
     self, Action, AnalysisRunObservation, Event, Plan, RevisionObservation, ServiceRole, ServiceSelection, TargetGroups, TrafficObservation,
 };
@@ -75,14 +75,12 @@ pub enum PassOutcome {
     Applied {
         plan: Box<Plan>,
         applied: Vec<Action>,
+        /// When the controller looks again: the plan's wish, or sooner where the platform is polled.
+        requeue_after: Option<std::time::Duration>,
     },
     /// An action failed or the controller crashed: some actions may be applied, status not
     /// written. `plan` is `None` when the pass stopped before the engine decided.
-    Interrupted {
-        plan: Option<Box<Plan>>,
-        applied: Vec<Action>,
-        reason: String,
-    },
+    Interrupted { plan: Option<Box<Plan>>, applied: Vec<Action>, reason: String },
 }
 
 pub struct World {
@@ -148,8 +146,8 @@ impl World {
         let weights = alb
             .map(|alb| BTreeMap::from([(alb.stable_target_group_arn.clone(), 100), (alb.canary_target_group_arn.clone(), 0)]))
             .unwrap_or_default();
-        let registrations = match (alb, &stable_spec.workload.ecs) {
-            (Some(alb), Some(_)) => BTreeMap::from([(stable.clone(), alb.stable_target_group_arn.clone())]),
+        let registrations = match (alb, stable_spec.workload.kind()) {
+            (Some(alb), Ok(WorkloadKind::Ecs(_))) => BTreeMap::from([(stable.clone(), alb.stable_target_group_arn.clone())]),
             _ => BTreeMap::new(),
         };
         Self {
@@ -199,7 +197,7 @@ impl World {
 
     /// Task sets register with the target groups themselves (ECS); else Services steer them.
     fn registers_targets(&self) -> bool {
-        self.spec.workload.ecs.is_some()
+        matches!(self.spec.workload.kind(), Ok(WorkloadKind::Ecs(_)))
     }
 
     /// The target groups' roles as the stored status gives them.
@@ -380,7 +378,9 @@ impl World {
         let result =
             futures::executor::block_on(pass::run(subject, Ports { platform: &ports, router: &ports, runs: &ports, record: &ports }, now));
         match result {
-            Ok(outcome) => PassOutcome::Applied { plan: Box::new(outcome.plan), applied: outcome.applied },
+            Ok(outcome) => {
+                PassOutcome::Applied { plan: Box::new(outcome.plan), applied: outcome.applied, requeue_after: outcome.requeue_after }
+            }
             Err(cut) => {
                 PassOutcome::Interrupted { plan: cut.plan.map(Box::new), applied: cut.applied, reason: cut.error.source.to_string() }
             }
@@ -463,6 +463,11 @@ impl Platform for SimPorts<'_> {
 
     async fn retire(&self, _keep: &[&str]) -> Result<(), PortError> {
         Ok(())
+    }
+
+    /// Played as ECS, the world is polled as the controller polls task sets.
+    fn poll_interval(&self) -> Option<std::time::Duration> {
+        self.world().registers_targets().then_some(crate::platform::ecs::POLL)
     }
 }
 
