@@ -198,18 +198,17 @@ fn flagger_canary_becomes_explicit_steps() {
             "analysis catalog-pre-rollout",
             "setWeight 10",
             "pause 30s",
-            "analysis catalog-analysis",
             "setWeight 20",
             "pause 30s",
-            "analysis catalog-analysis",
             "setWeight 30",
             "pause 30s",
-            "analysis catalog-analysis",
             "pause manual",
         ],
         "stepWeight 10 up to maxWeight 30, one interval each, confirm-promotion as a manual pause"
     );
     let canary = rollout.spec.strategy.canary.as_ref().unwrap();
+    let background: Vec<&str> = canary.analysis.iter().flat_map(|a| &a.templates).map(|t| t.template_name.as_str()).collect();
+    assert_eq!(background, ["catalog-analysis"], "threshold 3: the checks run beside the steps, so failures add up as in Flagger");
     assert_eq!(
         (canary.stable_service.as_deref(), canary.canary_service.as_deref()),
         (Some("catalog-primary"), Some("catalog-canary")),
@@ -221,6 +220,12 @@ fn flagger_canary_becomes_explicit_steps() {
     let checks = &templates["catalog-analysis"].metrics;
     let names: Vec<&str> = checks.iter().map(|m| m.name.as_str()).collect();
     assert_eq!(names, ["request-success-rate", "error-ratio", "load"]);
+    for check in checks {
+        let every = (check.interval.as_ref().map(|d| d.0.as_str()), check.count);
+        assert_eq!(every, (Some("30s"), None), "{}: one measurement an interval until promotion", check.name);
+    }
+    let limits: Vec<_> = checks.iter().map(|m| m.failure_limit).collect();
+    assert_eq!(limits, [Some(2); 3], "threshold 3: two failed checks tolerated, the third rolls back");
     assert_eq!(checks[0].success_condition.as_deref(), Some("result >= 99.0"));
     assert!(checks[0].provider.prometheus.as_ref().unwrap().query.contains(r#"destination_service_name="catalog""#));
     let ratio = &checks[1];
@@ -244,7 +249,7 @@ fn flagger_canary_becomes_explicit_steps() {
         [
             "warning: Canary/catalog: spec.provider: istio: Sluice routes traffic through an ALB or by replica ratio; weights become replica ratios",
             "warning: Canary/catalog: spec.autoscalerRef: point the HorizontalPodAutoscaler's scaleTargetRef at the Rollout (sluice.dev/v1alpha1, it has a scale subresource); dropped",
-            "warning: Canary/catalog: spec.analysis.threshold: Sluice measures each step's metrics once and rolls back on the first failed check; Flagger's tolerance of 2 failed checks is not kept",
+            "warning: Canary/catalog: spec.analysis.threshold: Flagger's tolerance of 2 failed checks over the whole canary is kept: the checks run as background analysis (strategy.canary.analysis), once every 30s, and the rollout rolls back at failed check 3; unlike Flagger, a failed check does not hold the weight where it is",
             "warning: Canary/catalog: spec.analysis.metrics[0]: Flagger's builtin request-success-rate check, written for Istio: it measures Service catalog as a whole (stable and canary); fill in the Prometheus address",
             "warning: Canary/catalog: spec.analysis.webhooks[0]: pre-rollout webhook smoke-test is called as a web metric (POST, passes on a 2xx answer; an empty answer is no data and pauses the rollout)",
             "warning: Canary/catalog: spec.analysis.webhooks[1]: rollout webhook load is called as a web metric (POST, passes on a 2xx answer; an empty answer is no data and pauses the rollout)",
@@ -253,7 +258,7 @@ fn flagger_canary_becomes_explicit_steps() {
             "warning: Canary/catalog: spec.analysis.webhooks[4]: post-rollout webhook cleanup: Sluice calls no hook at this point; its notifications (sluice.dev/notify-webhook) tell a URL about Promoted, Aborted and Healthy; dropped",
             "warning: Canary/catalog: spec.service: Flagger generates its Services and mesh routes from this block; Sluice splits traffic by replica ratio behind Service catalog (port 80), which must select the pod template's labels (the pods of both revisions), and points the Services Flagger names, so webhooks keep working: create catalog-primary (stableService) and catalog-canary (canaryService); Sluice sets their selectors; the rest of the block is dropped",
             "warning: Canary/catalog: spec.analysis: step 1 (setWeight 10): with 4 replicas and no traffic router the replica ratio reaches 20% (1 canary, 4 stable pods); raise the replicas or route through an ALB for finer weights",
-            "warning: Canary/catalog: spec.analysis: step 7 (setWeight 30): with 4 replicas and no traffic router the replica ratio reaches 25% (1 canary, 3 stable pods); raise the replicas or route through an ALB for finer weights",
+            "warning: Canary/catalog: spec.analysis: step 5 (setWeight 30): with 4 replicas and no traffic router the replica ratio reaches 25% (1 canary, 3 stable pods); raise the replicas or route through an ALB for finer weights",
         ]
     );
 }
@@ -539,4 +544,65 @@ fn flagger_gates_thresholds_and_default_replicas() {
     assert_eq!(checks[0].success_condition.as_deref(), Some("result >= 99.0"), "threshold is a minimum for the success rate");
     assert_eq!(checks[1].success_condition.as_deref(), Some("result <= 500.0"), "and a maximum for the duration");
     assert_eq!(checks[2].provider.web.as_ref().unwrap().url, "http://loadtester.shop/", "the load test, once per step");
+}
+
+/// Fails `error-ratio` for its first `failures` measurements; every other check passes.
+struct FailingChecks {
+    failures: u32,
+}
+
+impl sluice::simulate::world::MetricSource for FailingChecks {
+    fn sample(&mut self, metric: &str, _: std::time::Duration) -> sluice::simulate::world::Sample {
+        let value = match metric {
+            "error-ratio" if self.failures > 0 => {
+                self.failures -= 1;
+                5.0
+            }
+            "error-ratio" => 0.5,
+            _ => 99.5,
+        };
+        sluice::simulate::world::Sample::Value(serde_json::json!(value))
+    }
+}
+
+/// The imported Flagger canary, rolled out in the simulated world: where it stops.
+fn simulate_flagger_canary(failures: u32) -> sluice::api::RolloutStatus {
+    use jiff::SignedDuration;
+    use sluice::api::RolloutPhase;
+    use sluice::simulate::world::{PassOutcome, World};
+    let (rollout, templates) = accepted(&run(&["flagger-canary.yaml"]));
+    let start = jiff::Timestamp::from_second(1_767_225_600).unwrap();
+    let mut world = World::at_rest("catalog", &rollout.spec, start, Box::new(FailingChecks { failures }));
+    world.templates = templates;
+    world.set_spec(sluice::simulate::scenario::with_version(&rollout.spec, "catalog:5.3.0"));
+    for _ in 0..500 {
+        let requeue = match world.pass() {
+            PassOutcome::Applied { applied, requeue_after, .. } => {
+                if applied.is_empty() {
+                    requeue_after
+                } else {
+                    Some(std::time::Duration::ZERO)
+                }
+            }
+            PassOutcome::Interrupted { reason, .. } => panic!("no call fails here: {reason}"),
+        };
+        let status = &world.status;
+        let manual = status.phase == Some(RolloutPhase::Paused) && status.message.as_deref().is_some_and(|m| m.contains("until promoted"));
+        if status.abort || manual {
+            return status.clone();
+        }
+        let next = [requeue.map(|r| world.now + SignedDuration::try_from(r).unwrap()), world.next_change()].into_iter().flatten().min();
+        world.now = next.expect("something is due").max(world.now);
+    }
+    panic!("the canary neither stopped nor rolled back: {:?}", world.status.message);
+}
+
+#[test]
+fn flagger_threshold_tolerates_its_failed_checks_over_the_whole_canary() {
+    let tolerated = simulate_flagger_canary(2);
+    assert!(!tolerated.abort, "two failed checks, threshold 3: {:?}", tolerated.abort_reason);
+    assert_eq!(tolerated.current_step_index, Some(7), "every weight passed; the confirm-promotion gate waits");
+    let rolled_back = simulate_flagger_canary(3);
+    assert!(rolled_back.abort, "the third failed check rolls back: {:?}", rolled_back.message);
+    assert!(rolled_back.abort_reason.as_deref().is_some_and(|r| r.contains("error-ratio")), "{:?}", rolled_back.abort_reason);
 }

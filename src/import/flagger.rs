@@ -109,12 +109,15 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         variables.insert("ingress".into(), ingress);
     }
     let blue_green = flow.weights.is_empty() && flow.iterations.is_some();
+    // Flagger counts failed checks over the whole canary: with a tolerance, the checks run beside
+    // the steps (background analysis, one measurement an interval) so the failures add up.
+    let tolerant_canary = !blue_green && !flow.weights.is_empty() && flow.threshold > 1;
     let mut checks = Vec::new();
     for (path, metric) in analysis.list("metrics") {
         if let Some(mut metric) = metric_of(Fields::new(path, metric), &flow, &variables, provider.as_deref(), source, w) {
-            if blue_green {
+            if blue_green || tolerant_canary {
                 metric.interval = Some(flow.interval.as_str().into());
-                metric.count = flow.iterations;
+                metric.count = flow.iterations.filter(|_| blue_green);
                 metric.failure_limit = Some((flow.threshold - 1).max(0));
             }
             checks.push(metric);
@@ -137,15 +140,18 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
     };
     let mut each_check = checks;
     each_check.extend(hooks.each_check.into_iter().map(|mut hook| {
-        if blue_green {
+        if blue_green || tolerant_canary {
             // Flagger calls rollout hooks (load tests) on every iteration.
             hook.interval = Some(flow.interval.as_str().into());
-            hook.count = flow.iterations;
+            hook.count = flow.iterations.filter(|_| blue_green);
+            // A failed hook is a failed check, counted against the same threshold.
+            hook.failure_limit = Some((flow.threshold - 1).max(0));
         }
         hook
     }));
     let pre_rollout = template("pre-rollout", hooks.pre_rollout);
     let per_check = template("analysis", each_check);
+    let (per_check, background) = if tolerant_canary { (None, per_check) } else { (per_check, None) };
 
     let strategy = if blue_green {
         w.warn(
@@ -211,6 +217,7 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         }
         let canary = CanaryStrategy {
             steps,
+            analysis: background,
             stable_service: Some(format!("{service_name}-primary")),
             canary_service: Some(format!("{service_name}-canary")),
             ..Default::default()
@@ -254,8 +261,9 @@ fn analysis_loop(analysis: &mut Fields, w: &mut Warnings) -> Loop {
         w.warn(
             &analysis.at("threshold"),
             format!(
-                "Sluice measures each step's metrics once and rolls back on the first failed check; Flagger's tolerance of {} \
-                 failed checks is not kept",
+                "Flagger's tolerance of {} failed checks over the whole canary is kept: the checks run as background analysis \
+                 (strategy.canary.analysis), once every {interval}, and the rollout rolls back at failed check {threshold}; \
+                 unlike Flagger, a failed check does not hold the weight where it is",
                 threshold - 1
             ),
         );
