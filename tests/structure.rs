@@ -121,20 +121,23 @@ fn modules_form_no_cycle() {
     assert_eq!(cycle, None, "modules that import each other");
 }
 
-/// Blocks that start at `line` (a `fn` or an `impl`) and end at the closing brace of the same
-/// indentation: rustfmt's layout.
+/// Blocks that start at `line` (a `fn` or an `impl`, its signature on one line or over several)
+/// and end at the closing brace of the same indentation: rustfmt's layout.
 fn blocks(text: &str, starts: impl Fn(&str) -> bool) -> Vec<(usize, String)> {
     let lines: Vec<&str> = text.lines().collect();
     let mut found = Vec::new();
     for (i, line) in lines.iter().enumerate() {
         let trimmed = line.trim_start();
-        if !starts(trimmed) || !line.trim_end().ends_with('{') {
+        if !starts(trimmed) || line.trim_end().ends_with(';') {
             continue;
         }
         let indent = line.len() - trimmed.len();
+        // A signature over several lines opens its body on the line that closes it, as indented.
+        let opens = |l: &&str| l.trim_end().ends_with('{') && l.len() - l.trim_start().len() == indent;
+        let Some(body) = lines[i..].iter().position(opens) else { continue };
         let close = format!("{}}}", " ".repeat(indent));
-        if let Some(end) = lines[i + 1..].iter().position(|l| l.trim_end() == close) {
-            found.push((end + 2, trimmed.trim_end_matches('{').trim().to_string()));
+        if let Some(end) = lines[i + body + 1..].iter().position(|l| l.trim_end() == close) {
+            found.push((body + end + 2, trimmed.trim_end_matches('{').trim().to_string()));
         }
     }
     found
