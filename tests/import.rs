@@ -576,16 +576,11 @@ fn simulate_flagger_canary(failures: u32) -> sluice::api::RolloutStatus {
     world.templates = templates;
     world.set_spec(sluice::simulate::scenario::with_version(&rollout.spec, "catalog:5.3.0"));
     for _ in 0..500 {
-        let requeue = match world.pass() {
-            PassOutcome::Applied { applied, requeue_after, .. } => {
-                if applied.is_empty() {
-                    requeue_after
-                } else {
-                    Some(std::time::Duration::ZERO)
-                }
-            }
-            PassOutcome::Interrupted { reason, .. } => panic!("no call fails here: {reason}"),
-        };
+        let outcome = world.pass();
+        if let PassOutcome::Interrupted { reason, .. } = &outcome {
+            panic!("no call fails here: {reason}");
+        }
+        let requeue = outcome.next_pass_after();
         let status = &world.status;
         let manual = status.phase == Some(RolloutPhase::Paused) && status.message.as_deref().is_some_and(|m| m.contains("until promoted"));
         if status.abort || manual {

@@ -15,11 +15,10 @@ use crate::engine::revision;
 pub use scenario::Scenario;
 use scenario::{Command, ScriptedMetrics, version_of, with_version};
 pub use timeline::Timeline;
-use world::{PassOutcome, World};
+use world::World;
 
 /// Passes allowed at one instant before the simulation reports that the engine does not settle.
 const MAX_PASSES_PER_INSTANT: usize = 50;
-const RETRY_AFTER_ERROR: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimulateError {
@@ -84,12 +83,7 @@ pub fn run(rollout: &Rollout, templates: BTreeMap<String, AnalysisTemplateSpec>,
             }
         }
         let outcome = world.pass();
-        // Applied actions change watched objects, and a watch event starts another pass at once.
-        let requeue = match &outcome {
-            PassOutcome::Applied { applied, .. } if !applied.is_empty() => Some(Duration::ZERO),
-            PassOutcome::Applied { requeue_after, .. } => *requeue_after,
-            PassOutcome::Interrupted { .. } => Some(RETRY_AFTER_ERROR),
-        };
+        let requeue = outcome.next_pass_after();
         timeline.record(&world, &outcome);
 
         let wake = [

@@ -69,6 +69,9 @@ pub struct SimRun {
     pub revision: String,
 }
 
+/// How long an interrupted pass waits before the next one.
+const RETRY_AFTER_ERROR: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What one pass did.
 #[derive(Debug)]
 pub enum PassOutcome {
@@ -81,6 +84,19 @@ pub enum PassOutcome {
     /// An action failed or the controller crashed: some actions may be applied, status not
     /// written. `plan` is `None` when the pass stopped before the engine decided.
     Interrupted { plan: Option<Box<Plan>>, applied: Vec<Action>, reason: String },
+}
+
+impl PassOutcome {
+    /// When the controller runs the next pass: at once after applied actions (they change
+    /// watched objects, and a watch event starts a pass), after the requeue otherwise, and
+    /// after a short wait when the pass was interrupted.
+    pub fn next_pass_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Self::Applied { applied, .. } if !applied.is_empty() => Some(std::time::Duration::ZERO),
+            Self::Applied { requeue_after, .. } => *requeue_after,
+            Self::Interrupted { .. } => Some(RETRY_AFTER_ERROR),
+        }
+    }
 }
 
 pub struct World {
