@@ -107,6 +107,9 @@ pub async fn observe(subject: Subject<'_>, ports: Ports<'_>) -> Result<Observed,
         analysis_runs,
         services: platform.services,
         registrations: platform.registrations,
+        adopted: platform.adopted,
+        capacity: platform.capacity,
+        stale_pods: platform.stale_pods,
     })
 }
 
@@ -123,6 +126,9 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
             ports.runs.create(run).await
         }
         Action::TerminateAnalysisRun { name } => ports.runs.terminate(name).await,
+        Action::ScaleAdopted { replicas } => ports.platform.scale_adopted(*replicas).await,
+        Action::SetCapacity { replicas } => ports.platform.set_capacity(*replicas).await,
+        Action::RestartPods { revision, started_before, count } => ports.platform.restart(revision, started_before.0, *count).await,
     }
 }
 

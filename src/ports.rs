@@ -15,7 +15,8 @@ use jiff::Timestamp;
 use crate::analysis::condition::MeasuredValue;
 use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, Metric, RolloutStatus};
 use crate::engine::{
-    AnalysisPurpose, AnalysisRunObservation, Event, RevisionObservation, ServiceSelection, TargetGroups, TrafficObservation,
+    AdoptedObservation, AnalysisPurpose, AnalysisRunObservation, Event, RevisionObservation, ServiceSelection, TargetGroups,
+    TrafficObservation,
 };
 
 /// A port call that failed, as its adapter reported it.
@@ -58,6 +59,16 @@ pub struct PlatformObservation {
     /// The target group each revision is registered with, where the platform registers revisions
     /// itself (ECS task sets); empty where Services steer traffic.
     pub registrations: BTreeMap<String, String>,
+    /// The workload the Rollout adopted and runs beside its own revisions (a Deployment named
+    /// by `deploymentRef`); `None` where nothing is adopted or it was not found.
+    pub adopted: Option<AdoptedObservation>,
+    /// The workload's full size as the platform holds it, where something besides the Rollout
+    /// may set it (an ECS service's desiredCount, which Service Auto Scaling changes); `None`
+    /// where the spec alone says.
+    pub capacity: Option<i32>,
+    /// Pods of each revision that started before `spec.restartAt`, while a restart is asked
+    /// for and not done; empty otherwise, and where pods are not replaced one by one (ECS).
+    pub stale_pods: BTreeMap<String, i32>,
 }
 
 /// Where revisions run: Kubernetes ReplicaSets, ECS task sets.
@@ -74,6 +85,15 @@ pub trait Platform: Send + Sync {
     async fn mark_stable(&self, revision: &str) -> Result<Effect, PortError>;
     /// Deletes retired revisions beyond the history the spec keeps, never those in `keep`.
     async fn retire(&self, keep: &[&str]) -> Result<(), PortError>;
+    /// The adopted workload runs `replicas` of its own; the count it had before is kept, for
+    /// [`Platform::release_adopted`].
+    async fn scale_adopted(&self, replicas: i32) -> Result<Effect, PortError>;
+    /// The Rollout is going: the adopted workload gets back the replicas it had before.
+    async fn release_adopted(&self) -> Result<Effect, PortError>;
+    /// The workload's full size where the platform holds it ([`PlatformObservation::capacity`]).
+    async fn set_capacity(&self, replicas: i32) -> Result<Effect, PortError>;
+    /// Replaces `count` of the revision's pods that started before `started_before`, oldest first.
+    async fn restart(&self, revision: &str, started_before: Timestamp, count: i32) -> Result<Effect, PortError>;
     /// How often to look again while a rollout moves, where the platform sends no watch events.
     fn poll_interval(&self) -> Option<Duration> {
         None

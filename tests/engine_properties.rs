@@ -289,7 +289,7 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
             canary: report.services.1.map(|i| name(i as usize)),
             missing: Vec::new(),
         },
-        registrations: Default::default(),
+        ..Default::default()
     }
 }
 

@@ -169,8 +169,9 @@ fn argo_alb_canary_over_a_referenced_deployment() {
     let (rollout, _) = accepted(&imported);
     let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
     assert_eq!(workload.replicas, 6);
-    assert_eq!(workload.revision_history_limit, Some(3), "taken from the Deployment");
-    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.example.com/web/search:12.0.1"));
+    let reference = workload.deployment_ref.as_ref().expect("the Deployment stays where it is");
+    assert_eq!((reference.name.as_str(), reference.scale_down), ("search", sluice::api::ScaleDown::Progressively));
+    assert!(workload.template.spec.is_none(), "its template is not copied");
     let alb = rollout.spec.traffic.as_ref().unwrap().alb.as_ref().unwrap();
     assert_eq!(alb.rule_arn.as_deref(), Some(sluice::import::PLACEHOLDER_RULE_ARN));
     assert_ne!(alb.stable_target_group_arn, alb.canary_target_group_arn);
@@ -179,7 +180,6 @@ fn argo_alb_canary_over_a_referenced_deployment() {
     assert_eq!(
         warnings(&imported),
         [
-            "warning: Rollout/search: spec.workloadRef.scaleDown: Sluice owns the pods itself; scale the referenced Deployment to 0 once the Rollout is Healthy; dropped",
             "warning: Rollout/search: spec.strategy.canary.trafficRouting.alb: Sluice sets the weights on the load balancer itself, not through Ingress search-ingress: fill in spec.traffic.alb.ruleArn with the ARN of the listener rule that forwards to Service search-root port 80 (or replace it by listenerArn for a listener's default action), stableTargetGroupArn with the target group of Service search-stable and canaryTargetGroupArn with the target group of Service search-canary",
         ]
     );
@@ -190,8 +190,13 @@ fn flagger_canary_becomes_explicit_steps() {
     let imported = run(&["flagger-canary.yaml"]);
     let (rollout, templates) = accepted(&imported);
     let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
-    assert_eq!((workload.replicas, workload.min_ready_seconds), (4, Some(5)), "the Deployment's pods");
-    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some("registry.example.com/shop/catalog:5.2.0"));
+    assert_eq!(workload.replicas, 4, "the Deployment's replicas");
+    let reference = workload.deployment_ref.as_ref().expect("the Deployment is adopted where it is");
+    assert_eq!(
+        (reference.name.as_str(), reference.scale_down),
+        ("catalog", sluice::api::ScaleDown::OnSuccess),
+        "as Flagger scales its target down"
+    );
     assert_eq!(
         step_kinds(&rollout),
         [
@@ -264,11 +269,11 @@ fn flagger_canary_becomes_explicit_steps() {
 }
 
 #[test]
-fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholder() {
+fn flagger_iterations_without_a_deployment_become_a_blue_green_over_the_referenced_deployment() {
     let imported = run(&["flagger-blue-green.yaml"]);
     let (rollout, templates) = accepted(&imported);
     let workload = rollout.spec.workload.kubernetes.as_ref().unwrap();
-    assert_eq!(workload.template.spec.as_ref().unwrap().containers[0].image.as_deref(), Some(sluice::import::PLACEHOLDER_IMAGE));
+    assert_eq!(workload.deployment_ref.as_ref().map(|r| r.name.as_str()), Some("invoices"), "kept referenced, with no warning");
     let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
     assert_eq!((bg.active_service.as_str(), bg.preview_service.as_deref()), ("invoices", Some("invoices-canary")), "Flagger's names");
     let metric = &templates[&bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name].metrics[0];
@@ -280,7 +285,6 @@ fn flagger_iterations_without_a_deployment_become_a_blue_green_with_a_placeholde
     assert_eq!(
         warnings(&imported),
         [
-            "warning: Canary/invoices: spec.targetRef: Deployment invoices is not in the input: Sluice runs the pods itself and needs their template, which is a placeholder now; pass the Deployment's manifest with another -f, or fill in spec.workload.kubernetes.template and selector",
             "warning: Canary/invoices: spec.analysis.metrics[0]: Flagger's builtin request-duration check depends on its mesh provider: fill in the PromQL query and the Prometheus address",
             "warning: Canary/invoices: spec.service: Flagger generates its Services from this block; Sluice points existing ones, named as Flagger names them so webhooks keep working: create Services invoices (port 8080) for blueGreen.activeService and invoices-canary for previewService (Sluice sets their selectors); the rest of the block is dropped",
         ]
@@ -309,7 +313,10 @@ fn the_command_reads_several_files_and_writes_warnings_to_stderr() {
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8(output.stdout).unwrap();
     let stderr = String::from_utf8(output.stderr).unwrap();
-    assert!(stdout.contains("image: registry.example.com/shop/catalog:5.2.0"), "the Deployment's template from the other file:\n{stdout}");
+    assert!(
+        stdout.contains("deploymentRef:") && stdout.contains("replicas: 4"),
+        "the Deployment's replicas from the other file:\n{stdout}"
+    );
     assert!(!stdout.contains("warning:"), "warnings stay off stdout");
     assert_eq!(stderr.lines().filter(|l| l.starts_with("warning: Canary/catalog: ")).count(), 12, "{stderr}");
     assert!(!stderr.contains("not in the input"), "{stderr}");
@@ -421,6 +428,12 @@ fn every_input_field_is_mapped_or_warned_over_the_whole_corpus() {
         for document in documents.iter().filter(|d| !d.is_null()) {
             let kind = document["kind"].as_str().unwrap();
             let object = format!("{kind}/{}", document["metadata"]["name"].as_str().unwrap_or("(unnamed)"));
+            // A Deployment the Rollout adopts stays in the cluster as it is: nothing of it is lost.
+            let adopted =
+                output.iter().any(|(path, _, value)| path.ends_with("deploymentRef.name") && *value == document["metadata"]["name"]);
+            if kind == "Deployment" && adopted {
+                continue;
+            }
             let (owner, prefix) = match kind {
                 "Deployment" | "MetricTemplate" => (canary.clone().unwrap_or_default(), format!("{object}.")),
                 _ => (object.clone(), String::new()),
@@ -570,7 +583,13 @@ fn simulate_flagger_canary(failures: u32) -> sluice::api::RolloutStatus {
     use jiff::SignedDuration;
     use sluice::api::RolloutPhase;
     use sluice::simulate::world::{PassOutcome, World};
-    let (rollout, templates) = accepted(&run(&["flagger-canary.yaml"]));
+    let (_, templates) = accepted(&run(&["flagger-canary.yaml"]));
+    // The Rollout as the controller runs it: with the template of the Deployment it adopts.
+    let (_, fixture_text) = fixture("flagger-canary.yaml");
+    let with_deployment = format!("{}\n---\n{}", run(&["flagger-canary.yaml"]).to_yaml(), fixture_text.split_once("\n---\n").unwrap().0);
+    let manifests = load_manifests(&with_deployment).expect("the import and its Deployment");
+    let rollout = manifests.rollouts[0].clone();
+    assert!(rollout.spec.workload.kubernetes.as_ref().unwrap().template.spec.is_some(), "the Deployment's template");
     let start = jiff::Timestamp::from_second(1_767_225_600).unwrap();
     let mut world = World::at_rest("catalog", &rollout.spec, start, Box::new(FailingChecks { failures }));
     world.templates = templates;

@@ -49,6 +49,7 @@ fn ecs_canary(steps: Vec<CanaryStep>) -> RolloutSpec {
         progress_deadline_abort: false,
         paused: false,
         restart_at: None,
+        rollback_window: None,
     }
 }
 

@@ -89,6 +89,9 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                 analysis: rng.random_bool(0.2).then(analysis),
                 scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
                 abort_scale_down_delay_seconds: Some(pick(rng, &[0, 30])),
+                max_unavailable: rng
+                    .random_bool(0.3)
+                    .then(|| k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(rng.random_range(1..=2))),
                 ..Default::default()
             });
         }
@@ -122,6 +125,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         progress_deadline_abort: rng.random_bool(0.5),
         paused: false,
         restart_at: None,
+        rollback_window: rng.random_bool(0.3).then(|| sluice::api::RollbackWindow { revisions: rng.random_range(1..=3) }),
     }
 }
 
@@ -193,6 +197,8 @@ impl Faults for Calm {
 enum Happening {
     Command(Command),
     Version(String),
+    /// `kubectl sluice restart`: spec.restartAt set to now.
+    Restart,
 }
 
 struct Outcome {
@@ -240,13 +246,17 @@ fn settled(world: &World) -> Result<&'static str, String> {
             || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
             || s.conditions.iter().any(|c| c.type_ == "ScaledToZero" && c.status == "True")
     };
+    // A restart asked of pods is done by the time the rollout is at rest.
+    let restarted =
+        world.spec.workload.kubernetes.is_none() || world.spec.restart_at.is_none() || status.restarted_at == world.spec.restart_at;
     match status.phase {
         Some(RolloutPhase::Healthy)
             if stable == update
                 && (running == [update.clone()] || n == 0 && running.is_empty())
                 && world.ready(&update) == n
                 && world.weight().unwrap_or(0) == 0
-                && previews_home =>
+                && previews_home
+                && restarted =>
         {
             Ok("healthy")
         }
@@ -291,12 +301,16 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
     let mut world = World::at_rest("app", &stable_spec, start, Box::new(random_metrics(&mut rng)));
     world.templates.insert("health".into(), template());
     world.ready_after = Duration::from_secs(rng.random_range(1..30));
-    if let Some(rolling) = &stable_spec.strategy.rolling {
-        world.unavailable_allowance = match rolling.max_unavailable {
-            Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(u)) => u,
-            _ => 0,
-        };
-    }
+    // The availability the strategy allows to be missing while it moves.
+    let max_unavailable = match (&stable_spec.strategy.rolling, &stable_spec.strategy.canary) {
+        (Some(rolling), _) => rolling.max_unavailable.as_ref(),
+        (None, Some(canary)) => canary.max_unavailable.as_ref(),
+        _ => None,
+    };
+    world.unavailable_allowance = match max_unavailable {
+        Some(k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(u)) => *u,
+        _ => 0,
+    };
     let first = with_version(&stable_spec, "app:2");
     let broken = rng.random_bool(0.08).then(|| revision::of(&first.workload));
     world.faults = Box::new(Chaos {
@@ -312,6 +326,13 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
     let mut agenda: Vec<(Duration, Happening)> = Vec::new();
     if rng.random_bool(0.2) {
         agenda.push((Duration::from_secs(rng.random_range(0..1800)), Happening::Version("app:3".into())));
+    }
+    if rng.random_bool(0.15) {
+        agenda.push((Duration::from_secs(rng.random_range(0..2400)), Happening::Restart));
+    }
+    // Back to the version that was stable at the start: with a rollback window, fast-tracked.
+    if rng.random_bool(0.15) {
+        agenda.push((Duration::from_secs(rng.random_range(0..2000)), Happening::Version("app:1".into())));
     }
     for _ in 0..rng.random_range(0..4) {
         let command = pick(
@@ -333,11 +354,17 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
     let mut completed_steps: BTreeMap<(String, i32), Vec<usize>> = BTreeMap::new();
     let mut calm = false;
     let mut ids = 0;
+    // Every revision promoted to stable, oldest first.
+    let mut stables: Vec<String> = world.status.stable_revision.clone().into_iter().collect();
 
     loop {
         while let Some((_, happening)) = agenda.next_if(|(at, _)| *at <= world.elapsed()) {
             match happening {
                 Happening::Version(v) => world.set_spec(with_version(&world.spec, &v)),
+                Happening::Restart => {
+                    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(world.now);
+                    world.set_spec(RolloutSpec { restart_at: Some(at), ..world.spec.clone() });
+                }
                 Happening::Command(command) => {
                     ids += 1;
                     touched_by_person.insert(world.status.update_revision.clone().unwrap_or_default());
@@ -378,6 +405,21 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             PassOutcome::Interrupted { applied, .. } => (applied.clone(), Some(Duration::from_secs(5))),
         };
         if let PassOutcome::Applied { plan, .. } = &outcome {
+            let update = plan.status.update_revision.clone().unwrap_or_default();
+            if plan.status.fast_tracked && !touched_by_person.contains(&update) {
+                // The one promotion without steps: a return to one of the last stable revisions.
+                let window = world.spec.rollback_window.as_ref().map_or(0, |w| w.revisions.max(0) as usize);
+                let mut recent: Vec<&String> = Vec::new();
+                for revision in stables.iter().rev().skip(1) {
+                    if !recent.contains(&revision) && Some(revision) != stables.last() {
+                        recent.push(revision);
+                    }
+                }
+                if !recent.iter().take(window).any(|r| **r == update) {
+                    violations.push(format!("{update} fast-tracked but not one of the last {window} stable revisions {recent:?}"));
+                }
+                touched_by_person.insert(update);
+            }
             let key = (plan.status.update_revision.clone().unwrap_or_default(), plan.status.attempt);
             for event in &plan.events {
                 if event.reason == sluice::engine::EventReason::Resumed {
@@ -406,6 +448,9 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
                     violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
                 }
                 Action::MarkStable { revision } => {
+                    if stables.last() != Some(revision) {
+                        stables.push(revision.clone());
+                    }
                     if before_abort {
                         violations.push(format!("{revision} promoted while aborted"));
                     }

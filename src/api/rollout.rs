@@ -64,6 +64,18 @@ pub struct RolloutSpec {
     /// Replaces every pod that started before this time (`kubectl sluice restart`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restart_at: Option<Time>,
+    /// A return to one of the last stable revisions goes straight to 100%, with no steps and
+    /// no analysis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_window: Option<RollbackWindow>,
+}
+
+/// How many of the last stable revisions a rollback may return to at once.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct RollbackWindow {
+    #[schemars(range(min = 1, max = 10))]
+    pub revisions: i32,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -76,16 +88,28 @@ pub struct Workload {
     pub ecs: Option<EcsWorkload>,
 }
 
-/// Pods, run as one ReplicaSet per revision owned by the Rollout.
+/// Pods, run as one ReplicaSet per revision owned by the Rollout: from the Rollout's own
+/// template, or from the template of a Deployment it adopts (`deploymentRef`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[x_kube(validation = Rule::new("!has(self.template.spec) || self.template.spec.containers.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image: set workload.kubernetes.template.spec.containers[].image"))]
+#[x_kube(validation = Rule::new("has(self.template) != has(self.deploymentRef)").message("set exactly one of workload.kubernetes.template (with selector) or workload.kubernetes.deploymentRef"))]
+#[x_kube(validation = Rule::new("has(self.deploymentRef) || has(self.selector)").message("workload.kubernetes.selector is required with a template: the labels of the pods it runs"))]
+#[x_kube(validation = Rule::new("!has(self.deploymentRef) || !has(self.selector)").message("workload.kubernetes.selector comes from the Deployment that deploymentRef names: remove it"))]
+#[x_kube(validation = Rule::new("!has(self.template) || !has(self.template.spec) || self.template.spec.containers.all(c, has(c.image) && size(c.image) > 0)").message("every container needs an image: set workload.kubernetes.template.spec.containers[].image"))]
 #[serde(rename_all = "camelCase")]
 pub struct KubernetesWorkload {
     #[serde(default = "one")]
     #[schemars(range(min = 0, max = 100_000))]
     pub replicas: i32,
+    /// The pods' labels; with `deploymentRef`, the Deployment's.
+    #[serde(default, skip_serializing_if = "is_empty_selector")]
     pub selector: LabelSelector,
+    /// The pods of each revision; with `deploymentRef`, the Deployment's.
+    #[serde(default, skip_serializing_if = "is_empty_template")]
     pub template: PodTemplateSpec,
+    /// An existing Deployment in the Rollout's namespace whose pod template the Rollout rolls
+    /// out, instead of a template of its own. Its template is never edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deployment_ref: Option<DeploymentRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 86_400))]
     pub min_ready_seconds: Option<i32>,
@@ -112,6 +136,50 @@ fn one() -> i32 {
     1
 }
 
+fn is_empty_selector(selector: &LabelSelector) -> bool {
+    *selector == LabelSelector::default()
+}
+
+fn is_empty_template(template: &PodTemplateSpec) -> bool {
+    *template == PodTemplateSpec::default()
+}
+
+/// A Deployment the Rollout adopts: its template becomes the Rollout's revisions, and its own
+/// pods give way as `scaleDown` says. Deleting the Rollout gives it its replicas back.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentRef {
+    #[schemars(length(min = 1, max = 253))]
+    pub name: String,
+    #[serde(default)]
+    pub scale_down: ScaleDown,
+}
+
+/// When the adopted Deployment's own pods go.
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub enum ScaleDown {
+    /// The Deployment keeps its replicas (the safe default, as in Argo Rollouts).
+    #[default]
+    Never,
+    /// To 0 once the Rollout is Healthy on a revision of its own.
+    OnSuccess,
+    /// Down as the Rollout's pods become available, so the two together never run below the
+    /// Rollout's replicas.
+    Progressively,
+}
+
+impl ScaleDown {
+    /// As written in the spec.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Never => "never",
+            Self::OnSuccess => "onSuccess",
+            Self::Progressively => "progressively",
+        }
+    }
+}
+
 /// One replica when none is written, as in Argo Rollouts and Kubernetes (and the serde default).
 impl Default for KubernetesWorkload {
     fn default() -> Self {
@@ -119,6 +187,7 @@ impl Default for KubernetesWorkload {
             replicas: one(),
             selector: LabelSelector::default(),
             template: PodTemplateSpec::default(),
+            deployment_ref: None,
             min_ready_seconds: None,
             revision_history_limit: None,
         }
@@ -545,6 +614,21 @@ pub struct RolloutStatus {
     pub last_progress_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub scale_downs: Vec<ScheduledScaleDown>,
+    /// The revisions that were stable before the current one, newest first (at most 10): what
+    /// `rollbackWindow` looks at.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stable_history: Vec<String>,
+    /// The candidate returns to a recent stable revision and goes straight to 100%
+    /// (`rollbackWindow`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fast_tracked: bool,
+    /// The spec's size last set where the platform holds the size (an ECS service's
+    /// desiredCount). Until the spec changes it again, the platform's own size is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_capacity: Option<i32>,
+    /// The `spec.restartAt` whose restart is done: every pod that started before it was replaced.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restarted_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_commands: Option<HandledCommands>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -4,10 +4,16 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
+
 use crate::api::{AnalysisTemplate, AnalysisTemplateSpec, ClusterAnalysisTemplate, Rollout};
+use crate::platform::adoption;
 
 #[derive(Debug, Default)]
 pub struct Manifests {
+    /// With the template of the Deployment each adopts (`deploymentRef`), when it is among
+    /// the manifests, as the controller runs them.
     pub rollouts: Vec<Rollout>,
     /// AnalysisTemplates and ClusterAnalysisTemplates by name.
     pub templates: BTreeMap<String, AnalysisTemplateSpec>,
@@ -16,6 +22,7 @@ pub struct Manifests {
 pub fn load_manifests(text: &str) -> Result<Manifests, String> {
     let documents: Vec<Value> = serde_saphyr::from_multiple(text).map_err(|e| format!("not valid YAML: {e}"))?;
     let mut manifests = Manifests::default();
+    let mut deployments: Vec<Deployment> = Vec::new();
     for (index, document) in documents.into_iter().enumerate() {
         if document.is_null() {
             continue;
@@ -32,8 +39,15 @@ pub fn load_manifests(text: &str) -> Result<Manifests, String> {
                 let template: ClusterAnalysisTemplate = serde_json::from_value(document).map_err(describe)?;
                 manifests.templates.insert(template.metadata.name.clone().unwrap_or_default(), template.spec.into());
             }
-            other => return Err(format!("document {}: kind `{other}` is not a Rollout or analysis template", index + 1)),
+            "Deployment" => deployments.push(serde_json::from_value(document).map_err(describe)?),
+            other => return Err(format!("document {}: kind `{other}` is not a Rollout, analysis template or Deployment", index + 1)),
         }
+    }
+    for rollout in &mut manifests.rollouts {
+        let adopted = deployments
+            .iter()
+            .find(|d| Some(d.name_any().as_str()) == adoption::adopted_name(rollout) && d.namespace() == rollout.namespace());
+        *rollout = adoption::resolve(rollout, adopted).into_owned();
     }
     Ok(manifests)
 }

@@ -2,7 +2,11 @@
 //! Rollout's spec names (ReplicaSets or ECS task sets; ALB weights or the replica ratio), and the
 //! Kubernetes API side of its analysis runs and status.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use async_trait::async_trait;
+use k8s_openapi::api::apps::v1::Deployment;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 
@@ -14,6 +18,7 @@ use crate::api::{
 };
 use crate::engine::{AnalysisRunObservation, Event};
 use crate::pass::Ports;
+use crate::platform::adoption;
 use crate::platform::ecs::TaskSets;
 use crate::platform::kubernetes::{FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL, ReplicaSets, kube_failure};
 use crate::ports::{AnalysisRuns, Effect, NewRun, Platform, PortError, Record, TrafficRouter};
@@ -32,12 +37,16 @@ pub struct Adapters<'a> {
 }
 
 impl<'a> Adapters<'a> {
-    pub fn for_rollout(rollout: &'a Rollout, ctx: &'a Context) -> Self {
+    /// `rollout` as [`resolved`]: with an adopted Deployment's template in place.
+    pub fn for_rollout(rollout: &'a Rollout, adopted: Option<&'a Deployment>, ctx: &'a Context) -> Self {
         let workload = &rollout.spec.workload;
         // A workload that is neither is refused by the engine before anything is changed.
         let platform: Box<dyn Platform + 'a> = match workload.kind() {
             Ok(WorkloadKind::Ecs(ecs)) => Box::new(TaskSets { ecs: &ctx.ecs, workload: ecs }),
-            _ => Box::new(ReplicaSets { client: &ctx.client, rollout, replica_sets: &ctx.replica_sets, services: &ctx.services }),
+            _ => {
+                let (client, replica_sets, services) = (&ctx.client, &ctx.replica_sets, &ctx.services);
+                Box::new(ReplicaSets { client, rollout, replica_sets, services, adopted })
+            }
         };
         let router: Box<dyn TrafficRouter + 'a> = match alb_of(rollout) {
             Some(alb) => Box::new(AlbWeights { router: &ctx.router, alb }),
@@ -49,6 +58,13 @@ impl<'a> Adapters<'a> {
     pub fn ports(&self) -> Ports<'_> {
         Ports { platform: &*self.platform, router: &*self.router, runs: &self.runs, record: &self.record }
     }
+}
+
+/// The Deployment a Rollout adopts, if any, and the Rollout as its passes run it: with that
+/// Deployment's pod template in place of its own.
+pub async fn resolved<'a>(rollout: &'a Rollout, ctx: &Context) -> Result<(Cow<'a, Rollout>, Option<Arc<Deployment>>), PortError> {
+    let adopted = adoption::find(&ctx.client, rollout, &ctx.deployments.state()).await.map_err(kube_failure)?;
+    Ok((adoption::resolve(rollout, adopted.as_deref()), adopted))
 }
 
 pub fn alb_of(rollout: &Rollout) -> Option<&crate::api::AlbTraffic> {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ReplicaSet;
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use kube::runtime::controller::Controller;
 use kube::runtime::events::Reporter;
@@ -62,6 +62,8 @@ pub struct Context {
     pub metrics: Metrics,
     pub replica_sets: Store<ReplicaSet>,
     pub services: Store<Service>,
+    /// Deployments, for the Rollouts that adopt one (`deploymentRef`).
+    pub deployments: Store<Deployment>,
     pub analysis_runs: Store<WatchedRun>,
     /// Per Rollout: the resourceVersion of its last status write (a pass that sees an older copy
     /// in the watch cache waits for it instead of deciding again from stale status), its phase
@@ -111,6 +113,23 @@ where
         Some(ns) => Api::namespaced(client.clone(), ns),
         None => Api::all(client.clone()),
     }
+}
+
+/// The Rollouts that adopt this Deployment: a change to its template is a new revision.
+fn rollouts_adopting(rollouts: &Store<WatchedRollout>, deployment: &Deployment) -> Vec<reflector::ObjectRef<WatchedRollout>> {
+    let namespace = deployment.metadata.namespace.as_deref();
+    let name = deployment.metadata.name.as_deref();
+    rollouts
+        .state()
+        .iter()
+        .filter_map(|watched| match watched.as_ref() {
+            WatchedRollout::Readable(rollout) => Some(rollout),
+            WatchedRollout::Unreadable(_) => None,
+        })
+        .filter(|rollout| rollout.metadata.namespace.as_deref() == namespace)
+        .filter(|rollout| crate::platform::adoption::adopted_name(rollout) == name)
+        .map(|rollout| reflector::ObjectRef::from_obj(&WatchedRollout::Readable(rollout.clone())))
+        .collect()
 }
 
 fn rollouts_naming(rollouts: &Store<WatchedRollout>, service: &Service) -> Vec<reflector::ObjectRef<WatchedRollout>> {
@@ -321,6 +340,7 @@ async fn serve(
     let (replica_sets, rs_stream) =
         watch(api::<ReplicaSet>(&client, namespace), wc.clone().labels(crate::platform::kubernetes::ROLLOUT_LABEL));
     let (services, svc_stream) = watch(api::<Service>(&client, namespace), wc.clone());
+    let (deployments, deploy_stream) = watch(api::<Deployment>(&client, namespace), wc.clone());
     let (analysis_runs, ar_stream) = watch(api::<WatchedRun>(&client, namespace), wc.clone());
     // The allow-lists of AWS resources live on Namespaces, which tenants normally cannot edit.
     let ns_config = match namespace {
@@ -347,7 +367,13 @@ async fn serve(
         Some((reflector::ObjectRef::new(&name).within(&namespace), notified))
     });
     let (synced_tx, synced_rx) = tokio::sync::watch::channel(false);
-    let caches = (replica_sets.clone(), services.clone(), analysis_runs.clone(), namespaces.clone());
+    let caches = Caches {
+        replica_sets: replica_sets.clone(),
+        services: services.clone(),
+        deployments: deployments.clone(),
+        analysis_runs: analysis_runs.clone(),
+        namespaces: namespaces.clone(),
+    };
     let synced = tokio::spawn(announce_synced(caches, synced_tx, rollouts_listed, readiness));
     let context = Arc::new(Context {
         recorder: kube::runtime::events::Recorder::new(client.clone(), reporter),
@@ -355,6 +381,7 @@ async fn serve(
         metrics: metrics.clone(),
         replica_sets,
         services,
+        deployments,
         analysis_runs,
         memory,
         failing,
@@ -373,6 +400,11 @@ async fn serve(
         .watches_stream(svc_stream, {
             let watched = watched.clone();
             move |service| rollouts_naming(&watched, &service)
+        })
+        // An adopted Deployment changed: its template may be a new revision.
+        .watches_stream(deploy_stream, {
+            let watched = watched.clone();
+            move |deployment| rollouts_adopting(&watched, &deployment)
         })
         // A Namespace's allow-list changed: its Rollouts are checked again.
         .watches_stream(ns_stream, move |namespace| rollouts_in(&watched, &namespace.name_any()))
@@ -413,20 +445,30 @@ async fn serve(
     Ok(())
 }
 
+/// The watch caches a pass reads, besides the Rollouts' own.
+struct Caches {
+    replica_sets: Store<ReplicaSet>,
+    services: Store<Service>,
+    deployments: Store<Deployment>,
+    analysis_runs: Store<WatchedRun>,
+    namespaces: Store<Namespace>,
+}
+
 /// Ready once every watch has listed: before that no pass runs (see [`Context::stores_ready`]),
 /// and /readyz says so only once the Rollouts' own cache is in too.
 async fn announce_synced(
-    (replica_sets, services, analysis_runs, namespaces): (Store<ReplicaSet>, Store<Service>, Store<WatchedRun>, Store<Namespace>),
+    caches: Caches,
     synced: tokio::sync::watch::Sender<bool>,
     mut rollouts_listed: tokio::sync::watch::Receiver<bool>,
     readiness: server::Readiness,
 ) {
     // One at a time, from this task alone: a store wakes only one waiter. An error means the
     // controller is stopping.
-    let _ = replica_sets.wait_until_ready().await;
-    let _ = services.wait_until_ready().await;
-    let _ = analysis_runs.wait_until_ready().await;
-    let _ = namespaces.wait_until_ready().await;
+    let _ = caches.replica_sets.wait_until_ready().await;
+    let _ = caches.services.wait_until_ready().await;
+    let _ = caches.deployments.wait_until_ready().await;
+    let _ = caches.analysis_runs.wait_until_ready().await;
+    let _ = caches.namespaces.wait_until_ready().await;
     let _ = synced.send(true);
     let _ = rollouts_listed.wait_for(|listed| *listed).await;
     info!("watch caches synced");

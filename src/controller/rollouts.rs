@@ -11,12 +11,13 @@ use kube::runtime::finalizer::{Event as Finalize, finalizer};
 use kube::{Resource, ResourceExt};
 use tracing::info;
 
-use super::adapters::{Adapters, alb_of, publish, write_status};
+use super::adapters::{Adapters, alb_of, publish, resolved, write_status};
 use super::watched::{Unreadable, WatchedRollout};
 use super::{Context, Error, key, version};
 use crate::api::{COMMIT_TIME_ANNOTATION, Rollout};
 use crate::engine;
 use crate::pass::{self, Subject};
+use crate::platform::adoption::adopted_name;
 
 const FINALIZER: &str = "sluice.dev/traffic";
 
@@ -40,10 +41,11 @@ pub async fn reconcile(watched: Arc<WatchedRollout>, ctx: Arc<Context>) -> Resul
 }
 
 /// Whether deleting this Rollout needs the controller first: only when traffic must be sent
-/// home. Without a router, garbage collection removes the ReplicaSets and nothing else is left.
+/// home, or an adopted Deployment given its replicas back. Otherwise garbage collection removes
+/// the ReplicaSets and nothing else is left.
 fn needs_finalizer(watched: &WatchedRollout) -> bool {
     match watched {
-        WatchedRollout::Readable(rollout) => alb_of(rollout).is_some(),
+        WatchedRollout::Readable(rollout) => alb_of(rollout).is_some() || adopted_name(rollout).is_some(),
         // Its traffic cannot be read: keep a finalizer it has, so its deletion still warns.
         WatchedRollout::Unreadable(_) => watched.finalizers().iter().any(|f| f == FINALIZER),
     }
@@ -136,6 +138,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     }
     let started = Instant::now();
     let status = rollout.status.clone().unwrap_or_default();
+    let (rollout, adopted) = resolved(rollout, ctx).await.map_err(Error::Port)?;
+    let rollout = &*rollout;
     // Before anything is read from AWS or changed: the Rollout reaches only what it may.
     let commands = match super::tenancy::admit(rollout, &status, &ctx.services.state(), ctx).await {
         Ok(commands) => commands,
@@ -155,7 +159,7 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         commands: &commands,
         commit_time: rollout.annotations().get(COMMIT_TIME_ANNOTATION).map(String::as_str),
     };
-    let adapters = Adapters::for_rollout(rollout, ctx);
+    let adapters = Adapters::for_rollout(rollout, adopted.as_deref(), ctx);
     let outcome = pass::run(subject, adapters.ports(), Timestamp::now()).await.map_err(|cut| Error::Port(cut.error))?;
     let key = key(rollout);
     if let Some(due) = ctx.memory.take_wake(&key).filter(|due| *due <= started && !outcome.plan.actions.is_empty()) {
@@ -200,9 +204,20 @@ async fn release_unreadable(
     Ok(Requeue::await_change())
 }
 
-/// A Rollout being deleted: all traffic goes back to the stable target group before the
-/// object goes; the ReplicaSets follow through garbage collection.
+/// A Rollout being deleted: an adopted Deployment gets its replicas back and all traffic goes
+/// back to the stable target group before the object goes; the ReplicaSets follow through
+/// garbage collection.
 async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
+    let (rollout, adopted) = resolved(rollout, ctx).await.map_err(Error::Port)?;
+    let rollout = &*rollout;
+    let adapters = Adapters::for_rollout(rollout, adopted.as_deref(), ctx);
+    let ports = adapters.ports();
+    if ports.platform.release_adopted().await.map_err(Error::Port)?.changed() {
+        info!(rollout = %rollout.name_any(), "the adopted Deployment has its replicas back");
+    }
+    if alb_of(rollout).is_none() {
+        return Ok(Requeue::await_change());
+    }
     if let Err(refusal) = ctx.tenancy.check_arns(rollout).await {
         // Never touch what the Rollout was not allowed to name, not even to send traffic home.
         let event =
@@ -210,8 +225,6 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         publish(rollout, &[event], ctx).await;
         return Ok(Requeue::await_change());
     }
-    let adapters = Adapters::for_rollout(rollout, ctx);
-    let ports = adapters.ports();
     let registrations = match ports.platform.observe().await {
         Ok(observed) => observed.registrations,
         // The platform is gone: its target groups keep their roles as the spec names them.

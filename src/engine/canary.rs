@@ -186,6 +186,12 @@ fn ratio_surge(canary: &CanaryStrategy, replicas: i32) -> i32 {
     resolve_count(canary.max_surge.as_ref(), replicas, 25, true)
 }
 
+/// Replicas below the desired count the replica ratio may run with while it moves; a
+/// percentage rounds down, as a Deployment's does.
+fn ratio_unavailable(canary: &CanaryStrategy, replicas: i32) -> i32 {
+    resolve_count(canary.max_unavailable.as_ref(), replicas, 0, false).min(replicas)
+}
+
 fn step_state(
     pass: &mut Pass<'_>,
     canary: &CanaryStrategy,
@@ -286,15 +292,19 @@ fn apply_goal(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[StepKind<'_
 }
 
 /// Without a router the replica ratio is the traffic split: the stable shrinks only as canary
-/// pods become ready, so capacity never drops below the desired count.
+/// pods become ready, so capacity never drops below the desired count less `maxUnavailable`
+/// (0 unless set: Argo Rollouts' default is 25%). Without surge the canary grows into the room
+/// the unavailable allowance frees.
 fn scale_by_ratio(pass: &mut Pass<'_>, canary: &CanaryStrategy, target: i32, stable_target: i32) {
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
-    let surge = ratio_surge(canary, n).max(1);
+    let unavailable = ratio_unavailable(canary, n);
+    // Some room to move is needed: with neither surge nor unavailability nothing could change.
+    let surge = if unavailable > 0 { ratio_surge(canary, n) } else { ratio_surge(canary, n).max(1) };
     let stable_now = pass.current(&stable);
     let canary_now = pass.current(&update);
     let ready = pass.ready(&update);
-    let stable_goal = (n - ready.min(target)).max(stable_target).max(0);
+    let stable_goal = (n - unavailable - ready.min(target)).max(stable_target).max(0);
     pass.scale(&stable, stable_goal);
     let canary_goal = if target >= canary_now {
         target.min((n + surge - stable_now).max(canary_now))
@@ -401,6 +411,49 @@ mod tests {
             }
         }
         assert_eq!(ratio_weight(1, 3), 25);
+    }
+
+    fn scales(plan: &crate::engine::Plan) -> Vec<(String, i32)> {
+        plan.actions
+            .iter()
+            .filter_map(|a| match a {
+                crate::engine::Action::Scale { revision, replicas, .. } => Some((revision.clone(), *replicas)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_unavailable_lets_a_replica_ratio_canary_take_stable_pods_before_its_own_are_ready() {
+        use crate::engine::fixture::{Fixture, STABLE, UPDATE};
+        let strategy = |unavailable: serde_json::Value| serde_json::json!({"canary": {"maxSurge": 0, "maxUnavailable": unavailable, "steps": [{"setWeight": 50}, {"pause": {}}]}});
+        let at_start = |unavailable| {
+            let mut fixture = Fixture::new(4, strategy(unavailable)).running(STABLE, 4, 4);
+            fixture.status.update_revision = Some(UPDATE.into());
+            fixture.spec.workload.kubernetes.as_mut().unwrap().template =
+                serde_json::from_value(serde_json::json!({"metadata": {"labels": {"v": "2"}}})).unwrap();
+            fixture
+        };
+        // No surge and one pod may be missing: the stable gives one up first.
+        let fixture = at_start(serde_json::json!(1));
+        let update = crate::engine::revision::of(&fixture.spec.workload);
+        let plan = crate::engine::step(fixture.input());
+        assert_eq!(scales(&plan), vec![(STABLE.to_string(), 3)]);
+        // Then the canary grows into the room, never past 4 pods in all.
+        let fixture = at_start(serde_json::json!(1)).running(STABLE, 3, 3);
+        let mut fixture = fixture;
+        fixture.observed.revisions.retain(|r| r.replicas == 3);
+        let plan = crate::engine::step(fixture.input());
+        assert_eq!(scales(&plan), vec![(update.clone(), 1)]);
+        // 25% of 4 rounds down to one pod, as a Deployment's does.
+        let plan = crate::engine::step(at_start(serde_json::json!("25%")).input());
+        assert_eq!(scales(&plan), vec![(STABLE.to_string(), 3)]);
+        // Without maxUnavailable the stable keeps every pod until canary pods are ready.
+        let mut fixture =
+            Fixture::new(4, serde_json::json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}})).running(STABLE, 4, 4);
+        fixture.status.update_revision = Some(UPDATE.into());
+        let plan = crate::engine::step(fixture.input());
+        assert!(scales(&plan).iter().all(|(revision, replicas)| revision != STABLE || *replicas == 4), "{:?}", scales(&plan));
     }
 
     #[test]

@@ -72,7 +72,7 @@ impl<'a> Pass<'a> {
             actions: Vec::new(),
             events: Vec::new(),
             requeue: None,
-            replicas: bounded(input.spec.workload.replicas()),
+            replicas: bounded(super::capacity::full_size(&input)),
             update: String::new(),
             stable: String::new(),
             phase: RolloutPhase::Progressing,
@@ -176,6 +176,7 @@ impl<'a> Pass<'a> {
         self.status.current_step_index = matches!(self.strategy, Some(StrategyKind::Canary(_))).then_some(0);
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
+        self.status.fast_tracked = false;
         self.status.promoted = false;
         self.status.preview_ready_at = None;
         self.status.switched = false;
@@ -195,6 +196,14 @@ impl<'a> Pass<'a> {
         self.status.abort = false;
         self.status.aborted_at = None;
         self.reset_progress();
+        let message = match self.fast_track_rollback() {
+            Some(ago) => format!(
+                "{message}: it was stable {ago} promotion{} ago, inside the rollback window, so it is fast-tracked to 100% with no \
+                 steps or analysis",
+                if ago == 1 { "" } else { "s" }
+            ),
+            None => message,
+        };
         self.event(EventReason::NewRevision, message);
     }
 
@@ -247,6 +256,9 @@ impl<'a> Pass<'a> {
         if self.phase == RolloutPhase::Progressing && self.message.is_empty() {
             // Nothing named what the rollout waits for: still, it must not wait unseen.
             self.wait(format!("progressing to revision {}", self.update));
+        }
+        if self.status.fast_tracked {
+            self.message = format!("fast-tracked rollback to revision {} (rollbackWindow): {}", self.update, self.message);
         }
         self.sync_scale_downs();
         self.summarize_status();

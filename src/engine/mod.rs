@@ -6,16 +6,20 @@
 //! observation differs, Service selections on every pass (adapters skip a no-op), so applying a
 //! plan twice, or after a crash, changes nothing more.
 
+mod adoption;
 mod blue_green;
 mod canary;
+pub mod capacity;
 mod conditions;
 mod context;
 pub mod delivery;
 mod finishing;
 mod gates;
 mod rest;
+mod restart;
 mod retiring;
 pub mod revision;
+mod rollback;
 mod rolling;
 mod steering;
 pub mod target_groups;
@@ -66,6 +70,21 @@ pub struct Observed {
     /// The target group each revision is registered with, where the platform registers revisions
     /// itself (ECS task sets); empty where Services steer traffic. See [`target_groups`].
     pub registrations: std::collections::BTreeMap<String, String>,
+    /// The Deployment the spec adopts (`deploymentRef`), when it exists.
+    pub adopted: Option<AdoptedObservation>,
+    /// The workload's full size as the platform holds it, where something besides the Rollout
+    /// may change it (an ECS service's desiredCount); see [`capacity`].
+    pub capacity: Option<i32>,
+    /// Pods of each revision that started before `spec.restartAt`, read only while a restart
+    /// is asked for and not yet done.
+    pub stale_pods: std::collections::BTreeMap<String, i32>,
+}
+
+/// A Deployment the Rollout adopted, as it runs now.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AdoptedObservation {
+    /// Replicas it is asked to run (its spec).
+    pub replicas: i32,
 }
 
 /// Which revision each role's Service selects; `None` when unknown or not configured.
@@ -158,6 +177,21 @@ pub enum Action {
     TerminateAnalysisRun {
         name: String,
     },
+    /// The adopted Deployment runs this many of its own pods (only ever fewer than it has).
+    ScaleAdopted {
+        replicas: i32,
+    },
+    /// The workload's full size where the platform holds it (an ECS service's desiredCount).
+    SetCapacity {
+        replicas: i32,
+    },
+    /// `count` pods of the revision that started before `started_before` are replaced (evicted,
+    /// oldest first; the platform starts new ones).
+    RestartPods {
+        revision: String,
+        started_before: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+        count: i32,
+    },
     /// The test listener (or rule) sends all its traffic to the target group of this role.
     RouteTestTraffic {
         to: ServiceRole,
@@ -222,6 +256,8 @@ pub enum EventReason {
     Resumed,
     Completed,
     ProgressDeadlineExceeded,
+    /// Every pod that started before `spec.restartAt` is replaced.
+    Restarted,
     InvalidSpec,
     /// Refused by the tenancy policy: an AWS resource not allowed, or a Service not the Rollout's.
     TenancyRefused,
@@ -274,6 +310,11 @@ fn decide(input: Input<'_>) -> Plan {
         )));
         return pass.finish();
     }
+    if let Some(missing) = pass.adopted_missing() {
+        pass.invalid_spec(&missing);
+        return pass.finish();
+    }
+    pass.claim_capacity();
     pass.begin();
     if pass.at_rest() {
         rest::settle(&mut pass);
@@ -287,6 +328,7 @@ fn decide(input: Input<'_>) -> Plan {
         }
     }
     pass.route_previews();
+    pass.give_way_adopted();
     pass.finish()
 }
 

@@ -14,6 +14,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     status.abort_reason = None;
     status.pause_conditions.clear();
     status.promote_full = false;
+    status.fast_tracked = false;
     status.promoted = false;
     status.preview_ready_at = None;
     status.switched = false;
@@ -23,7 +24,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     };
     status.canary_weight = 0;
 
-    pass.scale(&stable, n);
+    pass.scale(&stable, n + pass.restart_surge());
     pass.point_service(ServiceRole::Stable, &stable);
     let traffic_home = if pass.has_router() { pass.steer(0, false) } else { pass.ready(&stable) >= n };
     if traffic_home {
@@ -47,5 +48,10 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
         pass.wait(format!("waiting for stable revision {stable}: {ready}/{n} ready"));
     } else if pass.message.is_empty() {
         pass.wait(format!("moving all traffic to stable revision {stable}"));
+    }
+    // Pods are replaced only once the stable revision alone serves (without a router it does
+    // once no other revision runs, whatever its own pods' readiness).
+    if others.is_empty() && (traffic_home || !pass.has_router()) {
+        pass.restart_pods();
     }
 }

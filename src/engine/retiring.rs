@@ -83,6 +83,7 @@ impl Pass<'_> {
         self.point_service(ServiceRole::Stable, &new);
         self.actions.push(Action::MarkStable { revision: new.clone() });
         self.schedule_scale_down(&old, delay);
+        self.remember_stable(&old);
         self.status.stable_revision = Some(new.clone());
         self.stable = new.clone();
         self.event(EventReason::Promoted, format!("revision {new} is now stable; revision {old} scales down in {}s", delay.as_secs()));

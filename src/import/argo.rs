@@ -11,8 +11,8 @@ use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
     CanaryStrategy, CloudWatchMetric, HttpMethod, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
-    Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric,
-    Workload,
+    Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SetCanaryScale, StepKind, Strategy, Traffic,
+    WebHeader, WebMetric, Workload,
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
@@ -50,6 +50,11 @@ pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: 
     let progress_deadline_seconds = spec.int("progressDeadlineSeconds", w);
     let progress_deadline_abort = spec.bool("progressDeadlineAbort").unwrap_or(false);
     let restart_at = spec.take("restartAt").and_then(|v| serde_json::from_value::<Time>(v).ok());
+    let rollback_window = spec.object("rollbackWindow").and_then(|mut window| {
+        let revisions = window.int("revisions", w);
+        window.finish(w);
+        revisions.map(|revisions| RollbackWindow { revisions: revisions.clamp(1, 10) })
+    });
     spec.drop("analysis", "Sluice keeps no separate history limits for successful and unsuccessful AnalysisRuns", w);
 
     let mut strategy = Strategy::default();
@@ -81,6 +86,7 @@ pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: 
             progress_deadline_abort,
             paused,
             restart_at,
+            rollback_window,
         },
     );
     rollout.metadata = meta;
@@ -127,24 +133,25 @@ fn kubernetes_workload(spec: &mut Fields, meta: &ObjectMeta, source: &Source, w:
     } else if let Some(mut reference) = spec.object("workloadRef") {
         let target = reference.string("name").unwrap_or_default();
         let kind = reference.string("kind").unwrap_or_else(|| "Deployment".into());
-        reference.ignore(&["apiVersion", "kind", "name"]);
-        reference.drop("scaleDown", "Sluice owns the pods itself; scale the referenced Deployment to 0 once the Rollout is Healthy", w);
-        reference.finish(w);
-        match source.deployment(&target, meta.namespace.as_deref()).filter(|_| kind == "Deployment") {
-            Some(deployment) => super::workload_from_deployment(deployment, w, &format!("Deployment/{target}.spec")).unwrap_or_else(|| {
-                w.warn("spec.workloadRef", format!("Deployment {target} has no pod template; a placeholder is in its place"));
-                super::placeholder_workload(&name, 1)
-            }),
-            None => {
+        let scale_down = match reference.string("scaleDown").as_deref() {
+            None | Some("never") => ScaleDown::Never,
+            Some("onsuccess") => ScaleDown::OnSuccess,
+            Some("progressively") => ScaleDown::Progressively,
+            Some(other) => {
                 w.warn(
-                    "spec.workloadRef",
-                    format!(
-                        "{kind} {target} is not in the input: the pod template is a placeholder; pass its manifest with another -f, \
-                         or fill in spec.workload.kubernetes.template and selector"
-                    ),
+                    &reference.at("scaleDown"),
+                    format!("{other}: not never, onsuccess or progressively; the Deployment is never scaled down"),
                 );
-                super::placeholder_workload(&name, 1)
+                ScaleDown::Never
             }
+        };
+        reference.ignore(&["apiVersion", "kind", "name"]);
+        reference.finish(w);
+        if kind != "Deployment" {
+            w.warn("spec.workloadRef", format!("{kind} {target}: Sluice adopts Deployments only; the pod template is a placeholder"));
+            super::placeholder_workload(&name, 1)
+        } else {
+            super::adopted_deployment(source, &target, meta.namespace.as_deref(), scale_down)
         }
     } else {
         w.warn("spec.template", "missing: the pod template is a placeholder to fill in");
@@ -153,7 +160,8 @@ fn kubernetes_workload(spec: &mut Fields, meta: &ObjectMeta, source: &Source, w:
     if let Some(replicas) = replicas {
         workload.replicas = replicas;
     }
-    if let Some(selector) = selector {
+    // An adopted Deployment's selector is its own.
+    if let Some(selector) = selector.filter(|_| workload.deployment_ref.is_none()) {
         workload.selector = selector;
     }
     workload

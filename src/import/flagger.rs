@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 use super::{Fields, Object, Source, Warnings, metadata};
 use crate::api::{
     AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric, Metric,
-    MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, Strategy,
-    Workload,
+    MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec,
+    ScaleDown, Strategy, Workload,
 };
 
 pub const NOTIFY_ANNOTATION: &str = "sluice.dev/notify-webhook";
@@ -51,18 +51,12 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
     let target_kind = target.string("kind").unwrap_or_else(|| "Deployment".into());
     target.ignore(&["apiVersion"]);
     target.finish(w);
-    let deployment = source.deployment(&target_name, namespace.as_deref()).filter(|_| target_kind == "Deployment");
-    let workload = match deployment.and_then(|d| super::workload_from_deployment(d, w, &format!("Deployment/{target_name}.spec"))) {
-        Some(workload) => workload,
-        None => {
-            w.warn(
-                "spec.targetRef",
-                format!(
-                    "{target_kind} {target_name} is not in the input: Sluice runs the pods itself and needs their template, which \
-                     is a placeholder now; pass the Deployment's manifest with another -f, or fill in \
-                     spec.workload.kubernetes.template and selector"
-                ),
-            );
+    // The Deployment stays where it is: the Rollout adopts it, and its pods give way once the
+    // Rollout's are Healthy, as Flagger scales its target down behind the primary.
+    let workload = match target_kind.as_str() {
+        "Deployment" => super::adopted_deployment(source, &target_name, namespace.as_deref(), ScaleDown::OnSuccess),
+        other => {
+            w.warn("spec.targetRef", format!("{other} {target_name}: Sluice adopts Deployments only; the pod template is a placeholder"));
             super::placeholder_workload(&target_name, 1)
         }
     };
@@ -85,7 +79,8 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
     if ingress.is_some() {
         w.warn(&spec.at("ingressRef"), "Sluice routes traffic through an ALB or by replica ratio; dropped");
     }
-    spec.drop("revertOnDeletion", "deleting a Rollout deletes its pods; keep the Deployment until the Rollout is Healthy", w);
+    // Deleting the Rollout always gives the Deployment its replicas back.
+    spec.ignore(&["revertOnDeletion"]);
     if spec.bool("skipAnalysis") == Some(true) {
         w.warn(
             &spec.at("skipAnalysis"),
@@ -238,6 +233,7 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
             progress_deadline_abort: false,
             paused,
             restart_at: None,
+            rollback_window: None,
         },
     );
     rollout.metadata = meta;

@@ -10,12 +10,11 @@ mod flagger;
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, DURATION_PATTERN, KubernetesWorkload, Rollout};
+use crate::api::{AnalysisTemplate, ClusterAnalysisTemplate, DURATION_PATTERN, DeploymentRef, KubernetesWorkload, Rollout, ScaleDown};
 
 pub use expr::{Translation, translate_condition};
 
@@ -397,19 +396,15 @@ pub(crate) fn metadata(fields: &mut Fields, warnings: &mut Warnings) -> ObjectMe
     out
 }
 
-/// A Deployment's pods as a Sluice Kubernetes workload: selector, template, replicas and the
-/// fields that mean the same; the fields that do not are reported.
-pub(crate) fn workload_from_deployment(deployment: &Value, warnings: &mut Warnings, path: &str) -> Option<KubernetesWorkload> {
-    let mut spec = Fields::new(path, deployment["spec"].clone());
-    let template: PodTemplateSpec = serde_json::from_value(spec.take("template")?).ok()?;
-    let selector: LabelSelector = serde_json::from_value(spec.take("selector").unwrap_or_default()).unwrap_or_default();
-    let replicas = spec.int("replicas", warnings).unwrap_or(1);
-    let min_ready_seconds = spec.int("minReadySeconds", warnings);
-    let revision_history_limit = spec.int("revisionHistoryLimit", warnings);
-    spec.drop("strategy", "the Rollout's strategy replaces the Deployment's", warnings);
-    spec.ignore(&["progressDeadlineSeconds", "paused"]);
-    spec.finish(warnings);
-    Some(KubernetesWorkload { replicas, selector, template, min_ready_seconds, revision_history_limit })
+/// A Deployment kept where it is and adopted by the Rollout (`deploymentRef`): the Rollout
+/// rolls out its template and takes its replica count when its manifest is in the input.
+pub(crate) fn adopted_deployment(source: &Source, name: &str, namespace: Option<&str>, scale_down: ScaleDown) -> KubernetesWorkload {
+    let replicas = source.deployment(name, namespace).and_then(|d| d["spec"]["replicas"].as_i64()).and_then(|r| i32::try_from(r).ok());
+    KubernetesWorkload {
+        replicas: replicas.unwrap_or(1),
+        deployment_ref: Some(DeploymentRef { name: name.to_string(), scale_down }),
+        ..Default::default()
+    }
 }
 
 /// A workload to fill in: the Deployment it should come from was not in the input.
@@ -423,6 +418,7 @@ pub(crate) fn placeholder_workload(name: &str, replicas: i32) -> KubernetesWorkl
         replicas,
         selector: LabelSelector { match_labels: Some(labels), ..Default::default() },
         template: serde_json::from_value(template).expect("placeholder template"),
+        deployment_ref: None,
         min_ready_seconds: None,
         revision_history_limit: None,
     }

@@ -156,6 +156,7 @@ pub fn reason_of(reason: EventReason) -> Option<&'static str> {
         | EventReason::AnalysisInconclusive
         | EventReason::Resumed
         | EventReason::ProgressDeadlineExceeded
+        | EventReason::Restarted
         | EventReason::InvalidSpec
         | EventReason::TenancyRefused
         | EventReason::ReconcileFailed => None,

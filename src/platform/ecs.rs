@@ -143,11 +143,12 @@ impl EcsPlatform {
         Ok(state(desired_count, &task_sets))
     }
 
-    /// Makes `revision` run `replicas` tasks: creates its task set when missing (registered with
-    /// `target_group`, which the engine chose), updates its scale when it differs, deletes it at
-    /// 0. Also sets the service's desiredCount to `workload.desiredCount` when they differ (the
-    /// percentages are of it), and deletes duplicate task sets of a revision (left by a create AWS
-    /// applied but answered with an error). Calling it again changes nothing more.
+    /// Makes `revision` run `replicas` of the service's current desiredCount: creates its task
+    /// set when missing (registered with `target_group`, which the engine chose), updates its
+    /// scale when it differs, deletes it at 0. Scales are percentages of the desiredCount, which
+    /// is left as it is (Service Auto Scaling may have set it). Also deletes duplicate task sets
+    /// of a revision (left by a create AWS applied but answered with an error). Calling it again
+    /// changes nothing more.
     pub async fn scale(
         &self,
         workload: &EcsWorkload,
@@ -158,26 +159,12 @@ impl EcsPlatform {
         if revision.is_empty() {
             return Err(PlatformError::EmptyRevision);
         }
-        if !(0..=workload.desired_count).contains(&replicas) {
-            return Err(PlatformError::ReplicasOutOfRange {
-                revision: revision.to_string(),
-                replicas,
-                desired_count: workload.desired_count,
-            });
-        }
         let (desired_count, task_sets) = futures::try_join!(self.service_desired_count(workload), self.describe_task_sets(workload))?;
-        if desired_count != workload.desired_count {
-            self.count();
-            self.client
-                .update_service()
-                .cluster(&workload.cluster)
-                .service(&workload.service)
-                .desired_count(workload.desired_count)
-                .send()
-                .await
-                .map_err(|e| aws("UpdateService", &e))?;
+        if !(0..=desired_count).contains(&replicas) {
+            // The desiredCount changed since the pass looked: the next pass decides again.
+            return Err(PlatformError::ReplicasOutOfRange { revision: revision.to_string(), replicas, desired_count });
         }
-        let state = state(workload.desired_count, &task_sets);
+        let state = state(desired_count, &task_sets);
         let mut own: Vec<&TaskSet> = live(&task_sets).filter(|t| t.external_id() == Some(revision)).collect();
         // Keep the primary one, else the oldest; delete the others.
         own.sort_by_key(|t| (!is_primary(t), t.created_at().map(|d| (d.secs(), d.subsec_nanos()))));
@@ -188,7 +175,7 @@ impl EcsPlatform {
             (None, 0) => Ok(()),
             (Some(task_set), 0) => self.delete(workload, task_set).await,
             (Some(task_set), _) => {
-                let current = task_set.scale().map_or(0, |s| tasks_for(s.value(), workload.desired_count));
+                let current = task_set.scale().map_or(0, |s| tasks_for(s.value(), desired_count));
                 if current == replicas {
                     return Ok(());
                 }
@@ -198,7 +185,7 @@ impl EcsPlatform {
                     .cluster(&workload.cluster)
                     .service(&workload.service)
                     .task_set(task_set.task_set_arn().unwrap_or_default())
-                    .scale(percent_scale(replicas, workload.desired_count))
+                    .scale(percent_scale(replicas, desired_count))
                     .send()
                     .await
                     .map_err(|e| aws("UpdateTaskSet", &e))?;
@@ -213,9 +200,27 @@ impl EcsPlatform {
                         .collect();
                     return Err(PlatformError::NoTargetGroup { revision: revision.to_string(), registered: registered.join(", ") });
                 };
-                self.create(workload, revision, target_group, replicas).await
+                self.create(workload, revision, target_group, percent_scale(replicas, desired_count)).await
             }
         }
+    }
+
+    /// Sets the service's desiredCount (the spec's, when it changed there); the task sets keep
+    /// their percentages of it.
+    pub async fn set_desired_count(&self, workload: &EcsWorkload, desired_count: i32) -> Result<bool, PlatformError> {
+        if self.service_desired_count(workload).await? == desired_count {
+            return Ok(false);
+        }
+        self.count();
+        self.client
+            .update_service()
+            .cluster(&workload.cluster)
+            .service(&workload.service)
+            .desired_count(desired_count)
+            .send()
+            .await
+            .map_err(|e| aws("UpdateService", &e))?;
+        Ok(true)
     }
 
     /// Makes the revision's task set the service's PRIMARY task set (UpdateServicePrimaryTaskSet,
@@ -279,7 +284,7 @@ impl EcsPlatform {
         Ok(out.task_sets().to_vec())
     }
 
-    async fn create(&self, workload: &EcsWorkload, revision: &str, target_group: &str, replicas: i32) -> Result<(), PlatformError> {
+    async fn create(&self, workload: &EcsWorkload, revision: &str, target_group: &str, scale: Scale) -> Result<(), PlatformError> {
         let load_balancer = LoadBalancer::builder()
             .target_group_arn(target_group)
             .container_name(&workload.load_balancer.container_name)
@@ -309,7 +314,7 @@ impl EcsPlatform {
             .set_launch_type(launch_type)
             .set_network_configuration(network)
             .load_balancers(load_balancer)
-            .scale(percent_scale(replicas, workload.desired_count))
+            .scale(scale)
             .send()
             .await
             .map_err(|e| aws("CreateTaskSet", &e))?;
@@ -435,7 +440,14 @@ impl Platform for TaskSets<'_> {
         let state = self.ecs.observe(self.workload).await?;
         let registrations = state.task_sets.iter().filter_map(|t| Some((t.revision.clone(), t.target_group.clone()?))).collect();
         // No Services: the target groups follow the task sets.
-        Ok(PlatformObservation { revisions: state.revisions(), services: Default::default(), registrations })
+        Ok(PlatformObservation {
+            revisions: state.revisions(),
+            services: Default::default(),
+            registrations,
+            adopted: None,
+            capacity: Some(state.service_desired_count),
+            stale_pods: Default::default(),
+        })
     }
 
     async fn scale(&self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<Effect, PortError> {
@@ -456,6 +468,25 @@ impl Platform for TaskSets<'_> {
     /// A task set scaled to 0 is deleted: no history is kept.
     async fn retire(&self, _keep: &[&str]) -> Result<(), PortError> {
         Ok(())
+    }
+
+    async fn set_capacity(&self, replicas: i32) -> Result<Effect, PortError> {
+        let changed = self.ecs.set_desired_count(self.workload, replicas).await?;
+        Ok(if changed { Effect::Changed } else { Effect::Unchanged })
+    }
+
+    /// Task sets are replaced as a whole, by a new revision: the engine asks no restart of ECS.
+    async fn restart(&self, _revision: &str, _started_before: jiff::Timestamp, _count: i32) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
+    }
+
+    /// An ECS service adopts nothing: it is the workload.
+    async fn scale_adopted(&self, _replicas: i32) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
+    }
+
+    async fn release_adopted(&self) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
     }
 
     fn poll_interval(&self) -> Option<std::time::Duration> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ReplicaSet, ReplicaSetSpec};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet, ReplicaSetSpec};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
@@ -128,8 +128,13 @@ fn check_service(rollout: &Rollout, field: &str, service: &Service) -> Result<()
 /// Every role Service the strategy names and the cache holds is the Rollout's to steer (see
 /// [`tenancy::check_service`]); a Service not yet seen is checked before it is ever changed.
 pub fn check_services(rollout: &Rollout, services: &[Arc<Service>]) -> Result<(), Refusal> {
-    if rollout.spec.workload.kubernetes.is_none() {
+    let Some(kubernetes) = &rollout.spec.workload.kubernetes else {
         // ECS traffic follows the target groups; no Service is ever changed.
+        return Ok(());
+    };
+    if kubernetes.deployment_ref.is_some() && kubernetes.template == Default::default() {
+        // The adopted Deployment is not there: the engine changes nothing until it is, and its
+        // pods' labels are checked then.
         return Ok(());
     }
     let namespace = rollout.namespace();
@@ -156,11 +161,12 @@ pub async fn observe_services(client: &kube::Client, rollout: &Rollout, cached: 
     Ok(service_selection(rollout, &services))
 }
 
-/// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for (a
-/// server-side apply). An existing ReplicaSet keeps its own template: only its replica count
-/// changes, by a merge patch, so the controller's managed fields keep the template exactly as it
-/// applied it (`kubectl sluice undo` reads it back from them; re-applying the stored template
-/// would claim the API server's defaults too).
+/// Resizes the revision's ReplicaSet, or creates it for the revision the spec asks for; both are
+/// server-side applies by the controller's field manager. An existing ReplicaSet keeps its own
+/// template: only its replica count is applied, through the scale subresource, so the managed
+/// fields of the creating apply keep the template exactly as the controller applied it
+/// (`kubectl sluice undo` reads it back from them; re-applying the stored template would claim
+/// the API server's defaults too).
 pub async fn scale(
     client: &kube::Client,
     rollout: &Rollout,
@@ -174,8 +180,13 @@ pub async fn scale(
     let existing =
         owned(rollout, replica_sets).into_iter().find(|rs| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision));
     if let Some(rs) = existing {
-        let patch = serde_json::json!({"spec": {"replicas": replicas}});
-        api.patch(&rs.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        let scale = serde_json::json!({
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {"name": rs.name_any(), "namespace": namespace},
+            "spec": {"replicas": replicas},
+        });
+        api.patch_scale(&rs.name_any(), &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&scale)).await?;
         return Ok(());
     }
     if crate::engine::revision::of(&rollout.spec.workload) != revision {
@@ -292,14 +303,20 @@ pub struct ReplicaSets<'a> {
     pub rollout: &'a Rollout,
     pub replica_sets: &'a Store<ReplicaSet>,
     pub services: &'a Store<Service>,
+    /// The Deployment the Rollout adopts, as found before the pass.
+    pub adopted: Option<&'a Deployment>,
 }
 
 #[async_trait::async_trait]
 impl Platform for ReplicaSets<'_> {
     async fn observe(&self) -> Result<PlatformObservation, PortError> {
         let services = observe_services(self.client, self.rollout, &self.services.state()).await.map_err(kube_failure)?;
-        let revisions = observe(self.rollout, &self.replica_sets.state());
-        Ok(PlatformObservation { revisions, services, registrations: Default::default() })
+        let replica_sets = self.replica_sets.state();
+        let revisions = observe(self.rollout, &replica_sets);
+        let adopted = self.adopted.map(super::adoption::observe);
+        let owned = owned(self.rollout, &replica_sets);
+        let stale_pods = super::restart::stale_pods(self.client, self.rollout, &owned).await.map_err(kube_failure)?;
+        Ok(PlatformObservation { revisions, services, registrations: Default::default(), adopted, capacity: None, stale_pods })
     }
 
     async fn scale(&self, revision: &str, replicas: i32, _target_group: Option<&str>) -> Result<Effect, PortError> {
@@ -325,6 +342,32 @@ impl Platform for ReplicaSets<'_> {
 
     async fn retire(&self, keep: &[&str]) -> Result<(), PortError> {
         prune_history(self.client, self.rollout, &self.replica_sets.state(), keep).await.map_err(kube_failure)
+    }
+
+    async fn scale_adopted(&self, replicas: i32) -> Result<Effect, PortError> {
+        let Some(deployment) = self.adopted else { return Ok(Effect::Unchanged) };
+        super::adoption::scale(self.client, deployment, replicas).await.map_err(kube_failure)
+    }
+
+    async fn release_adopted(&self) -> Result<Effect, PortError> {
+        let Some(deployment) = self.adopted else { return Ok(Effect::Unchanged) };
+        super::adoption::release(self.client, deployment).await.map_err(kube_failure)
+    }
+
+    async fn restart(&self, revision: &str, started_before: jiff::Timestamp, count: i32) -> Result<Effect, PortError> {
+        let replica_sets = self.replica_sets.state();
+        let own =
+            owned(self.rollout, &replica_sets).into_iter().find(|rs| rs.labels().get(REVISION_LABEL).map(String::as_str) == Some(revision));
+        let Some(replica_set) = own else { return Ok(Effect::Unchanged) };
+        match super::restart::evict(self.client, replica_set, started_before, count).await.map_err(kube_failure)? {
+            true => Ok(Effect::Changed),
+            false => Ok(Effect::Unchanged),
+        }
+    }
+
+    /// The spec's replicas are the size (an autoscaler writes them through the scale subresource).
+    async fn set_capacity(&self, _replicas: i32) -> Result<Effect, PortError> {
+        Ok(Effect::Unchanged)
     }
 }
 

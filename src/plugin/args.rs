@@ -79,7 +79,7 @@ pub enum PluginCommand {
     /// Change the workload's spec.
     #[command(subcommand)]
     Set(SetCommand),
-    /// Record a restart: sets spec.restartAt to now (the controller does not replace pods on it yet).
+    /// Replace every pod: sets spec.restartAt to now; the controller evicts the older pods a few at a time.
     Restart { name: String },
 }
 

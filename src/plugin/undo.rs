@@ -73,7 +73,12 @@ fn applied_template_fields(replica_set: &ReplicaSet) -> Option<Value> {
     replica_set
         .managed_fields()
         .iter()
-        .find(|entry| entry.manager.as_deref() == Some(CONTROLLER_FIELD_MANAGER) && entry.operation.as_deref() == Some("Apply"))
+        // The creating apply; later resizes are applies through the scale subresource.
+        .find(|entry| {
+            entry.manager.as_deref() == Some(CONTROLLER_FIELD_MANAGER)
+                && entry.operation.as_deref() == Some("Apply")
+                && entry.subresource.is_none()
+        })
         .and_then(|entry| entry.fields_v1.as_ref())
         .and_then(|fields| fields.0.get("f:spec")?.get("f:template").cloned())
 }
@@ -163,6 +168,17 @@ pub async fn undo(cluster: &Cluster, name: &str, requested: Option<&str>) -> Res
         return Ok(format!("rollout {qualified}: spec returned to revision {target} (task definition {task_definition})"));
     }
 
+    if let Some(reference) = rollout.spec.workload.kubernetes.as_ref().and_then(|k| k.deployment_ref.as_ref()) {
+        // The template is the Deployment's: that is where it goes back.
+        return Err(PluginError::refused(
+            &qualified,
+            format!(
+                "adopts Deployment {}, whose template it rolls out: put the earlier template back on the Deployment \
+                 (kubectl rollout undo deployment/{}, or your Git history), and the Rollout rolls it out",
+                reference.name, reference.name
+            ),
+        ));
+    }
     let api: Api<ReplicaSet> = Api::namespaced(cluster.client.clone(), &cluster.namespace);
     let listed = api.list(&ListParams::default().labels(&format!("{ROLLOUT_LABEL}={name}"))).await?;
     let uid = rollout.uid();
@@ -221,6 +237,8 @@ mod tests {
     /// controller's server-side apply recorded in managedFields.
     fn stored_replica_set(revision: &str, with_managed_fields: bool) -> ReplicaSet {
         let managed = json!([
+            {"manager": "sluice", "operation": "Apply", "apiVersion": "autoscaling/v1", "fieldsType": "FieldsV1",
+             "subresource": "scale", "fieldsV1": {"f:spec": {"f:replicas": {}}}},
             {"manager": "sluice", "operation": "Apply", "apiVersion": "apps/v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:spec": {
                 "f:replicas": {}, "f:selector": {},
                 "f:template": {
@@ -276,6 +294,7 @@ mod tests {
                 progress_deadline_abort: false,
                 paused: false,
                 restart_at: None,
+                rollback_window: None,
             },
         );
         rollout.status = Some(crate::api::RolloutStatus { stable_revision: stable.map(String::from), ..Default::default() });

@@ -55,7 +55,11 @@ fn header(out: &mut String, rollout: &Rollout, status: &RolloutStatus) {
     let workload = &rollout.spec.workload;
     match workload.kind() {
         Ok(WorkloadKind::Kubernetes(kubernetes)) => {
-            let _ = writeln!(out, "Workload     kubernetes, {} replicas", kubernetes.replicas);
+            let adopted = kubernetes
+                .deployment_ref
+                .as_ref()
+                .map(|r| format!(", adopting Deployment {} (scaleDown {})", r.name, r.scale_down.as_str()));
+            let _ = writeln!(out, "Workload     kubernetes, {} replicas{}", kubernetes.replicas, adopted.unwrap_or_default());
         }
         Ok(WorkloadKind::Ecs(ecs)) => {
             let _ = writeln!(out, "Workload     ECS service {} in {}, {} tasks", ecs.service, ecs.cluster, ecs.desired_count);

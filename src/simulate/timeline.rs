@@ -120,6 +120,9 @@ impl Timeline {
             Action::RouteTestTraffic { to, .. } => format!("test traffic to {}", super::world::role_key(*to)),
             Action::RouteHeader { to: Some(to), .. } => format!("header route to {}", super::world::role_key(*to)),
             Action::RouteHeader { to: None, .. } => "header route removed".to_string(),
+            Action::ScaleAdopted { replicas } => format!("scale the adopted Deployment to {replicas}"),
+            Action::SetCapacity { replicas } => format!("set the service's desired count to {replicas}"),
+            Action::RestartPods { revision, count, .. } => format!("restart {count} pods of {}", self.name(revision)),
         })
     }
 

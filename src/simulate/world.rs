@@ -15,7 +15,8 @@ use crate::analysis::condition::MeasuredValue;
 use crate::analysis::run as analysis_run;
 use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, RolloutSpec, RolloutStatus, WorkloadKind};
 use crate::engine::{
-    self, Action, AnalysisRunObservation, Event, Plan, RevisionObservation, ServiceRole, ServiceSelection, TargetGroups, TrafficObservation,
+    self, Action, AdoptedObservation, AnalysisRunObservation, Event, Plan, RevisionObservation, ServiceRole, ServiceSelection,
+    TargetGroups, TrafficObservation,
 };
 use crate::pass::{self, Ports, Subject};
 use crate::ports::{AnalysisRuns, Effect, NewRun, Platform, PlatformObservation, PortError, Record, TrafficRouter};
@@ -128,8 +129,19 @@ pub struct World {
     pub unsafe_scale_downs: Vec<String>,
     /// Replicas that may be unavailable during a scale-down (a rolling update's maxUnavailable).
     pub unavailable_allowance: i32,
+    /// The replicas of the Deployment the spec adopts (`deploymentRef`), and those it had before.
+    pub adopted: Option<AdoptedDeployment>,
+    /// The service's desiredCount, when played as ECS.
+    pub capacity: i32,
     /// Calls of the current pass that changed something.
     changes: usize,
+}
+
+/// The simulated Deployment a Rollout adopts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct AdoptedDeployment {
+    pub replicas: i32,
+    pub before: Option<i32>,
 }
 
 pub(super) fn role_key(role: ServiceRole) -> &'static str {
@@ -137,6 +149,10 @@ pub(super) fn role_key(role: ServiceRole) -> &'static str {
         ServiceRole::Stable => "stable",
         ServiceRole::Canary => "canary",
     }
+}
+
+fn adopts(spec: &RolloutSpec) -> bool {
+    spec.workload.kubernetes.as_ref().is_some_and(|k| k.deployment_ref.is_some())
 }
 
 fn after(t: Timestamp, d: Duration) -> Timestamp {
@@ -156,6 +172,7 @@ impl World {
             stable_revision: Some(stable.clone()),
             update_revision: Some(stable.clone()),
             observed_generation: Some(1),
+            applied_capacity: matches!(stable_spec.workload.kind(), Ok(WorkloadKind::Ecs(_))).then_some(n),
             ..Default::default()
         };
         let alb = stable_spec.traffic.as_ref().and_then(|t| t.alb.as_ref());
@@ -187,6 +204,8 @@ impl World {
             metrics,
             unsafe_scale_downs: Vec::new(),
             unavailable_allowance: 0,
+            adopted: adopts(stable_spec).then_some(AdoptedDeployment { replicas: n, before: None }),
+            capacity: n,
             changes: 0,
         }
     }
@@ -302,6 +321,35 @@ impl World {
         } else {
             Effect::Unchanged
         }
+    }
+
+    /// Pods of each revision that were ready before the restart the spec asks for and the status
+    /// has not recorded as done (so started before it), as the platform reports them.
+    fn stale_pods(&self) -> BTreeMap<String, i32> {
+        let Some(at) = self.spec.restart_at.as_ref().map(|t| t.0) else { return BTreeMap::new() };
+        if self.status.restarted_at.as_ref().is_some_and(|t| t.0 == at) || self.registers_targets() {
+            return BTreeMap::new();
+        }
+        self.pods.iter().map(|(revision, pods)| (revision.clone(), pods.ready_at.iter().filter(|t| **t < at).count() as i32)).collect()
+    }
+
+    /// Replaces `count` pods ready before `before` with new ones, and checks what stays available.
+    fn restart(&mut self, revision: &str, before: Timestamp, count: i32) -> bool {
+        let (ready_after, now) = (self.ready_after, self.now);
+        let Some(pods) = self.pods.get_mut(revision) else { return false };
+        pods.ready_at.sort();
+        let old = pods.ready_at.iter().filter(|t| **t < before).count().min(count.max(0) as usize);
+        pods.ready_at.drain(..old);
+        pods.ready_at.extend((0..old).map(|_| after(now, ready_after)));
+        let n = self.spec.workload.replicas();
+        let available: i32 = self.pods.keys().map(|r| self.ready(r)).sum();
+        if available < n - self.unavailable_allowance {
+            self.unsafe_scale_downs.push(format!(
+                "{}: restarted {old} pods of {revision} leaving {available} ready of the {n} needed",
+                self.elapsed().as_secs()
+            ));
+        }
+        old > 0
     }
 
     fn scale(&mut self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<bool, PortError> {
@@ -443,14 +491,19 @@ impl Platform for SimPorts<'_> {
             })
             .collect();
         if world.registers_targets() {
-            return Ok(PlatformObservation { revisions, services: Default::default(), registrations: world.registrations.clone() });
+            let registrations = world.registrations.clone();
+            let capacity = Some(world.capacity);
+            let stale_pods = Default::default();
+            return Ok(PlatformObservation { revisions, services: Default::default(), registrations, adopted: None, capacity, stale_pods });
         }
         let services = ServiceSelection {
             stable: world.services.get("stable").cloned(),
             canary: world.services.get("canary").cloned(),
             missing: Vec::new(),
         };
-        Ok(PlatformObservation { revisions, services, registrations: Default::default() })
+        let adopted = world.adopted.map(|d| AdoptedObservation { replicas: d.replicas });
+        let stale_pods = world.stale_pods();
+        Ok(PlatformObservation { revisions, services, registrations: Default::default(), adopted, capacity: None, stale_pods })
     }
 
     async fn scale(&self, revision: &str, replicas: i32, target_group: Option<&str>) -> Result<Effect, PortError> {
@@ -479,6 +532,39 @@ impl Platform for SimPorts<'_> {
 
     async fn retire(&self, _keep: &[&str]) -> Result<(), PortError> {
         Ok(())
+    }
+
+    async fn scale_adopted(&self, replicas: i32) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("scale the adopted Deployment")?;
+        let Some(mut adopted) = world.adopted else { return Ok(Effect::Unchanged) };
+        let changed = adopted.replicas != replicas;
+        adopted.before = adopted.before.or(Some(adopted.replicas));
+        adopted.replicas = replicas;
+        world.adopted = Some(adopted);
+        Ok(world.changed(changed))
+    }
+
+    async fn restart(&self, revision: &str, started_before: Timestamp, count: i32) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("restart pods")?;
+        let changed = world.restart(revision, started_before, count);
+        Ok(world.changed(changed))
+    }
+
+    async fn set_capacity(&self, replicas: i32) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        world.guard("set the desired count")?;
+        let changed = world.capacity != replicas;
+        world.capacity = replicas;
+        Ok(world.changed(changed))
+    }
+
+    async fn release_adopted(&self) -> Result<Effect, PortError> {
+        let mut world = self.world();
+        let Some(AdoptedDeployment { before: Some(before), .. }) = world.adopted else { return Ok(Effect::Unchanged) };
+        world.adopted = Some(AdoptedDeployment { replicas: before, before: None });
+        Ok(world.changed(true))
     }
 
     /// Played as ECS, the world is polled as the controller polls task sets.

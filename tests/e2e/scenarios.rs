@@ -656,6 +656,49 @@ pub async fn the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_cana
     s.wait_replicas(&[("web:2", 8)]).await;
 }
 
+register_test!(105, restart_replaces_every_old_pod_without_dropping_below_the_replicas);
+/// `kubectl sluice restart` (spec.restartAt): every pod that started before it is replaced by
+/// eviction, one at a time beside one extra pod, so the ready pods never drop below 3; then the
+/// status records the restart done and the extra pod goes.
+pub async fn restart_replaces_every_old_pod_without_dropping_below_the_replicas(h: Arc<Harness>) {
+    let s = Arc::new(Scene::new(&h.stack, "restart", &["web-stable", "web-canary"]).await);
+    s.create(&rollout(3, "web:1", canary_steps())).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:1", 3)]).await;
+    let before = s.pod_names().await;
+    assert_eq!(before.len(), 3);
+    let ready = {
+        let s = s.clone();
+        Recorder::start(move || {
+            let s = s.clone();
+            async move { s.ready_pods().await }
+        })
+    };
+    // What `kubectl sluice restart` writes (to the second, as the API server keeps times),
+    // after the pods' own creation second.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = jiff::Timestamp::now().as_second();
+    let at = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(jiff::Timestamp::from_second(second).unwrap());
+    s.patch(json!({"spec": {"restartAt": at}})).await;
+    let done = s.wait("the restart recorded done", |r| r.status.as_ref().and_then(|s| s.restarted_at.as_ref()) == Some(&at)).await;
+    assert_eq!(status_phase(&done), Some(RolloutPhase::Healthy));
+    s.wait_replicas(&[("web:1", 3)]).await;
+    let seen = ready.stop();
+    let after = s.pod_names().await;
+    assert!(after.iter().all(|pod| !before.contains(pod)), "every old pod is replaced: before {before:?}, after {after:?}");
+    assert!(seen.iter().all(|ready| *ready >= 3), "ready pods during the restart: {seen:?}");
+    assert!(seen.contains(&4), "the extra pod ran: {seen:?}");
+}
+
+impl Scene {
+    /// Names of the pods not being deleted.
+    async fn pod_names(&self) -> Vec<String> {
+        let api: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(self.client.clone(), &self.ns);
+        let pods = api.list(&ListParams::default()).await.unwrap().items;
+        pods.into_iter().filter(|p| p.metadata.deletion_timestamp.is_none()).filter_map(|p| p.metadata.name).collect()
+    }
+}
+
 /// An ECS service with the EXTERNAL deployment controller behind an ALB listener that forwards
 /// to two target groups (blue 100, green 0), each with a registered target (moto reports
 /// targets healthy but does not register task IPs itself).
@@ -806,7 +849,55 @@ pub async fn ecs_canary_promoted_then_aborted(h: Arc<Harness>) {
     wait_for("the aborted task set deleted", DEADLINE, || async { (world.task_sets().await == vec![v2.clone()]).then_some(()) }).await;
 }
 
+register_test!(115, ecs_desired_count_set_outside_sluice_is_kept_and_task_sets_follow_it);
+/// Service Auto Scaling (here: an UpdateService call outside Sluice) raises the service's
+/// desiredCount: Sluice keeps it, sizes the canary against it and leaves the task sets as
+/// percentages of it; a desiredCount changed in the Rollout is set once.
+pub async fn ecs_desired_count_set_outside_sluice_is_kept_and_task_sets_follow_it(h: Arc<Harness>) {
+    let s = Scene::new(&h.stack, "ecs-count", &[]).await;
+    let world = EcsWorld::new(&h, &format!("ecs-count-{}", std::process::id())).await;
+    world.allow_in(&s, &[]).await;
+    let v1 = world.task_definition("orders:1").await;
+    s.create(&world.rollout(&v1)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    world.ecs.update_service().cluster(&world.cluster).service("orders").desired_count(6).send().await.expect("scaled outside Sluice");
+
+    let v2 = world.task_definition("orders:2").await;
+    EcsWorld::set_task_definition(&s, &v2).await;
+    let paused =
+        s.wait("the manual pause at 50%", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(50)).await;
+    assert_eq!(world.desired_count().await, 6, "the count set outside Sluice is kept");
+    assert_eq!(paused.status.as_ref().map(|s| s.desired_replicas), Some(6), "the rollout is sized against it");
+    let mut scales = world.scales().await;
+    scales.sort_by(|a, b| a.1.total_cmp(&b.1));
+    assert_eq!(scales, vec![(v2.clone(), 50.0), (v1.clone(), 100.0)], "task sets stay percentages of the service's count");
+
+    // The person changes the Rollout's own desiredCount: that is set, once.
+    let patch = json!({"spec": {"workload": {"ecs": {"desiredCount": 8}}}});
+    s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("desiredCount changed");
+    wait_for("the Rollout's new desiredCount on the service", DEADLINE, || async { (world.desired_count().await == 8).then_some(()) })
+        .await;
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    assert_eq!(world.desired_count().await, 8);
+}
+
 impl EcsWorld {
+    async fn desired_count(&self) -> i32 {
+        let described = self.ecs.describe_services().cluster(&self.cluster).services("orders").send().await.unwrap();
+        described.services()[0].desired_count()
+    }
+
+    /// (task definition, scale in percent) of each task set.
+    async fn scales(&self) -> Vec<(String, f64)> {
+        let described = self.ecs.describe_task_sets().cluster(&self.cluster).service("orders").send().await.unwrap();
+        described
+            .task_sets()
+            .iter()
+            .map(|t| (t.task_definition().unwrap_or_default().to_string(), t.scale().map_or(0.0, |s| s.value())))
+            .collect()
+    }
+
     /// Records the production listener's (blue, green) weights as they change.
     fn record_weights(world: &Arc<EcsWorld>) -> Recorder<(i32, i32)> {
         let world = world.clone();
