@@ -31,6 +31,7 @@ use tracing::{info, warn};
 pub use error::Error;
 pub use metrics::Metrics;
 
+use crate::api::Rollout;
 use crate::engine::ServiceRole;
 use watched::{WatchedRollout, WatchedRun};
 
@@ -115,10 +116,13 @@ where
     }
 }
 
-/// The Rollouts that adopt this Deployment: a change to its template is a new revision.
-fn rollouts_adopting(rollouts: &Store<WatchedRollout>, deployment: &Deployment) -> Vec<reflector::ObjectRef<WatchedRollout>> {
-    let namespace = deployment.metadata.namespace.as_deref();
-    let name = deployment.metadata.name.as_deref();
+/// The readable Rollouts in `object`'s namespace that `names_it` says refer to it by name.
+fn rollouts_referring<K: kube::Resource>(
+    rollouts: &Store<WatchedRollout>,
+    object: &K,
+    names_it: impl Fn(&Rollout, Option<&str>) -> bool,
+) -> Vec<reflector::ObjectRef<WatchedRollout>> {
+    let (namespace, name) = (object.meta().namespace.as_deref(), object.meta().name.as_deref());
     rollouts
         .state()
         .iter()
@@ -126,30 +130,22 @@ fn rollouts_adopting(rollouts: &Store<WatchedRollout>, deployment: &Deployment) 
             WatchedRollout::Readable(rollout) => Some(rollout),
             WatchedRollout::Unreadable(_) => None,
         })
-        .filter(|rollout| rollout.metadata.namespace.as_deref() == namespace)
-        .filter(|rollout| crate::platform::adoption::adopted_name(rollout) == name)
-        .map(|rollout| reflector::ObjectRef::from_obj(&WatchedRollout::Readable(rollout.clone())))
+        .filter(|rollout| rollout.metadata.namespace.as_deref() == namespace && names_it(rollout, name))
+        .map(|rollout| reflector::ObjectRef::new(&rollout.name_any()).within(namespace.unwrap_or_default()))
         .collect()
 }
 
+/// The Rollouts that adopt this Deployment: a change to its template is a new revision.
+fn rollouts_adopting(rollouts: &Store<WatchedRollout>, deployment: &Deployment) -> Vec<reflector::ObjectRef<WatchedRollout>> {
+    rollouts_referring(rollouts, deployment, |rollout, name| crate::platform::adoption::adopted_name(rollout) == name)
+}
+
 fn rollouts_naming(rollouts: &Store<WatchedRollout>, service: &Service) -> Vec<reflector::ObjectRef<WatchedRollout>> {
-    let namespace = service.metadata.namespace.as_deref();
-    let name = service.metadata.name.as_deref();
-    rollouts
-        .state()
-        .iter()
-        .filter_map(|watched| match watched.as_ref() {
-            WatchedRollout::Readable(rollout) => Some(rollout),
-            WatchedRollout::Unreadable(_) => None,
-        })
-        .filter(|rollout| rollout.metadata.namespace.as_deref() == namespace)
-        .filter(|rollout| {
-            [ServiceRole::Stable, ServiceRole::Canary]
-                .into_iter()
-                .any(|role| crate::platform::kubernetes::service_name(rollout, role).as_deref() == name)
-        })
-        .map(|rollout| reflector::ObjectRef::new(&rollout.name_any()).within(namespace.unwrap_or_default()))
-        .collect()
+    rollouts_referring(rollouts, service, |rollout, name| {
+        [ServiceRole::Stable, ServiceRole::Canary]
+            .into_iter()
+            .any(|role| crate::platform::kubernetes::service_name(rollout, role).as_deref() == name)
+    })
 }
 
 /// Runs one object's pass with its panics contained: a panic becomes that object's error (its
