@@ -70,10 +70,10 @@ pub async fn task_sets_are_created_scaled_promoted_and_deleted(stack: Arc<Stack>
     assert_eq!(state.task_set("rev-c").unwrap().scale_percent, 50.0);
 }
 
-register_test!(80, scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_count);
-pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_count(stack: Arc<Stack>) {
+register_test!(80, scale_percent_rounds_to_whole_tasks_and_follows_the_services_desired_count);
+pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_services_desired_count(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 22).await;
-    let mut service = fixtures::ecs_service(&stack, &lb, 3, DeploymentControllerType::External).await;
+    let service = fixtures::ecs_service(&stack, &lb, 3, DeploymentControllerType::External).await;
     let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
 
     platform.scale(&service.workload, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap();
@@ -81,9 +81,15 @@ pub async fn scale_percent_rounds_to_whole_tasks_and_follows_the_spec_desired_co
     assert_eq!(state.task_set("rev-a").unwrap().scale_percent, 33.33);
     assert_eq!(state.revisions(), vec![observation("rev-a", 1, 1)], "⌈33.33 % × 3⌉ = 1");
 
-    // The spec asks for 6 tasks at full size: the service's desiredCount follows, the scale is
-    // recomputed against it.
-    service.workload.desired_count = 6;
+    // Scaling a task set leaves the service's desiredCount alone (an autoscaler may have set it).
+    let calls = platform.calls();
+    platform.scale(&service.workload, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap();
+    assert_eq!(platform.calls() - calls, 2, "one DescribeServices and one DescribeTaskSets, no UpdateService");
+    assert_eq!(platform.observe(&service.workload).await.unwrap().service_desired_count, 3);
+
+    // The desiredCount becomes 6: the scale is recomputed against the service's count.
+    assert!(platform.set_desired_count(&service.workload, 6).await.unwrap());
+    assert!(!platform.set_desired_count(&service.workload, 6).await.unwrap(), "already so: nothing called");
     platform.scale(&service.workload, "rev-a", 1, Some(lb.stable.as_str())).await.unwrap();
     let state = platform.observe(&service.workload).await.unwrap();
     assert_eq!(state.service_desired_count, 6);

@@ -690,6 +690,90 @@ pub async fn restart_replaces_every_old_pod_without_dropping_below_the_replicas(
     assert!(seen.contains(&4), "the extra pod ran: {seen:?}");
 }
 
+register_test!(106, a_rollback_inside_the_window_is_fast_tracked_onto_the_pods_still_running);
+/// `rollbackWindow`: web:2 is promoted behind an ALB, and web:1 is asked for again while its
+/// ReplicaSet is inside the scale-down delay: web:1 is stable again with no steps, no promote and
+/// no new pod, and its NewRevision event says it was fast-tracked.
+pub async fn a_rollback_inside_the_window_is_fast_tracked_onto_the_pods_still_running(h: Arc<Harness>) {
+    let s = Scene::new(&h.stack, "window", &["web-stable", "web-canary"]).await;
+    let name = format!("e2e-window-{}", std::process::id());
+    let (_elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 300,
+        "steps": [{"setWeight": 50}, {"pause": {}}]}});
+    let mut r = rollout(3, "web:1", strategy);
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
+            .unwrap(),
+    );
+    r.spec.rollback_window = Some(sluice::api::RollbackWindow { revisions: 1 });
+    s.create(&r).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    let first = s.rollouts.get("web").await.unwrap().status.and_then(|s| s.stable_revision).unwrap();
+    s.set_image("web:2").await;
+    s.wait("the manual pause", |r| step(r) == Some(1)).await;
+    s.command("promote", "p-1").await;
+    let promoted = s
+        .wait("web:2 stable", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(RolloutPhase::Healthy) && s.stable_revision.as_deref() != Some(first.as_str()))
+        })
+        .await;
+    assert_eq!(promoted.status.as_ref().unwrap().stable_history, vec![first.clone()]);
+    s.wait_replicas(&[("web:1", 3), ("web:2", 3)]).await;
+    let pods_before = s.pod_names().await;
+
+    s.set_image("web:1").await;
+    let back = s
+        .wait("web:1 stable again", |r| {
+            r.status
+                .as_ref()
+                .is_some_and(|s| s.phase == Some(RolloutPhase::Healthy) && s.stable_revision.as_deref() == Some(first.as_str()))
+        })
+        .await;
+    assert!(!back.status.as_ref().unwrap().fast_tracked, "done: at rest again");
+    let events = s.events().await;
+    assert!(
+        events.iter().any(|(reason, note, _)| reason == "NewRevision" && note.contains("fast-tracked to 100% with no steps or analysis")),
+        "{events:?}"
+    );
+    let web1_pods: Vec<&String> = pods_before.iter().filter(|p| p.starts_with(&format!("web-{first}"))).collect();
+    let pods_after = s.pod_names().await;
+    assert_eq!(web1_pods.len(), 3);
+    assert!(web1_pods.iter().all(|p| pods_after.contains(p)), "web:1's own pods took the traffic back: {pods_before:?} -> {pods_after:?}");
+}
+
+register_test!(107, max_unavailable_lets_a_replica_ratio_canary_move_without_extra_pods);
+/// `maxSurge: 0, maxUnavailable: 1` on a replica-ratio canary of 4: the stable gives up a pod
+/// before the canary's is ready, so there are never more than 4 pods asked for, and never fewer
+/// than 3 ready.
+pub async fn max_unavailable_lets_a_replica_ratio_canary_move_without_extra_pods(h: Arc<Harness>) {
+    let s = Arc::new(Scene::new(&h.stack, "unavailable", &["web-stable", "web-canary"]).await);
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "maxSurge": 0, "maxUnavailable": 1,
+        "steps": [{"setWeight": 50}, {"pause": {}}]}});
+    s.create(&rollout(4, "web:1", strategy)).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:1", 4)]).await;
+    let counts = {
+        let s = s.clone();
+        Recorder::start(move || {
+            let s = s.clone();
+            async move {
+                let asked: i32 = s.replica_sets().await.values().map(|(desired, _)| desired).sum();
+                (asked, s.ready_pods().await)
+            }
+        })
+    };
+    s.set_image("web:2").await;
+    s.wait("the pause at 50%", |r| step(r) == Some(1)).await;
+    s.wait_replicas(&[("web:1", 2), ("web:2", 2)]).await;
+    let seen = counts.stop();
+    assert!(seen.iter().all(|(asked, _)| *asked <= 4), "no pod beyond the 4 replicas: {seen:?}");
+    assert!(seen.iter().all(|(_, ready)| *ready >= 3), "at most one missing: {seen:?}");
+    assert!(seen.iter().any(|(asked, _)| *asked == 3), "the stable gave a pod up first: {seen:?}");
+}
+
 impl Scene {
     /// Names of the pods not being deleted.
     async fn pod_names(&self) -> Vec<String> {
