@@ -62,7 +62,12 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                 ..Default::default()
             }),
         },
-        false => Workload { kubernetes: Some(KubernetesWorkload { replicas, template, ..Default::default() }), ecs: None },
+        false => {
+            // Some adopt a Deployment: the world holds its template in place, as the controller does.
+            let scale_down = pick(rng, &[ScaleDown::Never, ScaleDown::OnSuccess, ScaleDown::Progressively]);
+            let deployment_ref = rng.random_bool(0.2).then(|| DeploymentRef { name: "app".into(), scale_down });
+            Workload { kubernetes: Some(KubernetesWorkload { replicas, template, deployment_ref, ..Default::default() }), ecs: None }
+        }
     };
     let mut strategy = Strategy::default();
     let mut traffic_allowed = true;
@@ -246,6 +251,11 @@ fn settled(world: &World) -> Result<&'static str, String> {
             || s.conditions.iter().any(|c| c.reason == "ProgressDeadlineExceeded")
             || s.conditions.iter().any(|c| c.type_ == "ScaledToZero" && c.status == "True")
     };
+    // An adopted Deployment that gives way has given way by the time the rollout is at rest.
+    let adopted_gave_way = match (world.spec.workload.kubernetes.as_ref().and_then(|k| k.deployment_ref.as_ref()), world.adopted) {
+        (Some(reference), Some(adopted)) if reference.scale_down != ScaleDown::Never => adopted.replicas == 0,
+        _ => true,
+    };
     // A restart asked of pods is done by the time the rollout is at rest.
     let restarted =
         world.spec.workload.kubernetes.is_none() || world.spec.restart_at.is_none() || status.restarted_at == world.spec.restart_at;
@@ -256,7 +266,8 @@ fn settled(world: &World) -> Result<&'static str, String> {
                 && world.ready(&update) == n
                 && world.weight().unwrap_or(0) == 0
                 && previews_home
-                && restarted =>
+                && restarted
+                && adopted_gave_way =>
         {
             Ok("healthy")
         }
@@ -378,6 +389,7 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
         }
         let allowed = allowed_weights(&world.spec);
         let before_abort = world.status.abort;
+        let adopted_before = world.adopted.map(|d| d.replicas);
         let outcome = world.pass();
         passes += 1;
         if trace {
@@ -446,6 +458,15 @@ fn schedule(seed: u64, trace: bool) -> Outcome {
             match action {
                 Action::SetWeight { canary_weight, .. } if !allowed.contains(canary_weight) => {
                     violations.push(format!("weight {canary_weight} is not one the steps name (allowed {allowed:?})"));
+                }
+                Action::ScaleAdopted { replicas } => {
+                    let reference = world.spec.workload.kubernetes.as_ref().and_then(|k| k.deployment_ref.as_ref());
+                    if reference.is_none_or(|r| r.scale_down == ScaleDown::Never) {
+                        violations.push(format!("adopted Deployment scaled to {replicas} with scaleDown {reference:?}"));
+                    }
+                    if adopted_before.is_some_and(|before| *replicas >= before) {
+                        violations.push(format!("adopted Deployment scaled from {adopted_before:?} to {replicas}: only ever down"));
+                    }
                 }
                 Action::MarkStable { revision } => {
                     if stables.last() != Some(revision) {
