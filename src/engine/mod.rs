@@ -16,7 +16,7 @@ pub mod delivery;
 mod finishing;
 mod gates;
 mod rest;
-mod restart;
+pub mod restart;
 mod retiring;
 pub mod revision;
 mod rollback;

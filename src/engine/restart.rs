@@ -9,15 +9,20 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::{Pass, bounded, resolve_count};
 use super::{Action, EventReason};
-use crate::api::{RolloutPhase, StrategyKind, WorkloadKind};
+use crate::api::{RolloutPhase, RolloutSpec, RolloutStatus, StrategyKind, WorkloadKind};
+
+/// The restart the spec asks for and the status has not recorded as done: what the engine acts
+/// on, and when the platforms read pods' start times for it.
+pub fn pending(spec: &RolloutSpec, status: &RolloutStatus) -> Option<Timestamp> {
+    let at = spec.restart_at.as_ref()?.0;
+    let done = status.restarted_at.as_ref().is_some_and(|t| t.0 == at);
+    (!done).then_some(at)
+}
 
 impl Pass<'_> {
-    /// The restart the spec asks for and the status has not recorded as done (Kubernetes pods
-    /// only: an ECS revision is replaced as a task set).
+    /// [`pending`], for Kubernetes pods only: an ECS revision is replaced as a task set.
     fn restart_asked(&self) -> Option<Timestamp> {
-        let at = self.input.spec.restart_at.as_ref()?.0;
-        let done = self.input.status.restarted_at.as_ref().is_some_and(|t| t.0 == at);
-        (!done && matches!(self.workload, Some(WorkloadKind::Kubernetes(_)))).then_some(at)
+        pending(self.input.spec, self.input.status).filter(|_| matches!(self.workload, Some(WorkloadKind::Kubernetes(_))))
     }
 
     /// Pods the strategy lets be missing while pods are replaced.

@@ -86,6 +86,19 @@ mod tests {
     }
 
     #[test]
+    fn a_window_written_past_the_schema_is_bounded_by_the_history_kept() {
+        // The CRD bounds revisions to 1..10; an object written past it looks at most 10 back,
+        // and a negative window at none.
+        let mut history: Vec<String> = (0..9).map(|i| format!("old-{i}")).collect();
+        history.push("BACK".into());
+        let history: Vec<&str> = history.iter().map(String::as_str).collect();
+        let (fixture, _) = rolling_back(Some(i32::MAX), &history);
+        assert!(step(fixture.input()).status.fast_tracked, "the tenth back is inside");
+        let (fixture, _) = rolling_back(Some(-5), &["BACK"]);
+        assert!(!step(fixture.input()).status.fast_tracked);
+    }
+
+    #[test]
     fn a_promotion_remembers_the_revision_it_replaces_newest_first() {
         let (mut fixture, _) = rolling_back(None, &["a", "b"]);
         fixture.status.stable_history.extend((0..12).map(|i| format!("old-{i}")));

@@ -56,8 +56,11 @@ pub fn observe(deployment: &Deployment) -> AdoptedObservation {
     AdoptedObservation { replicas: deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1) }
 }
 
+/// The kept count, bounded as every replica count is: anyone who can edit the Deployment can
+/// write the annotation, and the Rollout's deletion must not set a count it would not set itself.
 fn replicas_before(deployment: &Deployment) -> Option<i32> {
-    deployment.annotations().get(REPLICAS_BEFORE_ANNOTATION).and_then(|v| v.parse().ok())
+    let kept: i64 = deployment.annotations().get(REPLICAS_BEFORE_ANNOTATION)?.trim().parse().ok()?;
+    Some(kept.clamp(0, i64::from(crate::engine::MAX_REPLICAS)) as i32)
 }
 
 /// Sets the Deployment's replicas, keeping the count it had before the first change. One merge
@@ -167,5 +170,14 @@ mod tests {
         assert_eq!(replicas_before(&deployment), None);
         deployment.annotations_mut().insert(REPLICAS_BEFORE_ANNOTATION.into(), "5".into());
         assert_eq!(replicas_before(&deployment), Some(5));
+    }
+
+    #[test]
+    fn a_kept_count_written_by_hand_is_bounded_or_ignored() {
+        let mut deployment = deployment();
+        for (written, read) in [("99999999999", Some(100_000)), ("-3", Some(0)), ("many", None), ("", None)] {
+            deployment.annotations_mut().insert(REPLICAS_BEFORE_ANNOTATION.into(), written.into());
+            assert_eq!(replicas_before(&deployment), read, "{written:?}");
+        }
     }
 }

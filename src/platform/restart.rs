@@ -14,10 +14,9 @@ use super::kubernetes::REVISION_LABEL;
 use crate::api::Rollout;
 
 /// The restart the spec asks for, due and not recorded done; only then are pods read.
-pub fn asked(rollout: &Rollout) -> Option<Timestamp> {
-    let at = rollout.spec.restart_at.as_ref()?.0;
-    let done = rollout.status.as_ref().and_then(|s| s.restarted_at.as_ref()).is_some_and(|t| t.0 == at);
-    (!done && at <= Timestamp::now()).then_some(at)
+fn asked(rollout: &Rollout) -> Option<Timestamp> {
+    let status = rollout.status.clone().unwrap_or_default();
+    crate::engine::restart::pending(&rollout.spec, &status).filter(|at| *at <= Timestamp::now())
 }
 
 /// The running pods of the ReplicaSet that started before `before`, oldest first.

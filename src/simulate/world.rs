@@ -326,10 +326,9 @@ impl World {
     /// Pods of each revision that were ready before the restart the spec asks for and the status
     /// has not recorded as done (so started before it), as the platform reports them.
     fn stale_pods(&self) -> BTreeMap<String, i32> {
-        let Some(at) = self.spec.restart_at.as_ref().map(|t| t.0) else { return BTreeMap::new() };
-        if self.status.restarted_at.as_ref().is_some_and(|t| t.0 == at) || self.registers_targets() {
+        let Some(at) = engine::restart::pending(&self.spec, &self.status).filter(|_| !self.registers_targets()) else {
             return BTreeMap::new();
-        }
+        };
         self.pods.iter().map(|(revision, pods)| (revision.clone(), pods.ready_at.iter().filter(|t| **t < at).count() as i32)).collect()
     }
 
