@@ -21,6 +21,18 @@ fn replicas(pairs: &[(&str, i32)]) -> BTreeMap<String, i32> {
 }
 
 #[test]
+fn the_first_rollout_waits_for_its_promote_then_is_stable() {
+    let t = simulate("first-rollout", Some("canary-alb-promoted"));
+    assert_eq!(t.final_phase, Some(RolloutPhase::Healthy), "{}", t.render());
+    assert_eq!(t.final_replicas, replicas(&[("nginx:1.27", 4)]));
+    let promoted_at = t.entries.iter().find_map(|e| match e {
+        simulate::timeline::Entry::Action { at, text } if text.starts_with("mark") => Some(*at),
+        _ => None,
+    });
+    assert!(promoted_at.unwrap().as_secs() >= 600, "not promoted before the person's promote at 10m");
+}
+
+#[test]
 fn canary_with_good_numbers_is_promoted() {
     let t = simulate("canary", Some("canary-healthy"));
     assert_eq!(t.final_phase, Some(RolloutPhase::Healthy), "{}", t.render());

@@ -31,7 +31,7 @@ use super::DurationString;
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Step", type_ = "integer", json_path = ".status.currentStepIndex"),
-    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
+    printcolumn(name = "Weight", type_ = "string", json_path = ".status.weight"),
     printcolumn(name = "Desired", type_ = "integer", json_path = ".status.desiredReplicas"),
     printcolumn(name = "Updated", type_ = "integer", json_path = ".status.updatedReplicas"),
     printcolumn(name = "Ready", type_ = "integer", json_path = ".status.readyReplicas"),
@@ -535,6 +535,50 @@ pub struct HandledCommands {
     pub retry: Option<String>,
 }
 
+/// What the controller did with a person's request: the answer `kubectl sluice` waits for.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+pub enum CommandOutcome {
+    /// Acted on.
+    Applied,
+    /// Not acted on: there was nothing it could do (the message says why).
+    Ignored,
+    /// Not acted on: it was for a revision that another has replaced since.
+    Superseded,
+}
+
+impl std::fmt::Display for CommandOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Applied => "applied",
+            Self::Ignored => "ignored",
+            Self::Superseded => "superseded",
+        })
+    }
+}
+
+/// The controller's answer to one request, by its id.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResult {
+    pub id: String,
+    pub outcome: CommandOutcome,
+    /// What was done, or why nothing was.
+    pub message: String,
+    pub at: Time,
+}
+
+/// The answer to the last request of each kind.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CommandResults {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promote: Option<CommandResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abort: Option<CommandResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<CommandResult>,
+}
+
 /// A revision that leaves service at `at` (scale-down delay after promotion or abort).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -567,6 +611,10 @@ pub struct RolloutStatus {
     /// Canary weight read back from the traffic router (or the replica ratio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_weight: Option<i32>,
+    /// The weight as `kubectl get` shows it: the verified weight, and the desired one beside it
+    /// where they differ ("0 (desired 50)").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight: Option<String>,
     /// Replicas (or ECS tasks) at full capacity: what the scale subresource reports as
     /// `status.replicas`, so an autoscaler sees the size it asked for, not every revision's pods.
     #[serde(default)]
@@ -631,6 +679,9 @@ pub struct RolloutStatus {
     pub restarted_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub handled_commands: Option<HandledCommands>,
+    /// What became of each request: applied, ignored (and why) or superseded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command_results: Option<CommandResults>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub conditions: Vec<Condition>,
     /// Times behind the delivery (DORA) metrics; kept by the controller, never read by the engine.
@@ -678,6 +729,19 @@ pub struct DeliveryStatus {
     /// The first abort not yet followed by Healthy; time to restore counts from it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_since: Option<Time>,
+}
+
+impl RolloutStatus {
+    /// The verified weight, with the desired weight beside it where they differ: what traffic
+    /// does, never only what was asked.
+    pub fn weight_shown(&self) -> String {
+        match self.verified_weight {
+            Some(verified) if verified == self.canary_weight => verified.to_string(),
+            Some(verified) => format!("{verified} (desired {})", self.canary_weight),
+            None if self.canary_weight == 0 => "-".to_string(),
+            None => format!("- (desired {})", self.canary_weight),
+        }
+    }
 }
 
 impl RolloutCommands {

@@ -40,7 +40,14 @@ pub fn load_manifests(text: &str) -> Result<Manifests, String> {
                 manifests.templates.insert(template.metadata.name.clone().unwrap_or_default(), template.spec.into());
             }
             "Deployment" => deployments.push(serde_json::from_value(document).map_err(describe)?),
-            other => return Err(format!("document {}: kind `{other}` is not a Rollout, analysis template or Deployment", index + 1)),
+            // What a complete example applies beside its Rollout; the simulated platform has its own.
+            "Namespace" | "Service" => {}
+            other => {
+                return Err(format!(
+                    "document {}: kind `{other}` is not a Rollout, analysis template, Deployment, Service or Namespace",
+                    index + 1
+                ));
+            }
         }
     }
     for rollout in &mut manifests.rollouts {

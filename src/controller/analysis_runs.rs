@@ -103,10 +103,9 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     // Written as a watched run: what the API server answers is read behind the same guard.
     let api: Api<WatchedRun> = Api::namespaced(runner.context.client.clone(), &namespace);
     if let Some(why) = not_created_by_sluice(&runner.context, run, &namespace).await? {
+        // It can never run: its phase says so, as `kubectl get analysisruns` shows it.
         let message = format!("{NOT_MEASURED} ({why})");
-        if status.message.as_deref() != Some(message.as_str()) {
-            apply_status(&api, &run.name_any(), serde_json::json!({"message": message})).await?;
-        }
+        apply_status(&api, &run.name_any(), serde_json::json!({"phase": AnalysisPhase::Error, "message": message})).await?;
         return Ok(Requeue::await_change());
     }
     let now = Timestamp::now();

@@ -23,3 +23,21 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_reconcile_is_logged_with_the_servers_message() {
+        let refused =
+            kube::core::Status::failure("rollouts.sluice.dev \"web\" is forbidden: cannot patch resource \"rollouts/status\"", "Forbidden")
+                .with_code(403);
+        let object = kube::runtime::reflector::ObjectRef::<crate::api::Rollout>::new("web").within("shop").erase();
+        let failed: kube::runtime::controller::Error<Error, kube::runtime::watcher::Error> =
+            kube::runtime::controller::Error::ReconcilerFailed(Error::Kube(kube::Error::Api(Box::new(refused))), Box::new(object));
+        let logged = crate::egress::describe(&failed);
+        assert!(logged.contains("reconciler for object"), "{logged}");
+        assert!(logged.contains("cannot patch resource \"rollouts/status\""), "the server's words are in the log line: {logged}");
+    }
+}

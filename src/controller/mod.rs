@@ -409,7 +409,8 @@ async fn serve(
         .run(rollouts::reconcile, rollouts::error_policy, context.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
-                warn!(%error, "rollout reconcile failed");
+                // The runtime's error only names the object; its causes carry the server's message.
+                warn!(error = %crate::egress::describe(&error), "rollout reconcile failed");
             }
         });
     let runner = Controller::new(api::<WatchedRun>(&client, namespace), wc)
@@ -419,7 +420,11 @@ async fn serve(
             analysis_runs::error_policy,
             Arc::new(analysis_runs::Runner { context: context.clone(), measure, failing: Default::default() }),
         )
-        .for_each(|_| async {});
+        .for_each(|result| async move {
+            if let Err(error) = result {
+                warn!(error = %crate::egress::describe(&error), "analysis run reconcile failed");
+            }
+        });
 
     let lost = async move {
         match leadership {

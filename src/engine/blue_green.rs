@@ -25,12 +25,14 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             pass.status.promote_full = true;
             pass.status.pause_conditions.clear();
             pass.event(EventReason::Promoted, "full promotion requested: switching and skipping every remaining gate and analysis");
+            pass.promote_applied(format!("revision {} is promoted in full: every remaining gate and analysis is skipped", pass.update));
         }
         // After the switch, a promote completes the gate in force: post-promotion analysis.
         Some(false) if pass.status.switched && !pass.status.promote_full => {
             pass.status.promote_full = true;
             pass.status.pause_conditions.clear();
             pass.event(EventReason::Promoted, "promotion requested: post-promotion analysis skipped");
+            pass.promote_applied(format!("revision {} takes production without its post-promotion analysis", pass.update));
         }
         Some(false) if !pass.status.promoted && !pass.status.promote_full => {
             pass.status.promoted = true;
@@ -39,6 +41,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
                 EventReason::Promoted,
                 "promotion requested: switching without waiting for the remaining gates; post-promotion analysis still runs",
             );
+            pass.promote_applied(format!("revision {} takes production now; its post-promotion analysis still runs", pass.update));
         }
         _ => {}
     }

@@ -40,10 +40,12 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
         Some(true) => {
             pass.status.promote_full = true;
             pass.event(EventReason::Promoted, "full promotion requested: skipping the remaining steps");
+            pass.promote_applied(format!("revision {} is promoted in full: every remaining step is skipped", pass.update));
         }
         Some(false) if index < steps.len() => {
             pass.status.pause_conditions.clear();
             pass.event(EventReason::StepCompleted, format!("step {index} skipped by `kubectl sluice promote`"));
+            pass.promote_applied(format!("revision {}: step {index} ({}) is skipped", pass.update, describe(&steps[index])));
             index += 1;
         }
         _ => {}

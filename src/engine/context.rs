@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::conditions;
 use super::{Action, Event, EventReason, Input, InvalidSpec, Plan, ValidSpec};
-use crate::api::{CommandRequest, PauseCondition, PauseReason, RolloutPhase, RolloutStatus, StrategyKind, WorkloadKind};
+use crate::api::{PauseCondition, PauseReason, RolloutPhase, RolloutStatus, StrategyKind, WorkloadKind};
 use crate::engine::revision;
 
 /// Seconds without progress before a rollout is reported stuck, when the spec does not say.
@@ -52,6 +52,8 @@ pub(super) struct Pass<'a> {
     pub deadline_applies: bool,
     pub promote_requested: Option<bool>,
     pub abort_requested: bool,
+    /// The id of a promote request for the candidate that no strategy has acted on yet.
+    pub promote_unanswered: Option<String>,
 }
 
 /// Sets the InvalidSpec condition; the event only when the reason is new, so a rollout left
@@ -80,6 +82,7 @@ impl<'a> Pass<'a> {
             deadline_applies: false,
             promote_requested: None,
             abort_requested: false,
+            promote_unanswered: None,
         }
     }
 
@@ -87,8 +90,15 @@ impl<'a> Pass<'a> {
         self.input.now
     }
 
+    /// Every event names the revision it is about, so the same decision for two revisions never
+    /// reads, or folds in `kubectl get events`, as one.
     pub fn event(&mut self, reason: EventReason, message: impl Into<String>) {
-        self.events.push(Event { reason, message: message.into() });
+        let message = message.into();
+        let message = match self.update.is_empty() || message.contains(&self.update) {
+            true => message,
+            false => format!("{message} (revision {})", self.update),
+        };
+        self.events.push(Event { reason, message });
     }
 
     pub fn requeue_in(&mut self, after: Duration) {
@@ -140,30 +150,7 @@ impl<'a> Pass<'a> {
         self.status.update_revision = Some(self.update.clone());
     }
 
-    fn take_commands(&mut self) {
-        let requested = self.input.commands.clone();
-        let mut handled = self.status.handled_commands.clone().unwrap_or_default();
-        let update = self.update.clone();
-        let current = |r: &CommandRequest| r.revision.as_ref().is_none_or(|rev| *rev == update);
-        if let Some(retry) = requested.retry.filter(|r| handled.retry.as_ref() != Some(&r.id)) {
-            handled.retry = Some(retry.id.clone());
-            if self.status.abort && current(&retry) {
-                self.restart_attempt();
-                self.event(EventReason::Retried, format!("retrying revision {} from the first step", self.update));
-            }
-        }
-        if let Some(abort) = requested.abort.filter(|a| handled.abort.as_ref() != Some(&a.id)) {
-            handled.abort = Some(abort.id.clone());
-            self.abort_requested = current(&abort);
-        }
-        if let Some(promote) = requested.promote.filter(|p| handled.promote.as_ref() != Some(&p.id)) {
-            handled.promote = Some(promote.id.clone());
-            self.promote_requested = current(&promote).then_some(promote.full);
-        }
-        self.status.handled_commands = Some(handled);
-    }
-
-    fn restart_attempt(&mut self) {
+    pub(super) fn restart_attempt(&mut self) {
         self.status.abort = false;
         self.status.aborted_at = None;
         self.status.abort_reason = None;
@@ -260,6 +247,7 @@ impl<'a> Pass<'a> {
         if self.status.fast_tracked {
             self.message = format!("fast-tracked rollback to revision {} (rollbackWindow): {}", self.update, self.message);
         }
+        self.answer_unused_promote();
         self.sync_scale_downs();
         self.summarize_status();
         Plan { actions: self.actions, status: self.status, events: self.events, requeue_after: self.requeue, delivered: Vec::new() }
@@ -293,28 +281,6 @@ mod tests {
 
     fn canary() -> serde_json::Value {
         json!({"canary": {"steps": [{"setWeight": 20}, {"pause": {}}]}})
-    }
-
-    fn promote(id: &str, revision: &str) -> Option<CommandRequest> {
-        Some(CommandRequest { id: id.into(), revision: Some(revision.into()), full: false })
-    }
-
-    #[test]
-    fn a_command_is_acted_on_once_and_only_for_the_revision_it_names() {
-        let mut fixture = Fixture::new(2, canary());
-        let update = revision::of(&fixture.spec.workload);
-        fixture.commands.promote = promote("1", "another-rev");
-        let mut pass = fixture.unset_pass();
-        pass.begin();
-        assert_eq!(pass.promote_requested, None, "typed for another revision");
-        fixture.commands.promote = promote("2", &update);
-        let mut pass = fixture.unset_pass();
-        pass.begin();
-        assert_eq!(pass.promote_requested, Some(false));
-        fixture.status = pass.status.clone();
-        let mut pass = fixture.unset_pass();
-        pass.begin();
-        assert_eq!(pass.promote_requested, None, "an id already handled");
     }
 
     #[test]

@@ -43,6 +43,7 @@ impl Pass<'_> {
             let total = i64::from(self.status.ready_replicas.max(1));
             Some(((canary * 100 + total / 2) / total).clamp(0, 100) as i32)
         };
+        self.status.weight = Some(self.status.weight_shown());
         if let Some(WorkloadKind::Kubernetes(kubernetes)) = self.workload {
             let labels = kubernetes.selector.match_labels.clone().unwrap_or_default();
             let selector: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();

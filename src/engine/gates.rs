@@ -45,9 +45,10 @@ impl Pass<'_> {
             AnalysisPhase::Failed | AnalysisPhase::Error => Gate::Abort(verdict),
             AnalysisPhase::Inconclusive if background && self.promote_requested.is_some() => {
                 self.promote_requested = None;
-                self.status.attempt += 1;
+                self.status.attempt = self.status.attempt.saturating_add(1);
                 self.unpause(PauseReason::InconclusiveAnalysis);
                 self.event(EventReason::Resumed, format!("{verdict}; promoted by a person, measuring again"));
+                self.promote_applied(format!("revision {}: analysis measures again after its Inconclusive verdict", self.update));
                 let (fresh, _, _) = self.analysis(purpose, analysis);
                 keep_runs.push(fresh);
                 Gate::Shut

@@ -10,6 +10,7 @@ mod adoption;
 mod blue_green;
 mod canary;
 pub mod capacity;
+pub mod commands;
 mod conditions;
 mod context;
 pub mod delivery;
@@ -340,6 +341,12 @@ pub fn failing(status: &RolloutStatus, failure: &str, now: Timestamp) -> Plan {
     let message = format!("retrying: {failure}");
     let known = status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == message);
     conditions::set(&mut after.conditions, conditions::RECONCILE_ERROR, true, "ActionFailed", &message, now);
+    if after.phase.is_none() {
+        // Never run yet: it cannot start, and says why rather than showing no phase.
+        after.phase = Some(crate::api::RolloutPhase::Degraded);
+        after.message = Some(format!("cannot start: {message}"));
+        conditions::summarize(&mut after, crate::api::RolloutPhase::Degraded, false, false, now);
+    }
     let events = if known { Vec::new() } else { vec![Event { reason: EventReason::ReconcileFailed, message }] };
     Plan::report(after, events)
 }
@@ -359,3 +366,22 @@ pub fn unreadable(status: &RolloutStatus, generation: Option<i64>, error: &str, 
 
 #[cfg(test)]
 mod fixture;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::RolloutPhase;
+
+    #[test]
+    fn a_rollout_whose_first_passes_keep_failing_is_degraded_with_the_reason() {
+        let now: Timestamp = "2026-03-01T12:00:00Z".parse().unwrap();
+        let plan = failing(&RolloutStatus::default(), "Forbidden: replicasets", now);
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Degraded));
+        assert_eq!(plan.status.message.as_deref(), Some("cannot start: retrying: Forbidden: replicasets"));
+        let mid_rollout =
+            RolloutStatus { phase: Some(RolloutPhase::Paused), message: Some("paused at step 1".into()), ..Default::default() };
+        let plan = failing(&mid_rollout, "throttled", now);
+        assert_eq!(plan.status.phase, Some(RolloutPhase::Paused), "a rollout under way keeps where it stands");
+        assert!(plan.status.conditions.iter().any(|c| c.type_ == conditions::RECONCILE_ERROR && c.message == "retrying: throttled"));
+    }
+}

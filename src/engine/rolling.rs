@@ -15,6 +15,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.promote_requested == Some(true) && !pass.status.abort {
         pass.status.promote_full = true;
         pass.event(super::EventReason::Promoted, "full promotion requested: all new replicas at once");
+        pass.promote_applied(format!("revision {} is promoted in full: every new replica at once", pass.update));
     }
     let mut keep_runs = Vec::new();
     let mut held = false;

@@ -116,7 +116,7 @@ impl Pass<'_> {
         let name = self.input.name;
         let message = format!(
             "replicas is 0 and a traffic router splits traffic: no revision has pods to take weight, so revision {update} waits; \
-             scale the rollout above 0 (`kubectl scale rollout {name} --replicas N`) to go on"
+             scale the rollout above 0 (`kubectl scale rollouts.sluice.dev {name} --replicas N`) to go on"
         );
         let now = self.now();
         conditions::set(&mut self.status.conditions, conditions::SCALED_TO_ZERO, true, "ZeroReplicasWithRouter", &message, now);

@@ -251,7 +251,7 @@ pub fn body(format: Format, payload: &Payload) -> serde_json::Value {
         Format::Json => serde_json::to_value(payload).expect("payload serializes"),
         Format::Slack => {
             let mut text = format!("*{}/{}* {}: {}", payload.namespace, payload.rollout, payload.reason, payload.message);
-            if let Some(revision) = &payload.revision {
+            if let Some(revision) = payload.revision.as_ref().filter(|r| !payload.message.contains(r.as_str())) {
                 text.push_str(&format!(" (revision {revision})"));
             }
             serde_json::json!({ "text": text })
@@ -746,11 +746,17 @@ mod tests {
     #[test]
     fn the_slack_payload_is_one_line_of_text() {
         let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
-        let payloads =
+        let named =
             payloads("shop", "checkout", "uid-1", &status(), &[event(EventReason::Aborted, "aborted revision 7f9c2: error rate")], now);
         assert_eq!(
-            body(Format::Slack, &payloads[0]),
-            serde_json::json!({"text": "*shop/checkout* Aborted: aborted revision 7f9c2: error rate (revision 7f9c2)"})
+            body(Format::Slack, &named[0]),
+            serde_json::json!({"text": "*shop/checkout* Aborted: aborted revision 7f9c2: error rate"}),
+            "a message that names its revision is not told it twice"
+        );
+        let unnamed = payloads("shop", "checkout", "uid-1", &status(), &[event(EventReason::Aborted, "aborted: error rate")], now);
+        assert_eq!(
+            body(Format::Slack, &unnamed[0]),
+            serde_json::json!({"text": "*shop/checkout* Aborted: aborted: error rate (revision 7f9c2)"})
         );
     }
 

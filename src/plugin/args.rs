@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
     bin_name = "kubectl sluice",
     version,
     about = "Watch and drive Sluice rollouts",
-    after_help = "Exit codes: 0 success (status: Healthy), 1 error, 2 bad usage, 3 Degraded, 4 timed out, 5 still in progress."
+    after_help = "Exit codes: 0 success (status: Healthy), 1 error, 2 bad usage, 3 Degraded, 4 timed out, 5 still in progress (or no answer yet), 6 request ignored or superseded."
 )]
 pub struct PluginCli {
     #[command(flatten)]
@@ -32,6 +32,15 @@ pub struct Connection {
     /// The namespace (default: the context's namespace, else `default`).
     #[arg(short = 'n', long, global = true)]
     pub namespace: Option<String>,
+}
+
+/// How long promote, abort and retry wait for the controller to say what it did.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct Answer {
+    /// Wait this long for the controller's answer (applied, ignored or superseded); 0 returns
+    /// as soon as the request is written.
+    #[arg(long = "wait", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub wait: Duration,
 }
 
 #[derive(Subcommand, Debug)]
@@ -59,11 +68,21 @@ pub enum PluginCommand {
         name: String,
         #[arg(long)]
         full: bool,
+        #[command(flatten)]
+        answer: Answer,
     },
     /// Send traffic back to the stable revision and scale the new one down.
-    Abort { name: String },
+    Abort {
+        name: String,
+        #[command(flatten)]
+        answer: Answer,
+    },
     /// Try an aborted revision again from the first step.
-    Retry { name: String },
+    Retry {
+        name: String,
+        #[command(flatten)]
+        answer: Answer,
+    },
     /// Hold the rollout where it is (sets spec.paused).
     Pause { name: String },
     /// Let a paused rollout continue (clears spec.paused).

@@ -34,12 +34,6 @@ pub fn step(rollout: &Rollout) -> String {
     }
 }
 
-/// Desired and verified canary weight, `20/20`; `-` where the router has not said.
-pub fn weights(status: &RolloutStatus) -> String {
-    let verified = status.verified_weight.map_or_else(|| "-".to_string(), |w| w.to_string());
-    format!("{}/{verified}", status.canary_weight)
-}
-
 pub fn revision(value: &Option<String>) -> &str {
     value.as_deref().unwrap_or("-")
 }

@@ -1,5 +1,5 @@
 //! `kubectl-sluice`, the kubectl plugin: watch rollouts and act on them. Every action is a write
-//! to the Rollout (a request in its status, or a change of its spec), never a call to the
+//! to the Rollout (a request in its annotations, or a change of its spec), never a call to the
 //! controller, so it works with any number of controller replicas and survives their restarts.
 //! See docs/plugin.md.
 
@@ -80,9 +80,9 @@ async fn dispatch(cli: PluginCli) -> Result<ExitCode, PluginError> {
                 status::once(&cluster, &name).await
             }
         }
-        PluginCommand::Promote { name, full } => done(requests::send(&cluster, &name, Request::Promote { full }).await?),
-        PluginCommand::Abort { name } => done(requests::send(&cluster, &name, Request::Abort).await?),
-        PluginCommand::Retry { name } => done(requests::send(&cluster, &name, Request::Retry).await?),
+        PluginCommand::Promote { name, full, answer } => requests::request(&cluster, &name, Request::Promote { full }, answer.wait).await,
+        PluginCommand::Abort { name, answer } => requests::request(&cluster, &name, Request::Abort, answer.wait).await,
+        PluginCommand::Retry { name, answer } => requests::request(&cluster, &name, Request::Retry, answer.wait).await,
         PluginCommand::Pause { name } => done(write_paused(&cluster, &name, true).await?),
         PluginCommand::Resume { name } => done(write_paused(&cluster, &name, false).await?),
         PluginCommand::Restart { name } => {

@@ -2,6 +2,9 @@
 //! which the controller acts on once per id and only for the revision it names. An annotation, so
 //! a person needs `patch rollouts` and never `rollouts/status`, the controller's own.
 
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
 use jiff::Timestamp;
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
@@ -11,7 +14,8 @@ use super::cluster::{Cluster, FIELD_MANAGER};
 use super::describe::qualified_name;
 use super::error::PluginError;
 use super::spec_edit::ATTEMPTS;
-use crate::api::{COMMANDS_ANNOTATION, CommandRequest, Rollout, RolloutCommands};
+use super::verdict::exit;
+use crate::api::{COMMANDS_ANNOTATION, CommandOutcome, CommandRequest, CommandResult, Rollout, RolloutCommands};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -113,7 +117,53 @@ pub fn patch(commands: &RolloutCommands, resource_version: Option<&str>) -> Valu
     json!({"metadata": {"resourceVersion": resource_version, "annotations": {COMMANDS_ANNOTATION: text}}})
 }
 
-pub async fn send(cluster: &Cluster, name: &str, request: Request) -> Result<String, PluginError> {
+/// Writes the request, then waits up to `wait` for the controller's answer and prints it: exit 0
+/// when applied, 6 when ignored or superseded, 5 when no answer came in time.
+pub async fn request(cluster: &Cluster, name: &str, request: Request, wait: Duration) -> Result<ExitCode, PluginError> {
+    let (line, id) = send(cluster, name, request).await?;
+    println!("{line}");
+    if wait.is_zero() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let deadline = Instant::now() + wait;
+    loop {
+        let rollout = cluster.rollout(name).await?;
+        if let Some(result) = answer(&rollout, request, &id) {
+            println!("{}", answered(request, &result));
+            let code = if result.outcome == CommandOutcome::Applied { exit::SUCCESS } else { exit::NOT_APPLIED };
+            return Ok(ExitCode::from(code));
+        }
+        if Instant::now() >= deadline {
+            eprintln!(
+                "no answer from the controller within {}: the request stays and is acted on when the controller reads it (is it running?)",
+                humantime::format_duration(wait)
+            );
+            return Ok(ExitCode::from(exit::IN_PROGRESS));
+        }
+        tokio::time::sleep(ANSWER_POLL).await;
+    }
+}
+
+/// How often the Rollout is read while waiting for the answer.
+const ANSWER_POLL: Duration = Duration::from_millis(250);
+
+/// The controller's answer to the request with this id, once it has given one.
+pub fn answer(rollout: &Rollout, request: Request, id: &str) -> Option<CommandResult> {
+    let results = rollout.status.as_ref()?.command_results.clone()?;
+    let result = match request {
+        Request::Promote { .. } => results.promote,
+        Request::Abort => results.abort,
+        Request::Retry => results.retry,
+    }?;
+    (result.id == id).then_some(result)
+}
+
+/// "abort ignored: revision 3589ec9606 was already promoted at 2026-03-01 21:04:10 UTC"
+pub fn answered(request: Request, result: &CommandResult) -> String {
+    format!("{} {}: {}", request.what(), result.outcome, result.message)
+}
+
+async fn send(cluster: &Cluster, name: &str, request: Request) -> Result<(String, String), PluginError> {
     let params = PatchParams { field_manager: Some(FIELD_MANAGER.to_string()), ..Default::default() };
     for _ in 0..ATTEMPTS {
         let rollout = cluster.rollout(name).await?;
@@ -122,7 +172,9 @@ pub async fn send(cluster: &Cluster, name: &str, request: Request) -> Result<Str
         let commands = with_request(&rollout, request, &id, &revision);
         let patch = patch(&commands, rollout.metadata.resource_version.as_deref());
         match cluster.rollouts().patch(name, &params, &Patch::Merge(&patch)).await {
-            Ok(_) => return Ok(format!("rollout {}: {} requested for revision {revision}", qualified_name(&rollout), request.what())),
+            Ok(_) => {
+                return Ok((format!("rollout {}: {} requested for revision {revision}", qualified_name(&rollout), request.what()), id));
+            }
             Err(kube::Error::Api(status)) if status.is_conflict() => continue,
             Err(other) => return Err(cluster.explain(other, name)),
         }
@@ -192,6 +244,27 @@ mod tests {
         rollout.metadata.annotations = Some([(COMMANDS_ANNOTATION.to_string(), "not json".to_string())].into());
         let fresh = with_request(&rollout, Request::Retry, "r-1", "bbbbbbbbbb");
         assert_eq!((fresh.retry.map(|r| r.id), fresh.promote), (Some("r-1".to_string()), None));
+    }
+
+    #[test]
+    fn the_answer_is_the_one_for_this_request_id_and_says_what_became_of_it() {
+        let result = |id: &str, outcome| CommandResult {
+            id: id.into(),
+            outcome,
+            message: "revision bbbbbbbbbb was already promoted at 2026-03-01 21:04:10 UTC".into(),
+            at: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time("2026-03-01T21:04:11Z".parse().unwrap()),
+        };
+        let mut status = rolling_out(false);
+        status.command_results =
+            Some(crate::api::CommandResults { abort: Some(result("a-1", CommandOutcome::Ignored)), ..Default::default() });
+        let rollout = rollout(status);
+        assert_eq!(answer(&rollout, Request::Abort, "a-2"), None, "an answer to an earlier request");
+        assert_eq!(answer(&rollout, Request::Retry, "a-1"), None, "an answer of another kind");
+        let ignored = answer(&rollout, Request::Abort, "a-1").expect("answered");
+        assert_eq!(
+            answered(Request::Abort, &ignored),
+            "abort ignored: revision bbbbbbbbbb was already promoted at 2026-03-01 21:04:10 UTC"
+        );
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub fn list(rollouts: &[Rollout], all_namespaces: bool) -> String {
             describe::strategy_name(rollout).to_string(),
             describe::phase(rollout),
             describe::step(rollout),
-            describe::weights(&status),
+            status.weight_shown(),
             describe::revision(&status.stable_revision).to_string(),
             describe::revision(&status.update_revision).to_string(),
             format!("{}/{}", status.ready_replicas, status.desired_replicas),
@@ -105,10 +105,22 @@ mod tests {
             list(&two(), false),
             "\
 NAME   STRATEGY   PHASE    STEP   WEIGHT   STABLE       UPDATE       READY   UPDATED
-api    rolling    -        -      0/-      -            -            0/0     0
-web    canary     Paused   1/2    20/20    3f2a9c01bd   9b1c2d3e4f   6/5     1
+api    rolling    -        -      -        -            -            0/0     0
+web    canary     Paused   1/2    20       3f2a9c01bd   9b1c2d3e4f   6/5     1
 "
         );
+    }
+
+    #[test]
+    fn the_weight_is_what_traffic_does_with_the_desired_weight_beside_it_when_they_differ() {
+        let aborted = rollout(
+            "shop",
+            "web",
+            json!({"canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}}),
+            json!({"phase": "Degraded", "abort": true, "canaryWeight": 50, "verifiedWeight": 0}),
+        );
+        let table = list(&[aborted], false);
+        assert!(table.contains(" 0 (desired 50) "), "{table}");
     }
 
     #[test]

@@ -29,8 +29,12 @@ pub mod exit {
     pub const DEGRADED: u8 = 3;
     /// `status --timeout`: neither Healthy nor Degraded in time.
     pub const TIMED_OUT: u8 = 4;
-    /// `status` without --watch: the rollout is still in progress (or paused).
+    /// `status` without --watch: the rollout is still in progress (or paused); promote, abort,
+    /// retry: requested, but the controller has not answered in time.
     pub const IN_PROGRESS: u8 = 5;
+    /// promote, abort, retry: the controller ignored the request or another revision
+    /// superseded it; it says why.
+    pub const NOT_APPLIED: u8 = 6;
 }
 
 /// A phase counts only once the controller has observed the current generation: right after a

@@ -214,3 +214,85 @@ fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
         }
     }
 }
+
+register_test!(70, upgrade_from_the_previous_chart_version_keeps_rollouts_and_applies_the_new_crds);
+/// A release of the previous chart version (0.1.0, packaged in tests/fixtures/charts) upgraded
+/// to this one: the controller comes back Ready and leading, a Rollout made before the upgrade
+/// stays Healthy, and the status fields the new CRD adds are kept from then on (the old CRD's
+/// schema pruned them). Both run this build's image: it is the chart that is upgraded.
+pub async fn upgrade_from_the_previous_chart_version_keeps_rollouts_and_applies_the_new_crds(cluster: Arc<Cluster>) {
+    let previous = repo().join("tests/fixtures/charts/sluice-0.1.0.tgz");
+    let endpoint = cluster.stack.url_for_pods(&cluster.stack.aws_endpoint);
+    let values = [
+        "--set".to_string(),
+        "image.repository=sluice.local/sluice".to_string(),
+        "--set".to_string(),
+        "image.tag=dev".to_string(),
+        "--set".to_string(),
+        format!("aws.endpointUrl={endpoint}"),
+    ];
+    let helm = |verb: &str, chart: &std::path::Path| {
+        let mut args =
+            vec![verb, RELEASE, path_str(chart), "--namespace", RELEASE_NAMESPACE, "--create-namespace", "--wait", "--timeout", "180s"];
+        args.extend(values.iter().map(String::as_str));
+        let output = cluster.helm(&args);
+        assert!(output.status.success(), "helm {verb} {}: {}", chart.display(), String::from_utf8_lossy(&output.stderr));
+    };
+    helm("install", &previous);
+    let weight_in_schema = || {
+        let field = cluster.stack.kubectl(&[
+            "get",
+            "crd",
+            "rollouts.sluice.dev",
+            "-o",
+            "jsonpath={.spec.versions[0].schema.openAPIV3Schema.properties.status.properties.weight.type}",
+        ]);
+        String::from_utf8_lossy(&field.stdout).into_owned()
+    };
+    assert_eq!(weight_in_schema(), "", "the previous chart's CRD has no status.weight");
+
+    let client = cluster.stack.kube().await;
+    let ns = crate::support::namespace(&client, "chart-upgrade").await;
+    cluster.apply(&format!(
+        "apiVersion: sluice.dev/v1alpha1\nkind: Rollout\nmetadata: {{name: kept, namespace: {ns}}}\nspec:\n  workload:\n    kubernetes:\n      replicas: 1\n      selector: {{matchLabels: {{app: kept}}}}\n      template:\n        metadata: {{labels: {{app: kept}}}}\n        spec: {{containers: [{{name: kept, image: sluice.local/demo-app:dev, imagePullPolicy: Never}}]}}\n  strategy: {{rolling: {{}}}}\n"
+    ));
+    let rollouts: Api<sluice::api::Rollout> = Api::namespaced(client.clone(), &ns);
+    let healthy = |what: &'static str| {
+        let rollouts = rollouts.clone();
+        async move {
+            wait_for(what, Duration::from_secs(120), || async {
+                let rollout = rollouts.get("kept").await.ok()?;
+                let status = rollout.status?;
+                (status.phase == Some(sluice::api::RolloutPhase::Healthy)).then_some(status)
+            })
+            .await
+        }
+    };
+    let before = healthy("the Rollout Healthy under the previous chart").await;
+    assert_eq!(before.weight, None, "pruned by the previous CRD");
+
+    helm("upgrade", &repo().join("charts/sluice"));
+    assert_eq!(weight_in_schema(), "string", "the upgrade applies the new CRD");
+    let history = cluster.helm(&["history", RELEASE, "--namespace", RELEASE_NAMESPACE, "-o", "json"]);
+    let history: serde_json::Value = serde_json::from_slice(&history.stdout).expect("helm history");
+    let charts: Vec<&str> = history.as_array().expect("revisions").iter().filter_map(|r| r["chart"].as_str()).collect();
+    assert_eq!(charts.first(), Some(&"sluice-0.1.0"), "{history}");
+    assert_ne!(charts.last(), Some(&"sluice-0.1.0"), "upgraded to this chart version: {history}");
+
+    let pods: Api<Pod> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    wait_for("the controller pods Ready after the upgrade", Duration::from_secs(120), || async {
+        let list = controller_pods(&pods).await;
+        (list.len() == 2 && list.iter().all(ready)).then_some(())
+    })
+    .await;
+    let leases: Api<Lease> = Api::namespaced(client.clone(), RELEASE_NAMESPACE);
+    wait_for("a leader after the upgrade", Duration::from_secs(60), || async { holder(&leases).await }).await;
+    // Any pass now writes the whole status, with the field the new CRD keeps.
+    let patch = serde_json::json!({"metadata": {"annotations": {"example.com/touched": "after-upgrade"}}});
+    rollouts.patch("kept", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.expect("rollout touched");
+    wait_for("status.weight written under the new CRD", Duration::from_secs(60), || async {
+        let status = rollouts.get("kept").await.ok()?.status?;
+        (status.phase == Some(sluice::api::RolloutPhase::Healthy) && status.weight.is_some()).then_some(())
+    })
+    .await;
+}

@@ -40,19 +40,7 @@ impl Cluster {
 
     /// `kubectl apply` of a manifest given as text.
     pub fn apply(&self, manifest: &str) {
-        use std::io::Write;
-        let mut child = self
-            .stack
-            .command("kubectl")
-            .args(["apply", "-f", "-"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("kubectl runs");
-        child.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("manifest written");
-        let output = child.wait_with_output().expect("kubectl ends");
-        assert!(output.status.success(), "kubectl apply failed: {}\n{manifest}", String::from_utf8_lossy(&output.stderr));
+        self.stack.apply(manifest);
     }
 
     pub fn helm(&self, args: &[&str]) -> Output {

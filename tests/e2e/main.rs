@@ -8,6 +8,7 @@ mod support;
 
 mod adoption;
 mod controller;
+mod examples;
 mod hostile;
 mod hostile_analysis;
 mod scenarios;

@@ -786,21 +786,21 @@ impl Scene {
 /// An ECS service with the EXTERNAL deployment controller behind an ALB listener that forwards
 /// to two target groups (blue 100, green 0), each with a registered target (moto reports
 /// targets healthy but does not register task IPs itself).
-struct EcsWorld {
-    elb: aws_sdk_elasticloadbalancingv2::Client,
-    ecs: aws_sdk_ecs::Client,
-    listener: String,
-    blue: String,
-    green: String,
-    cluster: String,
+pub(crate) struct EcsWorld {
+    pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
+    pub(crate) ecs: aws_sdk_ecs::Client,
+    pub(crate) listener: String,
+    pub(crate) blue: String,
+    pub(crate) green: String,
+    pub(crate) cluster: String,
     /// The ECS service's ARN, as ECS reports it.
-    service: String,
-    subnet: String,
-    group: String,
+    pub(crate) service: String,
+    pub(crate) subnet: String,
+    pub(crate) group: String,
 }
 
 impl EcsWorld {
-    async fn new(h: &Harness, name: &str) -> EcsWorld {
+    pub(crate) async fn new(h: &Harness, name: &str) -> EcsWorld {
         use aws_sdk_ecs::types::{DeploymentController, DeploymentControllerType};
         let (elb, listener, blue, green) = h.stack.balancer(name).await;
         let vpc = xml_value(&h.stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.8.0.0/16")]).await, "<vpcId>", "</vpcId>");
@@ -833,7 +833,7 @@ impl EcsWorld {
         EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), service, subnet, group }
     }
 
-    async fn task_definition(&self, image: &str) -> String {
+    pub(crate) async fn task_definition(&self, image: &str) -> String {
         use aws_sdk_ecs::types::{Compatibility, ContainerDefinition, NetworkMode, PortMapping};
         let container = ContainerDefinition::builder()
             .name("app")
@@ -875,19 +875,19 @@ impl EcsWorld {
     }
 
     /// Allows the scene's namespace the listener, the target groups, the service and `more`.
-    async fn allow_in(&self, s: &Scene, more: &[&str]) {
+    pub(crate) async fn allow_in(&self, s: &Scene, more: &[&str]) {
         let mut arns = vec![self.listener.as_str(), &self.blue, &self.green, &self.service];
         arns.extend_from_slice(more);
         s.allow_aws(&arns).await;
     }
 
     /// Weight of each target group on the listener, from one read.
-    async fn weights(&self) -> (i32, i32) {
+    pub(crate) async fn weights(&self) -> (i32, i32) {
         crate::support::alb::listener_weights(&self.elb, &self.listener, &self.blue, &self.green).await
     }
 
     /// Task definitions of the service's task sets.
-    async fn task_sets(&self) -> Vec<String> {
+    pub(crate) async fn task_sets(&self) -> Vec<String> {
         let described = self.ecs.describe_task_sets().cluster(&self.cluster).service("orders").send().await.unwrap();
         let mut defs: Vec<String> = described.task_sets().iter().filter_map(|t| t.task_definition().map(String::from)).collect();
         defs.sort();
@@ -992,7 +992,7 @@ impl EcsWorld {
     }
 
     /// A second listener (port 8080) forwarding to the same two target groups: the test listener.
-    async fn test_listener(&self) -> String {
+    pub(crate) async fn test_listener(&self) -> String {
         use aws_sdk_elasticloadbalancingv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple};
         let described = self.elb.describe_listeners().listener_arns(&self.listener).send().await.unwrap();
         let balancer = described.listeners()[0].load_balancer_arn().unwrap().to_string();
@@ -1016,7 +1016,7 @@ impl EcsWorld {
     }
 
     /// The weights of blue and green on the given listener.
-    async fn weights_on(&self, listener: &str) -> (i32, i32) {
+    pub(crate) async fn weights_on(&self, listener: &str) -> (i32, i32) {
         crate::support::alb::listener_weights(&self.elb, listener, &self.blue, &self.green).await
     }
 }

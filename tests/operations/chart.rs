@@ -141,11 +141,35 @@ pub async fn notes_say_how_to_check_start_and_uninstall(stack: Arc<Stack>) {
     for expected in [
         "kubectl -n sluice-notes rollout status deployment/sluice-notes-controller",
         "kubectl -n sluice-notes get lease sluice-controller",
-        "kubectl apply",
-        "cargo build --release --bin kubectl-sluice",
+        "kubectl apply -f examples/first-rollout.yaml",
+        "kubectl krew install --manifest=sluice.yaml",
+        "cargo install --locked --git https://github.com/sluice-dev/sluice --bin kubectl-sluice sluice",
         "kubectl sluice status <rollout> -n <namespace> --watch",
-        "kubectl delete rollouts --all -A",
+        "kubectl delete rollouts.sluice.dev --all -A",
     ] {
         assert!(notes.contains(expected), "the notes say {expected:?}:\n{notes}");
     }
+    assert!(!notes.contains("Argo Rollouts is installed"), "no warning without Argo Rollouts:\n{notes}");
+
+    // Beside Argo Rollouts' CRD (its kind is also Rollout, plural rollouts), the notes say how to
+    // name Sluice's.
+    let argo_crd = r#"{"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "rollouts.argoproj.io"},
+        "spec": {"group": "argoproj.io", "scope": "Namespaced",
+            "names": {"kind": "Rollout", "plural": "rollouts", "singular": "rollout", "shortNames": ["ro"]},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}}"#;
+    stack.apply(argo_crd);
+    let out = crate::support::wait_for("helm to see Argo's Rollout API", std::time::Duration::from_secs(30), || async {
+        let out = helm(
+            &stack,
+            &["install", "sluice-notes", path_str(&chart), "--namespace", "sluice-notes", "--dry-run=server", "--set", "replicas=0"],
+        );
+        String::from_utf8_lossy(&out.stdout).contains("Argo Rollouts is installed").then_some(out)
+    })
+    .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("kubectl get rollouts.sluice.dev") && text.contains("kubectl get sro"), "{text}");
+    let removed = stack.kubectl(&["delete", "crd", "rollouts.argoproj.io", "--wait=true"]);
+    assert!(removed.status.success(), "{}", String::from_utf8_lossy(&removed.stderr));
 }

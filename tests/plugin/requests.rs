@@ -1,5 +1,6 @@
 //! promote, abort and retry write requests into the Rollout's `sluice.dev/commands` annotation,
-//! under the plugin's field manager, for the revision the rollout is on.
+//! under the plugin's field manager, for the revision the rollout is on. No controller runs
+//! here (the statuses are written by hand), so they do not wait for its answer (`--wait 0`).
 
 use std::sync::Arc;
 
@@ -36,13 +37,13 @@ pub async fn promote_abort_retry_write_requests_for_the_update_revision(w: Arc<W
     create(&client, &ns, &rollout("web", "web:2", 4, canary())).await;
     write_status(&client, &ns, "web", rolling_out(false)).await;
 
-    let promoted = w.plugin_in(&ns, &["promote", "web", "--full"]);
+    let promoted = w.plugin_in(&ns, &["promote", "web", "--full", "--wait", "0"]);
     promoted.assert_code(0, "promote --full");
     assert_eq!(promoted.stdout, format!("rollout {ns}/web: full promotion requested for revision 9b1c2d3e4f\n"));
     let full = command(&get(&client, &ns, "web").await, "promote");
     assert_eq!((full.revision.as_deref(), full.full), (Some("9b1c2d3e4f"), true));
 
-    w.plugin_in(&ns, &["promote", "web"]).assert_code(0, "promote");
+    w.plugin_in(&ns, &["promote", "web", "--wait", "0"]).assert_code(0, "promote");
     let after = get(&client, &ns, "web").await;
     let step = command(&after, "promote");
     assert_eq!((step.revision.as_deref(), step.full), (Some("9b1c2d3e4f"), false), "a later promote is not full");
@@ -51,13 +52,13 @@ pub async fn promote_abort_retry_write_requests_for_the_update_revision(w: Arc<W
         after.metadata.managed_fields.unwrap_or_default().into_iter().map(|m| (m.manager, m.subresource)).collect();
     assert!(managers.contains(&(Some("kubectl-sluice".into()), None)), "written to the Rollout itself as kubectl-sluice: {managers:?}");
 
-    let aborted = w.plugin_in(&ns, &["abort", "web"]);
+    let aborted = w.plugin_in(&ns, &["abort", "web", "--wait", "0"]);
     aborted.assert_code(0, "abort");
     assert_eq!(aborted.stdout, format!("rollout {ns}/web: abort requested for revision 9b1c2d3e4f\n"));
     assert_eq!(command(&get(&client, &ns, "web").await, "abort").revision.as_deref(), Some("9b1c2d3e4f"));
 
     write_status(&client, &ns, "web", rolling_out(true)).await;
-    w.plugin_in(&ns, &["retry", "web"]).assert_code(0, "retry");
+    w.plugin_in(&ns, &["retry", "web", "--wait", "0"]).assert_code(0, "retry");
     let retried = get(&client, &ns, "web").await;
     assert_eq!(command(&retried, "retry").revision.as_deref(), Some("9b1c2d3e4f"));
     assert_eq!(command(&retried, "promote").id, step.id, "other requests stay as they were");

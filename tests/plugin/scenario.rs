@@ -6,10 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kube::api::Api;
-use sluice::api::{Rollout, RolloutPhase, RolloutStatus};
+use serde_json::json;
+use sluice::api::{COMMANDS_ANNOTATION, CommandOutcome, Rollout, RolloutPhase, RolloutStatus};
 
 use crate::support::{namespace, wait_for};
-use crate::world::{PLUGIN, World, canary, create, rollout};
+use crate::world::{PLUGIN, World, canary, create, get, rollout};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -80,7 +81,12 @@ pub async fn a_canary_driven_through_the_plugin(w: Arc<World>) {
     watching.wait_for_output("[>] 1  pause until promoted", Duration::from_secs(30)).await;
     let promoted = w.plugin_in(&ns, &["promote", "web"]);
     promoted.assert_code(0, "promote");
-    assert_eq!(promoted.stdout, format!("rollout {ns}/web: promote requested for revision {second_revision}\n"));
+    assert_eq!(
+        promoted.stdout,
+        format!(
+            "rollout {ns}/web: promote requested for revision {second_revision}\npromote applied: revision {second_revision}: step 1 (pause until promoted) is skipped\n"
+        )
+    );
     let run = watching.finish(DEADLINE + Duration::from_secs(10), "status --watch through the promotion").await;
     run.assert_code(0, "status --watch until the promoted canary is Healthy");
     assert!(run.stdout.contains("\nPhase        Healthy\n"), "the last frame shows Healthy:\n{}", run.stdout);
@@ -241,7 +247,7 @@ pub async fn promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged(w: 
 
     let (code, stdout, stderr) = as_dev(&["promote", "web"]);
     assert_eq!(code, Some(0), "promote with `patch rollouts` only: {stderr}");
-    assert_eq!(stdout, format!("rollout {ns}/web: promote requested for revision {second}\n"));
+    assert!(stdout.starts_with(&format!("rollout {ns}/web: promote requested for revision {second}\npromote applied: ")), "{stdout}");
     let promoted = wait(&api, "the promoted revision stable", |r| status(r).phase == Some(RolloutPhase::Healthy)).await;
     assert_eq!(status(&promoted).stable_revision.as_deref(), Some(second.as_str()));
 
@@ -266,4 +272,58 @@ pub async fn promote_needs_patch_on_rollouts_and_the_status_cannot_be_forged(w: 
     assert!(!forged.status.success(), "a status patch by dev must be refused");
     assert!(String::from_utf8_lossy(&forged.stderr).contains("forbidden"), "{}", String::from_utf8_lossy(&forged.stderr));
     assert_eq!(status(&api.get("web").await.unwrap()).stable_revision.as_deref(), Some(second.as_str()));
+}
+
+register_test!(125, every_request_gets_an_answer_and_an_ignored_one_fails_the_command);
+/// The controller answers each request by its id, and the plugin prints the answer: applied
+/// exits 0; ignored, with the reason, exits 6, so a pipeline never takes a dropped request for
+/// a done one.
+pub async fn every_request_gets_an_answer_and_an_ignored_one_fails_the_command(w: Arc<World>) {
+    let client = w.stack.kube().await;
+    let ns = namespace(&client, "plugin-answers").await;
+    w.start_controller(&ns);
+    let _controller = ControllerGuard { world: &w, namespace: ns.clone() };
+    let api: Api<Rollout> = Api::namespaced(client.clone(), &ns);
+    create(&client, &ns, &rollout("web", "web:1", 2, json!({"rolling": {}}))).await;
+    wait(&api, "the first revision Healthy", |r| status(r).phase == Some(RolloutPhase::Healthy)).await;
+
+    // A paused rolling update: nothing waits for a plain promote, so the controller ignores it.
+    w.plugin_in(&ns, &["pause", "web"]).assert_code(0, "pause");
+    w.plugin_in(&ns, &["set", "image", "web", "web=web:2"]).assert_code(0, "set image");
+    let paused = wait(&api, "the update held by spec.paused", |r| status(r).phase == Some(RolloutPhase::Paused)).await;
+    let second = status(&paused).update_revision.unwrap();
+    let ignored = w.plugin_in(&ns, &["promote", "web"]);
+    ignored.assert_code(6, "a promote the controller ignored");
+    assert!(
+        ignored.stdout.ends_with(&format!("promote ignored: revision {second} had nothing waiting for a promote: paused by spec.paused\n")),
+        "{}",
+        ignored.stdout
+    );
+
+    let full = w.plugin_in(&ns, &["promote", "web", "--full"]);
+    full.assert_code(0, "promote --full");
+    assert!(
+        full.stdout.ends_with(&format!("full promotion applied: revision {second} is promoted in full: every new replica at once\n")),
+        "{}",
+        full.stdout
+    );
+    w.plugin_in(&ns, &["resume", "web"]).assert_code(0, "resume");
+    wait(&api, "the second revision stable", |r| {
+        status(r).phase == Some(RolloutPhase::Healthy) && status(r).stable_revision.as_deref() == Some(second.as_str())
+    })
+    .await;
+
+    // An abort typed a moment before the promotion landed reaches the controller after it: the
+    // answer says it was ignored, and when the revision was promoted.
+    let late = json!({"abort": {"id": "late-abort", "revision": second}}).to_string();
+    let patch = json!({"metadata": {"annotations": {COMMANDS_ANNOTATION: late}}});
+    api.patch("web", &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await.unwrap();
+    let answered =
+        wait(&api, "the late abort answered", |r| status(r).command_results.and_then(|c| c.abort).is_some_and(|a| a.id == "late-abort"))
+            .await;
+    let abort = status(&answered).command_results.unwrap().abort.unwrap();
+    assert_eq!(abort.outcome, CommandOutcome::Ignored);
+    assert!(abort.message.starts_with(&format!("revision {second} was already promoted at ")), "{}", abort.message);
+    let after = get(&client, &ns, "web").await;
+    assert_eq!((status(&after).phase, status(&after).abort), (Some(RolloutPhase::Healthy), false), "nothing was aborted");
 }

@@ -329,6 +329,7 @@ pub async fn a_hand_made_analysis_run_is_not_measured(stack: Arc<Stack>) {
     assert!(message.contains("no controller ownerReference to a Rollout"), "{message}");
     let status = runs.get("exfiltrate").await.unwrap().status.unwrap();
     assert!(status.metric_results.is_empty(), "never measured: {status:?}");
+    assert_eq!(status.phase, sluice::api::AnalysisPhase::Error, "a run that can never be measured has a phase that says so");
     assert_eq!(hits.load(Ordering::SeqCst), 0, "the server received nothing");
     drop_namespace(&stack, &namespace).await;
     drop(server);

@@ -131,6 +131,22 @@ impl Stack {
         self.command("kubectl").args(args).output().expect("kubectl runs")
     }
 
+    /// `kubectl apply` of a manifest given as text, as a person applies a file.
+    pub fn apply(&self, manifest: &str) {
+        use std::io::Write;
+        let mut child = self
+            .command("kubectl")
+            .args(["apply", "-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child.stdin.take().expect("stdin").write_all(manifest.as_bytes()).expect("manifest written");
+        let output = child.wait_with_output().expect("kubectl ends");
+        assert!(output.status.success(), "kubectl apply failed: {}\n{manifest}", String::from_utf8_lossy(&output.stderr));
+    }
+
     pub async fn kube(&self) -> kube::Client {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig).expect("kubeconfig reads");
