@@ -15,6 +15,8 @@ pub struct Harness {
     pub kubeconfig: PathBuf,
     processes: Mutex<Vec<(String, ControllerProcess)>>,
     log_dir: PathBuf,
+    /// CloudWatch for the controllers: moto does not speak the SDK's CBOR protocol (see `cbor.rs`).
+    pub cloudwatch: crate::support::server::Server,
 }
 
 impl Harness {
@@ -56,7 +58,8 @@ impl Harness {
         let log_dir =
             std::env::var_os("SLUICE_E2E_LOGS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.join("controller-logs"));
         std::fs::create_dir_all(&log_dir).unwrap();
-        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir };
+        let cloudwatch = crate::support::cbor::bridge(&stack.aws_endpoint).await;
+        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir, cloudwatch };
         harness.start("main", &[]);
         harness
     }
@@ -69,7 +72,12 @@ impl Harness {
     /// Starts a controller that reaches AWS at `aws_endpoint` (a fault-injecting proxy).
     pub fn start_with_aws(&self, name: &str, extra: &[&str], aws_endpoint: &str) -> u32 {
         let log = self.log_dir.join(format!("{name}.log"));
-        let env = [("POD_NAMESPACE", RELEASE_NAMESPACE), ("POD_NAME", name), ("RUST_LOG", "info,kube_lease_manager=warn")];
+        let env = [
+            ("POD_NAMESPACE", RELEASE_NAMESPACE),
+            ("POD_NAME", name),
+            ("RUST_LOG", "info,kube_lease_manager=warn"),
+            ("AWS_ENDPOINT_URL_CLOUDWATCH", self.cloudwatch.address.as_str()),
+        ];
         let process = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &self.kubeconfig, aws_endpoint, &log, extra, &env);
         let pid = process.pid();
         self.processes.lock().unwrap().push((name.to_string(), process));

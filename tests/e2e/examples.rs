@@ -219,7 +219,7 @@ register_test!(460, the_ecs_canary_example_takes_ten_percent_under_its_alarm);
 pub async fn the_ecs_canary_example_takes_ten_percent_under_its_alarm(h: Arc<Harness>) {
     let (s, world) = ecs_scene(&h, "example-ecs-canary").await;
     let alarm = format!("orders-target-5xx-{}", s.ns);
-    let cloudwatch = aws_sdk_cloudwatch::Client::new(&h.stack.aws());
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&h.stack.aws().to_builder().endpoint_url(&h.cloudwatch.address).build());
     cloudwatch
         .put_metric_alarm()
         .alarm_name(&alarm)

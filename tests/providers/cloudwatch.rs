@@ -8,9 +8,9 @@ use sluice::api::{
     AnalysisPhase, CloudWatchAlarmMetric, CloudWatchMetric, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
 };
 
-use crate::cbor;
 use crate::common::{Run, Server, unique};
 use crate::support::Stack;
+use crate::support::cbor;
 
 /// The real SDK, reaching moto through the protocol bridge (see `cbor.rs`); keep the server alive.
 struct CloudWatch {

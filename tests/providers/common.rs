@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::support::Stack;
+pub use crate::support::server::Server;
 
 /// A name no earlier run against an attached stack has used.
 pub fn unique(prefix: &str) -> String {
@@ -98,29 +99,6 @@ impl Silent {
 }
 
 impl Drop for Silent {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// A local axum server; stopped when dropped.
-pub struct Server {
-    pub address: String,
-    task: JoinHandle<()>,
-}
-
-impl Server {
-    pub async fn start(router: axum::Router) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("a local port");
-        let address = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router).await.expect("the test server runs");
-        });
-        Self { address, task }
-    }
-}
-
-impl Drop for Server {
     fn drop(&mut self) {
         self.task.abort();
     }

@@ -7,7 +7,6 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-mod cbor;
 mod cloudwatch;
 mod common;
 mod egress;

@@ -5,10 +5,12 @@
 
 pub mod alb;
 pub mod aws_proxy;
+pub mod cbor;
 pub mod controller;
 #[macro_use]
 pub mod harness;
 pub mod scene;
+pub mod server;
 
 use std::collections::BTreeMap;
 use std::future::Future;

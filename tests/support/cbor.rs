@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use serde_json::{Map, Number, Value};
 
-use crate::common::Server;
+use super::server::Server;
 
 const SERVICE: &str = "GraniteServiceVersion20100801";
 
