@@ -51,7 +51,8 @@ pub async fn replica_set_gets_ready_pods(stack: Arc<Stack>) {
 fn example_rollout(ns: &str) -> Rollout {
     let text = std::fs::read_to_string(repo().join("examples/canary.yaml")).unwrap();
     let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(&text).unwrap();
-    let mut rollout: Rollout = serde_json::from_value(docs[0].clone()).unwrap();
+    let document = docs.into_iter().find(|d| d["kind"] == "Rollout").expect("the example holds a Rollout");
+    let mut rollout: Rollout = serde_json::from_value(document).unwrap();
     rollout.metadata.namespace = Some(ns.into());
     rollout
 }
