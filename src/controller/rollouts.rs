@@ -116,9 +116,28 @@ async fn report_failure(rollout: &Rollout, error: &Error, ctx: &Context) {
     }
     let status = rollout.status.clone().unwrap_or_default();
     let plan = engine::failing(&status, &error.to_string(), Timestamp::now());
-    if write_status(rollout, &status, &plan.status, ctx).await.is_ok() {
-        publish(rollout, &plan.events, ctx).await;
+    match write_status(rollout, &status, &plan.status, ctx).await {
+        Ok(()) => publish(rollout, &plan.events, ctx).await,
+        // No status can be written at all: an event is the one place left to say why.
+        Err(refused) => {
+            if let Some(message) = older_crd(&refused) {
+                tracing::warn!(rollout = %rollout.name_any(), "{message}");
+                publish(rollout, &[engine::Event { reason: engine::EventReason::ReconcileFailed, message }], ctx).await;
+            }
+        }
     }
+}
+
+/// The API server refuses a server-side apply that sets a field its schema does not declare:
+/// the installed CRD is older than this controller (an upgrade that did not reach the CRDs).
+fn older_crd(error: &kube::Error) -> Option<String> {
+    let kube::Error::Api(status) = error else { return None };
+    let (_, field) = status.message.split_once("): ").filter(|_| status.message.contains("field not declared in schema"))?;
+    let field = field.split(':').next().unwrap_or(field).trim();
+    Some(format!(
+        "the installed Rollout CRD is older than this controller ({field} is not in its schema), so no status can be written: \
+         upgrade the CRDs with the chart (`helm upgrade`), or `kubectl apply -f crds/` where the chart does not install them"
+    ))
 }
 
 pub fn error_policy(rollout: Arc<WatchedRollout>, error: &Error, ctx: Arc<Context>) -> Requeue {
@@ -241,4 +260,24 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         }
     }
     Ok(Requeue::await_change())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_refused_by_an_older_crd_says_to_upgrade_the_crds() {
+        let message =
+            "failed to create typed patch object (/; sluice.dev/v1alpha1, Kind=Rollout): .status.weight: field not declared in schema";
+        let refused = kube::Error::Api(Box::new(kube::core::Status::failure(message, "").with_code(500)));
+        let said = older_crd(&refused).expect("recognised");
+        assert!(
+            said.starts_with("the installed Rollout CRD is older than this controller (.status.weight is not in its schema)"),
+            "{said}"
+        );
+        assert!(said.contains("kubectl apply -f crds/"), "{said}");
+        let other = kube::Error::Api(Box::new(kube::core::Status::failure("etcdserver: request timed out", "").with_code(500)));
+        assert_eq!(older_crd(&other), None);
+    }
 }
