@@ -771,7 +771,9 @@ pub async fn max_unavailable_lets_a_replica_ratio_canary_move_without_extra_pods
     let seen = counts.stop();
     assert!(seen.iter().all(|(asked, _)| *asked <= 4), "no pod beyond the 4 replicas: {seen:?}");
     assert!(seen.iter().all(|(_, ready)| *ready >= 3), "at most one missing: {seen:?}");
-    assert!(seen.iter().any(|(asked, _)| *asked == 3), "the stable gave a pod up first: {seen:?}");
+    // The allowance was used: a stable pod went before the canary's was ready (the stable's
+    // scale-down and the canary's scale-up may land in one pass, so look at the ready count too).
+    assert!(seen.iter().any(|(asked, ready)| *asked == 3 || *ready == 3), "the stable gave a pod up first: {seen:?}");
 }
 
 impl Scene {
