@@ -8,6 +8,11 @@ use super::conditions;
 use super::context::Pass;
 use crate::api::{CommandOutcome, CommandRequest, CommandResult};
 
+/// The most of a request's id and revision an answer repeats. Whoever can annotate the Rollout
+/// writes both; the plugin's ids are about 30 characters and revisions 10, so only a hostile
+/// request is cut, and the status stays small.
+const MAX_ECHOED: usize = 64;
+
 impl Pass<'_> {
     /// Reads the requests not acted on yet; answers at once those that cannot apply.
     pub(super) fn take_commands(&mut self) {
@@ -67,7 +72,11 @@ impl Pass<'_> {
         if let Some(typed_for) = request.revision.as_ref().filter(|r| **r != self.update) {
             return Some((
                 CommandOutcome::Superseded,
-                format!("it was for revision {typed_for}, which revision {} has replaced", self.update),
+                format!(
+                    "it was for revision {}, which revision {} has replaced",
+                    crate::text::truncate(typed_for, MAX_ECHOED),
+                    self.update
+                ),
             ));
         }
         if !self.at_rest() {
@@ -111,7 +120,7 @@ impl Pass<'_> {
     ) {
         let at = Time(self.now());
         let results = self.status.command_results.get_or_insert_with(Default::default);
-        *kind(results) = Some(CommandResult { id: id.to_string(), outcome, message, at });
+        *kind(results) = Some(CommandResult { id: crate::text::truncate(id, MAX_ECHOED), outcome, message, at });
     }
 }
 
@@ -190,6 +199,16 @@ mod tests {
         assert_eq!(abort.outcome, CommandOutcome::Ignored);
         assert_eq!(abort.message, format!("revision {update} was already promoted at 2026-03-01 21:04:10 UTC"));
         assert!(!plan.status.abort, "nothing was aborted");
+    }
+
+    #[test]
+    fn a_hostile_request_of_huge_strings_gets_a_short_answer() {
+        let mut fixture = Fixture::new(2, canary());
+        let huge = "x".repeat(200_000);
+        fixture.commands.abort = Some(CommandRequest { id: huge.clone(), revision: Some(huge), full: false });
+        let abort = results(&fixture).abort.expect("answered");
+        assert_eq!(abort.outcome, CommandOutcome::Superseded);
+        assert!(abort.id.len() < 200 && abort.message.len() < 300, "{} / {}", abort.id.len(), abort.message.len());
     }
 
     #[test]

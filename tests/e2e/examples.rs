@@ -15,11 +15,17 @@ use crate::scenarios::EcsWorld;
 use crate::support::scene::{DEADLINE, Scene};
 use crate::support::{repo, wait_for};
 
-/// The example's text with each placeholder replaced.
-fn example(file: &str, replacements: &[(&str, &str)]) -> String {
+/// Where the examples' Prometheus is; the stack's is put in its place.
+const PROMETHEUS: &str = "http://prometheus.monitoring:9090";
+
+/// The example's text in namespace `ns` (its Namespace and every object's namespace), with each
+/// of `replacements` put in.
+fn example(file: &str, ns: &str, replacements: &[(&str, &str)]) -> String {
     let path = repo().join("examples").join(file);
     let mut text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    for (from, to) in replacements {
+    let (namespace, name) = (format!("namespace: {ns}"), format!("name: {ns}\n"));
+    let placed = [("namespace: shop", namespace.as_str()), ("name: shop\n", name.as_str())];
+    for (from, to) in placed.iter().chain(replacements) {
         assert!(text.contains(from), "{file} no longer holds {from:?}: update this test with the example");
         text = text.replace(from, to);
     }
@@ -64,18 +70,10 @@ async fn good_traffic(h: &Harness, service: &str) {
     }
 }
 
-fn kubernetes_placeholders<'a>(ns: &'a str, prometheus: &'a str) -> Vec<(&'a str, &'a str)> {
-    vec![("namespace: shop", ns), ("http://prometheus.monitoring:9090", prometheus)]
-}
-
 register_test!(400, the_first_rollout_in_the_readme_runs_as_written);
 pub async fn the_first_rollout_in_the_readme_runs_as_written(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "example-first", &[]).await;
-    let ns = format!("namespace: {}", s.ns);
-    let name = format!("name: {}\n", s.ns);
-    let mut placeholders = kubernetes_placeholders(&ns, &h.stack.prometheus_url);
-    placeholders.push(("name: shop\n", &name));
-    h.stack.apply(&example("first-rollout.yaml", &placeholders));
+    h.stack.apply(&example("first-rollout.yaml", &s.ns, &[(PROMETHEUS, &h.stack.prometheus_url)]));
     healthy(&s.rollouts, "checkout").await;
     set_image(&s.rollouts, "checkout", "checkout", "nginx:1.28").await;
     wait(&s.rollouts, "checkout", "25 % (1 of 4 pods) for a minute", DEADLINE, |s| paused_at(s, 1, 25)).await;
@@ -84,10 +82,7 @@ pub async fn the_first_rollout_in_the_readme_runs_as_written(h: Arc<Harness>) {
 register_test!(410, the_replica_ratio_canary_example_takes_ten_percent_and_pauses);
 pub async fn the_replica_ratio_canary_example_takes_ten_percent_and_pauses(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "example-canary", &[]).await;
-    let (ns, name) = (format!("namespace: {}", s.ns), format!("name: {}\n", s.ns));
-    let mut placeholders = kubernetes_placeholders(&ns, &h.stack.prometheus_url);
-    placeholders.push(("name: shop\n", &name));
-    h.stack.apply(&example("canary.yaml", &placeholders));
+    h.stack.apply(&example("canary.yaml", &s.ns, &[(PROMETHEUS, &h.stack.prometheus_url)]));
     healthy(&s.rollouts, "checkout").await;
     set_image(&s.rollouts, "checkout", "checkout", "example.com/shop/checkout:2.1.0").await;
     wait(&s.rollouts, "checkout", "10 % (1 of 10 pods) for 2 minutes", DEADLINE, |s| paused_at(s, 1, 10)).await;
@@ -99,15 +94,13 @@ pub async fn the_alb_canary_example_moves_five_percent_on_the_listener(h: Arc<Ha
     let (elb, listener, stable, canary) = h.stack.balancer(&format!("example-alb-{}", std::process::id())).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
     good_traffic(&h, "checkout").await;
-    let (ns, name) = (format!("namespace: {}", s.ns), format!("name: {}\n", s.ns));
-    let mut placeholders = kubernetes_placeholders(&ns, &h.stack.prometheus_url);
-    placeholders.extend([
-        ("name: shop\n", name.as_str()),
+    let placeholders = [
+        (PROMETHEUS, h.stack.prometheus_url.as_str()),
         ("arn:aws:elasticloadbalancing:us-east-1:123456789012:listener/app/shop/50dc6c495c0c9188/f2f7dc8efc522ab2", listener.as_str()),
         ("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-stable/6d0ecf831eec9f09", stable.as_str()),
         ("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/checkout-canary/a1b2c3d4e5f60718", canary.as_str()),
-    ]);
-    h.stack.apply(&example("canary-alb.yaml", &placeholders));
+    ];
+    h.stack.apply(&example("canary-alb.yaml", &s.ns, &placeholders));
     healthy(&s.rollouts, "checkout").await;
     set_image(&s.rollouts, "checkout", "checkout", "example.com/shop/checkout:2.1.0").await;
     wait(&s.rollouts, "checkout", "5 % on the listener for a minute", DEADLINE, |s| paused_at(s, 1, 5)).await;
@@ -129,11 +122,7 @@ register_test!(430, the_blue_green_example_passes_its_smoke_test_and_promotes_it
 pub async fn the_blue_green_example_passes_its_smoke_test_and_promotes_itself(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "example-bg", &[]).await;
     let (smoke, serving) = smoke_endpoint().await;
-    let (ns, name) = (format!("namespace: {}", s.ns), format!("name: {}\n", s.ns));
-    h.stack.apply(&example(
-        "blue-green.yaml",
-        &[("namespace: shop", &ns), ("name: shop\n", &name), ("http://payments-preview.shop/healthz/deep", &smoke)],
-    ));
+    h.stack.apply(&example("blue-green.yaml", &s.ns, &[("http://payments-preview.shop/healthz/deep", &smoke)]));
     let first = healthy(&s.rollouts, "payments").await;
     set_image(&s.rollouts, "payments", "payments", "example.com/shop/payments:5.2.0").await;
     let update = wait(&s.rollouts, "payments", "the new version previewed", DEADLINE, |s| s.update_revision != s.stable_revision).await;
@@ -156,10 +145,7 @@ pub async fn the_rolling_example_replaces_every_pod_under_its_latency_analysis(h
         let samples: Vec<(f64, i64)> = (0..7).map(|i| (f64::from(i) * 50.0, now - 60_000 + i64::from(i) * 10_000)).collect();
         h.stack.push_series("http_request_duration_seconds_bucket", &[("app", "search"), ("le", bucket)], &samples).await;
     }
-    let (ns, name) = (format!("namespace: {}", s.ns), format!("name: {}\n", s.ns));
-    let mut placeholders = kubernetes_placeholders(&ns, &h.stack.prometheus_url);
-    placeholders.push(("name: shop\n", &name));
-    h.stack.apply(&example("rolling.yaml", &placeholders));
+    h.stack.apply(&example("rolling.yaml", &s.ns, &[(PROMETHEUS, &h.stack.prometheus_url)]));
     let first = healthy(&s.rollouts, "search").await;
     set_image(&s.rollouts, "search", "search", "example.com/shop/search:3.5.0").await;
     let done = wait(&s.rollouts, "search", "every pod replaced", DEADLINE, |s| {
@@ -172,10 +158,8 @@ pub async fn the_rolling_example_replaces_every_pod_under_its_latency_analysis(h
 /// An ECS example with its cluster, service, task definition, network and ALB put in from moto.
 async fn ecs_example(h: &Harness, s: &Scene, world: &EcsWorld, file: &str, extra: &[(&str, &str)]) -> String {
     let v1 = world.task_definition("orders:1").await;
-    let (ns, name, cluster) = (format!("namespace: {}", s.ns), format!("name: {}\n", s.ns), format!("cluster: {}", world.cluster));
+    let cluster = format!("cluster: {}", world.cluster);
     let mut placeholders = vec![
-        ("namespace: shop", ns.as_str()),
-        ("name: shop\n", name.as_str()),
         ("cluster: shop", cluster.as_str()),
         ("arn:aws:ecs:us-east-1:123456789012:task-definition/orders:42", v1.as_str()),
         ("subnet-0a1b2c3d4e5f60718", world.subnet.as_str()),
@@ -188,7 +172,7 @@ async fn ecs_example(h: &Harness, s: &Scene, world: &EcsWorld, file: &str, extra
         ("arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/orders-green/a1b2c3d4e5f60718", world.green.as_str()),
     ];
     placeholders.extend_from_slice(extra);
-    h.stack.apply(&example(file, &placeholders));
+    h.stack.apply(&example(file, &s.ns, &placeholders));
     healthy(&s.rollouts, "orders").await;
     let v2 = world.task_definition("orders:2").await;
     let patch = json!({"spec": {"workload": {"ecs": {"taskDefinition": v2}}}});
