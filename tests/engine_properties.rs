@@ -53,7 +53,7 @@ fn strategy() -> impl Strategy<Value = Value> {
         option::of(count_or_percent()),
         option::of(count_or_percent()),
         seconds(604_800),
-        seconds(604_800),
+        option::of(prop_oneof![Just(-1), 0..=604_800i32]),
         option::of(analysis()),
         any::<bool>(),
     )

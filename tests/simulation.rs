@@ -93,7 +93,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                 steps,
                 analysis: rng.random_bool(0.2).then(analysis),
                 scale_down_delay_seconds: Some(pick(rng, &[0, 30, 120])),
-                abort_scale_down_delay_seconds: Some(pick(rng, &[0, 30])),
+                abort_scale_down_delay_seconds: Some(pick(rng, &[-1, 0, 30])),
                 max_unavailable: rng
                     .random_bool(0.3)
                     .then(|| k8s_openapi::apimachinery::pkg::util::intstr::IntOrString::Int(rng.random_range(1..=2))),
@@ -104,6 +104,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
             strategy.blue_green = Some(BlueGreenStrategy {
                 active_service: "active".into(),
                 preview_service: Some("preview".into()),
+                approve_before_preview: rng.random_bool(0.15).then_some(true),
                 auto_promotion_enabled: rng.random_bool(0.15).then_some(false),
                 auto_promotion_seconds: rng.random_bool(0.3).then(|| rng.random_range(0..120)),
                 preview_replica_count: rng.random_bool(0.4).then(|| rng.random_range(1..=replicas.max(1))),
@@ -217,7 +218,7 @@ fn template() -> AnalysisTemplateSpec {
         metrics: vec![Metric {
             name: "health".into(),
             interval: Some("30s".into()),
-            count: Some(3),
+            count: Some(3.into()),
             success_condition: Some("result < 0.5".into()),
             provider: MetricProvider {
                 prometheus: Some(PrometheusMetric { address: "http://p:9090".into(), query: "up".into(), ..Default::default() }),
@@ -256,6 +257,9 @@ fn settled(world: &World) -> Result<&'static str, String> {
         (Some(reference), Some(adopted)) if reference.scale_down != ScaleDown::Never => adopted.replicas == 0,
         _ => true,
     };
+    // abortScaleDownDelaySeconds -1 keeps an aborted canary running behind a router.
+    let keeps_aborted =
+        world.spec.traffic.is_some() && world.spec.strategy.canary.as_ref().is_some_and(|c| c.abort_scale_down_delay_seconds == Some(-1));
     // A restart asked of pods is done by the time the rollout is at rest.
     let restarted =
         world.spec.workload.kubernetes.is_none() || world.spec.restart_at.is_none() || status.restarted_at == world.spec.restart_at;
@@ -273,7 +277,7 @@ fn settled(world: &World) -> Result<&'static str, String> {
         }
         Some(RolloutPhase::Degraded)
             if status.abort
-                && running.iter().all(|r| *r == stable)
+                && running.iter().all(|r| *r == stable || (*r == update && keeps_aborted))
                 && world.ready(&stable) == n
                 && world.weight().unwrap_or(0) == 0
                 && previews_home =>
@@ -594,18 +598,28 @@ fn replay() {
 /// Runs passes until nothing is due for `limit`, issuing `command` once the rollout waits for a
 /// person; returns the names of the analysis runs created.
 fn drive_blue_green(command: Command, value: f64) -> (World, Vec<String>) {
-    let mut spec = random_spec(&mut SmallRng::seed_from_u64(1));
-    spec.traffic = None;
-    spec.strategy = Strategy {
-        blue_green: Some(BlueGreenStrategy {
-            active_service: "active".into(),
-            preview_service: Some("preview".into()),
-            auto_promotion_enabled: Some(false),
-            post_promotion_analysis: Some(analysis()),
-            ..Default::default()
-        }),
+    let strategy = BlueGreenStrategy {
+        active_service: "active".into(),
+        preview_service: Some("preview".into()),
+        auto_promotion_enabled: Some(false),
+        post_promotion_analysis: Some(analysis()),
         ..Default::default()
     };
+    drive_blue_green_with(strategy, PauseReason::BlueGreenPause, command, value, |_| {})
+}
+
+/// The same, waiting for the pause `reason`; `at_pause` looks at the world when the command is issued.
+fn drive_blue_green_with(
+    strategy: BlueGreenStrategy,
+    reason: PauseReason,
+    command: Command,
+    value: f64,
+    at_pause: impl FnOnce(&World),
+) -> (World, Vec<String>) {
+    let mut at_pause = Some(at_pause);
+    let mut spec = random_spec(&mut SmallRng::seed_from_u64(1));
+    spec.traffic = None;
+    spec.strategy = Strategy { blue_green: Some(strategy), ..Default::default() };
     let start = Timestamp::from_second(1_767_225_600).unwrap();
     let metrics = RandomMetrics { points: vec![(Duration::ZERO, Sample::Value(serde_json::json!(value)))] };
     let mut world = World::at_rest("app", &spec, start, Box::new(metrics));
@@ -623,7 +637,8 @@ fn drive_blue_green(command: Command, value: f64) -> (World, Vec<String>) {
             }
             PassOutcome::Interrupted { .. } => Some(Duration::from_secs(5)),
         };
-        if !issued && world.status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause) {
+        if !issued && world.status.pause_conditions.iter().any(|p| p.reason == reason) {
+            at_pause.take().expect("issued once")(&world);
             issue(&mut world, command, "c1".into());
             issued = true;
             continue;
@@ -649,6 +664,27 @@ fn blue_green_promote_ends_the_approval_pause_and_still_runs_post_promotion_anal
     assert!(world.status.abort);
     let stable = world.status.stable_revision.clone().unwrap();
     assert_eq!(world.services.get("stable"), Some(&stable), "production traffic is back on the old revision");
+}
+
+#[test]
+fn blue_green_approval_before_the_preview_holds_the_new_revision_at_zero_until_promoted() {
+    let strategy = BlueGreenStrategy {
+        active_service: "active".into(),
+        preview_service: Some("preview".into()),
+        approve_before_preview: Some(true),
+        pre_promotion_analysis: Some(analysis()),
+        ..Default::default()
+    };
+    let (world, runs) = drive_blue_green_with(strategy, PauseReason::PreviewApproval, Command::Promote, 0.1, |world| {
+        let update = revision::of(&world.spec.workload);
+        assert!(!world.running().contains(&update), "no preview pod before the approval: {:?}", world.running());
+        assert_eq!(world.status.phase, Some(RolloutPhase::Paused), "{:?}", world.status.message);
+        assert!(world.runs.is_empty(), "no analysis before the approval");
+    });
+    assert!(runs.iter().any(|r| r.ends_with("pre-promotion")), "the preview was analysed after the approval: {runs:?}");
+    assert_eq!(world.status.phase, Some(RolloutPhase::Healthy), "then it promoted by itself: {:?}", world.status.message);
+    assert_eq!(world.status.stable_revision, Some(revision::of(&world.spec.workload)));
+    assert!(!world.status.preview_approved, "the approval is this revision's only");
 }
 
 #[test]

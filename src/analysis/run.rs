@@ -5,8 +5,10 @@ use jiff::Timestamp;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::condition::{self, MeasuredValue};
-use super::verdict::{self as analysis, MetricPolicy};
-use crate::api::{AnalysisArg, AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, Measurement, MetricResult};
+use super::verdict::{self as analysis, InvalidPolicy, MetricPolicy};
+use crate::api::{
+    AnalysisArg, AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateSpec, IntOrArg, Measurement, Metric, MetricResult,
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -43,7 +45,8 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
                     metric.name
                 )));
             }
-            let metric: crate::api::Metric = serde_json::from_str(&substituted).expect("substitution keeps JSON valid");
+            let mut metric: crate::api::Metric = serde_json::from_str(&substituted).expect("substitution keeps JSON valid");
+            settle_numbers(&mut metric).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
             for expression in [&metric.success_condition, &metric.failure_condition].into_iter().flatten() {
                 condition::check(expression).map_err(|e| RunError(format!("template {template_name}, metric {}: {e}", metric.name)))?;
             }
@@ -55,6 +58,21 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
         return Err(RunError("the analysis templates define no metrics".into()));
     }
     Ok(AnalysisRunSpec { metrics, args: resolved, terminate: false })
+}
+
+/// A number field written as `{{args.NAME}}` holds the argument's text once it is replaced; the
+/// run keeps the number it reads as.
+fn settle_numbers(metric: &mut Metric) -> Result<(), InvalidPolicy> {
+    let fields = [
+        ("count", &mut metric.count, 1),
+        ("failureLimit", &mut metric.failure_limit, -1),
+        ("inconclusiveLimit", &mut metric.inconclusive_limit, -1),
+        ("consecutiveErrorLimit", &mut metric.consecutive_error_limit, 0),
+    ];
+    for (field, value, min) in fields {
+        *value = analysis::number(field, value, min)?.map(IntOrArg::Int);
+    }
+    Ok(())
 }
 
 fn substitute(text: &str, args: &[AnalysisArg]) -> String {
@@ -210,7 +228,7 @@ pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{ArgumentSpec, Metric, MetricProvider, PrometheusMetric};
+    use crate::api::{ArgumentSpec, MetricProvider, PrometheusMetric};
 
     fn template(query: &str) -> AnalysisTemplateSpec {
         AnalysisTemplateSpec {
@@ -241,6 +259,29 @@ mod tests {
         let spec = build(&[("success-rate".into(), t)], &args).unwrap();
         let query = &spec.metrics[0].provider.prometheus.as_ref().unwrap().query;
         assert_eq!(query, r#"sum(rate(errors{service="checkout"}[5m]))"#);
+    }
+
+    #[test]
+    fn timing_and_limits_written_as_arguments_take_the_rollouts_values() {
+        let mut t = template("up");
+        t.args.extend(["count", "limit", "every"].map(|name| ArgumentSpec { name: name.into(), value: None }));
+        let metric = &mut t.metrics[0];
+        metric.count = Some(IntOrArg::Arg("{{args.count}}".into()));
+        metric.failure_limit = Some(IntOrArg::Arg("{{args.limit}}".into()));
+        metric.interval = Some("{{args.every}}".into());
+        metric.initial_delay = Some("{{args.window}}".into());
+        let with = |count: &str| {
+            let values = [("service", "checkout"), ("count", count), ("limit", "-1"), ("every", "30s")];
+            let args: Vec<AnalysisArg> =
+                values.iter().map(|(name, value)| AnalysisArg { name: (*name).into(), value: Some((*value).into()) }).collect();
+            build(&[("budget".into(), t.clone())], &args)
+        };
+        let spec = with("6").unwrap();
+        let metric = &spec.metrics[0];
+        assert_eq!((metric.count.clone(), metric.failure_limit.clone()), (Some(IntOrArg::Int(6)), Some(IntOrArg::Int(-1))));
+        assert_eq!((metric.interval.as_ref().unwrap().0.as_str(), metric.initial_delay.as_ref().unwrap().0.as_str()), ("30s", "5m"));
+        let refused = with("six").unwrap_err();
+        assert_eq!(refused.0, "template budget, metric error-rate: count is `six`, not a whole number of at least 1");
     }
 
     #[test]

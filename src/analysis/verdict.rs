@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 
-use crate::api::{AnalysisPhase, InvalidDuration, Measurement, Metric, MetricResult};
+use crate::api::{AnalysisPhase, DurationString, IntOrArg, InvalidDuration, Measurement, Metric, MetricResult};
 
 pub const DEFAULT_CONSECUTIVE_ERROR_LIMIT: i32 = 4;
 /// Measurements kept per metric in an AnalysisRun's status; the counters keep the totals.
@@ -34,23 +34,57 @@ pub struct MetricPolicy {
     pub dry_run: bool,
 }
 
+/// A metric whose timing or limits cannot be used as written.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidPolicy {
+    #[error("{field}: {source}")]
+    Duration { field: &'static str, source: InvalidDuration },
+    #[error("{field} is `{text}`, not a whole number of at least {min}")]
+    Number { field: &'static str, text: String, min: i32 },
+}
+
 impl MetricPolicy {
-    pub fn of(metric: &Metric) -> Result<Self, InvalidDuration> {
-        let interval = metric.interval.as_ref().map(|d| d.to_duration()).transpose()?;
-        let count = match (metric.count, interval) {
-            (Some(count), _) => Some(count.max(1)),
+    pub fn of(metric: &Metric) -> Result<Self, InvalidPolicy> {
+        let duration = |field, value: &Option<DurationString>| {
+            value.as_ref().map(|d| d.to_duration()).transpose().map_err(|source| InvalidPolicy::Duration { field, source })
+        };
+        let interval = duration("interval", &metric.interval)?;
+        let count = match (number("count", &metric.count, 1)?, interval) {
+            (Some(count), _) => Some(count),
             (None, None) => Some(1),
             (None, Some(_)) => None,
         };
         Ok(Self {
             count,
             interval,
-            initial_delay: metric.initial_delay.as_ref().map(|d| d.to_duration()).transpose()?.unwrap_or_default(),
-            failure_limit: limit(metric.failure_limit),
-            inconclusive_limit: limit(metric.inconclusive_limit),
-            consecutive_error_limit: metric.consecutive_error_limit.unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT).max(0),
+            initial_delay: duration("initialDelay", &metric.initial_delay)?.unwrap_or_default(),
+            failure_limit: limit(number("failureLimit", &metric.failure_limit, -1)?),
+            inconclusive_limit: limit(number("inconclusiveLimit", &metric.inconclusive_limit, -1)?),
+            consecutive_error_limit: number("consecutiveErrorLimit", &metric.consecutive_error_limit, 0)?
+                .unwrap_or(DEFAULT_CONSECUTIVE_ERROR_LIMIT),
             dry_run: metric.dry_run,
         })
+    }
+}
+
+/// A number field at or above `min`. The text of a replaced argument is read as a number here.
+pub fn number(field: &'static str, value: &Option<IntOrArg>, min: i32) -> Result<Option<i32>, InvalidPolicy> {
+    let n = match value {
+        None => return Ok(None),
+        Some(IntOrArg::Int(n)) => Some(*n),
+        Some(IntOrArg::Arg(text)) => text.trim().parse::<i32>().ok(),
+    };
+    match n {
+        Some(n) if n >= min => Ok(Some(n)),
+        _ => Err(InvalidPolicy::Number { field, text: text_of(value), min }),
+    }
+}
+
+fn text_of(value: &Option<IntOrArg>) -> String {
+    match value {
+        Some(IntOrArg::Int(n)) => n.to_string(),
+        Some(IntOrArg::Arg(text)) => text.chars().take(64).collect(),
+        None => String::new(),
     }
 }
 
@@ -199,11 +233,29 @@ mod tests {
 
     #[test]
     fn minus_one_is_no_limit_as_in_argo() {
-        let metric = Metric { failure_limit: Some(-1), inconclusive_limit: Some(-1), ..Default::default() };
+        let metric = Metric { failure_limit: Some((-1).into()), inconclusive_limit: Some((-1).into()), ..Default::default() };
         let policy = MetricPolicy::of(&metric).unwrap();
         assert_eq!((policy.failure_limit, policy.inconclusive_limit), (i32::MAX, i32::MAX));
         let unset = MetricPolicy::of(&Metric::default()).unwrap();
         assert_eq!((unset.failure_limit, unset.inconclusive_limit), (0, 0));
+    }
+
+    #[test]
+    fn a_replaced_argument_is_read_as_a_number_and_checked_against_the_field_minimum() {
+        let arg = |text: &str| Some(IntOrArg::Arg(text.into()));
+        let metric = Metric { count: arg("5"), failure_limit: arg(" -1 "), consecutive_error_limit: arg("2"), ..Default::default() };
+        let policy = MetricPolicy::of(&metric).unwrap();
+        assert_eq!((policy.count, policy.failure_limit, policy.consecutive_error_limit), (Some(5), i32::MAX, 2));
+        let bad = [
+            (Metric { count: arg("five"), ..Default::default() }, "count is `five`, not a whole number of at least 1"),
+            (Metric { count: Some(0.into()), ..Default::default() }, "count is `0`, not a whole number of at least 1"),
+            (Metric { failure_limit: arg("{{args.limit}}"), ..Default::default() }, "failureLimit is `{{args.limit}}`"),
+            (Metric { interval: Some("{{args.every}}".into()), ..Default::default() }, "interval: `{{args.every}}` is not a duration"),
+        ];
+        for (metric, expected) in bad {
+            let error = MetricPolicy::of(&metric).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+        }
     }
 
     fn policy(count: Option<i32>, failure_limit: i32) -> MetricPolicy {

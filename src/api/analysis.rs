@@ -4,7 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::{AnalysisArg, DurationString};
+use super::templated::{duration_or_arg, int_or_arg_rule};
+use super::{AnalysisArg, DurationString, IntOrArg};
 
 /// Metrics that decide whether a version is good, with the arguments they take.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -71,15 +72,18 @@ pub struct Metric {
     #[schemars(length(min = 1))]
     pub name: String,
     /// Time between measurements. Without it, `count` measurements are taken back to back.
+    /// This and the other timing and limit fields may be `{{args.NAME}}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_or_arg")]
     pub interval: Option<DurationString>,
     /// Wait before the first measurement.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_or_arg")]
     pub initial_delay: Option<DurationString>,
     /// Measurements to take. Unset: 1 without an interval, unbounded with one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1))]
-    pub count: Option<i32>,
+    #[x_kube(validation = Rule::new(int_or_arg_rule(1)).message("count is a number from 1, or `{{args.NAME}}`"))]
+    pub count: Option<IntOrArg>,
     /// Expression over `result` that marks a measurement Successful, e.g. `result < 0.01`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub success_condition: Option<String>,
@@ -88,17 +92,17 @@ pub struct Metric {
     pub failure_condition: Option<String>,
     /// Failed measurements tolerated before the metric fails (default 0; -1: no limit, as in Argo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -1))]
-    pub failure_limit: Option<i32>,
+    #[x_kube(validation = Rule::new(int_or_arg_rule(-1)).message("failureLimit is a number from -1 (no limit), or `{{args.NAME}}`"))]
+    pub failure_limit: Option<IntOrArg>,
     /// Inconclusive measurements tolerated before the metric is Inconclusive (default 0; -1: no
     /// limit, as in Argo).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = -1))]
-    pub inconclusive_limit: Option<i32>,
+    #[x_kube(validation = Rule::new(int_or_arg_rule(-1)).message("inconclusiveLimit is a number from -1 (no limit), or `{{args.NAME}}`"))]
+    pub inconclusive_limit: Option<IntOrArg>,
     /// Errors in a row tolerated before the metric errs (default 4).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0))]
-    pub consecutive_error_limit: Option<i32>,
+    #[x_kube(validation = Rule::new(int_or_arg_rule(0)).message("consecutiveErrorLimit is a number from 0, or `{{args.NAME}}`"))]
+    pub consecutive_error_limit: Option<IntOrArg>,
     /// Measure and record, but never fail the run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dry_run: bool,

@@ -333,9 +333,11 @@ pub struct CanaryStrategy {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 604_800))]
     pub scale_down_delay_seconds: Option<i32>,
-    /// Seconds an aborted canary keeps running after its traffic is gone (default 30).
+    /// Seconds an aborted canary keeps running after its traffic is gone (default 30; -1: it
+    /// keeps running until the next revision or a retry, as Argo's 0). Without a router the
+    /// canary's pods take traffic, so they always go at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 604_800))]
+    #[schemars(range(min = -1, max = 604_800))]
     pub abort_scale_down_delay_seconds: Option<i32>,
 }
 
@@ -418,6 +420,10 @@ pub struct BlueGreenStrategy {
     /// Service that selects the new revision before promotion, for tests.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_service: Option<String>,
+    /// Wait for `kubectl sluice promote` before the new revision is scaled up for its preview
+    /// (Flagger's confirm-rollout). Promotion then follows the rules below as usual.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve_before_preview: Option<bool>,
     /// Promote by itself once the new revision is ready and analysed (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_promotion_enabled: Option<bool>,
@@ -478,6 +484,8 @@ pub enum PauseReason {
     InconclusiveAnalysis,
     /// Blue/green waits for promotion.
     BlueGreenPause,
+    /// Blue/green waits for a person before the preview is scaled up (`approveBeforePreview`).
+    PreviewApproval,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
@@ -651,6 +659,9 @@ pub struct RolloutStatus {
     /// gates before it; post-promotion analysis still runs.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub promoted: bool,
+    /// Blue/green: a person approved the preview (`approveBeforePreview`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub preview_approved: bool,
     /// Blue/green: the new revision became ready at this time (auto-promotion counts from it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preview_ready_at: Option<Time>,

@@ -18,7 +18,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
         pass.abort("aborted by `kubectl sluice abort`");
     }
     if pass.status.abort {
-        return pass.roll_back(delay);
+        return pass.roll_back(Some(delay));
     }
     match pass.promote_requested {
         Some(true) if !pass.status.promote_full => {
@@ -26,6 +26,13 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             pass.status.pause_conditions.clear();
             pass.event(EventReason::Promoted, "full promotion requested: switching and skipping every remaining gate and analysis");
             pass.promote_applied(format!("revision {} is promoted in full: every remaining gate and analysis is skipped", pass.update));
+        }
+        // Before the preview, a promote is the approval it waits for.
+        Some(false) if awaits_preview_approval(pass, blue_green) => {
+            pass.status.preview_approved = true;
+            pass.status.pause_conditions.clear();
+            pass.event(EventReason::Resumed, format!("preview of revision {} approved: scaling it up", pass.update));
+            pass.promote_applied(format!("revision {} is scaled up for its preview", pass.update));
         }
         // After the switch, a promote completes the gate in force: post-promotion analysis.
         Some(false) if pass.status.switched && !pass.status.promote_full => {
@@ -62,6 +69,14 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
         }
         let preview = blue_green.preview_replica_count.unwrap_or(n).min(n);
         let promoting = pass.status.promote_full || pass.status.promoted;
+        if !promoting && awaits_preview_approval(pass, blue_green) {
+            pass.pause_started(PauseReason::PreviewApproval);
+            let name = pass.input.name;
+            return pass.outcome(
+                RolloutPhase::Paused,
+                format!("revision {update} waits for approval before its preview; run `kubectl sluice promote {name}` to scale it up"),
+            );
+        }
         if pass.input.spec.paused && !promoting {
             pass.scale(&update, preview.max(pass.current(&update)));
             return pass.outcome(RolloutPhase::Paused, "paused by spec.paused before promotion");
@@ -72,7 +87,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             Gate::Shut => return,
             Gate::Abort(reason) => {
                 pass.abort(&reason);
-                return pass.roll_back(delay);
+                return pass.roll_back(Some(delay));
             }
             Gate::Open => {}
         }
@@ -110,9 +125,14 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
         Some(Gate::Shut) => pass.terminate_runs_except(&keep_runs),
         Some(Gate::Abort(reason)) => {
             pass.abort(&reason);
-            pass.roll_back(delay);
+            pass.roll_back(Some(delay));
         }
     }
+}
+
+/// `approveBeforePreview` is set and no one has approved this revision's preview yet.
+fn awaits_preview_approval(pass: &Pass<'_>, blue_green: &BlueGreenStrategy) -> bool {
+    blue_green.approve_before_preview == Some(true) && !pass.status.preview_approved && !pass.status.switched
 }
 
 /// The preview is ready, analysed and (auto-)approved.

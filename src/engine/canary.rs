@@ -94,8 +94,13 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
     }
 }
 
-fn abort_delay(canary: &CanaryStrategy) -> Duration {
-    canary.abort_scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64))
+/// How long an aborted canary keeps its pods; `None` (-1): until a retry or the next revision.
+fn abort_delay(canary: &CanaryStrategy) -> Option<Duration> {
+    match canary.abort_scale_down_delay_seconds {
+        None => Some(DEFAULT_SCALE_DOWN_DELAY),
+        Some(seconds) if seconds < 0 => None,
+        Some(seconds) => Some(Duration::from_secs(seconds as u64)),
+    }
 }
 
 fn describe(step: &StepKind<'_>) -> String {

@@ -165,6 +165,7 @@ impl<'a> Pass<'a> {
         self.status.promote_full = false;
         self.status.fast_tracked = false;
         self.status.promoted = false;
+        self.status.preview_approved = false;
         self.status.preview_ready_at = None;
         self.status.switched = false;
     }

@@ -16,6 +16,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     status.promote_full = false;
     status.fast_tracked = false;
     status.promoted = false;
+    status.preview_approved = false;
     status.preview_ready_at = None;
     status.switched = false;
     status.current_step_index = match pass.strategy {

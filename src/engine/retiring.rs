@@ -92,19 +92,26 @@ impl Pass<'_> {
     }
 
     /// Canary or blue/green candidate aborted: traffic home at once, the candidate scaled down
-    /// after `delay` and only once no traffic can reach it.
-    pub fn roll_back(&mut self, delay: Duration) {
+    /// after `delay` and only once no traffic can reach it. Behind a router, a `delay` of `None`
+    /// keeps the candidate running (Argo's "never") until a retry or the next revision; without
+    /// one its pods take traffic, so they always go.
+    pub fn roll_back(&mut self, delay: Option<Duration>) {
         let (stable, update) = (self.stable.clone(), self.update.clone());
         self.scale(&stable, self.replicas);
         self.point_service(ServiceRole::Stable, &stable);
         let traffic_home = if self.has_router() { self.steer(0, true) } else { self.ready(&stable) >= self.replicas };
-        let delay = if self.has_router() { delay } else { Duration::ZERO };
-        self.schedule_scale_down(&update, delay);
+        let delay = if self.has_router() { delay } else { Some(Duration::ZERO) };
         let mut leaving = self.others();
-        leaving.push(update);
+        if let Some(delay) = delay {
+            self.schedule_scale_down(&update, delay);
+            leaving.push(update);
+        }
         self.retire(&leaving, traffic_home);
         self.terminate_runs_except(&[]);
-        let message = self.abort_message(traffic_home);
+        let mut message = self.abort_message(traffic_home);
+        if delay.is_none() {
+            message.push_str(&format!("; revision {} keeps running (abortScaleDownDelaySeconds: -1)", self.update));
+        }
         self.outcome(RolloutPhase::Degraded, message);
     }
 
@@ -187,12 +194,30 @@ mod tests {
         let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
         let mut pass = fixture.pass();
         pass.abort("analysis failed");
-        pass.roll_back(Duration::from_secs(30));
+        pass.roll_back(Some(Duration::from_secs(30)));
         assert!(pass.actions.iter().any(|a| matches!(a, Action::SetWeight { canary_weight: 0, .. })));
         assert!(!scales(&pass).contains(&(UPDATE.to_string(), 0)), "the candidate keeps its pods until the delay is over");
         let scheduled: Vec<_> = pass.status.scale_downs.iter().map(|s| (s.revision.as_str(), s.at.0)).collect();
         assert_eq!(scheduled, [(UPDATE, later(fixture.now, Duration::from_secs(30)))]);
         assert_eq!(pass.phase, RolloutPhase::Degraded);
+    }
+
+    #[test]
+    fn an_abort_that_never_scales_down_keeps_the_candidate_behind_a_router_only() {
+        let routed = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = routed.pass();
+        pass.abort("analysis failed");
+        pass.roll_back(None);
+        assert!(pass.actions.iter().any(|a| matches!(a, Action::SetWeight { canary_weight: 0, .. })));
+        assert!(!scales(&pass).iter().any(|(revision, _)| revision == UPDATE), "the candidate keeps its pods: {:?}", scales(&pass));
+        assert!(pass.status.scale_downs.is_empty(), "nothing is scheduled: {:?}", pass.status.scale_downs);
+        assert_eq!(pass.phase, RolloutPhase::Degraded);
+
+        let unrouted = Fixture::new(2, canary()).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = unrouted.pass();
+        pass.abort("analysis failed");
+        pass.roll_back(None);
+        assert!(scales(&pass).contains(&(UPDATE.to_string(), 0)), "its pods take traffic by replica ratio: {:?}", scales(&pass));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
         }
     }
     if pass.status.abort {
-        return pass.roll_back(Duration::ZERO);
+        return pass.roll_back(Some(Duration::ZERO));
     }
     pass.terminate_runs_except(&keep_runs);
     if held {

@@ -10,16 +10,16 @@ use super::expr::{Translation, translate_condition};
 use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
-    CanaryStrategy, CloudWatchMetric, HttpMethod, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
-    Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SetCanaryScale, StepKind, Strategy, Traffic,
-    WebHeader, WebMetric, Workload,
+    CanaryStrategy, CloudWatchMetric, DurationString, HttpMethod, IntOrArg, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension,
+    MetricProvider, MetricStat, Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SetCanaryScale,
+    StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
 /// The name given to a Rollout written without one.
 pub const PLACEHOLDER_NAME: &str = "fill-in-name";
-/// The longest scale-down delay Sluice takes: Argo's 0 ("never scale down") comes closest to it.
-const LONGEST_SCALE_DOWN_DELAY: i32 = 604_800;
+/// `abortScaleDownDelaySeconds` that keeps an aborted canary running.
+const KEEP_ABORTED_CANARY: i32 = -1;
 
 /// An Argo Rollout; `step_order` holds the keys of each canary step as written.
 pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: &mut Warnings) -> Rollout {
@@ -341,21 +341,11 @@ fn experiment_step(mut experiment: Fields, meta: &ObjectMeta, w: &mut Warnings) 
     Some(merged)
 }
 
-/// Argo's `abortScaleDownDelaySeconds: 0` keeps the aborted canary running; Sluice's 0 scales it
-/// down at once, so the longest delay Sluice takes stands in for it.
+/// Argo's `abortScaleDownDelaySeconds: 0` keeps the aborted canary running, which is Sluice's -1
+/// (Sluice's 0 scales it down at once).
 fn abort_scale_down_delay(canary: &mut Fields, w: &mut Warnings) -> Option<i32> {
-    let path = canary.at("abortScaleDownDelaySeconds");
     match canary.int("abortScaleDownDelaySeconds", w)? {
-        0 => {
-            w.warn(
-                &path,
-                format!(
-                    "0 means \"never scale the aborted canary down\" in Argo and \"at once\" in Sluice: set to {LONGEST_SCALE_DOWN_DELAY} \
-                     (a week, the longest Sluice takes)"
-                ),
-            );
-            Some(LONGEST_SCALE_DOWN_DELAY)
-        }
+        0 => Some(KEEP_ABORTED_CANARY),
         seconds => Some(seconds),
     }
 }
@@ -604,20 +594,44 @@ enum Shape {
     Web,
 }
 
-/// Resolves a field written as `{{args.NAME}}` from the argument values known at import, in place.
+/// Resolves a field written as `{{args.NAME}}` from the argument values known at import, in
+/// place. One without a value there is kept: the AnalysisRun replaces it when it is built.
 fn resolve_templated(metric: &mut Fields, key: &str, values: &BTreeMap<String, String>, w: &mut Warnings) {
     let Some(text) = metric.peek(key).and_then(Value::as_str).map(String::from) else { return };
     let Some(arg) = templated_arg(&text) else { return };
     match values.get(arg) {
         Some(value) => metric.put(key, Value::String(value.clone())),
-        None => {
-            metric.take(key);
-            w.warn(
-                &metric.at(key),
-                format!("{text}: argument {arg} has no value at import (neither a default nor one value from the Rollouts); dropped, so Sluice's default applies"),
-            );
-        }
+        None => w.warn(
+            &metric.at(key),
+            format!(
+                "{text}: argument {arg} has no value at import (neither a default nor one value from the Rollouts); kept, \
+                 so each AnalysisRun takes the value its Rollout passes"
+            ),
+        ),
     }
+}
+
+/// A field still written as `{{args.NAME}}`, taken as it is.
+fn arg_reference(metric: &mut Fields, key: &str) -> Option<String> {
+    let text = metric.peek(key)?.as_str()?;
+    let reference = format!("{{{{args.{}}}}}", templated_arg(text)?);
+    metric.take(key);
+    Some(reference)
+}
+
+/// A duration field, or the argument it names.
+fn templated_duration(metric: &mut Fields, key: &str, w: &mut Warnings) -> Option<DurationString> {
+    arg_reference(metric, key).map(DurationString).or_else(|| duration_field(metric, key, w))
+}
+
+/// A number field, or the argument it names.
+fn templated_number(
+    metric: &mut Fields,
+    key: &str,
+    w: &mut Warnings,
+    read: fn(&mut Fields, &str, &mut Warnings) -> Option<i32>,
+) -> Option<IntOrArg> {
+    arg_reference(metric, key).map(IntOrArg::Arg).or_else(|| read(metric, key, w).map(IntOrArg::Int))
 }
 
 /// A limit where -1 is Argo's "no limit", which Sluice keeps; below that nothing is meant.
@@ -638,12 +652,12 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
     }
     let mut out = Metric {
         name,
-        interval: duration_field(&mut metric, "interval", w),
-        initial_delay: duration_field(&mut metric, "initialDelay", w),
-        count: metric.int("count", w),
-        failure_limit: limit_field(&mut metric, "failureLimit", true, w),
-        inconclusive_limit: limit_field(&mut metric, "inconclusiveLimit", true, w),
-        consecutive_error_limit: limit_field(&mut metric, "consecutiveErrorLimit", false, w),
+        interval: templated_duration(&mut metric, "interval", w),
+        initial_delay: templated_duration(&mut metric, "initialDelay", w),
+        count: templated_number(&mut metric, "count", w, |m, key, w| m.int(key, w)),
+        failure_limit: templated_number(&mut metric, "failureLimit", w, |m, key, w| limit_field(m, key, true, w)),
+        inconclusive_limit: templated_number(&mut metric, "inconclusiveLimit", w, |m, key, w| limit_field(m, key, true, w)),
+        consecutive_error_limit: templated_number(&mut metric, "consecutiveErrorLimit", w, |m, key, w| limit_field(m, key, false, w)),
         ..Default::default()
     };
     let conditions = [("successCondition", metric.string("successCondition")), ("failureCondition", metric.string("failureCondition"))];

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 
 use super::{Fields, Object, Source, Warnings, metadata};
 use crate::api::{
-    AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric, Metric,
-    MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec,
+    AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric, IntOrArg,
+    Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec,
     ScaleDown, Strategy, Workload,
 };
 
@@ -112,8 +112,8 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         if let Some(mut metric) = metric_of(Fields::new(path, metric), &flow, &variables, provider.as_deref(), source, w) {
             if blue_green || tolerant_canary {
                 metric.interval = Some(flow.interval.as_str().into());
-                metric.count = flow.iterations.filter(|_| blue_green);
-                metric.failure_limit = Some((flow.threshold - 1).max(0));
+                metric.count = flow.iterations.filter(|_| blue_green).map(IntOrArg::Int);
+                metric.failure_limit = Some(IntOrArg::Int((flow.threshold - 1).max(0)));
             }
             checks.push(metric);
         }
@@ -138,9 +138,9 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
         if blue_green || tolerant_canary {
             // Flagger calls rollout hooks (load tests) on every iteration.
             hook.interval = Some(flow.interval.as_str().into());
-            hook.count = flow.iterations.filter(|_| blue_green);
+            hook.count = flow.iterations.filter(|_| blue_green).map(IntOrArg::Int);
             // A failed hook is a failed check, counted against the same threshold.
-            hook.failure_limit = Some((flow.threshold - 1).max(0));
+            hook.failure_limit = Some(IntOrArg::Int((flow.threshold - 1).max(0)));
         }
         hook
     }));
@@ -157,9 +157,6 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
                  {service_name}-canary for previewService (Sluice sets their selectors); the rest of the block is dropped"
             ),
         );
-        if hooks.confirm_rollout {
-            w.warn("spec.analysis.webhooks", "confirm-rollout: Sluice starts every blue/green at once; only promotion waits for a person");
-        }
         let mut pre_promotion = pre_rollout;
         if let Some(checks) = per_check {
             match &mut pre_promotion {
@@ -171,6 +168,7 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
             blue_green: Some(BlueGreenStrategy {
                 active_service: service_name.clone(),
                 preview_service: Some(format!("{service_name}-canary")),
+                approve_before_preview: hooks.confirm_rollout.then_some(true),
                 auto_promotion_enabled: hooks.confirm_promotion.then_some(false),
                 pre_promotion_analysis: pre_promotion,
                 ..Default::default()
@@ -516,7 +514,7 @@ fn webhooks(analysis: &mut Fields, canary: &str, namespace: Option<&str>, thresh
                 ),
             );
             let mut metric = super::argo::web_metric(&metric_name(&name), url.clone(), Some(body.clone()), timeout.clone());
-            metric.consecutive_error_limit = Some((threshold - 1).max(0));
+            metric.consecutive_error_limit = Some(IntOrArg::Int((threshold - 1).max(0)));
             metric
         };
         match kind.as_str() {

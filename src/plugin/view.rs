@@ -149,7 +149,11 @@ fn steps(out: &mut String, rollout: &Rollout, status: &RolloutStatus) {
         Ok(StrategyKind::BlueGreen(blue_green)) => {
             let rest = at_rest(status);
             let ready = rest || status.switched || status.preview_ready_at.is_some();
-            let mut stages = vec![("preview revision ready".to_string(), ready)];
+            let mut stages = Vec::new();
+            if blue_green.approve_before_preview == Some(true) {
+                stages.push(("approval before the preview".to_string(), rest || status.preview_approved || ready));
+            }
+            stages.push(("preview revision ready".to_string(), ready));
             // The engine waits for promotion only once pre-promotion analysis has passed.
             let awaiting_promotion = status.pause_conditions.iter().any(|p| p.reason == PauseReason::BlueGreenPause);
             if let Some(pre) = &blue_green.pre_promotion_analysis {

@@ -7,6 +7,7 @@
 mod support;
 
 mod adoption;
+mod analysis_args;
 mod controller;
 mod examples;
 mod hostile;

@@ -501,6 +501,40 @@ pub async fn blue_green_promote_runs_post_promotion_analysis_promote_full_skips_
     s.wait_replicas(&[("web:3", 2)]).await;
 }
 
+register_test!(175, blue_green_approval_before_the_preview_holds_its_pods_until_promoted);
+/// `approveBeforePreview` (Flagger's confirm-rollout): the new revision has no pod until a person
+/// promotes; then it is previewed and, with auto-promotion, switched by itself.
+pub async fn blue_green_approval_before_the_preview_holds_its_pods_until_promoted(h: Arc<Harness>) {
+    let s = Scene::new(&h.stack, "bgapprove", &["web-active", "web-preview"]).await;
+    let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview",
+        "approveBeforePreview": true, "scaleDownDelaySeconds": 0}});
+    s.create(&rollout(2, "web:1", strategy)).await;
+    let first = s.wait_phase(RolloutPhase::Healthy).await;
+    let blue = first.status.as_ref().unwrap().stable_revision.clone();
+
+    s.set_image("web:2").await;
+    let waiting = s
+        .wait("the approval before the preview", |r| {
+            r.status.as_ref().is_some_and(|st| st.pause_conditions.iter().any(|p| p.reason == sluice::api::PauseReason::PreviewApproval))
+        })
+        .await;
+    assert_eq!(status_phase(&waiting), Some(RolloutPhase::Paused));
+    assert!(message(&waiting).contains("waits for approval before its preview"), "{}", message(&waiting));
+    // Another pass (a resync of the Rollout) must not start the preview either.
+    s.patch(json!({"metadata": {"annotations": {"e2e/nudge": "1"}}})).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(s.replica_sets().await.get("web:2").map_or(0, |(desired, _)| *desired), 0, "no preview pod before the approval");
+
+    s.command("promote", "approve-1").await;
+    let healthy = s.wait_phase(RolloutPhase::Healthy).await;
+    let status = healthy.status.as_ref().unwrap();
+    assert_ne!(status.stable_revision, blue, "previewed, then promoted by itself");
+    assert_eq!(s.selector("web-active").await, status.stable_revision);
+    s.wait_replicas(&[("web:2", 2)]).await;
+    let answer = status.command_results.as_ref().and_then(|c| c.promote.as_ref()).map(|a| a.message.clone()).unwrap_or_default();
+    assert!(answer.contains("is scaled up for its preview"), "the promote's answer: {answer}");
+}
+
 /// A load balancer in moto whose listener forwards to two target groups (stable 100, canary 0),
 /// each with registered (healthy) targets. Returns (listener, stable, canary).
 async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, canary: &str) -> i32 {

@@ -104,8 +104,8 @@ register_test!(70, errors_in_a_row_beyond_the_limit_err_the_metric);
 pub async fn errors_in_a_row_beyond_the_limit_err_the_metric(stack: Arc<Stack>) {
     let good = pushed(&stack, 0.001).await;
     let mut metric = judged_by(&good, &stack);
-    metric.count = Some(5);
-    metric.consecutive_error_limit = Some(2);
+    metric.count = Some(5.into());
+    metric.consecutive_error_limit = Some(2.into());
     let mut run = Run::of(metric);
     let providers = providers(&stack).await;
     let address = |run: &mut Run, address: &str| run.spec.metrics[0].provider.prometheus.as_mut().unwrap().address = address.into();
