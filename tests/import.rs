@@ -55,7 +55,10 @@ fn accepted_all(imported: &Imported) -> (Vec<Rollout>, std::collections::BTreeMa
     for document in &documents {
         let kind = document["kind"].as_str().unwrap();
         if let Err(errors) = kube::core::cel::Validator::new().validate(&schema(kind), document, None) {
-            panic!("{kind} refused by the CRD's rules: {errors:?}\n{yaml}");
+            // Kube's client-side CEL has no `type()`: the API server evaluates those rules
+            // (tests/e2e/analysis_args.rs); every other rule must pass here.
+            let errors: Vec<_> = errors.into_vec().into_iter().filter(|e| !e.rule.contains("type(self)")).collect();
+            assert!(errors.is_empty(), "{kind} refused by the CRD's rules: {errors:?}\n{yaml}");
         }
     }
     let manifests = load_manifests(&yaml).expect("the output parses as Sluice's types");

@@ -646,6 +646,47 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }
 
+register_test!(95, an_aborted_canary_kept_by_minus_one_runs_behind_the_alb_until_retried);
+/// `abortScaleDownDelaySeconds: -1` (Argo's 0): the abort sends all traffic home at once, and
+/// the canary's pods stay, with no scale-down scheduled, until a retry takes them up again.
+pub async fn an_aborted_canary_kept_by_minus_one_runs_behind_the_alb_until_retried(h: Arc<Harness>) {
+    let s = Scene::new(&h.stack, "keepaborted", &["web-stable", "web-canary"]).await;
+    let name = format!("e2e-keep-{}", std::process::id());
+    let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
+        "abortScaleDownDelaySeconds": -1, "scaleDownDelaySeconds": 0, "steps": [{"setWeight": 50}, {"pause": {}}]}});
+    let mut r = rollout(2, "web:1", strategy);
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
+            .unwrap(),
+    );
+    s.create(&r).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the manual pause at 50%", |r| step(r) == Some(1) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(50)).await;
+    s.wait_replicas(&[("web:1", 2), ("web:2", 1)]).await;
+
+    s.command("abort", "a-1").await;
+    let degraded = s.wait_phase(RolloutPhase::Degraded).await;
+    assert!(message(&degraded).contains("keeps running (abortScaleDownDelaySeconds: -1)"), "{}", message(&degraded));
+    assert_eq!(listener_canary_weight(&elb, &listener, &canary).await, 0, "all traffic home at once");
+    assert!(degraded.status.as_ref().unwrap().scale_downs.is_empty(), "no scale-down is scheduled: {:?}", degraded.status);
+    // Passes go on (a resync); the aborted canary keeps its pod, where 0 or 30 would take it.
+    s.patch(json!({"metadata": {"annotations": {"e2e/nudge": "1"}}})).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(s.replica_sets().await.get("web:2"), Some(&(1, 1)), "the aborted canary still runs");
+
+    s.command("retry", "r-1").await;
+    s.wait("the manual pause again", |r| {
+        step(r) == Some(1) && r.status.as_ref().is_some_and(|st| !st.abort && st.verified_weight == Some(50))
+    })
+    .await;
+    s.command("promote", "p-1").await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.wait_replicas(&[("web:2", 2)]).await;
+}
+
 register_test!(100, the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary);
 /// What an HorizontalPodAutoscaler sees and does through the scale subresource during a 50 % ALB
 /// canary, where the stable stays at full size: it reads the size it asked for (not the pods of
