@@ -163,7 +163,21 @@ fn analysis_providers_are_exactly_one() {
     let mut two = prometheus;
     two["web"] = json!({"url": "http://x"});
     let errors = kube::core::cel::Validator::new().validate(&schema, &template(two), None).unwrap_err();
-    assert!(errors.iter().any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm or web")));
+    assert!(errors.iter().any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog")));
+
+    let keys = json!({"apiKey": {"name": "dd", "key": "api"}, "applicationKey": {"name": "dd", "key": "app"}});
+    let mut datadog = keys.clone();
+    datadog["query"] = json!("avg:x{*}");
+    assert!(kube::core::cel::Validator::new().validate(&schema, &template(json!({"datadog": datadog.clone()})), None).is_ok());
+    let mut both = datadog;
+    both["queries"] = json!({"a": "avg:x{*}"});
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(json!({"datadog": both})), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("exactly one of query or queries")), "{errors:?}");
+    let mut loose = keys;
+    loose["query"] = json!("avg:x{*}");
+    loose["formula"] = json!("a / b");
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(json!({"datadog": loose})), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("formula combines named queries")), "{errors:?}");
 }
 
 #[test]

@@ -112,7 +112,14 @@ fn argo_canary_with_analysis() {
 
     let template = &templates["basket-errors"];
     let names: Vec<&str> = template.metrics.iter().map(|m| m.name.as_str()).collect();
-    assert_eq!(names, ["success-rate", "p99-latency", "smoke"], "the Datadog metric is dropped");
+    assert_eq!(names, ["success-rate", "p99-latency", "smoke", "apdex"], "the Datadog metric too");
+    let datadog = template.metrics[3].provider.datadog.as_ref().expect("a Datadog metric");
+    assert_eq!(datadog.query.as_deref(), Some("avg:trace.http.request.apdex{service:basket}"));
+    assert_eq!(
+        (datadog.api_key.name.as_str(), datadog.api_key.key.as_str(), datadog.application_key.key.as_str(), &datadog.address),
+        ("datadog", "api-key", "app-key", &None),
+        "Argo's Secret and keys; the site's address is read from the Secret as Argo reads it"
+    );
     let rate = &template.metrics[0];
     assert_eq!(rate.success_condition.as_deref(), Some("result >= 0.95"));
     assert_eq!((rate.interval.as_ref().unwrap().0.as_str(), n(&rate.count), n(&rate.failure_limit)), ("1m", Some(5), Some(1)));
@@ -138,7 +145,6 @@ fn argo_canary_with_analysis() {
             "warning: Rollout/basket: spec.strategy.canary.steps: step 4 (setWeight 40): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
             "warning: AnalysisTemplate/basket-errors: spec.args[2].valueFrom: Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef; dropped",
             "warning: AnalysisTemplate/basket-errors: spec.metrics[1].successCondition: kept as written, it uses `len`, which has no safe CEL equivalent: rewrite it in CEL (see docs/analysis.md)",
-            "warning: AnalysisTemplate/basket-errors: spec.metrics[3]: datadog: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric apdex dropped",
             "warning: AnalysisTemplate/basket-errors: spec.args[1]: argument namespace is used by no imported metric; dropped",
             "warning: AnalysisTemplate/basket-errors: spec.args[2]: argument api-token is used by no imported metric; dropped",
         ]
@@ -511,9 +517,22 @@ fn every_input_field_is_mapped_or_warned_over_the_whole_corpus() {
                     .iter()
                     .any(|r| [format!("{r}apiVersion"), format!("{r}kind")].contains(&path.to_string()));
                 let same_reference = reference && deployment_ref && (leaf.value == "apps/v1" || leaf.value == "Deployment");
-                // Flagger's plain Kubernetes provider is the replica-ratio split Sluice makes anyway.
-                let same_meaning = path == "spec.provider" && leaf.value == "kubernetes";
-                if same_reference || same_meaning {
+                // Flagger's plain Kubernetes provider is the replica-ratio split Sluice makes anyway;
+                // Sluice always asks Datadog's API v2, from the Rollout's namespace.
+                let same_meaning = (path == "spec.provider" && leaf.value == "kubernetes")
+                    || (path.ends_with("datadog.apiVersion") && leaf.value == "v2")
+                    || (path.ends_with("datadog.secretRef.namespaced") && leaf.value == true);
+                // A Flagger metric's MetricTemplate is read into the metric: the name is only the link.
+                let templates: Vec<&Value> =
+                    documents.iter().filter(|d| d["kind"] == "MetricTemplate").map(|d| &d["metadata"]["name"]).collect();
+                let referenced = documents
+                    .iter()
+                    .filter(|d| d["kind"] == "Canary")
+                    .flat_map(|d| d["spec"]["analysis"]["metrics"].as_array().cloned().unwrap_or_default())
+                    .any(|m| m["templateRef"]["name"] == leaf.value);
+                let linked = (path.ends_with("templateRef.name") && templates.contains(&&leaf.value))
+                    || (kind == "MetricTemplate" && path == "metadata.name" && referenced);
+                if same_reference || same_meaning || linked {
                     continue;
                 }
                 let full = format!("{prefix}{path}");
@@ -731,14 +750,26 @@ fn templated_fields_without_one_value_at_import_are_replaced_in_each_run() {
 #[test]
 fn flagger_confirm_rollout_on_a_blue_green_waits_before_the_preview() {
     let imported = run(&["flagger-blue-green-gated.yaml"]);
-    let (rollout, _) = accepted(&imported);
+    let (rollout, templates) = accepted(&imported);
     let bg = rollout.spec.strategy.blue_green.as_ref().unwrap();
     assert_eq!(
         (bg.approve_before_preview, bg.auto_promotion_enabled),
         (Some(true), Some(false)),
         "confirm-rollout: approval before the preview; confirm-promotion: approval before the switch"
     );
+    let latency = &templates[&bg.pre_promotion_analysis.as_ref().unwrap().templates[0].template_name]
+        .metrics
+        .iter()
+        .find_map(|m| m.provider.datadog.clone())
+        .expect("the Datadog MetricTemplate imported");
+    assert_eq!(
+        (latency.query.as_deref(), latency.interval.as_ref().map(|d| d.0.as_str()), latency.address.as_deref()),
+        (Some("avg:trace.http.request.duration{service:receipts}"), Some("30s"), Some("https://api.datadoghq.eu")),
+        "the query over the analysis interval, on the template's site"
+    );
+    assert_eq!((latency.api_key.name.as_str(), latency.api_key.key.as_str()), ("datadog-keys", "datadog_api_key"), "Flagger's keys");
     let warnings = warnings(&imported);
+    assert!(!warnings.iter().any(|w| w.contains("Datadog") || w.contains("datadog")), "mapped without a warning: {warnings:?}");
     assert!(!warnings.iter().any(|w| w.contains("starts every blue/green at once")), "{warnings:?}");
     assert!(warnings.iter().any(|w| w.contains("confirm-rollout webhook approve-rollout becomes a manual gate")), "{warnings:?}");
 }

@@ -161,7 +161,7 @@ pub struct JudgeTotals {
 
 /// Where a measurement comes from: exactly one provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm or web"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.datadog) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -172,6 +172,60 @@ pub struct MetricProvider {
     pub cloud_watch_alarm: Option<CloudWatchAlarmMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub web: Option<WebMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub datadog: Option<DatadogMetric>,
+}
+
+/// Datadog metrics queries (API v2, scalar): each query reduces to one value per group over
+/// `interval`, and `formula` combines them.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.query) != has(self.queries)").message("datadog sets exactly one of query or queries (with a formula)"))]
+#[x_kube(validation = Rule::new("!has(self.formula) || has(self.queries)").message("datadog.formula combines named queries: set queries"))]
+#[serde(rename_all = "camelCase")]
+pub struct DatadogMetric {
+    /// The API's address for the account's site. Default: the `address` key of the API key's
+    /// Secret if it has one (as Argo Rollouts reads it), else https://api.datadoghq.com.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"))]
+    pub address: Option<String>,
+    /// One metrics query, e.g. `sum:requests.errors{service:checkout}.as_count()`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1))]
+    pub query: Option<String>,
+    /// Named queries that `formula` combines, e.g. `errors` and `requests` for `errors / requests`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(length(max = 10))]
+    pub queries: std::collections::BTreeMap<String, String>,
+    /// How the named queries combine (default: the only one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formula: Option<String>,
+    /// How far back the queries look (default 5m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<DurationString>,
+    /// How a query's points reduce to one value (default last).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aggregator: Option<DatadogAggregator>,
+    /// The API key (`DD-API-KEY`), from a Secret in the rollout's namespace offered to Sluice.
+    pub api_key: SecretKeyRef,
+    /// The application key (`DD-APPLICATION-KEY`), from a Secret likewise.
+    pub application_key: SecretKeyRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum DatadogAggregator {
+    Avg,
+    Min,
+    Max,
+    Sum,
+    #[default]
+    Last,
+    Mean,
+    Area,
+    L2norm,
+    Percentile,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -10,14 +10,16 @@ use super::expr::{Translation, translate_condition};
 use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
-    CanaryStrategy, CloudWatchMetric, DurationString, HttpMethod, IntOrArg, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension,
-    MetricProvider, MetricStat, Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SetCanaryScale,
-    StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
+    CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, HttpMethod, IntOrArg, KubernetesWorkload, Metric, MetricDataQuery,
+    MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown,
+    SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
 /// The name given to a Rollout written without one.
 pub const PLACEHOLDER_NAME: &str = "fill-in-name";
+/// The Secret Argo Rollouts reads Datadog's keys from when a metric names none.
+const DATADOG_SECRET: &str = "datadog";
 /// `abortScaleDownDelaySeconds` that keeps an aborted canary running.
 const KEEP_ABORTED_CANARY: i32 = -1;
 
@@ -671,10 +673,16 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
     } else if let Some(web) = providers.object("web") {
         out.provider.web = Some(web_of(web, values, w));
         Shape::Web
+    } else if let Some(datadog) = providers.object("datadog") {
+        out.provider.datadog = Some(datadog_of(datadog, w));
+        Shape::Web
     } else {
         let path = metric.path.clone();
         let which = providers_named(&providers);
-        w.warn(&path, format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm or web; metric {} dropped", out.name));
+        w.warn(
+            &path,
+            format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm, web or datadog; metric {} dropped", out.name),
+        );
         metric.finish(w);
         return None;
     };
@@ -705,11 +713,47 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
 }
 
 fn providers_named(providers: &Fields) -> String {
-    let names: Vec<&str> = ["datadog", "newRelic", "wavefront", "kayenta", "job", "graphite", "influxdb", "skywalking", "plugin"]
+    let names: Vec<&str> = ["newRelic", "wavefront", "kayenta", "job", "graphite", "influxdb", "skywalking", "plugin"]
         .into_iter()
         .filter(|p| providers.has(p))
         .collect();
     if names.is_empty() { "no provider".into() } else { names.join(", ") }
+}
+
+/// Argo's Datadog metric. Its keys are in a Secret (`datadog` unless `secretRef` names another)
+/// under `api-key` and `app-key`, with the site's `address` beside them, as Sluice reads them.
+fn datadog_of(mut d: Fields, w: &mut Warnings) -> DatadogMetric {
+    let secret = d.object("secretRef").and_then(|mut reference| {
+        let name = reference.string("name");
+        // Argo's `namespaced` picks the Rollout's namespace, which is the only one Sluice reads.
+        reference.ignore(&["namespaced"]);
+        reference.finish(w);
+        name
+    });
+    let secret = secret.unwrap_or_else(|| DATADOG_SECRET.into());
+    let key = |key: &str| SecretKeyRef { name: secret.clone(), key: key.into() };
+    // Sluice always asks API v2's scalar endpoint, which takes the same metrics queries.
+    d.ignore(&["apiVersion"]);
+    let aggregator = d.take("aggregator").and_then(|value| match serde_json::from_value(value.clone()) {
+        Ok(aggregator) => Some(aggregator),
+        Err(_) => {
+            w.warn(&d.at("aggregator"), format!("{value} is not an aggregator Sluice knows; dropped, so `last` applies"));
+            None
+        }
+    });
+    let queries = d.take("queries").and_then(|q| serde_json::from_value(q).ok()).unwrap_or_default();
+    let out = DatadogMetric {
+        query: d.string("query"),
+        queries,
+        formula: d.string("formula"),
+        interval: duration_field(&mut d, "interval", w),
+        aggregator,
+        api_key: key("api-key"),
+        application_key: key("app-key"),
+        ..Default::default()
+    };
+    d.finish(w);
+    out
 }
 
 fn prometheus_of(mut p: Fields, w: &mut Warnings) -> PrometheusMetric {

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::{Fields, Object, Source, Warnings, metadata};
 use crate::api::{
-    AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric, IntOrArg,
-    Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec,
-    ScaleDown, Strategy, Workload,
+    AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric,
+    DatadogAggregator, DatadogMetric, IntOrArg, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause,
+    PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, Strategy, Workload,
 };
 
 pub const NOTIFY_ANNOTATION: &str = "sluice.dev/notify-webhook";
@@ -421,9 +421,13 @@ fn from_template(
     let kind = provider.string("type").unwrap_or_else(|| "prometheus".into());
     let address = provider.string("address");
     let region = provider.string("region");
-    provider.drop("secretRef", "Sluice reads one header from a Secret: set provider.prometheus.authHeader {name, secretKeyRef}", w);
+    let secret_path = provider.at("secretRef");
+    let secret = provider.take("secretRef").and_then(|r| r["name"].as_str().map(String::from));
     provider.drop("insecureSkipVerify", "Sluice always verifies TLS certificates", w);
     provider.finish(w);
+    if secret.is_some() && kind != "datadog" {
+        w.warn(&secret_path, "Sluice reads one header from a Secret: set provider.prometheus.authHeader {name, secretKeyRef}; dropped");
+    }
     let query = spec.string("query").unwrap_or_default();
     spec.finish(w);
     let query = match fill(&query, variables) {
@@ -451,10 +455,27 @@ fn from_template(
                 None
             }
         },
+        // Flagger's Datadog keys, in the Secret its `secretRef` names; the last point over the interval.
+        "datadog" => {
+            let secret = secret.unwrap_or_else(|| "datadog".into());
+            let key = |key: &str| SecretKeyRef { name: secret.clone(), key: key.into() };
+            Some(MetricProvider {
+                datadog: Some(DatadogMetric {
+                    address,
+                    query: Some(query),
+                    interval: Some(interval.into()),
+                    aggregator: Some(DatadogAggregator::Last),
+                    api_key: key("datadog_api_key"),
+                    application_key: key("datadog_application_key"),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            })
+        }
         other => {
             w.warn(
                 &format!("MetricTemplate/{name}.spec.provider.type"),
-                format!("{other}: Sluice measures with Prometheus, CloudWatch or web; metric dropped"),
+                format!("{other}: Sluice measures with Prometheus, CloudWatch, Datadog or web; metric dropped"),
             );
             None
         }

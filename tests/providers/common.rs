@@ -106,13 +106,19 @@ impl Drop for Silent {
 
 /// A namespace with one Secret, for headers read from Secrets; deleted with [`drop_namespace`].
 pub async fn namespace_with_secret(stack: &Stack, secret: &str, key: &str, value: &str) -> String {
+    namespace_with_secret_data(stack, secret, &[(key, value)]).await
+}
+
+/// A namespace with one Secret holding these keys; deleted with [`drop_namespace`].
+pub async fn namespace_with_secret_data(stack: &Stack, secret: &str, data: &[(&str, &str)]) -> String {
     use k8s_openapi::api::core::v1::Secret;
     let client = stack.kube().await;
     let namespace = crate::support::namespace(&client, "providers").await;
     let api: kube::Api<Secret> = kube::Api::namespaced(client, &namespace);
+    let data: serde_json::Map<String, serde_json::Value> = data.iter().map(|(k, v)| (k.to_string(), serde_json::json!(v))).collect();
     let object: Secret = serde_json::from_value(serde_json::json!({
         "metadata": {"name": secret},
-        "stringData": {key: value},
+        "stringData": data,
     }))
     .unwrap();
     api.create(&Default::default(), &object).await.expect("Secret created");

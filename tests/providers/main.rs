@@ -9,6 +9,7 @@ mod support;
 
 mod cloudwatch;
 mod common;
+mod datadog;
 mod egress;
 mod judge;
 mod prometheus;

@@ -1,5 +1,5 @@
 //! Metric providers: each takes one measurement of a metric (Prometheus, CloudWatch metrics,
-//! CloudWatch alarms, web) and returns a value for the conditions to judge.
+//! CloudWatch alarms, web, Datadog) and returns a value for the conditions to judge.
 //!
 //! [`Providers`] is built once with long-lived clients (one HTTP client, CloudWatch clients per
 //! region, the Kubernetes client for Secrets) and dispatches on the metric's provider. Every
@@ -9,6 +9,7 @@
 
 mod cloudwatch;
 mod cloudwatch_alarm;
+mod datadog;
 mod prometheus;
 mod secret;
 mod web;
@@ -85,8 +86,14 @@ impl Providers {
             let hint = server_hint("provider.web.timeout", web.timeout.is_some());
             return within(&what, &hint, timeout, web::measure(&self.egress, self.kube.as_ref(), namespace, web)).await;
         }
+        if let Some(datadog) = &provider.datadog {
+            let timeout = timeout_of(datadog.timeout.as_ref(), "provider.datadog.timeout")?;
+            let what = format!("datadog query of metric {}", metric.name);
+            let hint = server_hint("provider.datadog.timeout", datadog.timeout.is_some());
+            return within(&what, &hint, timeout, datadog::measure(&self.egress, self.kube.as_ref(), namespace, datadog, now)).await;
+        }
         Err(ProviderError::Config(format!(
-            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm or web",
+            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog",
             metric.name
         )))
     }

@@ -12,6 +12,24 @@ use crate::api::SecretKeyRef;
 
 /// The value of `reference` in `namespace`.
 pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &SecretKeyRef) -> Result<String, ProviderError> {
+    read(kube, namespace, reference, true).await.map(Option::unwrap_or_default)
+}
+
+/// The value of `reference` in `namespace`, or `None` when the Secret has no such key.
+pub async fn optional_value(
+    kube: Option<&kube::Client>,
+    namespace: &str,
+    reference: &SecretKeyRef,
+) -> Result<Option<String>, ProviderError> {
+    read(kube, namespace, reference, false).await
+}
+
+async fn read(
+    kube: Option<&kube::Client>,
+    namespace: &str,
+    reference: &SecretKeyRef,
+    required: bool,
+) -> Result<Option<String>, ProviderError> {
     let at = format!("Secret {namespace}/{}", reference.name);
     let Some(client) = kube else {
         return Err(ProviderError::Secret(format!("reading {at} needs the Kubernetes API, and this Sluice has no client for it")));
@@ -31,6 +49,9 @@ pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &Sec
     })?;
     let data = secret.data.unwrap_or_default();
     let Some(bytes) = data.get(&reference.key) else {
+        if !required {
+            return Ok(None);
+        }
         let keys: Vec<&str> = data.keys().map(String::as_str).collect();
         return Err(ProviderError::Secret(format!(
             "{at} has no key `{}` (its keys: {}); fix secretKeyRef.key",
@@ -39,7 +60,7 @@ pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &Sec
         )));
     };
     String::from_utf8(bytes.0.clone())
-        .map(|text| text.trim_end_matches(['\r', '\n']).to_string())
+        .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
         .map_err(|_| ProviderError::Secret(format!("{at}, key `{}`, is not UTF-8 text", reference.key)))
 }
 
