@@ -745,6 +745,17 @@ fn templated_fields_without_one_value_at_import_are_replaced_in_each_run() {
     };
     assert_eq!(summary(&by_name["bookings"]), (Some(5), Some(60), 30, 1, 2, 3));
     assert_eq!(summary(&by_name["flights"]), (Some(10), Some(30), 60, i32::MAX, 0, 1), "-1 from an argument is no limit too");
+
+    let share = templates["error-share"].metrics[0].provider.datadog.clone().expect("Argo's Datadog metric");
+    assert_eq!((share.formula.as_deref(), share.queries.len()), (Some("errors / requests"), 2));
+    assert_eq!((share.api_key.name.as_str(), share.aggregator), ("dd-travel", Some(sluice::api::DatadogAggregator::Sum)));
+    let amp = templates["amp-errors"].metrics[0].provider.prometheus.clone().unwrap();
+    assert_eq!(amp.sigv4, Some(sluice::api::PrometheusSigV4 { region: Some("eu-west-1".into()), service: None }), "signed as in Argo");
+    let warned = warnings(&imported);
+    assert!(
+        warned.iter().any(|w| w.contains("sigv4.roleArn") && w.contains("the controller's own credentials")),
+        "the role Argo assumes is named: {warned:?}"
+    );
 }
 
 #[test]

@@ -194,7 +194,7 @@ pub struct DatadogMetric {
     pub query: Option<String>,
     /// Named queries that `formula` combines, e.g. `errors` and `requests` for `errors / requests`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    #[schemars(length(max = 10))]
+    #[schemars(extend("maxProperties" = 10))]
     pub queries: std::collections::BTreeMap<String, String>,
     /// How the named queries combine (default: the only one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -229,6 +229,7 @@ pub enum DatadogAggregator {
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.sigv4) || !has(self.authHeader)").message("a prometheus query is signed with sigv4 or carries authHeader, not both"))]
 #[serde(rename_all = "camelCase")]
 pub struct PrometheusMetric {
     #[schemars(regex(pattern = r"^https?://"))]
@@ -244,6 +245,23 @@ pub struct PrometheusMetric {
     /// Header sent with each query (for example Authorization), its value from a Secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_header: Option<SecretHeader>,
+    /// Sign each query with AWS Signature Version 4, as Amazon Managed Service for Prometheus
+    /// requires, with the controller's own AWS credentials (the default chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sigv4: Option<PrometheusSigV4>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PrometheusSigV4 {
+    /// The workspace's region (default: the controller's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
+    pub region: Option<String>,
+    /// The name the signature is for (default `aps`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9-]{1,32}$"))]
+    pub service: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

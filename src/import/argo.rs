@@ -11,8 +11,8 @@ use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
     CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, HttpMethod, IntOrArg, KubernetesWorkload, Metric, MetricDataQuery,
-    MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown,
-    SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
+    MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, PrometheusSigV4, RollbackWindow, Rollout, RolloutAnalysis,
+    RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
 };
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
@@ -764,12 +764,23 @@ fn prometheus_of(mut p: Fields, w: &mut Warnings) -> PrometheusMetric {
     }
     let timeout = p.take("timeout").and_then(|v| super::duration(&v)).map(|d| d.as_str().into());
     p.drop("headers", "Sluice sends one header, from a Secret: set provider.prometheus.authHeader", w);
-    p.drop("authentication", "Sluice signs no requests (SigV4, OAuth2): use an authHeader from a Secret", w);
+    let sigv4 = p.object("authentication").and_then(|mut authentication| {
+        let sigv4 = authentication.object("sigv4").map(|mut sigv4| {
+            let region = sigv4.string("region");
+            sigv4.drop("roleArn", "Sluice signs with the controller's own credentials (its IRSA or Pod Identity role)", w);
+            sigv4.drop("profile", "Sluice signs with the controller's own credentials (the default chain)", w);
+            sigv4.finish(w);
+            PrometheusSigV4 { region, service: None }
+        });
+        authentication.drop("oauth2", "Sluice sends one header from a Secret: set provider.prometheus.authHeader", w);
+        authentication.finish(w);
+        sigv4
+    });
     p.drop("insecure", "Sluice always verifies TLS certificates", w);
     p.drop("rangeQuery", "use provider.prometheus.range (window and step)", w);
     let query = p.string("query").unwrap_or_default();
     p.finish(w);
-    PrometheusMetric { address, query, timeout, ..Default::default() }
+    PrometheusMetric { address, query, timeout, sigv4, ..Default::default() }
 }
 
 fn cloudwatch_of(mut c: Fields, w: &mut Warnings) -> CloudWatchMetric {

@@ -201,3 +201,71 @@ pub async fn the_auth_header_comes_from_a_secret(stack: Arc<Stack>) {
     drop_namespace(&stack, &namespace).await;
     drop(server);
 }
+
+/// What botocore (the AWS SDK for Python, in the stack's moto environment) computes as the
+/// signature of `url` (as received) at `date`: an implementation independent of Sluice's.
+fn botocore_signature(url: &str, host: &str, date: &str, region: &str, service: &str) -> (String, String) {
+    const SCRIPT: &str = r#"
+import json, sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+d = json.load(sys.stdin)
+request = AWSRequest(method="GET", url=d["url"], headers={"Host": d["host"]})
+request.context["timestamp"] = d["date"]
+auth = SigV4Auth(Credentials("testing", "testing"), d["service"], d["region"])
+auth._modify_request_before_signing(request)
+string_to_sign = auth.string_to_sign(request, auth.canonical_request(request))
+print(json.dumps([auth.signature(string_to_sign, request), auth.signed_headers(auth.headers_to_sign(request))]))
+"#;
+    use std::io::Write;
+    let mut python = std::process::Command::new(crate::support::moto_python())
+        .args(["-c", SCRIPT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("botocore's python runs");
+    let input = serde_json::json!({"url": url, "host": host, "date": date, "region": region, "service": service});
+    python.stdin.take().unwrap().write_all(input.to_string().as_bytes()).unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(out.status.success(), "botocore failed");
+    serde_json::from_slice(&out.stdout).expect("signature and signed headers")
+}
+
+register_test!(105, a_sigv4_signed_query_is_signed_as_botocore_signs_it);
+/// Amazon Managed Service for Prometheus checks SigV4; no such service runs here, so a stand-in
+/// records what reached it and botocore, independently, recomputes the signature it must carry.
+pub async fn a_sigv4_signed_query_is_signed_as_botocore_signs_it(stack: Arc<Stack>) {
+    type Seen = Arc<std::sync::Mutex<Vec<(String, HeaderMap)>>>;
+    let seen: Seen = Default::default();
+    let router = Router::new()
+        .route(
+            "/workspaces/ws-1/api/v1/query",
+            get(|axum::extract::State(seen): axum::extract::State<Seen>, uri: axum::http::Uri, headers: HeaderMap| async move {
+                seen.lock().unwrap().push((uri.to_string(), headers));
+                let body = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000,"0.5"]}]}}"#;
+                (StatusCode::OK, [("content-type", "application/json")], body).into_response()
+            }),
+        )
+        .with_state(seen.clone());
+    let server = Server::start(router).await;
+    let providers = providers(&stack).await;
+    let query = r#"sum(rate(http_requests_total{code=~"5..", job="checkout api"}[5m])) / 2"#;
+    let mut metric = prometheus(&format!("{}/workspaces/ws-1", server.address), query);
+    metric.provider.prometheus.as_mut().unwrap().sigv4 =
+        Some(sluice::api::PrometheusSigV4 { region: Some("eu-west-1".into()), service: None });
+    assert_eq!(Run::of(metric).measure(&providers, "default").await, Ok(MeasuredValue::scalar(0.5)));
+
+    let (uri, headers) = seen.lock().unwrap().last().cloned().expect("the query reached the stand-in");
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    let authorization = header("authorization");
+    let field = |name: &str| {
+        authorization.split([' ', ',']).find_map(|part| part.strip_prefix(&format!("{name}="))).unwrap_or_default().to_string()
+    };
+    assert!(authorization.starts_with("AWS4-HMAC-SHA256 "), "{authorization}");
+    assert!(field("Credential").ends_with("/eu-west-1/aps/aws4_request"), "{authorization}");
+    let host = header("host");
+    let (signature, signed) = botocore_signature(&format!("http://{host}{uri}"), &host, &header("x-amz-date"), "eu-west-1", "aps");
+    assert_eq!((field("Signature"), field("SignedHeaders")), (signature, signed), "botocore signs the same request alike");
+    assert!(uri.contains("query=sum%28rate%28http_requests_total%7Bcode%3D~%225..%22"), "sent in canonical form: {uri}");
+}

@@ -271,15 +271,30 @@ fn rand_suffix() -> u32 {
     NEXT.fetch_add(1, Ordering::Relaxed) * 100_000
 }
 
-/// Where `e2e/image` writes the image archives: `images/` in the cache the stack scripts use.
-pub fn images_dir() -> PathBuf {
-    let cache = std::env::var_os("SLUICE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
+/// The cache the stack scripts install into.
+fn cache_dir() -> PathBuf {
+    std::env::var_os("SLUICE_CACHE").map(PathBuf::from).unwrap_or_else(|| {
         std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"))
             .join("sluice")
-    });
-    cache.join("images")
+    })
+}
+
+/// Where `e2e/image` writes the image archives: `images/` in the cache the stack scripts use.
+pub fn images_dir() -> PathBuf {
+    cache_dir().join("images")
+}
+
+/// The python of the stack's moto environment (`e2e/stack install` makes it), with botocore.
+pub fn moto_python() -> PathBuf {
+    let installed = std::fs::read_dir(cache_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("moto-")) && p.join("bin/python").is_file());
+    installed.expect("moto's environment in the cache (e2e/stack install)").join("bin/python")
 }
 
 /// Prints the last `lines` lines of each file in `dir`, where the tests' processes write their logs.

@@ -32,6 +32,7 @@ pub struct Providers {
     egress: Arc<Egress>,
     kube: Option<kube::Client>,
     cloudwatch: cloudwatch::Clients,
+    signing: prometheus::AwsSigning,
 }
 
 impl Providers {
@@ -39,7 +40,13 @@ impl Providers {
     /// Prometheus requests go only where `egress` allows.
     pub fn new(aws: &aws_config::SdkConfig, kube: Option<kube::Client>, egress: Arc<Egress>) -> Self {
         crate::aws::install_crypto_provider();
-        Self { egress, kube, cloudwatch: cloudwatch::Clients::new(aws) }
+        let signing =
+            prometheus::AwsSigning { credentials: aws.credentials_provider(), region: aws.region().map(|r| r.as_ref().to_string()) };
+        Self { egress, kube, cloudwatch: cloudwatch::Clients::new(aws), signing }
+    }
+
+    fn access<'a>(&'a self, namespace: &'a str) -> prometheus::Access<'a> {
+        prometheus::Access { egress: &self.egress, signing: &self.signing, kube: self.kube.as_ref(), namespace }
     }
 
     /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
@@ -61,14 +68,16 @@ impl Providers {
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
             let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
-            let measuring = prometheus::judged(&self.egress, self.kube.as_ref(), namespace, prometheus, judge, now, timeout);
+            let access = self.access(namespace);
+            let measuring = prometheus::judged(&access, prometheus, judge, now, timeout);
             return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(prometheus) = &provider.prometheus {
             let timeout = timeout_of(prometheus.timeout.as_ref(), "provider.prometheus.timeout")?;
             let what = format!("prometheus at {}", prometheus.address);
             let hint = server_hint("provider.prometheus.timeout", prometheus.timeout.is_some());
-            let measuring = prometheus::measure(&self.egress, self.kube.as_ref(), namespace, prometheus, now, timeout);
+            let access = self.access(namespace);
+            let measuring = prometheus::measure(&access, prometheus, now, timeout);
             return within(&what, &hint, timeout, measuring).await;
         }
         if let Some(cloud_watch) = &provider.cloud_watch {

@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
 use jiff::Timestamp;
 use prometheus_http_query::error::PrometheusError;
 use prometheus_http_query::response::{Data, PromqlResult};
@@ -33,14 +36,12 @@ enum Envelope {
 /// One measurement: an instant query gives a number (one sample) or a vector (several); a range
 /// query gives the vector of every sample of every series. No samples, or only NaN/±Inf: no data.
 pub async fn measure(
-    egress: &Egress,
-    kube: Option<&kube::Client>,
-    namespace: &str,
+    access: &Access<'_>,
     spec: &PrometheusMetric,
     now: Timestamp,
     timeout: Duration,
 ) -> Result<MeasuredValue, ProviderError> {
-    let server = Server::new(egress, spec, kube, namespace, timeout).await?;
+    let server = Server::new(access, spec, timeout).await?;
     match &spec.range {
         None => server.instant(&spec.query, now).await,
         Some(range) => Ok(MeasuredValue::vector(server.range(&spec.query, "query", range, now).await?)),
@@ -50,9 +51,7 @@ pub async fn measure(
 /// A judged measurement: the canary's samples (the provider's query) against the baseline's.
 /// The value is the judgement as a document (`result.verdict`); too few samples is no data.
 pub async fn judged(
-    egress: &Egress,
-    kube: Option<&kube::Client>,
-    namespace: &str,
+    access: &Access<'_>,
     spec: &PrometheusMetric,
     judge_spec: &MetricJudge,
     now: Timestamp,
@@ -61,7 +60,7 @@ pub async fn judged(
     let Some(range) = &spec.range else {
         return Err(ProviderError::Config("a judge compares samples over a range: set provider.prometheus.range (window and step)".into()));
     };
-    let server = Server::new(egress, spec, kube, namespace, timeout).await?;
+    let server = Server::new(access, spec, timeout).await?;
     let settings = judge::Settings::of(judge_spec);
     let judgement = match &judge_spec.totals {
         None => {
@@ -93,30 +92,53 @@ pub async fn judged(
     Ok(MeasuredValue::Json(judgement.to_json()))
 }
 
-/// A Prometheus server as one metric reaches it: the shared HTTP client, its header, its timeout.
+/// The controller's AWS identity and region, for queries signed with SigV4.
+#[derive(Clone, Debug, Default)]
+pub struct AwsSigning {
+    pub credentials: Option<SharedCredentialsProvider>,
+    pub region: Option<String>,
+}
+
+/// What a query may use to reach its server: the outbound policy, the AWS identity to sign
+/// with, and the Secrets of the rollout's namespace.
+#[derive(Clone, Copy)]
+pub struct Access<'a> {
+    pub egress: &'a Egress,
+    pub signing: &'a AwsSigning,
+    pub kube: Option<&'a kube::Client>,
+    pub namespace: &'a str,
+}
+
+/// How a metric's queries are signed: the credentials, region and signing name.
+struct Signer {
+    credentials: SharedCredentialsProvider,
+    region: String,
+    service: String,
+}
+
+/// Characters a SigV4 canonical query leaves as they are; every other byte is percent-encoded,
+/// so the query sent is already in canonical form.
+const UNRESERVED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// A Prometheus server as one metric reaches it: the shared HTTP client, its header or signer,
+/// its timeout.
 struct Server {
-    client: prometheus_http_query::Client,
+    http: reqwest::Client,
     address: String,
     header: Header,
+    signer: Option<Signer>,
     timeout_ms: i64,
     max_answer: usize,
 }
 
 impl Server {
     /// The destination is checked before the Secret is read, so a denied address never sees it.
-    async fn new(
-        egress: &Egress,
-        spec: &PrometheusMetric,
-        kube: Option<&kube::Client>,
-        namespace: &str,
-        timeout: Duration,
-    ) -> Result<Self, ProviderError> {
-        let invalid =
-            |e: &dyn std::fmt::Display| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", spec.address));
-        let url = reqwest::Url::parse(&spec.address).map_err(|e| invalid(&e))?;
+    async fn new(access: &Access<'_>, spec: &PrometheusMetric, timeout: Duration) -> Result<Self, ProviderError> {
+        let Access { egress, signing, kube, namespace } = *access;
+        let url = reqwest::Url::parse(&spec.address)
+            .map_err(|e| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", spec.address)))?;
         let what = format!("prometheus at {}", spec.address);
         let http = egress.client(Some(namespace), &url).await.map_err(|e| egress_error(&what, e))?;
-        let client = prometheus_http_query::Client::from(http, &spec.address).map_err(|e| invalid(&e))?;
         let header = match &spec.auth_header {
             None => None,
             Some(auth) => {
@@ -124,18 +146,47 @@ impl Server {
                 Some(secret::header(&auth.name, &value, true)?)
             }
         };
+        let signer = match &spec.sigv4 {
+            None => None,
+            Some(sigv4) => {
+                let credentials = signing.credentials.clone().ok_or_else(|| {
+                    ProviderError::Config(format!("{what}: provider.prometheus.sigv4 needs AWS credentials, and the controller has none"))
+                })?;
+                let region = sigv4.region.clone().or_else(|| signing.region.clone()).ok_or_else(|| {
+                    ProviderError::Config(format!("{what}: set provider.prometheus.sigv4.region: the controller has no AWS region"))
+                })?;
+                Some(Signer { credentials, region, service: sigv4.service.clone().unwrap_or_else(|| SIGV4_SERVICE.into()) })
+            }
+        };
         let timeout_ms = i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         let max_answer = egress.max_answer().max(MAX_ANSWER);
-        Ok(Self { client, address: spec.address.clone(), header, timeout_ms, max_answer })
+        Ok(Self { http, address: spec.address.clone(), header, signer, timeout_ms, max_answer })
+    }
+
+    /// `GET /api/v1/{endpoint}` with these parameters, with the metric's header or signature.
+    async fn get(&self, endpoint: &str, params: &[(&str, String)]) -> Result<reqwest::Response, ProviderError> {
+        let what = format!("prometheus at {}", self.address);
+        let query: Vec<String> =
+            params.iter().map(|(name, value)| format!("{name}={}", percent_encoding::utf8_percent_encode(value, UNRESERVED))).collect();
+        let text = format!("{}/api/v1/{endpoint}?{}", self.address.trim_end_matches('/'), query.join("&"));
+        let url = reqwest::Url::parse(&text)
+            .map_err(|e| ProviderError::Config(format!("prometheus address `{}` is not a valid URL: {e}", self.address)))?;
+        let mut request = self.http.get(url.clone());
+        if let Some((name, value)) = &self.header {
+            request = request.header(name.clone(), value.clone());
+        }
+        if let Some(signer) = &self.signer {
+            for (name, value) in signer.sign(&what, &url).await? {
+                request = request.header(name, value);
+            }
+        }
+        request.send().await.map_err(|e| http_error(&what, &e))
     }
 
     async fn instant(&self, query: &str, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
         let time = format!("{:.3}", now.as_millisecond() as f64 / 1000.0);
-        let mut request = self.client.query(query).query("time", time).timeout(self.timeout_ms);
-        if let Some((name, value)) = &self.header {
-            request = request.header(name.clone(), value.clone());
-        }
-        let data = self.answer("query", query, request.get_raw().await).await?;
+        let params = [("query", query.to_string()), ("time", time), ("timeout", format!("{}ms", self.timeout_ms))];
+        let data = self.answer("query", query, self.get("query", &params).await?).await?;
         Ok(match &data {
             Data::Scalar(sample) => finite(sample.value()),
             Data::Vector(vector) => {
@@ -163,11 +214,14 @@ impl Server {
         }
         let end = now.as_second();
         let start = end - i64::try_from(window.as_secs()).unwrap_or(i64::MAX / 2);
-        let mut request = self.client.query_range(query, start, end, step.as_secs_f64()).timeout(self.timeout_ms);
-        if let Some((name, value)) = &self.header {
-            request = request.header(name.clone(), value.clone());
-        }
-        let data = self.answer(field, query, request.get_raw().await).await?;
+        let params = [
+            ("query", query.to_string()),
+            ("start", start.to_string()),
+            ("end", end.to_string()),
+            ("step", step.as_secs_f64().to_string()),
+            ("timeout", format!("{}ms", self.timeout_ms)),
+        ];
+        let data = self.answer(field, query, self.get("query_range", &params).await?).await?;
         Ok(match &data {
             Data::Matrix(matrix) => {
                 matrix.iter().flat_map(|series| series.samples().iter().map(|s| s.value())).filter(|v| v.is_finite()).collect()
@@ -178,14 +232,8 @@ impl Server {
     }
 
     /// The data of an answer read within the size limit; a redirect or a refusal is an error.
-    async fn answer(
-        &self,
-        field: &str,
-        query: &str,
-        sent: Result<reqwest::Response, prometheus_http_query::Error>,
-    ) -> Result<Data, ProviderError> {
+    async fn answer(&self, field: &str, query: &str, response: reqwest::Response) -> Result<Data, ProviderError> {
         let what = format!("prometheus at {}", self.address);
-        let response = sent.map_err(|e| self.error(e))?;
         let status = response.status();
         let json = response
             .headers()
@@ -216,18 +264,40 @@ impl Server {
             ))),
         }
     }
+}
 
-    fn error(&self, error: prometheus_http_query::Error) -> ProviderError {
-        let what = format!("prometheus at {}", self.address);
-        match &error {
-            prometheus_http_query::Error::Client(e) => match e.inner() {
-                Some(inner) => http_error(&what, inner),
-                None => ProviderError::Response(format!(
-                    "{what}: {}; is this the address of a Prometheus server (its HTTP API)?",
-                    chain(&error)
-                )),
-            },
-            _ => ProviderError::Response(format!("{what}: {}", chain(&error))),
-        }
+impl Signer {
+    /// The headers that sign a GET of `url` now (no body): `authorization`, `x-amz-date` and,
+    /// with temporary credentials, `x-amz-security-token`.
+    async fn sign(&self, what: &str, url: &reqwest::Url) -> Result<Vec<(String, String)>, ProviderError> {
+        let credentials = self
+            .credentials
+            .provide_credentials()
+            .await
+            .map_err(|e| ProviderError::Config(format!("{what}: no AWS credentials to sign with: {}", chain(&e))))?;
+        let identity = credentials.into();
+        let settings = SigningSettings::default();
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name(&self.service)
+            .time(std::time::SystemTime::now())
+            .settings(settings)
+            .build()
+            .map_err(|e| ProviderError::Config(format!("{what}: cannot sign: {e}")))?
+            .into();
+        let host = url.host_str().unwrap_or_default();
+        let host = match url.port() {
+            Some(port) => format!("{host}:{port}"),
+            None => host.to_string(),
+        };
+        let signable = SignableRequest::new("GET", url.as_str(), [("host", host.as_str())].into_iter(), SignableBody::Bytes(&[]))
+            .map_err(|e| ProviderError::Config(format!("{what}: cannot sign: {e}")))?;
+        let (instructions, _) =
+            sign(signable, &params).map_err(|e| ProviderError::Config(format!("{what}: cannot sign: {e}")))?.into_parts();
+        Ok(instructions.headers().map(|(name, value)| (name.to_string(), value.to_string())).collect())
     }
 }
+
+/// The name Amazon Managed Service for Prometheus signs for.
+pub const SIGV4_SERVICE: &str = "aps";
