@@ -11,6 +11,13 @@ pub fn set_images(rollout: &Rollout, images: &[(String, String)]) -> Result<Roll
                     `set image` changes Kubernetes pod templates only"
             .to_string());
     };
+    if let Some(adopted) = &kubernetes.deployment_ref {
+        let deployment = &adopted.name;
+        return Err(format!(
+            "adopts Deployment {deployment} (spec.workload.kubernetes.deploymentRef): its pods come from that Deployment's template; \
+             run `kubectl set image deployment/{deployment} CONTAINER=IMAGE` and the Rollout rolls the new revision out"
+        ));
+    }
     let pod = kubernetes.template.spec.get_or_insert_with(Default::default);
     let mut unknown = Vec::new();
     for (name, image) in images {
@@ -55,6 +62,13 @@ mod tests {
     fn image_of(spec: &RolloutSpec, name: &str) -> Option<String> {
         let pod = spec.workload.kubernetes.as_ref()?.template.spec.as_ref()?;
         pod.containers.iter().chain(pod.init_containers.iter().flatten()).find(|c| c.name == name)?.image.clone()
+    }
+
+    #[test]
+    fn an_adopted_deployment_is_changed_where_it_lives() {
+        let adopting = rollout(json!({"kubernetes": {"deploymentRef": {"name": "checkout"}}}));
+        let error = set_images(&adopting, &[("web".into(), "web:2".into())]).unwrap_err();
+        assert!(error.contains("adopts Deployment checkout") && error.contains("kubectl set image deployment/checkout"), "{error}");
     }
 
     #[test]

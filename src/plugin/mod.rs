@@ -87,7 +87,10 @@ async fn dispatch(cli: PluginCli) -> Result<ExitCode, PluginError> {
         PluginCommand::Resume { name } => done(write_paused(&cluster, &name, false).await?),
         PluginCommand::Restart { name } => {
             let now = Timestamp::now();
-            let (_, after) = spec_edit::edit(&cluster, &name, |rollout| Ok(spec_edit::restart_at(rollout, now))).await?;
+            let (_, after) = spec_edit::edit(&cluster, &name, |rollout| {
+                spec_edit::restart_at(rollout, now).map_err(|message| PluginError::refused(&qualified_name(rollout), message))
+            })
+            .await?;
             done(format!("rollout {}: restart requested at {now} (spec.restartAt)", qualified_name(&after)))
         }
         PluginCommand::Undo { name, to_revision } => done(undo::undo(&cluster, &name, to_revision.as_deref()).await?),

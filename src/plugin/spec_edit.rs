@@ -71,13 +71,34 @@ pub fn set_paused(rollout: &Rollout, paused: bool) -> RolloutSpec {
     RolloutSpec { paused, ..rollout.spec.clone() }
 }
 
-pub fn restart_at(rollout: &Rollout, now: Timestamp) -> RolloutSpec {
-    RolloutSpec { restart_at: Some(Time(now)), ..rollout.spec.clone() }
+/// The spec with `restartAt` set to `now`; an ECS workload has no pods to restart.
+pub fn restart_at(rollout: &Rollout, now: Timestamp) -> Result<RolloutSpec, String> {
+    if rollout.spec.workload.ecs.is_some() {
+        return Err("is an ECS workload: `restart` replaces Kubernetes pods; ECS replaces tasks when the task set changes \
+                    (a new spec.workload.ecs.taskDefinition)"
+            .to_string());
+    }
+    Ok(RolloutSpec { restart_at: Some(Time(now)), ..rollout.spec.clone() })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn restart_is_refused_for_ecs_and_sets_restart_at_for_pods() {
+        let of = |workload: Value| -> Rollout {
+            serde_json::from_value(json!({"apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
+                "spec": {"workload": workload, "strategy": {"canary": {"steps": []}}}}))
+            .unwrap()
+        };
+        let now = Timestamp::from_second(1_800_000_000).unwrap();
+        let pods = of(json!({"kubernetes": {"selector": {}, "template": {}}}));
+        assert_eq!(restart_at(&pods, now).unwrap().restart_at, Some(Time(now)));
+        let ecs = of(json!({"ecs": {"cluster": "c", "service": "s", "taskDefinition": "t:1", "desiredCount": 1,
+            "loadBalancer": {"containerName": "web", "containerPort": 80}}}));
+        assert!(restart_at(&ecs, now).unwrap_err().contains("is an ECS workload"));
+    }
 
     #[test]
     fn a_merge_patch_sets_changes_and_nulls_removals() {

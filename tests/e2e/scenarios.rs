@@ -593,6 +593,14 @@ async fn header_rule_targets(elb: &aws_sdk_elasticloadbalancingv2::Client, liste
         .collect()
 }
 
+/// Routes `rollout` through `listener`'s weights between the two target groups.
+fn behind_alb(rollout: &mut Rollout, listener: &str, stable: &str, canary: &str) {
+    rollout.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
+            .unwrap(),
+    );
+}
+
 register_test!(90, canary_with_alb_weights);
 pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "alb", &["web-stable", "web-canary"]).await;
@@ -657,10 +665,7 @@ pub async fn an_aborted_canary_kept_by_minus_one_runs_behind_the_alb_until_retri
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "abortScaleDownDelaySeconds": -1, "scaleDownDelaySeconds": 0, "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(2, "web:1", strategy);
-    r.spec.traffic = Some(
-        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
-            .unwrap(),
-    );
+    behind_alb(&mut r, &listener, &stable, &canary);
     s.create(&r).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -700,10 +705,7 @@ pub async fn the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_cana
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(4, "web:1", strategy);
-    r.spec.traffic = Some(
-        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
-            .unwrap(),
-    );
+    behind_alb(&mut r, &listener, &stable, &canary);
     s.create(&r).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     s.set_image("web:2").await;
@@ -777,10 +779,7 @@ pub async fn a_rollback_inside_the_window_is_fast_tracked_onto_the_pods_still_ru
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 300,
         "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(3, "web:1", strategy);
-    r.spec.traffic = Some(
-        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
-            .unwrap(),
-    );
+    behind_alb(&mut r, &listener, &stable, &canary);
     r.spec.rollback_window = Some(sluice::api::RollbackWindow { revisions: 1 });
     s.create(&r).await;
     s.wait_phase(RolloutPhase::Healthy).await;
