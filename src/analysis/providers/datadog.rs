@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{ProviderError, egress_error, excerpt, finite, http_error, read_answer, secret};
 use crate::analysis::condition::MeasuredValue;
-use crate::api::{DatadogAggregator, DatadogMetric, SecretKeyRef};
+use crate::api::{DatadogAggregator, DatadogMetric};
 use crate::egress::Egress;
 
 pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
@@ -16,7 +16,9 @@ pub const DEFAULT_ADDRESS: &str = "https://api.datadoghq.com";
 pub const ADDRESS_KEY: &str = "address";
 const DEFAULT_INTERVAL: SignedDuration = SignedDuration::from_mins(5);
 
-/// The destination is checked before any Secret is read, so a denied address never sees a key.
+/// A denied address never sees a key: the destination is checked before the keys are taken
+/// (only the site's address may be read from their Secret first). The Secret is read once when
+/// both keys are in it.
 pub async fn measure(
     egress: &Egress,
     kube: Option<&kube::Client>,
@@ -25,11 +27,11 @@ pub async fn measure(
     now: Timestamp,
 ) -> Result<MeasuredValue, ProviderError> {
     // As in Argo Rollouts, the Secret may say which site the account is on.
-    let address = match &spec.address {
-        Some(address) => address.clone(),
+    let (address, keys) = match &spec.address {
+        Some(address) => (address.clone(), None),
         None => {
-            let reference = SecretKeyRef { name: spec.api_key.name.clone(), key: ADDRESS_KEY.into() };
-            secret::optional_value(kube, namespace, &reference).await?.unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            let keys = secret::read(kube, namespace, &spec.api_key.name).await?;
+            (keys.optional(ADDRESS_KEY)?.unwrap_or_else(|| DEFAULT_ADDRESS.into()), Some(keys))
         }
     };
     let address = address.trim_end_matches('/');
@@ -38,9 +40,17 @@ pub async fn measure(
         .map_err(|e| ProviderError::Config(format!("provider.datadog.address `{address}` is not a URL: {e}")))?;
     let body = request(spec, now)?;
     let http = egress.client(Some(namespace), &url).await.map_err(|e| egress_error(&what, e))?;
+    let keys = match keys {
+        Some(keys) => keys,
+        None => secret::read(kube, namespace, &spec.api_key.name).await?,
+    };
+    let application_key = match spec.application_key.name == spec.api_key.name {
+        true => keys.value(&spec.application_key.key)?,
+        false => secret::value(kube, namespace, &spec.application_key).await?,
+    };
     let mut headers = HeaderMap::new();
-    for (name, reference) in [("DD-API-KEY", &spec.api_key), ("DD-APPLICATION-KEY", &spec.application_key)] {
-        let (name, value) = secret::header(name, &secret::value(kube, namespace, reference).await?, true)?;
+    for (name, value) in [("DD-API-KEY", keys.value(&spec.api_key.key)?), ("DD-APPLICATION-KEY", application_key)] {
+        let (name, value) = secret::header(name, &value, true)?;
         headers.insert(name, value);
     }
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -114,6 +124,7 @@ fn value_of(what: &str, text: &str) -> Result<MeasuredValue, ProviderError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::SecretKeyRef;
 
     fn spec() -> DatadogMetric {
         let key = |key: &str| SecretKeyRef { name: "datadog".into(), key: key.into() };

@@ -12,56 +12,56 @@ use crate::api::SecretKeyRef;
 
 /// The value of `reference` in `namespace`.
 pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &SecretKeyRef) -> Result<String, ProviderError> {
-    read(kube, namespace, reference, true).await.map(Option::unwrap_or_default)
+    read(kube, namespace, &reference.name).await?.value(&reference.key)
 }
 
-/// The value of `reference` in `namespace`, or `None` when the Secret has no such key.
-pub async fn optional_value(
-    kube: Option<&kube::Client>,
-    namespace: &str,
-    reference: &SecretKeyRef,
-) -> Result<Option<String>, ProviderError> {
-    read(kube, namespace, reference, false).await
+/// One Secret's data, read once for the several keys a provider takes from it.
+pub struct SecretData {
+    at: String,
+    data: std::collections::BTreeMap<String, k8s_openapi::ByteString>,
 }
 
-async fn read(
-    kube: Option<&kube::Client>,
-    namespace: &str,
-    reference: &SecretKeyRef,
-    required: bool,
-) -> Result<Option<String>, ProviderError> {
-    let at = format!("Secret {namespace}/{}", reference.name);
+impl SecretData {
+    /// The text under `key`.
+    pub fn value(&self, key: &str) -> Result<String, ProviderError> {
+        self.optional(key)?.ok_or_else(|| {
+            let keys: Vec<&str> = self.data.keys().map(String::as_str).collect();
+            ProviderError::Secret(format!(
+                "{} has no key `{key}` (its keys: {}); fix secretKeyRef.key",
+                self.at,
+                if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
+            ))
+        })
+    }
+
+    /// The text under `key`, or `None` when the Secret has no such key.
+    pub fn optional(&self, key: &str) -> Result<Option<String>, ProviderError> {
+        let Some(bytes) = self.data.get(key) else { return Ok(None) };
+        String::from_utf8(bytes.0.clone())
+            .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
+            .map_err(|_| ProviderError::Secret(format!("{}, key `{key}`, is not UTF-8 text", self.at)))
+    }
+}
+
+/// The Secret `name` in `namespace`.
+pub async fn read(kube: Option<&kube::Client>, namespace: &str, name: &str) -> Result<SecretData, ProviderError> {
+    let at = format!("Secret {namespace}/{name}");
     let Some(client) = kube else {
         return Err(ProviderError::Secret(format!("reading {at} needs the Kubernetes API, and this Sluice has no client for it")));
     };
     let api: kube::Api<Secret> = kube::Api::namespaced(client.clone(), namespace);
-    let secret = api.get(&reference.name).await.map_err(|error| match &error {
+    let secret = api.get(name).await.map_err(|error| match &error {
         kube::Error::Api(status) if status.code == 404 => {
             ProviderError::Secret(format!("{at} not found: create it in the rollout's namespace, or fix secretKeyRef.name"))
         }
         kube::Error::Api(status) if status.code == 403 => {
             ProviderError::Secret(format!(
-                "Sluice may not read {at}: it reads only Secrets offered to it. To offer this one, create in namespace {namespace} a Role granting `get` on secrets with resourceNames: [{}], and a RoleBinding of it to Sluice's ServiceAccount (see docs/security.md)",
-                reference.name
+                "Sluice may not read {at}: it reads only Secrets offered to it. To offer this one, create in namespace {namespace} a Role granting `get` on secrets with resourceNames: [{name}], and a RoleBinding of it to Sluice's ServiceAccount (see docs/security.md)"
             ))
         }
         _ => ProviderError::Unreachable(format!("cannot read {at}: {}", super::chain(&error))),
     })?;
-    let data = secret.data.unwrap_or_default();
-    let Some(bytes) = data.get(&reference.key) else {
-        if !required {
-            return Ok(None);
-        }
-        let keys: Vec<&str> = data.keys().map(String::as_str).collect();
-        return Err(ProviderError::Secret(format!(
-            "{at} has no key `{}` (its keys: {}); fix secretKeyRef.key",
-            reference.key,
-            if keys.is_empty() { "none".to_string() } else { keys.join(", ") }
-        )));
-    };
-    String::from_utf8(bytes.0.clone())
-        .map(|text| Some(text.trim_end_matches(['\r', '\n']).to_string()))
-        .map_err(|_| ProviderError::Secret(format!("{at}, key `{}`, is not UTF-8 text", reference.key)))
+    Ok(SecretData { at, data: secret.data.unwrap_or_default() })
 }
 
 /// A header from a name and a value; a value from a Secret is marked sensitive (kept out of logs).
