@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use jiff::Timestamp;
 
+use crate::analysis::field_ref::{self, RolloutFields};
 use crate::analysis::run as analysis_run;
 use crate::api::{
-    AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, RolloutAnalysis, RolloutCommands, RolloutPhase, RolloutSpec, RolloutStatus,
+    AnalysisArg, AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, RolloutAnalysis, RolloutCommands, RolloutPhase, RolloutSpec,
+    RolloutStatus,
 };
 use crate::engine::{self, Action, AnalysisPurpose, Input, Observed, Plan};
 use crate::ports::{AnalysisRuns, Effect, NewRun, Platform, PortError, Record, TrafficRouter};
@@ -24,6 +26,9 @@ pub struct Subject<'a> {
     pub status: &'a RolloutStatus,
     pub commands: &'a RolloutCommands,
     pub commit_time: Option<&'a str>,
+    /// The Rollout's labels and annotations, for analysis arguments taken from them.
+    pub labels: Option<&'a std::collections::BTreeMap<String, String>>,
+    pub annotations: Option<&'a std::collections::BTreeMap<String, String>>,
 }
 
 /// The ports one Rollout's pass goes through.
@@ -121,8 +126,8 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
         Action::SetWeight { canary_weight, target_groups } => ports.router.set_weight(target_groups, *canary_weight).await,
         Action::RouteTestTraffic { target_group, .. } => ports.router.route_test_traffic(target_group).await,
         Action::RouteHeader { target_group, .. } => ports.router.route_header(target_group.as_deref()).await,
-        Action::CreateAnalysisRun { name, revision, purpose, analysis } => {
-            let run = build_run(subject, ports.runs, name, revision, *purpose, analysis).await?;
+        Action::CreateAnalysisRun { name, revision, purpose, analysis, builtins } => {
+            let run = build_run(subject, ports.runs, RunRequest { name, revision, purpose: *purpose, analysis, builtins }).await?;
             ports.runs.create(run).await
         }
         Action::TerminateAnalysisRun { name } => ports.runs.terminate(name).await,
@@ -132,16 +137,19 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
     }
 }
 
+/// What a [`Action::CreateAnalysisRun`] asks for.
+struct RunRequest<'a> {
+    name: &'a str,
+    revision: &'a str,
+    purpose: AnalysisPurpose,
+    analysis: &'a RolloutAnalysis,
+    builtins: &'a [AnalysisArg],
+}
+
 /// Resolves the templates and builds the run. A run that cannot be built is still created,
 /// finished in Error with the reason, so the engine aborts and the person sees why.
-async fn build_run(
-    subject: Subject<'_>,
-    runs: &dyn AnalysisRuns,
-    name: &str,
-    revision: &str,
-    purpose: AnalysisPurpose,
-    analysis: &RolloutAnalysis,
-) -> Result<NewRun, PortError> {
+async fn build_run(subject: Subject<'_>, runs: &dyn AnalysisRuns, request: RunRequest<'_>) -> Result<NewRun, PortError> {
+    let RunRequest { name, revision, purpose, analysis, builtins } = request;
     let mut templates = Vec::new();
     let mut problem = None;
     for reference in &analysis.templates {
@@ -153,9 +161,9 @@ async fn build_run(
             }
         }
     }
-    let built = match problem {
-        Some(problem) => Err(problem),
-        None => analysis_run::build(&templates, &analysis.args).map_err(|e| e.0),
+    let built = match (problem, with_fields(&analysis.args, subject)) {
+        (Some(problem), _) | (None, Err(problem)) => Err(problem),
+        (None, Ok(args)) => analysis_run::build(&templates, &args, builtins).map_err(|e| e.0),
     };
     let (spec, status) = match built {
         Ok(spec) => (spec, None),
@@ -165,4 +173,23 @@ async fn build_run(
         ),
     };
     Ok(NewRun { name: name.to_string(), revision: revision.to_string(), purpose, spec, status })
+}
+
+/// The Rollout's arguments with those taken from its fields read now.
+fn with_fields(args: &[AnalysisArg], subject: Subject<'_>) -> Result<Vec<AnalysisArg>, String> {
+    let fields = RolloutFields {
+        name: subject.name,
+        namespace: subject.namespace,
+        labels: subject.labels,
+        annotations: subject.annotations,
+        spec: subject.spec,
+    };
+    args.iter()
+        .map(|arg| match arg.value_from.as_ref().and_then(|from| from.field_ref.as_ref()) {
+            Some(field) => field_ref::value(&field.field_path, &fields)
+                .map(|value| AnalysisArg::new(&arg.name, value))
+                .map_err(|e| format!("analysis argument `{}`: {e}", arg.name)),
+            None => Ok(arg.clone()),
+        })
+        .collect()
 }

@@ -134,7 +134,7 @@ fn workload() -> impl Strategy<Value = Value> {
 }
 
 fn traffic() -> impl Strategy<Value = Option<Value>> {
-    option::of((any::<bool>(), any::<bool>(), option::of(0..=10_000i32)).prop_map(|(test, header, healthy)| {
+    option::of((any::<bool>(), any::<bool>(), option::of(-10..=200i32)).prop_map(|(test, header, healthy)| {
         let mut alb = json!({
             "listenerArn": "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c",
             "stableTargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1",
@@ -147,7 +147,7 @@ fn traffic() -> impl Strategy<Value = Option<Value>> {
             alb["headerRoute"] = json!({"name": "x-canary", "values": ["1"]});
         }
         if let Some(healthy) = healthy {
-            alb["minHealthyTargets"] = json!(healthy);
+            alb["healthyTargetsPercent"] = json!(healthy);
         }
         json!({"alb": alb})
     }))
@@ -261,6 +261,11 @@ const PHASES: [AnalysisPhase; 6] = [
     AnalysisPhase::Inconclusive,
 ];
 
+/// Up to 64 addresses, shared between revisions and groups: any overlap may be reported.
+fn addresses(count: i32) -> std::collections::BTreeSet<String> {
+    (0..count.clamp(0, 64)).map(|i| format!("10.0.0.{i}")).collect()
+}
+
 fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
     let name = |i: usize| revisions[i % revisions.len()].clone();
     Observed {
@@ -273,12 +278,13 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
                 replicas: *replicas,
                 ready: *ready,
                 available: *available,
+                addresses: addresses(*ready),
             })
             .collect(),
-        traffic: report.traffic.map(|(canary_weight, stable_healthy_targets, canary_healthy_targets)| TrafficObservation {
+        traffic: report.traffic.map(|(canary_weight, stable, canary)| TrafficObservation {
             canary_weight,
-            stable_healthy_targets,
-            canary_healthy_targets,
+            stable_healthy: addresses(stable),
+            canary_healthy: addresses(canary),
         }),
         analysis_runs: runs
             .iter()

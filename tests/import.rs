@@ -101,12 +101,25 @@ fn argo_canary_with_analysis() {
         step_kinds(&rollout),
         ["setCanaryScale Some(2)", "setWeight 10", "pause 2m", "analysis basket-errors", "setWeight 40", "pause 90s", "pause manual"]
     );
-    let step_args: Vec<(String, Option<String>)> =
-        canary.steps[3].analysis.as_ref().unwrap().args.iter().map(|a| (a.name.clone(), a.value.clone())).collect();
+    let step_args: Vec<(&str, Option<&str>, Option<&str>)> = canary.steps[3]
+        .analysis
+        .as_ref()
+        .unwrap()
+        .args
+        .iter()
+        .map(|a| {
+            let field = a.value_from.as_ref().and_then(|f| f.field_ref.as_ref()).map(|f| f.field_path.as_str());
+            (a.name.as_str(), a.value.as_deref(), field)
+        })
+        .collect();
     assert_eq!(
         step_args,
-        [("service".into(), Some("payments".into())), ("namespace".into(), Some("store".into())), ("revision".into(), None)],
-        "fieldRefs into the Rollout's metadata are resolved at import"
+        [
+            ("service", None, Some("metadata.labels['team']")),
+            ("namespace", None, Some("metadata.namespace")),
+            ("revision", Some("{{args.sluice.canaryRevision}}"), None)
+        ],
+        "fieldRefs stay fieldRefs, read when each run is created; the latest pod-template hash is the canary revision"
     );
     assert_eq!(canary.analysis.as_ref().unwrap().templates[0].template_name, "basket-errors");
 
@@ -138,7 +151,6 @@ fn argo_canary_with_analysis() {
         warnings(&imported),
         [
             "warning: Rollout/basket: spec.strategy.canary.analysis.startingStep: Sluice's background analysis runs from the first step; dropped",
-            "warning: Rollout/basket: spec.strategy.canary.steps[3].analysis.args[2].valueFrom.podTemplateHashValue: Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
             "warning: Rollout/basket: spec.strategy.canary.steps[6].setHeaderRoute: Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute); dropped",
             "warning: Rollout/basket: spec.strategy.canary.trafficRouting.istio: Sluice routes traffic through an ALB or by replica ratio; dropped",
             "warning: Rollout/basket: spec.strategy.canary.steps: step 1 (setWeight 10): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
@@ -728,7 +740,7 @@ fn templated_fields_without_one_value_at_import_are_replaced_in_each_run() {
     let policy_of = |rollout: &Rollout| {
         let step = rollout.spec.strategy.canary.as_ref().unwrap().steps.iter().find_map(|s| s.analysis.clone()).unwrap();
         let args: Vec<AnalysisArg> = step.args.clone();
-        let run = sluice::analysis::run::build(&[("latency-budget".into(), budget.clone())], &args).unwrap();
+        let run = sluice::analysis::run::build(&[("latency-budget".into(), budget.clone())], &args, &[]).unwrap();
         sluice::analysis::verdict::MetricPolicy::of(&run.metrics[0]).unwrap()
     };
     let by_name: std::collections::BTreeMap<String, _> =

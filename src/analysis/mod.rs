@@ -3,6 +3,7 @@
 //! them (Prometheus, CloudWatch, web) live beside these.
 
 pub mod condition;
+pub mod field_ref;
 pub mod judge;
 pub mod providers;
 pub mod run;

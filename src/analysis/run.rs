@@ -15,21 +15,35 @@ use crate::api::{
 pub struct RunError(pub String);
 
 /// Merges templates into one run spec, with every `{{args.NAME}}` replaced.
-/// Rollout arguments override template defaults; an argument left without a value is an error.
-pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg]) -> Result<AnalysisRunSpec, RunError> {
+/// `builtins` (Sluice's `sluice.*` arguments) are known to every template without being
+/// declared. A Rollout argument overrides a template's default; one from a Secret stays a
+/// reference in the run, replaced only when a measurement is taken
+/// (`providers::secret::substitute_args`), so the Secret's value is never stored. An argument
+/// left without a value is an error.
+pub fn build(
+    templates: &[(String, AnalysisTemplateSpec)],
+    args: &[AnalysisArg],
+    builtins: &[AnalysisArg],
+) -> Result<AnalysisRunSpec, RunError> {
     let mut resolved: Vec<AnalysisArg> = Vec::new();
     let mut metrics = Vec::new();
     for (template_name, template) in templates {
         for arg in &template.args {
-            let value = args.iter().find(|a| a.name == arg.name).and_then(|a| a.value.clone()).or_else(|| arg.value.clone());
-            let Some(value) = value else {
-                return Err(RunError(format!(
-                    "analysis template {template_name} needs argument `{}`; add it to the rollout's analysis args",
-                    arg.name
-                )));
+            let given = args.iter().find(|a| a.name == arg.name);
+            let from_secret = given.and_then(|a| a.value_from.clone()).filter(|from| from.secret_key_ref.is_some());
+            let value = given.and_then(|a| a.value.clone()).or_else(|| arg.value.clone());
+            let entry = match (from_secret, value) {
+                (Some(from), _) => AnalysisArg { name: arg.name.clone(), value: None, value_from: Some(from) },
+                (None, Some(value)) => AnalysisArg::new(&arg.name, value),
+                (None, None) => {
+                    return Err(RunError(format!(
+                        "analysis template {template_name} needs argument `{}`; add it to the rollout's analysis args",
+                        arg.name
+                    )));
+                }
             };
             if !resolved.iter().any(|a| a.name == arg.name) {
-                resolved.push(AnalysisArg { name: arg.name.clone(), value: Some(value) });
+                resolved.push(entry);
             }
         }
         for metric in &template.metrics {
@@ -37,11 +51,11 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
                 return Err(RunError(format!("metric `{}` appears in more than one template", metric.name)));
             }
             let text = serde_json::to_string(metric).expect("metric serializes");
-            let substituted = substitute(&text, &resolved);
-            if let Some(start) = substituted.find("{{args.") {
-                let missing: String = substituted[start..].chars().take_while(|c| *c != '}').collect();
+            // Built-ins last: a Rollout argument's value may name one.
+            let substituted = substitute(&text, resolved.iter().chain(builtins));
+            if let Some(missing) = references(&substituted).find(|name| !resolved.iter().any(|a| a.name == *name && a.value.is_none())) {
                 return Err(RunError(format!(
-                    "template {template_name}, metric {}: `{missing}}}}}` names an argument the template does not declare",
+                    "template {template_name}, metric {}: `{{{{args.{missing}}}}}` names an argument the template does not declare",
                     metric.name
                 )));
             }
@@ -57,7 +71,16 @@ pub fn build(templates: &[(String, AnalysisTemplateSpec)], args: &[AnalysisArg])
     if metrics.is_empty() {
         return Err(RunError("the analysis templates define no metrics".into()));
     }
+    resolved.extend(builtins.iter().cloned());
     Ok(AnalysisRunSpec { metrics, args: resolved, terminate: false })
+}
+
+/// The names of the `{{args.NAME}}` references left in `text`.
+pub fn references(text: &str) -> impl Iterator<Item = &str> {
+    text.match_indices("{{args.").filter_map(|(at, opening)| {
+        let rest = &text[at + opening.len()..];
+        rest.find("}}").map(|end| &rest[..end])
+    })
 }
 
 /// A number field written as `{{args.NAME}}` holds the argument's text once it is replaced; the
@@ -75,8 +98,8 @@ fn settle_numbers(metric: &mut Metric) -> Result<(), InvalidPolicy> {
     Ok(())
 }
 
-fn substitute(text: &str, args: &[AnalysisArg]) -> String {
-    args.iter().fold(text.to_string(), |acc, arg| {
+fn substitute<'a>(text: &str, args: impl Iterator<Item = &'a AnalysisArg>) -> String {
+    args.filter(|arg| arg.value.is_some()).fold(text.to_string(), |acc, arg| {
         let value = serde_json::to_string(arg.value.as_deref().unwrap_or_default()).expect("string serializes");
         acc.replace(&format!("{{{{args.{}}}}}", arg.name), &value[1..value.len() - 1])
     })
@@ -255,10 +278,36 @@ mod tests {
     #[test]
     fn arguments_are_substituted_with_rollout_values_first() {
         let t = template(r#"sum(rate(errors{service="{{args.service}}"}[{{args.window}}]))"#);
-        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
-        let spec = build(&[("success-rate".into(), t)], &args).unwrap();
+        let args = [AnalysisArg::new("service", "checkout")];
+        let spec = build(&[("success-rate".into(), t)], &args, &[]).unwrap();
         let query = &spec.metrics[0].provider.prometheus.as_ref().unwrap().query;
         assert_eq!(query, r#"sum(rate(errors{service="checkout"}[5m]))"#);
+    }
+
+    #[test]
+    fn built_in_arguments_need_no_declaration_and_a_rollout_value_may_name_one() {
+        let t = template(r#"errors{tg="{{args.sluice.canaryTargetGroup}}",rev="{{args.service}}"}"#);
+        let builtins = [AnalysisArg::new("sluice.canaryTargetGroup", "targetgroup/green/2")];
+        let args = [AnalysisArg::new("service", "{{args.sluice.canaryRevision}}")];
+        let with_revision = [builtins[0].clone(), AnalysisArg::new("sluice.canaryRevision", "abc123")];
+        let spec = build(&[("t".into(), t)], &args, &with_revision).unwrap();
+        let query = &spec.metrics[0].provider.prometheus.as_ref().unwrap().query;
+        assert_eq!(query, r#"errors{tg="targetgroup/green/2",rev="abc123"}"#);
+        assert!(spec.args.iter().any(|a| a.name == "sluice.canaryTargetGroup"), "the run shows the values it used");
+    }
+
+    #[test]
+    fn an_argument_from_a_secret_stays_a_reference_in_the_run() {
+        let t = template(r#"up{token="{{args.service}}"}"#);
+        let from = crate::api::ArgValueFrom {
+            secret_key_ref: Some(crate::api::SecretKeyRef { name: "tokens".into(), key: "api".into() }),
+            field_ref: None,
+        };
+        let args = [AnalysisArg { name: "service".into(), value: None, value_from: Some(from.clone()) }];
+        let spec = build(&[("t".into(), t)], &args, &[]).unwrap();
+        assert_eq!(spec.metrics[0].provider.prometheus.as_ref().unwrap().query, r#"up{token="{{args.service}}"}"#);
+        let stored = spec.args.iter().find(|a| a.name == "service").unwrap();
+        assert_eq!((stored.value.as_deref(), stored.value_from.as_ref()), (None, Some(&from)), "no value is stored");
     }
 
     #[test]
@@ -272,9 +321,8 @@ mod tests {
         metric.initial_delay = Some("{{args.window}}".into());
         let with = |count: &str| {
             let values = [("service", "checkout"), ("count", count), ("limit", "-1"), ("every", "30s")];
-            let args: Vec<AnalysisArg> =
-                values.iter().map(|(name, value)| AnalysisArg { name: (*name).into(), value: Some((*value).into()) }).collect();
-            build(&[("budget".into(), t.clone())], &args)
+            let args: Vec<AnalysisArg> = values.iter().map(|(name, value)| AnalysisArg::new(*name, *value)).collect();
+            build(&[("budget".into(), t.clone())], &args, &[])
         };
         let spec = with("6").unwrap();
         let metric = &spec.metrics[0];
@@ -286,18 +334,16 @@ mod tests {
 
     #[test]
     fn a_missing_argument_says_what_to_add() {
-        let err = build(&[("success-rate".into(), template("up"))], &[]).unwrap_err();
+        let err = build(&[("success-rate".into(), template("up"))], &[], &[]).unwrap_err();
         assert!(err.0.contains("needs argument `service`"), "{err}");
-        let undeclared =
-            build(&[("t".into(), template("x{{args.nope}}"))], &[AnalysisArg { name: "service".into(), value: Some("a".into()) }])
-                .unwrap_err();
+        let undeclared = build(&[("t".into(), template("x{{args.nope}}"))], &[AnalysisArg::new("service", "a")], &[]).unwrap_err();
         assert!(undeclared.0.contains("{{args.nope}}"), "{undeclared}");
     }
 
     #[test]
     fn a_run_is_decided_by_its_measurements() {
-        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
-        let spec = build(&[("t".into(), template("up"))], &args).unwrap();
+        let args = [AnalysisArg::new("service", "checkout")];
+        let spec = build(&[("t".into(), template("up"))], &args, &[]).unwrap();
         let t0 = Timestamp::from_second(0).unwrap();
         let mut status = AnalysisRunStatus { started_at: Some(Time(t0)), ..Default::default() };
         assert_eq!(due(&spec, &status, t0), vec![0]);
@@ -309,8 +355,8 @@ mod tests {
 
     #[test]
     fn a_huge_value_is_judged_whole_and_stored_cut() {
-        let args = [AnalysisArg { name: "service".into(), value: Some("checkout".into()) }];
-        let mut spec = build(&[("t".into(), template("up"))], &args).unwrap();
+        let args = [AnalysisArg::new("service", "checkout")];
+        let mut spec = build(&[("t".into(), template("up"))], &args, &[]).unwrap();
         spec.metrics[0].success_condition = Some("size(result) == 200000 && result.all(x, x < 0.01)".into());
         let t0 = Timestamp::from_second(0).unwrap();
         let mut status = AnalysisRunStatus { started_at: Some(Time(t0)), ..Default::default() };

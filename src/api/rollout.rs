@@ -281,10 +281,12 @@ pub struct AlbTraffic {
     /// Requests carrying this header go to the new version whatever the weight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header_route: Option<HeaderRoute>,
-    /// Healthy targets a target group needs before weight moves to it.
+    /// Percent of a revision's ready replicas that must be healthy targets of its target group,
+    /// matched by IP address, before weight moves onto that group. Default 100: every ready
+    /// replica is registered and healthy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 0, max = 10_000))]
-    pub min_healthy_targets: Option<i32>,
+    #[schemars(range(min = 1, max = 100))]
+    pub healthy_targets_percent: Option<i32>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -402,13 +404,48 @@ pub struct AnalysisTemplateRef {
     pub cluster_scope: bool,
 }
 
+/// An argument for the analysis templates: a value, or where to take it from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("an analysis argument sets value or valueFrom, not both"))]
+#[x_kube(validation = Rule::new("!self.name.startsWith('sluice.')").message("argument names starting with `sluice.` are Sluice's own (sluice.canaryRevision, sluice.canaryTargetGroup, ...): every template can use them without passing them; rename the argument"))]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisArg {
-    #[schemars(length(min = 1))]
+    #[schemars(length(min = 1, max = 253))]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value_from: Option<ArgValueFrom>,
+}
+
+impl AnalysisArg {
+    pub fn new(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self { name: name.into(), value: Some(value.into()), value_from: None }
+    }
+}
+
+/// Where an argument's value comes from.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.secretKeyRef) != has(self.fieldRef)").message("valueFrom sets exactly one of secretKeyRef or fieldRef"))]
+#[serde(rename_all = "camelCase")]
+pub struct ArgValueFrom {
+    /// A key of a Secret in the Rollout's namespace, offered to Sluice (docs/security.md). It is
+    /// read each time a measurement is taken and never written into the AnalysisRun.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_key_ref: Option<crate::api::SecretKeyRef>,
+    /// A field of the Rollout, read when the run is created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field_ref: Option<FieldRef>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct FieldRef {
+    /// `metadata.name`, `metadata.namespace`, `metadata.labels['KEY']`,
+    /// `metadata.annotations['KEY']`, or a dotted path into the spec to a text, number or
+    /// boolean (`spec.workload.kubernetes.replicas`).
+    #[schemars(regex(pattern = r"^(metadata\.(name|namespace|labels\['[^']+'\]|annotations\['[^']+'\])|spec(\.[A-Za-z0-9_-]+)+)$"))]
+    pub field_path: String,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

@@ -19,6 +19,7 @@ use tracing::warn;
 use super::watched::{Unreadable, WatchedRun};
 use super::{Context, Error};
 use crate::analysis::condition;
+use crate::analysis::providers::secret;
 use crate::analysis::run::{self as analysis_run, Judged};
 use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Rollout};
 use crate::platform::kubernetes::FIELD_MANAGER;
@@ -112,7 +113,13 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     status.started_at.get_or_insert(Time(now));
     for index in analysis_run::due(&run.spec, &status, now) {
         let metric = run.spec.metrics[index].clone();
-        let outcome = runner.measure.measure(&namespace, &metric, now).await.map_err(|e| e.to_string());
+        let client = Some(&runner.context.client);
+        let outcome = match secret::substitute_args(client, &namespace, &metric, &run.spec.args).await {
+            Ok((measured, secrets)) => {
+                runner.measure.measure(&namespace, &measured, now).await.map_err(|e| secret::scrub(&e.to_string(), &secrets))
+            }
+            Err(unreadable) => Err(unreadable.to_string()),
+        };
         let judged = condition::bounded(condition::DEADLINE, move || analysis_run::judge(&metric, outcome))
             .await
             .unwrap_or_else(|overran| Judged::error(overran.to_string()));

@@ -177,6 +177,8 @@ async fn apply(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
         status: &status,
         commands: &commands,
         commit_time: rollout.annotations().get(COMMIT_TIME_ANNOTATION).map(String::as_str),
+        labels: rollout.metadata.labels.as_ref(),
+        annotations: rollout.metadata.annotations.as_ref(),
     };
     let adapters = Adapters::for_rollout(rollout, adopted.as_deref(), ctx);
     let outcome = pass::run(subject, adapters.ports(), Timestamp::now()).await.map_err(|cut| Error::Port(cut.error))?;

@@ -1,6 +1,8 @@
 //! Inputs for the engine's unit tests: a spec from JSON and an observed world, owned here so a
 //! test can lend them to a pass.
 
+use std::collections::BTreeSet;
+
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
@@ -37,7 +39,9 @@ impl Fixture {
         }
     }
 
-    /// The same behind an ALB that reads back `weight`, with one healthy target in each group.
+    /// The same behind an ALB that reads back `weight`; each revision's ready replicas are
+    /// healthy targets of its group (the stable revision's of the stable group, others' of the
+    /// canary group).
     pub fn with_router(replicas: i32, strategy: Value, weight: i32) -> Self {
         let mut fixture = Self::new(replicas, strategy);
         fixture.spec.traffic = serde_json::from_value(json!({"alb": {
@@ -46,14 +50,30 @@ impl Fixture {
             "canaryTargetGroupArn": CANARY_GROUP,
         }}))
         .expect("traffic");
-        fixture.observed.traffic =
-            Some(TrafficObservation { canary_weight: Some(weight), stable_healthy_targets: 1, canary_healthy_targets: 1 });
+        fixture.observed.traffic = Some(TrafficObservation { canary_weight: Some(weight), ..Default::default() });
         fixture
     }
 
     /// The platform runs `revision` with `replicas`, `ready` of them ready.
     pub fn running(mut self, revision: &str, replicas: i32, ready: i32) -> Self {
-        self.observed.revisions.push(RevisionObservation { revision: revision.into(), replicas, ready, available: ready });
+        let addresses: BTreeSet<String> = (0..ready).map(|i| format!("{revision}-{i}")).collect();
+        if let Some(traffic) = &mut self.observed.traffic {
+            let group = if revision == STABLE { &mut traffic.stable_healthy } else { &mut traffic.canary_healthy };
+            group.extend(addresses.iter().cloned());
+        }
+        self.observed.revisions.push(RevisionObservation { revision: revision.into(), replicas, ready, available: ready, addresses });
+        self
+    }
+
+    /// `count` of the revision's ready replicas are not (yet) healthy targets of its group.
+    pub fn unregistered(mut self, revision: &str, count: usize) -> Self {
+        let traffic = self.observed.traffic.as_mut().expect("a router");
+        for group in [&mut traffic.stable_healthy, &mut traffic.canary_healthy] {
+            let own: Vec<String> = group.iter().filter(|a| a.starts_with(&format!("{revision}-"))).take(count).cloned().collect();
+            own.iter().for_each(|a| {
+                group.remove(a);
+            });
+        }
         self
     }
 

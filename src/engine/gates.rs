@@ -94,6 +94,7 @@ impl Pass<'_> {
                     revision: self.update.clone(),
                     purpose,
                     analysis: analysis.clone(),
+                    builtins: self.builtin_args(),
                 });
                 self.event(EventReason::AnalysisStarted, format!("analysis run {name} started"));
                 (name, AnalysisPhase::Pending, None)

@@ -8,6 +8,7 @@
 
 mod adoption;
 mod blue_green;
+pub mod builtins;
 mod canary;
 pub mod capacity;
 pub mod commands;
@@ -27,6 +28,7 @@ pub mod target_groups;
 pub mod tenancy;
 mod validate;
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -105,16 +107,19 @@ pub struct RevisionObservation {
     pub replicas: i32,
     pub ready: i32,
     pub available: i32,
+    /// Where the revision's ready replicas take traffic, as a load balancer registers them (pod
+    /// IPs from the role Services' EndpointSlices, ECS task IPs); read only behind an ALB.
+    pub addresses: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrafficObservation {
     /// Canary weight read back from the router; `None` when it could not be read or is not ours.
     pub canary_weight: Option<i32>,
-    /// Healthy targets of the stable revision in the stable target group.
-    pub stable_healthy_targets: i32,
-    /// Healthy targets of the canary revision in the canary target group.
-    pub canary_healthy_targets: i32,
+    /// Targets (their IDs: IP addresses) the stable role's target group reports healthy.
+    pub stable_healthy: BTreeSet<String>,
+    /// Targets the canary role's target group reports healthy.
+    pub canary_healthy: BTreeSet<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -174,6 +179,8 @@ pub enum Action {
         revision: String,
         purpose: AnalysisPurpose,
         analysis: RolloutAnalysis,
+        /// The `sluice.*` arguments, as they stand when the run is created.
+        builtins: Vec<crate::api::AnalysisArg>,
     },
     TerminateAnalysisRun {
         name: String,

@@ -100,6 +100,8 @@ impl Pass<'_> {
         self.scale(&stable, self.replicas);
         self.point_service(ServiceRole::Stable, &stable);
         let traffic_home = if self.has_router() { self.steer(0, true) } else { self.ready(&stable) >= self.replicas };
+        // What the router waits for, said in the abort's message.
+        let steering = std::mem::take(&mut self.message);
         let delay = if self.has_router() { delay } else { Some(Duration::ZERO) };
         let mut leaving = self.others();
         if let Some(delay) = delay {
@@ -109,6 +111,9 @@ impl Pass<'_> {
         self.retire(&leaving, traffic_home);
         self.terminate_runs_except(&[]);
         let mut message = self.abort_message(traffic_home);
+        if !traffic_home && steering.starts_with("waiting") {
+            message = format!("{message} ({steering})");
+        }
         if delay.is_none() {
             message.push_str(&format!("; revision {} keeps running (abortScaleDownDelaySeconds: -1)", self.update));
         }

@@ -53,16 +53,36 @@ impl Pass<'_> {
         self.input.observed.traffic.as_ref().and_then(|t| t.canary_weight)
     }
 
-    fn min_healthy_targets(&self) -> i32 {
-        self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).and_then(|a| a.min_healthy_targets).unwrap_or(1)
+    fn healthy_targets_percent(&self) -> i32 {
+        self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).and_then(|a| a.healthy_targets_percent).unwrap_or(100)
     }
 
-    fn healthy_targets(&self, canary: bool) -> i32 {
-        self.input.observed.traffic.as_ref().map_or(0, |t| if canary { t.canary_healthy_targets } else { t.stable_healthy_targets })
+    /// The revision's ready replicas its role's target group reports healthy, matched by address:
+    /// a healthy target of another revision (a Service that still selects the old one, a task
+    /// set of the last deployment) counts for nothing.
+    fn matched_targets(&self, revision: &str, role: ServiceRole) -> i32 {
+        let Some(traffic) = &self.input.observed.traffic else { return 0 };
+        let healthy = match role {
+            ServiceRole::Stable => &traffic.stable_healthy,
+            ServiceRole::Canary => &traffic.canary_healthy,
+        };
+        let observed = self.input.observed.revisions.iter().find(|r| r.revision == revision);
+        let matched = observed.map_or(0, |r| r.addresses.intersection(healthy).count());
+        i32::try_from(matched).unwrap_or(i32::MAX)
     }
 
-    /// Moves the canary weight toward `weight`. Weight only moves onto a target group that has
-    /// enough healthy targets, unless `urgent` (an abort sends traffic home at once).
+    /// Healthy targets a revision needs before weight moves onto its group: `healthyTargetsPercent`
+    /// of its ready replicas, rounded up, and at least one.
+    fn targets_needed(&self, revision: &str) -> i32 {
+        let ready = i64::from(self.ready(revision).max(0));
+        let needed = (ready * i64::from(self.healthy_targets_percent()) + 99) / 100;
+        i32::try_from(needed).unwrap_or(i32::MAX).max(1)
+    }
+
+    /// Moves the canary weight toward `weight`. Weight only moves onto a target group that holds
+    /// enough healthy targets of its revision. `urgent` (an abort) does not wait for the stable
+    /// revision to have ready replicas, but while it has some, traffic returns only once they
+    /// are registered: a target group without them answers 503.
     /// Returns true once the router reports `weight` back.
     pub fn steer(&mut self, weight: i32, urgent: bool) -> bool {
         self.status.canary_weight = weight;
@@ -71,28 +91,30 @@ impl Pass<'_> {
             return true;
         }
         let toward_canary = observed.is_none_or(|o| weight > o);
-        let (role, revision) = if toward_canary { ("canary", &self.update) } else { ("stable", &self.stable) };
+        let (role, revision) = if toward_canary { (ServiceRole::Canary, &self.update) } else { (ServiceRole::Stable, &self.stable) };
+        let name = if toward_canary { "canary" } else { "stable" };
         let services = &self.input.observed.services;
         let selected = if toward_canary { &services.canary } else { &services.stable };
         if !urgent && selected.as_ref().is_some_and(|s| s != revision) {
-            let message = format!("waiting for the {role} Service to select revision {revision} before weight moves to it");
+            let message = format!("waiting for the {name} Service to select revision {revision} before weight moves to it");
             self.wait(message);
             self.requeue_in(ROUTER_POLL);
             return false;
         }
         // Never weight onto a revision with no ready replica (it would answer with errors).
-        let receiver = if toward_canary { (weight > 0).then_some(revision) } else { (weight < 100).then_some(revision) };
-        if let Some(receiver) = receiver.filter(|r| !urgent && self.ready(r) == 0) {
-            self.wait(format!("waiting for revision {receiver} to have a ready replica before weight moves to it"));
+        let receives = if toward_canary { weight > 0 } else { weight < 100 };
+        let revision = revision.clone();
+        if receives && !urgent && self.ready(&revision) == 0 {
+            self.wait(format!("waiting for revision {revision} to have a ready replica before weight moves to it"));
             self.requeue_in(ROUTER_POLL);
             return false;
         }
-        let needed = self.min_healthy_targets();
-        let healthy = self.healthy_targets(toward_canary);
-        if !urgent && healthy < needed && (weight > 0 || !toward_canary) {
-            let group = if toward_canary { "canary" } else { "stable" };
+        let registering = !urgent || self.ready(&revision) > 0;
+        let (needed, matched) = (self.targets_needed(&revision), self.matched_targets(&revision, role));
+        if receives && registering && matched < needed {
             self.wait(format!(
-                "waiting for the {group} target group: {healthy} healthy targets of the {needed} needed before weight moves to it"
+                "waiting for registration: the {name} target group holds {matched} healthy targets of revision \
+                 {revision}, {needed} needed before weight moves to it"
             ));
             self.requeue_in(ROUTER_POLL);
             return false;
@@ -163,25 +185,68 @@ mod tests {
     }
 
     #[test]
-    fn weight_moves_only_onto_a_target_group_with_enough_healthy_targets() {
-        let mut fixture = Fixture::with_router(2, canary(), 0).running(STABLE, 2, 2).running(UPDATE, 1, 1);
-        fixture.observed.traffic.as_mut().expect("traffic").canary_healthy_targets = 0;
+    fn weight_moves_only_once_every_ready_replica_is_a_healthy_target() {
+        let fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 2, 2).unregistered(UPDATE, 1);
         let mut pass = fixture.pass();
         assert!(!pass.steer(20, false));
         assert!(weights(&pass).is_empty());
-        assert_eq!(pass.message, "waiting for the canary target group: 0 healthy targets of the 1 needed before weight moves to it");
+        assert_eq!(
+            pass.message,
+            format!(
+                "waiting for registration: the canary target group holds 1 healthy targets of revision {UPDATE}, 2 needed before weight moves to it"
+            )
+        );
+        let fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 2, 2);
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert_eq!(weights(&pass), [20]);
     }
 
     #[test]
-    fn an_abort_sends_the_weight_home_without_waiting_on_the_stable_revision() {
-        let mut fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 0).running(UPDATE, 1, 1);
-        fixture.observed.traffic.as_mut().expect("traffic").stable_healthy_targets = 0;
+    fn healthy_targets_of_another_revision_count_for_nothing() {
+        let mut fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 1, 1).unregistered(UPDATE, 1);
+        // The canary Service still selected the old revision: its pod is a healthy target.
+        fixture.observed.traffic.as_mut().expect("traffic").canary_healthy.insert("older-rev-0".into());
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(weights(&pass).is_empty());
+    }
+
+    #[test]
+    fn a_lower_healthy_targets_percent_moves_weight_with_part_of_the_replicas_registered() {
+        let mut fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 4, 4).unregistered(UPDATE, 2);
+        fixture.spec.traffic.as_mut().and_then(|t| t.alb.as_mut()).expect("an ALB").healthy_targets_percent = Some(50);
+        let mut pass = fixture.pass();
+        pass.steer(20, false);
+        assert_eq!(weights(&pass), [20], "2 of 4 is 50 %");
+        let fixture = fixture.unregistered(UPDATE, 1);
+        let mut pass = fixture.pass();
+        pass.steer(20, false);
+        assert!(weights(&pass).is_empty(), "1 of 4 is under 50 %");
+    }
+
+    #[test]
+    fn traffic_returns_to_the_stable_group_only_once_the_stable_revision_is_registered() {
+        let fixture = Fixture::with_router(2, canary(), 100).running(STABLE, 2, 2).running(UPDATE, 2, 2).unregistered(STABLE, 2);
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, false));
+        assert!(weights(&pass).is_empty());
+        assert!(pass.message.starts_with("waiting for registration: the stable target group holds 0 healthy targets"), "{}", pass.message);
+    }
+
+    #[test]
+    fn an_abort_waits_for_the_stable_revisions_registration_but_not_for_its_readiness() {
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1).unregistered(STABLE, 1);
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(0, true));
+        assert!(weights(&pass).is_empty(), "a stable revision with ready replicas is waited for until they are registered");
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 0).running(UPDATE, 1, 1);
         let mut pass = fixture.pass();
         assert!(!pass.steer(0, false));
         assert!(weights(&pass).is_empty(), "an ordinary move waits for the stable revision to serve");
         let mut pass = fixture.pass();
         assert!(!pass.steer(0, true), "home only once the router reports it");
-        assert_eq!(weights(&pass), [0]);
+        assert_eq!(weights(&pass), [0], "with no ready replica to wait for, an abort sends traffic home");
     }
 
     #[test]

@@ -9,11 +9,13 @@ use serde_json::Value;
 use super::expr::{Translation, translate_condition};
 use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
-    AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgumentSpec, BlueGreenStrategy, CanaryStep,
-    CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, HttpMethod, IntOrArg, KubernetesWorkload, Metric, MetricDataQuery,
-    MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, PrometheusSigV4, RollbackWindow, Rollout, RolloutAnalysis,
-    RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
+    AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgValueFrom, ArgumentSpec, BlueGreenStrategy,
+    CanaryStep, CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, FieldRef, HttpMethod, IntOrArg, KubernetesWorkload,
+    Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, PrometheusSigV4, RollbackWindow,
+    Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric,
+    Workload,
 };
+use crate::engine::builtins;
 
 const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio";
 /// The name given to a Rollout written without one.
@@ -63,11 +65,11 @@ pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: 
     let mut traffic = None;
     let mut strategies = spec.object("strategy").unwrap_or_else(|| Fields::new("spec.strategy", Value::Null));
     if let Some(canary) = strategies.object("canary") {
-        let (converted, router) = canary_strategy(canary, step_order, &meta, w);
+        let (converted, router) = canary_strategy(canary, step_order, w);
         strategy.canary = Some(converted);
         traffic = router;
     } else if let Some(blue_green) = strategies.object("blueGreen") {
-        strategy.blue_green = Some(blue_green_strategy(blue_green, &name, &meta, w));
+        strategy.blue_green = Some(blue_green_strategy(blue_green, &name, w));
     } else {
         w.warn("spec.strategy", "neither canary nor blueGreen: imported as a canary with no steps (a rolling update)");
         strategy.canary = Some(CanaryStrategy::default());
@@ -177,12 +179,7 @@ fn int_or_string(value: Value) -> Option<IntOrString> {
     }
 }
 
-fn canary_strategy(
-    mut canary: Fields,
-    step_order: &[Vec<String>],
-    meta: &ObjectMeta,
-    w: &mut Warnings,
-) -> (CanaryStrategy, Option<Traffic>) {
+fn canary_strategy(mut canary: Fields, step_order: &[Vec<String>], w: &mut Warnings) -> (CanaryStrategy, Option<Traffic>) {
     let mut out = CanaryStrategy {
         stable_service: canary.string("stableService"),
         canary_service: canary.string("canaryService"),
@@ -194,11 +191,11 @@ fn canary_strategy(
     };
     if let Some(mut analysis) = canary.object("analysis") {
         analysis.drop("startingStep", "Sluice's background analysis runs from the first step", w);
-        out.analysis = rollout_analysis(analysis, meta, w);
+        out.analysis = rollout_analysis(analysis, w);
     }
     for (index, (path, step)) in canary.list("steps").into_iter().enumerate() {
         let order = step_order.get(index).map_or(&[][..], Vec::as_slice);
-        out.steps.extend(canary_step(Fields::new(path, step), order, meta, w));
+        out.steps.extend(canary_step(Fields::new(path, step), order, w));
     }
     let traffic = canary.object("trafficRouting").and_then(|routing| traffic_routing(routing, &out, w));
     canary.drop("canaryMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
@@ -215,9 +212,9 @@ fn canary_strategy(
 /// One of Argo's step list items as Sluice steps: an item that carries several actions becomes
 /// one step per action, in the order its keys are written (`order`; acting before waiting when
 /// that is not known).
-fn canary_step(step: Fields, order: &[String], meta: &ObjectMeta, w: &mut Warnings) -> Vec<CanaryStep> {
+fn canary_step(step: Fields, order: &[String], w: &mut Warnings) -> Vec<CanaryStep> {
     let path = step.path.clone();
-    let mut keyed = canary_step_actions(step, meta, w);
+    let mut keyed = canary_step_actions(step, w);
     keyed.sort_by_key(|(key, _)| order.iter().position(|k| k == key).unwrap_or(usize::MAX));
     let out: Vec<CanaryStep> = keyed.into_iter().map(|(_, step)| step).collect();
     if out.len() > 1 {
@@ -228,7 +225,7 @@ fn canary_step(step: Fields, order: &[String], meta: &ObjectMeta, w: &mut Warnin
 }
 
 /// Each action of a step list item with the key it was written under.
-fn canary_step_actions(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Vec<(&'static str, CanaryStep)> {
+fn canary_step_actions(mut step: Fields, w: &mut Warnings) -> Vec<(&'static str, CanaryStep)> {
     let mut out = Vec::new();
     if let Some(mut scale) = step.object("setCanaryScale") {
         let set_canary_scale = SetCanaryScale {
@@ -243,11 +240,11 @@ fn canary_step_actions(mut step: Fields, meta: &ObjectMeta, w: &mut Warnings) ->
         out.push(("setWeight", CanaryStep { set_weight: Some(weight), ..Default::default() }));
     }
     if let Some(experiment) = step.object("experiment") {
-        let analysis = experiment_step(experiment, meta, w);
+        let analysis = experiment_step(experiment, w);
         out.extend(analysis.map(|analysis| ("experiment", CanaryStep { analysis: Some(analysis), ..Default::default() })));
     }
     if let Some(analysis) = step.object("analysis") {
-        let analysis = rollout_analysis(analysis, meta, w);
+        let analysis = rollout_analysis(analysis, w);
         out.extend(analysis.map(|analysis| ("analysis", CanaryStep { analysis: Some(analysis), ..Default::default() })));
     }
     if let Some(pause) = step.take("pause") {
@@ -278,7 +275,7 @@ fn step_kind(step: &CanaryStep) -> &'static str {
 
 /// An experiment step: its analyses become an analysis step when they can run without the
 /// experiment's own pods; what is lost is named.
-fn experiment_step(mut experiment: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<RolloutAnalysis> {
+fn experiment_step(mut experiment: Fields, w: &mut Warnings) -> Option<RolloutAnalysis> {
     let path = experiment.path.clone();
     let pods: Vec<String> = experiment
         .list("templates")
@@ -306,7 +303,7 @@ fn experiment_step(mut experiment: Fields, meta: &ObjectMeta, w: &mut Warnings) 
         }
         let path = fields.path.clone();
         fields.finish(w);
-        if let Some(converted) = rollout_analysis(Fields::new(path, Value::Object(wrapped)), meta, w) {
+        if let Some(converted) = rollout_analysis(Fields::new(path, Value::Object(wrapped)), w) {
             merged.templates.extend(converted.templates);
             for arg in converted.args {
                 if !merged.args.iter().any(|m| m.name == arg.name) {
@@ -390,7 +387,7 @@ fn traffic_routing(mut routing: Fields, canary: &CanaryStrategy, w: &mut Warning
     traffic
 }
 
-fn blue_green_strategy(mut bg: Fields, name: &str, meta: &ObjectMeta, w: &mut Warnings) -> BlueGreenStrategy {
+fn blue_green_strategy(mut bg: Fields, name: &str, w: &mut Warnings) -> BlueGreenStrategy {
     let active_service = bg.string("activeService").unwrap_or_else(|| {
         w.warn(&bg.at("activeService"), format!("missing; set to {name}, the Service Sluice points at the active revision"));
         name.to_string()
@@ -405,10 +402,10 @@ fn blue_green_strategy(mut bg: Fields, name: &str, meta: &ObjectMeta, w: &mut Wa
         ..Default::default()
     };
     if let Some(analysis) = bg.object("prePromotionAnalysis") {
-        out.pre_promotion_analysis = rollout_analysis(analysis, meta, w);
+        out.pre_promotion_analysis = rollout_analysis(analysis, w);
     }
     if let Some(analysis) = bg.object("postPromotionAnalysis") {
-        out.post_promotion_analysis = rollout_analysis(analysis, meta, w);
+        out.post_promotion_analysis = rollout_analysis(analysis, w);
     }
     bg.drop("abortScaleDownDelaySeconds", "Sluice has no abort scale-down delay for blue/green", w);
     bg.drop("scaleDownDelayRevisionLimit", "Sluice keeps at most the active and the preview revision running", w);
@@ -420,7 +417,7 @@ fn blue_green_strategy(mut bg: Fields, name: &str, meta: &ObjectMeta, w: &mut Wa
     out
 }
 
-fn rollout_analysis(mut analysis: Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<RolloutAnalysis> {
+fn rollout_analysis(mut analysis: Fields, w: &mut Warnings) -> Option<RolloutAnalysis> {
     let mut out = RolloutAnalysis::default();
     for (path, template) in analysis.list("templates") {
         let mut template = Fields::new(path, template);
@@ -437,12 +434,13 @@ fn rollout_analysis(mut analysis: Fields, meta: &ObjectMeta, w: &mut Warnings) -
         let mut arg = Fields::new(path, arg);
         let name = arg.string("name").unwrap_or_default();
         let mut value = arg.string("value");
+        let mut value_from = None;
         if let Some(mut from) = arg.object("valueFrom") {
-            value = value_from(&mut from, meta, w);
+            (value, value_from) = argument_source(&mut from, w);
             from.finish(w);
         }
         arg.finish(w);
-        out.args.push(AnalysisArg { name, value });
+        out.args.push(AnalysisArg { name, value, value_from });
     }
     analysis.drop("dryRun", "mark the metric dryRun: true in the AnalysisTemplate instead", w);
     analysis.drop("measurementRetention", "Sluice keeps a bounded number of recent measurements per metric", w);
@@ -455,32 +453,39 @@ fn rollout_analysis(mut analysis: Fields, meta: &ObjectMeta, w: &mut Warnings) -
     Some(out)
 }
 
-/// An argument taken from the Rollout's own fields is resolved now; the rest cannot be.
-fn value_from(from: &mut Fields, meta: &ObjectMeta, w: &mut Warnings) -> Option<String> {
+/// Where an Argo argument's value comes from, in Sluice's terms: a pod-template hash is the
+/// built-in revision argument, a field or a Secret key stays one.
+fn argument_source(from: &mut Fields, w: &mut Warnings) -> (Option<String>, Option<ArgValueFrom>) {
     if let Some(mut field) = from.object("fieldRef") {
-        let path = field.string("fieldPath").unwrap_or_default();
+        let path = field.string("fieldPath").unwrap_or_default().replace("[\"", "['").replace("\"]", "']");
         field.finish(w);
-        let keyed = |prefix: &str| path.strip_prefix(prefix).map(|k| k.trim_end_matches("']").trim_end_matches("\"]").to_string());
-        let resolved = match path.as_str() {
-            "metadata.name" => meta.name.clone(),
-            "metadata.namespace" => meta.namespace.clone(),
-            _ => keyed("metadata.labels['")
-                .or_else(|| keyed("metadata.labels[\""))
-                .and_then(|k| meta.labels.as_ref()?.get(&k).cloned())
-                .or_else(|| keyed("metadata.annotations['").and_then(|k| meta.annotations.as_ref()?.get(&k).cloned())),
-        };
-        if resolved.is_none() {
-            w.warn(&from.at("fieldRef"), format!("{path} cannot be resolved from the Rollout's metadata; the argument has no value"));
+        let supported = ["metadata.name", "metadata.namespace"].contains(&path.as_str())
+            || ["metadata.labels['", "metadata.annotations['"].iter().any(|p| path.starts_with(p) && path.ends_with("']"));
+        if !supported {
+            w.warn(
+                &from.at("fieldRef"),
+                format!(
+                    "{path} is not a field Sluice reads (metadata.name, namespace, a label or an annotation); the argument has no value"
+                ),
+            );
+            return (None, None);
         }
-        return resolved;
+        return (None, Some(ArgValueFrom { field_ref: Some(FieldRef { field_path: path }), secret_key_ref: None }));
     }
-    if from.take("podTemplateHashValue").is_some() {
-        w.warn(
-            &from.at("podTemplateHashValue"),
-            "Sluice passes no pod-template hash (select a revision's pods by their sluice.dev/revision label in the query); the argument has no value",
-        );
+    if let Some(mut secret) = from.object("secretKeyRef") {
+        let reference = SecretKeyRef { name: secret.string("name").unwrap_or_default(), key: secret.string("key").unwrap_or_default() };
+        secret.finish(w);
+        return (None, Some(ArgValueFrom { secret_key_ref: Some(reference), field_ref: None }));
     }
-    None
+    match from.string("podTemplateHashValue").as_deref() {
+        Some("Stable") => (Some(format!("{{{{args.{}}}}}", builtins::STABLE_REVISION)), None),
+        Some("Latest") => (Some(format!("{{{{args.{}}}}}", builtins::CANARY_REVISION)), None),
+        Some(other) => {
+            w.warn(&from.at("podTemplateHashValue"), format!("`{other}` is neither Stable nor Latest; the argument has no value"));
+            (None, None)
+        }
+        None => (None, None),
+    }
 }
 
 /// The argument values the Rollouts in the input pass to each analysis template (by template

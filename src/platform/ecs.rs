@@ -18,6 +18,7 @@
 //! [`EcsState::unmanaged_task_sets`] and never touched. DRAINING task sets are being deleted
 //! and are not reported.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_ecs as ecs;
@@ -86,6 +87,8 @@ pub struct TaskSetState {
     /// The revision (the task set's externalId).
     pub revision: String,
     pub arn: String,
+    /// The task set's ID: its tasks' `startedBy`.
+    pub id: String,
     pub primary: bool,
     /// The target group the task set is registered with.
     pub target_group: Option<String>,
@@ -141,6 +144,66 @@ impl EcsPlatform {
     pub async fn observe(&self, workload: &EcsWorkload) -> Result<EcsState, PlatformError> {
         let (desired_count, task_sets) = futures::try_join!(self.service_desired_count(workload), self.describe_task_sets(workload))?;
         Ok(state(desired_count, &task_sets))
+    }
+
+    /// The private IPs of each task set's RUNNING tasks, by task set ID: what ECS registers with
+    /// the task set's target group (awsvpc tasks are registered by IP). One ListTasks per task
+    /// set (ECS starts a task set's tasks with its ID as `startedBy`) and one DescribeTasks per
+    /// 100 tasks.
+    pub async fn task_addresses(
+        &self,
+        workload: &EcsWorkload,
+        task_set_ids: &[&str],
+    ) -> Result<BTreeMap<String, BTreeSet<String>>, PlatformError> {
+        let listed = futures::future::try_join_all(task_set_ids.iter().map(|id| self.running_tasks(workload, id))).await?;
+        let arns: Vec<String> = listed.into_iter().flatten().collect();
+        let mut addresses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for chunk in arns.chunks(100) {
+            self.count();
+            let out = self
+                .client
+                .describe_tasks()
+                .cluster(&workload.cluster)
+                .set_tasks(Some(chunk.to_vec()))
+                .send()
+                .await
+                .map_err(|e| aws("DescribeTasks", &e))?;
+            for task in out.tasks().iter().filter(|t| t.last_status() == Some("RUNNING")) {
+                let Some(started_by) = task.started_by() else { continue };
+                let ips = task
+                    .attachments()
+                    .iter()
+                    .filter(|a| a.r#type() == Some("ElasticNetworkInterface"))
+                    .flat_map(|a| a.details())
+                    .filter(|d| d.name() == Some("privateIPv4Address"))
+                    .filter_map(|d| d.value().map(str::to_string));
+                addresses.entry(started_by.to_string()).or_default().extend(ips);
+            }
+        }
+        Ok(addresses)
+    }
+
+    async fn running_tasks(&self, workload: &EcsWorkload, task_set_id: &str) -> Result<Vec<String>, PlatformError> {
+        let mut arns = Vec::new();
+        let mut token = None;
+        loop {
+            self.count();
+            let out = self
+                .client
+                .list_tasks()
+                .cluster(&workload.cluster)
+                .started_by(task_set_id)
+                .desired_status(ecs::types::DesiredStatus::Running)
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws("ListTasks", &e))?;
+            arns.extend(out.task_arns().iter().cloned());
+            match out.next_token() {
+                Some(next) => token = Some(next.to_string()),
+                None => return Ok(arns),
+            }
+        }
     }
 
     /// Makes `revision` run `replicas` of the service's current desiredCount: creates its task
@@ -394,9 +457,16 @@ fn state(desired_count: i32, task_sets: &[TaskSet]) -> EcsState {
             };
             let revision = t.external_id().unwrap_or_default().to_string();
             TaskSetState {
-                observation: RevisionObservation { revision: revision.clone(), replicas, ready, available: ready },
+                observation: RevisionObservation {
+                    revision: revision.clone(),
+                    replicas,
+                    ready,
+                    available: ready,
+                    addresses: Default::default(),
+                },
                 revision,
                 arn: t.task_set_arn().unwrap_or_default().to_string(),
+                id: t.id().unwrap_or_default().to_string(),
                 primary: is_primary(t),
                 target_group: t.load_balancers().first().and_then(|l| l.target_group_arn()).map(str::to_string),
                 scale_percent,
@@ -437,7 +507,12 @@ impl From<PlatformError> for PortError {
 #[async_trait::async_trait]
 impl Platform for TaskSets<'_> {
     async fn observe(&self) -> Result<PlatformObservation, PortError> {
-        let state = self.ecs.observe(self.workload).await?;
+        let mut state = self.ecs.observe(self.workload).await?;
+        let ids: Vec<&str> = state.task_sets.iter().map(|t| t.id.as_str()).filter(|id| !id.is_empty()).collect();
+        let mut addresses = self.ecs.task_addresses(self.workload, &ids).await?;
+        for task_set in &mut state.task_sets {
+            task_set.observation.addresses = addresses.remove(&task_set.id).unwrap_or_default();
+        }
         let registrations = state.task_sets.iter().filter_map(|t| Some((t.revision.clone(), t.target_group.clone()?))).collect();
         // No Services: the target groups follow the task sets.
         Ok(PlatformObservation {
@@ -562,7 +637,10 @@ mod tests {
             foreign,
         ];
         let state = state(4, &sets);
-        assert_eq!(state.revisions(), vec![RevisionObservation { revision: "a".into(), replicas: 4, ready: 4, available: 4 }]);
+        assert_eq!(
+            state.revisions(),
+            vec![RevisionObservation { revision: "a".into(), replicas: 4, ready: 4, available: 4, addresses: Default::default() }]
+        );
         assert!(state.task_sets[0].primary);
         assert_eq!(state.unmanaged_task_sets.len(), 1);
     }

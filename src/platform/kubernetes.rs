@@ -65,9 +65,29 @@ pub fn observe(rollout: &Rollout, replica_sets: &[Arc<ReplicaSet>]) -> Vec<Revis
                 replicas: rs.spec.as_ref().and_then(|s| s.replicas).unwrap_or(0),
                 ready: status.ready_replicas.unwrap_or(0),
                 available: status.available_replicas.unwrap_or(0),
+                addresses: Default::default(),
             })
         })
         .collect()
+}
+
+/// Fills in each revision's ready endpoint addresses from its role Services' EndpointSlices.
+async fn addresses(
+    client: &kube::Client,
+    rollout: &Rollout,
+    owned: &[&ReplicaSet],
+    revisions: &mut [RevisionObservation],
+) -> Result<(), kube::Error> {
+    let services: Vec<String> = [ServiceRole::Stable, ServiceRole::Canary].into_iter().filter_map(|r| service_name(rollout, r)).collect();
+    let slices = super::endpoints::slices(client, &rollout.namespace().unwrap_or_default(), &services).await?;
+    let names: Vec<(String, String)> =
+        owned.iter().filter_map(|rs| Some((rs.labels().get(REVISION_LABEL)?.clone(), rs.name_any()))).collect();
+    let names: Vec<(&str, &str)> = names.iter().map(|(revision, name)| (revision.as_str(), name.as_str())).collect();
+    let mut found = super::endpoints::by_revision(&slices, &names);
+    for revision in revisions {
+        revision.addresses = found.remove(&revision.revision).unwrap_or_default();
+    }
+    Ok(())
 }
 
 /// The Service each role uses, from the strategy.
@@ -312,9 +332,12 @@ impl Platform for ReplicaSets<'_> {
     async fn observe(&self) -> Result<PlatformObservation, PortError> {
         let services = observe_services(self.client, self.rollout, &self.services.state()).await.map_err(kube_failure)?;
         let replica_sets = self.replica_sets.state();
-        let revisions = observe(self.rollout, &replica_sets);
+        let mut revisions = observe(self.rollout, &replica_sets);
         let adopted = self.adopted.map(super::adoption::observe);
         let owned = owned(self.rollout, &replica_sets);
+        if self.rollout.spec.traffic.as_ref().is_some_and(|t| t.alb.is_some()) {
+            addresses(self.client, self.rollout, &owned, &mut revisions).await.map_err(kube_failure)?;
+        }
         let stale_pods = super::restart::stale_pods(self.client, self.rollout, &owned).await.map_err(kube_failure)?;
         Ok(PlatformObservation { revisions, services, registrations: Default::default(), adopted, capacity: None, stale_pods })
     }

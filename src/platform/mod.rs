@@ -3,5 +3,6 @@
 
 pub mod adoption;
 pub mod ecs;
+pub mod endpoints;
 pub mod kubernetes;
 pub mod restart;

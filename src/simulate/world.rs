@@ -241,6 +241,11 @@ impl World {
     }
 
     /// The revision whose pods are the targets of `target_group`.
+    /// The addresses of the revision's ready pods.
+    fn addresses(&self, revision: &str) -> std::collections::BTreeSet<String> {
+        (0..self.ready(revision)).map(|i| format!("{revision}-{i}")).collect()
+    }
+
     fn revision_on(&self, target_group: &str) -> Option<String> {
         if self.registers_targets() {
             return self.registrations.iter().find(|(_, tg)| *tg == target_group).map(|(r, _)| r.clone());
@@ -436,6 +441,8 @@ impl World {
             status: &status,
             commands: &commands,
             commit_time: None,
+            labels: None,
+            annotations: None,
         };
         let ports = SimPorts(Mutex::new(self));
         let result =
@@ -487,6 +494,7 @@ impl Platform for SimPorts<'_> {
                 replicas: world.replicas(revision),
                 ready: world.ready(revision),
                 available: world.ready(revision),
+                addresses: world.addresses(revision),
             })
             .collect();
         if world.registers_targets() {
@@ -578,11 +586,12 @@ impl TrafficRouter for SimPorts<'_> {
         let mut world = self.world();
         let Some(groups) = target_groups.filter(|_| !world.weights.is_empty()) else { return Ok(None) };
         let unreadable = world.faults.weight_unreadable();
-        let healthy = |tg: &str| world.revision_on(tg).map_or(0, |r| world.ready(&r));
+        // Registration is instant here: a group's healthy targets are its revision's ready pods.
+        let healthy = |tg: &str| world.revision_on(tg).map(|r| world.addresses(&r)).unwrap_or_default();
         Ok(Some(TrafficObservation {
             canary_weight: if unreadable { None } else { world.weights.get(&groups.canary).copied() },
-            stable_healthy_targets: healthy(&groups.stable),
-            canary_healthy_targets: healthy(&groups.canary),
+            stable_healthy: healthy(&groups.stable),
+            canary_healthy: healthy(&groups.canary),
         }))
     }
 

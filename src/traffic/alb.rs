@@ -146,18 +146,18 @@ pub struct AlbState {
     pub canary_weight: Option<i32>,
     /// Why `canary_weight` is `None`.
     pub not_ours: Option<NotOurs>,
-    /// Targets of the stable target group in state `healthy`.
-    pub stable_healthy_targets: i32,
-    /// Targets of the canary target group in state `healthy`.
-    pub canary_healthy_targets: i32,
+    /// IDs (IP addresses) of the stable target group's targets in state `healthy`.
+    pub stable_healthy: BTreeSet<String>,
+    /// IDs of the canary target group's targets in state `healthy`.
+    pub canary_healthy: BTreeSet<String>,
 }
 
 impl AlbState {
     pub fn observation(&self) -> TrafficObservation {
         TrafficObservation {
             canary_weight: self.canary_weight,
-            stable_healthy_targets: self.stable_healthy_targets,
-            canary_healthy_targets: self.canary_healthy_targets,
+            stable_healthy: self.stable_healthy.clone(),
+            canary_healthy: self.canary_healthy.clone(),
         }
     }
 }
@@ -172,7 +172,7 @@ pub struct AlbRouter {
     /// The header route last set or found, by weight location and header: (target, when).
     header_routes: Mutex<HashMap<String, (Option<String>, Instant)>>,
     /// Healthy targets last read per target group, and when.
-    health: Mutex<HashMap<String, (i32, Instant)>>,
+    health: Mutex<HashMap<String, (BTreeSet<String>, Instant)>>,
     snapshot_max_age: Duration,
 }
 
@@ -206,7 +206,7 @@ impl std::fmt::Display for Location<'_> {
     }
 }
 
-/// How long healthy-target counts are reused: under the engine's 5 s poll while it waits for
+/// How long healthy targets read are reused: under the engine's 5 s poll while it waits for
 /// targets, so each poll sees a fresh count and only bursts of passes share one.
 const HEALTH_MAX_AGE: Duration = Duration::from_secs(4);
 
@@ -262,7 +262,7 @@ impl AlbRouter {
             Ok(split) => (split.canary_percent(), None),
             Err(()) => (None, Some(not_ours(location, &actions, &[stable_tg, canary_tg]))),
         };
-        Ok(AlbState { canary_weight, not_ours, stable_healthy_targets: stable_healthy, canary_healthy_targets: canary_healthy })
+        Ok(AlbState { canary_weight, not_ours, stable_healthy, canary_healthy })
     }
 
     /// Sets the canary's share to `canary_weight` percent (the stable one gets the rest): one
@@ -519,21 +519,21 @@ impl AlbRouter {
         Ok(())
     }
 
-    async fn healthy_targets(&self, target_group: &str) -> Result<i32, RouterError> {
+    async fn healthy_targets(&self, target_group: &str) -> Result<BTreeSet<String>, RouterError> {
         let cached = {
             let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             let max_age = self.snapshot_max_age.min(HEALTH_MAX_AGE);
-            health.get(target_group).filter(|(_, at)| at.elapsed() <= max_age).map(|(healthy, _)| *healthy)
+            health.get(target_group).filter(|(_, at)| at.elapsed() <= max_age).map(|(healthy, _)| healthy.clone())
         };
         if let Some(healthy) = cached {
             return Ok(healthy);
         }
         let healthy = self.describe_target_health(target_group).await?;
-        self.health.lock().unwrap_or_else(|e| e.into_inner()).insert(target_group.to_string(), (healthy, Instant::now()));
+        self.health.lock().unwrap_or_else(|e| e.into_inner()).insert(target_group.to_string(), (healthy.clone(), Instant::now()));
         Ok(healthy)
     }
 
-    async fn describe_target_health(&self, target_group: &str) -> Result<i32, RouterError> {
+    async fn describe_target_health(&self, target_group: &str) -> Result<BTreeSet<String>, RouterError> {
         self.count();
         let out = self
             .client
@@ -546,8 +546,9 @@ impl AlbRouter {
             .target_health_descriptions()
             .iter()
             .filter(|d| d.target_health().and_then(|h| h.state()) == Some(&TargetHealthStateEnum::Healthy))
-            .count();
-        Ok(i32::try_from(healthy).unwrap_or(i32::MAX))
+            .filter_map(|d| d.target().and_then(|t| t.id()).map(str::to_string))
+            .collect();
+        Ok(healthy)
     }
 
     async fn listener_rules(&self, listener: &str) -> Result<Vec<Rule>, RouterError> {

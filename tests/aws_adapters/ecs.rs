@@ -10,7 +10,7 @@ use crate::fixtures::{self, Service};
 use crate::support::Stack;
 
 fn observation(revision: &str, replicas: i32, ready: i32) -> RevisionObservation {
-    RevisionObservation { revision: revision.into(), replicas, ready, available: ready }
+    RevisionObservation { revision: revision.into(), replicas, ready, available: ready, addresses: Default::default() }
 }
 
 async fn statuses(service: &Service) -> Vec<(String, String)> {
@@ -135,6 +135,58 @@ pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>)
     assert_eq!(platform.observe(&service.workload).await.unwrap().revisions().len(), 1, "reported once");
     platform.scale(&service.workload, "rev-a", 4, Some(lb.stable.as_str())).await.unwrap();
     assert_eq!(statuses(&service).await, [("rev-a".to_string(), "PRIMARY".to_string())], "the primary one is kept");
+}
+
+register_test!(95, task_addresses_are_the_ips_of_each_task_sets_running_tasks);
+/// What the ALB gate matches against healthy targets: each task set's RUNNING tasks, found by
+/// `startedBy` (ECS starts a task set's tasks with its ID; moto runs none itself, so they are
+/// started here as ECS would).
+pub async fn task_addresses_are_the_ips_of_each_task_sets_running_tasks(stack: Arc<Stack>) {
+    crate::support::registrar::tasks_keep_running(&stack.aws_endpoint).await;
+    let lb = fixtures::balancer(&stack, 24).await;
+    let service = fixtures::ecs_service(&stack, &lb, 4, DeploymentControllerType::External).await;
+    let workload = &service.workload;
+    let platform = EcsPlatform::new(&fixtures::sdk(&stack.aws_endpoint, 1));
+    platform.scale(workload, "rev-a", 4, Some(lb.stable.as_str())).await.unwrap();
+    platform.scale(workload, "rev-b", 1, Some(lb.canary.as_str())).await.unwrap();
+    let state = platform.observe(workload).await.unwrap();
+    let id = |revision: &str| state.task_set(revision).map(|t| t.id.clone()).expect("a task set");
+    let (a, b) = (id("rev-a"), id("rev-b"));
+    let network = NetworkConfiguration::builder()
+        .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(lb.network.subnets.clone())).build().unwrap())
+        .build();
+    let run = |started_by: String, count: i32| {
+        let request = service
+            .client
+            .run_task()
+            .cluster(&workload.cluster)
+            .task_definition(&workload.task_definition)
+            .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
+            .network_configuration(network.clone())
+            .started_by(started_by)
+            .count(count);
+        async move { request.send().await.expect("RunTask").tasks().to_vec() }
+    };
+    let ip = |task: &aws_sdk_ecs::types::Task| {
+        let details = task.attachments().iter().flat_map(|a| a.details());
+        details.filter(|d| d.name() == Some("privateIPv4Address")).find_map(|d| d.value().map(String::from)).expect("an IP")
+    };
+    let of_a = run(a.clone(), 3).await;
+    let of_b = run(b.clone(), 1).await;
+    let stranger = run("someone-else".into(), 1).await;
+    let stopped = &of_a[2];
+    service.client.stop_task().cluster(&workload.cluster).task(stopped.task_arn().unwrap()).send().await.expect("StopTask");
+
+    let calls = platform.calls();
+    let found = platform.task_addresses(workload, &[a.as_str(), b.as_str()]).await.expect("addresses");
+    assert_eq!(platform.calls() - calls, 3, "one ListTasks per task set and one DescribeTasks for all");
+    assert_eq!(
+        found[&a],
+        of_a[..2].iter().map(ip).collect::<std::collections::BTreeSet<_>>(),
+        "the running tasks of rev-a, not the stopped one"
+    );
+    assert_eq!(found[&b], of_b.iter().map(ip).collect::<std::collections::BTreeSet<_>>());
+    assert!(!found.values().flatten().any(|address| *address == ip(&stranger[0])), "a task no task set started is no one's");
 }
 
 register_test!(100, wrong_services_are_reported);

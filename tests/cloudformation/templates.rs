@@ -3,12 +3,13 @@
 
 use std::sync::Arc;
 
-use aws_sdk_elasticloadbalancingv2::types::{TargetDescription, TargetTypeEnum};
+use aws_sdk_elasticloadbalancingv2::types::TargetTypeEnum;
 use serde_json::json;
 use sluice::api::{Rollout, RolloutPhase};
 
 use crate::controller::Harness;
 use crate::stacks::{deploy, network, resource_names, template, without};
+use crate::support::registrar::{EcsAgent, REGISTRATION_LAG};
 use crate::support::scene::{DEADLINE, Scene};
 use crate::support::wait_for;
 
@@ -53,13 +54,6 @@ async fn assert_ip_target_groups(elb: &aws_sdk_elasticloadbalancingv2::Client, g
     }
 }
 
-/// moto registers no pod or task IPs itself (a TargetGroupBinding or ECS does that in AWS):
-/// one target per group, which moto reports healthy.
-async fn register_one_target(elb: &aws_sdk_elasticloadbalancingv2::Client, group: &str, ip: &str) {
-    let target = TargetDescription::builder().id(ip).port(8080).build();
-    elb.register_targets().target_group_arn(group).targets(target).send().await.expect("RegisterTargets");
-}
-
 register_test!(10, kubernetes_canary_stack_is_rolled_out_on_its_rule);
 pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) {
     let (vpc, subnets) = network(&h.stack, 31).await;
@@ -82,11 +76,10 @@ pub async fn kubernetes_canary_stack_is_rolled_out_on_its_rule(h: Arc<Harness>) 
     assert_ip_target_groups(&elb, &[&stable, &canary]).await;
     assert_eq!(rule_weights(&elb, &rule, &stable, &canary).await, (100, 0), "the template's rule: all traffic on stable");
     assert_eq!(rule_weights(&elb, &test_rule, &stable, &canary).await, (100, 0));
-    register_one_target(&elb, &stable, "10.31.1.10").await;
-    register_one_target(&elb, &canary, "10.31.2.10").await;
 
     // The Rollout: its traffic section is the stack's outputs and nothing else.
     let s = Scene::new(&h.stack, "cfn-k8s", &["web-stable", "web-canary"]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     s.allow_aws(&[&rule, &test_rule, &stable, &canary]).await;
     let rollout: Rollout = serde_json::from_value(json!({
         "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
@@ -163,8 +156,8 @@ pub async fn ecs_stack_is_rolled_out_as_task_sets(h: Arc<Harness>) {
     let elb = aws_sdk_elasticloadbalancingv2::Client::new(&h.stack.aws());
     assert_ip_target_groups(&elb, &[&blue, &green]).await;
     assert_eq!(rule_weights(&elb, &rule, &blue, &green).await, (100, 0));
-    register_one_target(&elb, &blue, "10.32.1.10").await;
-    register_one_target(&elb, &green, "10.32.2.10").await;
+    // ECS's part: moto runs no tasks.
+    let _agent = EcsAgent::run(&h.stack, &cluster, service_name, REGISTRATION_LAG).await;
     let described = ecs.describe_task_definition().task_definition(&v1).send().await.expect("DescribeTaskDefinition");
     let container = &described.task_definition().expect("the template's task definition").container_definitions()[0];
     assert_eq!((container.name(), container.image()), (Some("app"), Some("orders:1")));

@@ -12,6 +12,7 @@ use sluice::api::{Rollout, RolloutPhase, RolloutStatus};
 
 use crate::controller::Harness;
 use crate::scenarios::EcsWorld;
+use crate::support::registrar::{REGISTRATION_LAG, Registrar};
 use crate::support::scene::{DEADLINE, Scene};
 use crate::support::{repo, wait_for};
 
@@ -93,6 +94,8 @@ pub async fn the_alb_canary_example_moves_five_percent_on_the_listener(h: Arc<Ha
     let s = Scene::new(&h.stack, "example-alb", &[]).await;
     let (elb, listener, stable, canary) = h.stack.balancer(&format!("example-alb-{}", std::process::id())).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = [("checkout-stable", &stable), ("checkout-canary", &canary)]
+        .map(|(service, group)| Registrar::bind(s.client.clone(), &s.ns, service, elb.clone(), group, REGISTRATION_LAG));
     good_traffic(&h, "checkout").await;
     let placeholders = [
         (PROMETHEUS, h.stack.prometheus_url.as_str()),

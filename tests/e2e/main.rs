@@ -12,6 +12,7 @@ mod controller;
 mod examples;
 mod hostile;
 mod hostile_analysis;
+mod registration;
 mod scenarios;
 
 use controller::Harness;

@@ -10,6 +10,7 @@ use sluice::api::{Rollout, RolloutPhase};
 use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
 use crate::controller::{Harness, RELEASE_NAMESPACE};
+use crate::support::registrar::{EcsAgent, REGISTRATION_LAG};
 use crate::support::scene::{DEADLINE, Scene};
 use crate::support::{namespace, path_str, repo, wait_for, xml_value};
 
@@ -594,7 +595,7 @@ async fn header_rule_targets(elb: &aws_sdk_elasticloadbalancingv2::Client, liste
 }
 
 /// Routes `rollout` through `listener`'s weights between the two target groups.
-fn behind_alb(rollout: &mut Rollout, listener: &str, stable: &str, canary: &str) {
+pub(crate) fn behind_alb(rollout: &mut Rollout, listener: &str, stable: &str, canary: &str) {
     rollout.spec.traffic = Some(
         serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary}}))
             .unwrap(),
@@ -607,6 +608,7 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let name = format!("e2e-{}", std::process::id());
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
@@ -662,6 +664,7 @@ pub async fn an_aborted_canary_kept_by_minus_one_runs_behind_the_alb_until_retri
     let name = format!("e2e-keep-{}", std::process::id());
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "abortScaleDownDelaySeconds": -1, "scaleDownDelaySeconds": 0, "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(2, "web:1", strategy);
@@ -700,8 +703,9 @@ register_test!(100, the_scale_subresource_holds_an_autoscaler_steady_across_an_a
 pub async fn the_scale_subresource_holds_an_autoscaler_steady_across_an_alb_canary(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "scale", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-scale-{}", std::process::id());
-    let (_elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(4, "web:1", strategy);
@@ -774,8 +778,9 @@ register_test!(106, a_rollback_inside_the_window_is_fast_tracked_onto_the_pods_s
 pub async fn a_rollback_inside_the_window_is_fast_tracked_onto_the_pods_still_running(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "window", &["web-stable", "web-canary"]).await;
     let name = format!("e2e-window-{}", std::process::id());
-    let (_elb, listener, stable, canary) = h.stack.balancer(&name).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 300,
         "steps": [{"setWeight": 50}, {"pause": {}}]}});
     let mut r = rollout(3, "web:1", strategy);
@@ -860,8 +865,8 @@ impl Scene {
 }
 
 /// An ECS service with the EXTERNAL deployment controller behind an ALB listener that forwards
-/// to two target groups (blue 100, green 0), each with a registered target (moto reports
-/// targets healthy but does not register task IPs itself).
+/// to two target groups (blue 100, green 0). moto runs no tasks: the agent plays ECS, starting
+/// each task set's tasks and registering their IPs after [`REGISTRATION_LAG`].
 pub(crate) struct EcsWorld {
     pub(crate) elb: aws_sdk_elasticloadbalancingv2::Client,
     pub(crate) ecs: aws_sdk_ecs::Client,
@@ -873,6 +878,7 @@ pub(crate) struct EcsWorld {
     pub(crate) service: String,
     pub(crate) subnet: String,
     pub(crate) group: String,
+    _agent: EcsAgent,
 }
 
 impl EcsWorld {
@@ -906,7 +912,8 @@ impl EcsWorld {
             .await
             .unwrap();
         let service = created.service().and_then(|s| s.service_arn()).expect("a service ARN").to_string();
-        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), service, subnet, group }
+        let _agent = EcsAgent::run(&h.stack, name, "orders", REGISTRATION_LAG).await;
+        EcsWorld { elb, ecs, listener, blue, green, cluster: name.to_string(), service, subnet, group, _agent }
     }
 
     pub(crate) async fn task_definition(&self, image: &str) -> String {
@@ -932,7 +939,7 @@ impl EcsWorld {
         registered.task_definition().unwrap().task_definition_arn().unwrap().to_string()
     }
 
-    fn rollout(&self, task_definition: &str) -> Rollout {
+    pub(crate) fn rollout(&self, task_definition: &str) -> Rollout {
         serde_json::from_value(json!({
             "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout", "metadata": {"name": "web"},
             "spec": {
@@ -1497,6 +1504,8 @@ pub async fn namespace_b_cannot_use_namespace_a_listener(h: Arc<Harness>) {
     assert!(b.selector("web-stable").await.is_none(), "no Service pointed");
 
     // The admin allows it: the change to the Namespace wakes the Rollout, no resync needed.
+    // Its stable group is A's canary one, where its pods are registered.
+    let _targets = b.bind_target_groups(&elb, &canary, &stable, REGISTRATION_LAG);
     b.allow_aws(&[&listener, &stable, &canary]).await;
     let healthy = b.wait_phase(RolloutPhase::Healthy).await;
     assert!(invalid_spec(&healthy).is_none());

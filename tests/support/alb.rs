@@ -4,11 +4,11 @@ use super::{Stack, xml_value};
 
 impl Stack {
     /// A load balancer in a new VPC with a listener forwarding to two target groups (stable 100,
-    /// canary 0), one registered target each (moto reports them healthy).
+    /// canary 0), with no targets: a [`super::registrar`] registers them as pods or tasks come.
     /// Returns the client, the listener and the stable and canary target groups.
     pub async fn balancer(&self, name: &str) -> (aws_sdk_elasticloadbalancingv2::Client, String, String, String) {
         use aws_sdk_elasticloadbalancingv2::types::{
-            Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetDescription, TargetGroupTuple, TargetTypeEnum,
+            Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, TargetGroupTuple, TargetTypeEnum,
         };
         let vpc = xml_value(&self.ec2(&[("Action", "CreateVpc"), ("CidrBlock", "10.9.0.0/16")]).await, "<vpcId>", "</vpcId>");
         let mut subnets = Vec::new();
@@ -20,7 +20,7 @@ impl Stack {
         let lb = elb.create_load_balancer().name(name).set_subnets(Some(subnets)).send().await.unwrap();
         let lb_arn = lb.load_balancers()[0].load_balancer_arn().unwrap().to_string();
         let mut groups = Vec::new();
-        for (role, ip) in [("stable", "10.9.1.10"), ("canary", "10.9.2.10")] {
+        for role in ["stable", "canary"] {
             let tg = elb
                 .create_target_group()
                 .name(format!("{name}-{role}"))
@@ -32,12 +32,6 @@ impl Stack {
                 .await
                 .unwrap();
             let arn = tg.target_groups()[0].target_group_arn().unwrap().to_string();
-            elb.register_targets()
-                .target_group_arn(&arn)
-                .targets(TargetDescription::builder().id(ip).port(80).build())
-                .send()
-                .await
-                .unwrap();
             groups.push(arn);
         }
         let tuples =

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use sluice::api::Rollout;
 use sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION;
 
+use super::registrar::Registrar;
 use super::{Stack, namespace, wait_for};
 
 pub const DEADLINE: Duration = Duration::from_secs(90);
@@ -34,6 +35,19 @@ impl Scene {
             api.create(&PostParams::default(), &service).await.expect("service created");
         }
         Scene { rollouts: Api::namespaced(client.clone(), &ns), client, ns }
+    }
+
+    /// The pods behind `web-stable` and `web-canary` join the stable and canary target groups
+    /// `delay` after they are ready endpoints, as the AWS Load Balancer Controller registers them.
+    pub fn bind_target_groups(
+        &self,
+        elb: &aws_sdk_elasticloadbalancingv2::Client,
+        stable: &str,
+        canary: &str,
+        delay: Duration,
+    ) -> [Registrar; 2] {
+        [("web-stable", stable), ("web-canary", canary)]
+            .map(|(service, group)| Registrar::bind(self.client.clone(), &self.ns, service, elb.clone(), group, delay))
     }
 
     pub async fn create(&self, rollout: &Rollout) {

@@ -11,7 +11,7 @@ mod cloudwatch;
 mod cloudwatch_alarm;
 mod datadog;
 mod prometheus;
-mod secret;
+pub mod secret;
 mod web;
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! Header values kept in Secrets, read from the rollout's namespace at each measurement (so a
-//! rotated credential is used at the next measurement).
+//! Header values and analysis arguments kept in Secrets, read from the rollout's namespace at
+//! each measurement (so a rotated credential is used at the next measurement).
 //!
 //! Sluice may read no Secret by default: a namespace owner offers one with a Role granting `get`
 //! on that Secret by name, bound to Sluice's ServiceAccount (docs/security.md).
@@ -8,11 +8,42 @@ use k8s_openapi::api::core::v1::Secret;
 use reqwest::header::{HeaderName, HeaderValue};
 
 use super::ProviderError;
-use crate::api::SecretKeyRef;
+use crate::api::{AnalysisArg, Metric, SecretKeyRef};
 
 /// The value of `reference` in `namespace`.
 pub async fn value(kube: Option<&kube::Client>, namespace: &str, reference: &SecretKeyRef) -> Result<String, ProviderError> {
     read(kube, namespace, &reference.name).await?.value(&reference.key)
+}
+
+/// `metric` with its references to arguments from Secrets replaced by their values, read now,
+/// and those values, so that anything recorded can be cleared of them. The run holds only the
+/// references.
+pub async fn substitute_args(
+    kube: Option<&kube::Client>,
+    namespace: &str,
+    metric: &Metric,
+    args: &[AnalysisArg],
+) -> Result<(Metric, Vec<String>), ProviderError> {
+    let mut text = serde_json::to_string(metric).expect("a metric serializes");
+    let mut values = Vec::new();
+    for arg in args {
+        let Some(reference) = arg.value_from.as_ref().and_then(|from| from.secret_key_ref.as_ref()) else { continue };
+        let placeholder = format!("{{{{args.{}}}}}", arg.name);
+        if !text.contains(&placeholder) {
+            continue;
+        }
+        let value = self::value(kube, namespace, reference).await?;
+        let quoted = serde_json::to_string(&value).expect("text serializes");
+        text = text.replace(&placeholder, &quoted[1..quoted.len() - 1]);
+        values.push(value);
+    }
+    let metric = serde_json::from_str(&text).expect("substitution keeps JSON valid");
+    Ok((metric, values))
+}
+
+/// `text` with every one of `secrets` masked.
+pub fn scrub(text: &str, secrets: &[String]) -> String {
+    secrets.iter().filter(|s| !s.is_empty()).fold(text.to_string(), |text, secret| text.replace(secret.as_str(), "***"))
 }
 
 /// One Secret's data, read once for the several keys a provider takes from it.
