@@ -287,6 +287,20 @@ pub struct AlbTraffic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub healthy_targets_percent: Option<i32>,
+    /// An abort steps the canary weight down on this schedule instead of sending all traffic
+    /// home at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gradual_abort: Option<GradualAbort>,
+}
+
+/// How an abort lowers the canary weight: `weightStep` points at once, then as many again every
+/// `interval`, down to 0.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct GradualAbort {
+    #[schemars(range(min = 1, max = 100))]
+    pub weight_step: i32,
+    pub interval: DurationString,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -385,6 +399,7 @@ pub struct SetCanaryScale {
 
 /// Analysis templates to run, with the arguments they take.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("!has(self.args) || self.args.all(a, !a.name.startsWith('sluice.'))").message("argument names starting with `sluice.` are Sluice's own (sluice.canaryRevision, sluice.canaryTargetGroup, ...): every template can use them without passing them; rename the argument"))]
 #[serde(rename_all = "camelCase")]
 pub struct RolloutAnalysis {
     #[schemars(length(min = 1, max = 10))]
@@ -407,7 +422,6 @@ pub struct AnalysisTemplateRef {
 /// An argument for the analysis templates: a value, or where to take it from.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[x_kube(validation = Rule::new("!(has(self.value) && has(self.valueFrom))").message("an analysis argument sets value or valueFrom, not both"))]
-#[x_kube(validation = Rule::new("!self.name.startsWith('sluice.')").message("argument names starting with `sluice.` are Sluice's own (sluice.canaryRevision, sluice.canaryTargetGroup, ...): every template can use them without passing them; rename the argument"))]
 #[serde(rename_all = "camelCase")]
 pub struct AnalysisArg {
     #[schemars(length(min = 1, max = 253))]
@@ -683,6 +697,9 @@ pub struct RolloutStatus {
     pub abort: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub aborted_at: Option<Time>,
+    /// The canary weight read when the abort began: where a gradual abort steps down from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aborted_from_weight: Option<i32>,
     /// Why the candidate was aborted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abort_reason: Option<String>,

@@ -96,13 +96,16 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
         if ready < n {
             return pass.wait(format!("promoting revision {update}: {ready}/{n} ready before the switch"));
         }
-        pass.point_service(ServiceRole::Stable, &update);
+        // Behind a router, production moves to the preview group (which holds the new pods)
+        // before the active Service does: repointing it first would empty the group with all
+        // the weight while the new pods register.
         if pass.has_router() && !pass.steer(100, false) {
             if pass.message.is_empty() {
                 pass.wait(format!("switching production traffic to revision {update}"));
             }
             return;
         }
+        pass.point_service(ServiceRole::Stable, &update);
         pass.status.switched = true;
         if let Some(name) = keep_runs.first() {
             pass.event(EventReason::AnalysisPassed, format!("analysis run {name} passed"));
@@ -169,4 +172,42 @@ fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i
         }
     }
     Gate::Open
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::engine::Action;
+    use crate::engine::fixture::{Fixture, STABLE, UPDATE};
+
+    fn switching(weight: i32) -> Fixture {
+        let strategy = json!({"blueGreen": {"activeService": "web-active", "previewService": "web-preview"}});
+        let mut fixture = Fixture::with_router(2, strategy, weight).running(STABLE, 2, 2).running(UPDATE, 2, 2);
+        fixture.observed.services.stable = Some(STABLE.into());
+        fixture.observed.services.canary = Some(UPDATE.into());
+        fixture.status.promote_full = true;
+        fixture
+    }
+
+    fn repoints_active(actions: &[Action]) -> bool {
+        actions.iter().any(|a| matches!(a, Action::PointService { role: ServiceRole::Stable, revision } if revision == UPDATE))
+    }
+
+    #[test]
+    fn behind_a_router_the_active_service_moves_only_once_production_weight_is_on_the_preview_group() {
+        let fixture = switching(0);
+        let mut pass = fixture.pass();
+        let strategy = fixture.spec.strategy.blue_green.clone().expect("blue/green");
+        progress(&mut pass, &strategy);
+        assert!(pass.actions.iter().any(|a| matches!(a, Action::SetWeight { canary_weight: 100, .. })), "{:?}", pass.actions);
+        assert!(!repoints_active(&pass.actions), "the active group keeps its pods while it has the weight: {:?}", pass.actions);
+
+        let fixture = switching(100);
+        let mut pass = fixture.pass();
+        progress(&mut pass, &strategy);
+        assert!(repoints_active(&pass.actions), "{:?}", pass.actions);
+        assert!(pass.status.switched);
+    }
 }

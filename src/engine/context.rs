@@ -153,6 +153,7 @@ impl<'a> Pass<'a> {
     pub(super) fn restart_attempt(&mut self) {
         self.status.abort = false;
         self.status.aborted_at = None;
+        self.status.aborted_from_weight = None;
         self.status.abort_reason = None;
         self.status.attempt = self.status.attempt.saturating_add(1);
         self.reset_progress();
@@ -183,6 +184,7 @@ impl<'a> Pass<'a> {
         };
         self.status.abort = false;
         self.status.aborted_at = None;
+        self.status.aborted_from_weight = None;
         self.reset_progress();
         let message = match self.fast_track_rollback() {
             Some(ago) => format!(
@@ -233,6 +235,7 @@ impl<'a> Pass<'a> {
         }
         self.status.abort = true;
         self.status.aborted_at = Some(Time(self.now()));
+        self.status.aborted_from_weight = self.observed_weight();
         self.status.pause_conditions.clear();
         self.status.promote_full = false;
         self.status.promoted = false;

@@ -11,6 +11,7 @@ pub(super) fn settle(pass: &mut Pass<'_>) {
     let status = &mut pass.status;
     status.abort = false;
     status.aborted_at = None;
+    status.aborted_from_weight = None;
     status.abort_reason = None;
     status.pause_conditions.clear();
     status.promote_full = false;

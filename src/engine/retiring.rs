@@ -99,7 +99,9 @@ impl Pass<'_> {
         let (stable, update) = (self.stable.clone(), self.update.clone());
         self.scale(&stable, self.replicas);
         self.point_service(ServiceRole::Stable, &stable);
-        let traffic_home = if self.has_router() { self.steer(0, true) } else { self.ready(&stable) >= self.replicas };
+        let home_weight = self.abort_weight();
+        let traffic_home =
+            if self.has_router() { self.steer(home_weight, true) && home_weight == 0 } else { self.ready(&stable) >= self.replicas };
         // What the router waits for, said in the abort's message.
         let steering = std::mem::take(&mut self.message);
         let delay = if self.has_router() { delay } else { Some(Duration::ZERO) };
@@ -113,11 +115,37 @@ impl Pass<'_> {
         let mut message = self.abort_message(traffic_home);
         if !traffic_home && steering.starts_with("waiting") {
             message = format!("{message} ({steering})");
+        } else if home_weight > 0 {
+            message = format!("{message} (gradualAbort: the canary weight is stepping down, now to {home_weight}%)");
         }
         if delay.is_none() {
             message.push_str(&format!("; revision {} keeps running (abortScaleDownDelaySeconds: -1)", self.update));
         }
         self.outcome(RolloutPhase::Degraded, message);
+    }
+
+    /// Where an abort sends the canary weight now: 0, or with `gradualAbort` the weight at the
+    /// abort less a step for each interval begun since (never above what the router reads).
+    /// Worked out from the abort's time alone, so a pass repeated after a restart asks the same.
+    fn abort_weight(&mut self) -> i32 {
+        let alb = self.input.spec.traffic.as_ref().and_then(|t| t.alb.as_ref());
+        let Some(gradual) = alb.and_then(|a| a.gradual_abort.as_ref()) else { return 0 };
+        let (Some(from), Some(at), Ok(interval)) =
+            (self.status.aborted_from_weight, &self.status.aborted_at, gradual.interval.to_duration())
+        else {
+            return 0;
+        };
+        let interval = interval.max(Duration::from_secs(1));
+        let elapsed = Duration::try_from(self.now().duration_since(at.0)).unwrap_or(Duration::ZERO);
+        let steps = elapsed.as_secs() / interval.as_secs() + 1;
+        let step = i64::from(gradual.weight_step.clamp(1, 100));
+        let scheduled = (i64::from(from) - step * i64::try_from(steps).unwrap_or(i64::MAX / 128)).max(0) as i32;
+        let weight = scheduled.min(self.observed_weight().unwrap_or(0));
+        let until_next = i64::try_from(steps.saturating_mul(interval.as_secs())).unwrap_or(i64::MAX);
+        if let Some(next) = at.0.checked_add(jiff::SignedDuration::from_secs(until_next)).ok().filter(|_| weight > 0) {
+            self.requeue_at(next);
+        }
+        weight
     }
 
     fn abort_message(&self, traffic_home: bool) -> String {
@@ -223,6 +251,45 @@ mod tests {
         pass.abort("analysis failed");
         pass.roll_back(None);
         assert!(scales(&pass).contains(&(UPDATE.to_string(), 0)), "its pods take traffic by replica ratio: {:?}", scales(&pass));
+    }
+
+    #[test]
+    fn a_gradual_abort_steps_the_weight_down_by_the_abort_time_alone() {
+        let gradual = |observed: i32, seconds_since_abort: i64| {
+            let mut fixture = Fixture::with_router(4, canary(), observed).running(STABLE, 4, 4).running(UPDATE, 3, 3);
+            let alb = fixture.spec.traffic.as_mut().and_then(|t| t.alb.as_mut()).expect("an ALB");
+            alb.gradual_abort = Some(crate::api::GradualAbort { weight_step: 20, interval: "30s".into() });
+            fixture.status.abort = true;
+            fixture.status.aborted_from_weight = Some(60);
+            fixture.status.aborted_at = Some(Time(fixture.now - jiff::SignedDuration::from_secs(seconds_since_abort)));
+            fixture
+        };
+        let weights = |fixture: &Fixture| {
+            let mut pass = fixture.pass();
+            pass.roll_back(Some(Duration::from_secs(30)));
+            let set: Vec<i32> = pass
+                .actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::SetWeight { canary_weight, .. } => Some(*canary_weight),
+                    _ => None,
+                })
+                .collect();
+            (set, pass.phase, pass.message.clone())
+        };
+        let (set, phase, message) = weights(&gradual(60, 0));
+        assert_eq!(set, [40], "one step at once");
+        assert_eq!(phase, RolloutPhase::Degraded);
+        assert!(message.contains("stepping down, now to 40%"), "{message}");
+        assert!(weights(&gradual(40, 10)).0.is_empty(), "a pass repeated within the interval asks nothing more");
+        assert_eq!(weights(&gradual(40, 30)).0, [20], "the next step after one interval");
+        assert_eq!(weights(&gradual(20, 95)).0, [0], "never below 0");
+        assert_eq!(weights(&gradual(10, 30)).0, Vec::<i32>::new(), "never above what the router reads");
+        let at_once = Fixture::with_router(4, canary(), 60).running(STABLE, 4, 4).running(UPDATE, 3, 3);
+        let mut pass = at_once.pass();
+        pass.abort("failed");
+        pass.roll_back(Some(Duration::from_secs(30)));
+        assert!(pass.actions.iter().any(|a| matches!(a, Action::SetWeight { canary_weight: 0, .. })), "the default: all home now");
     }
 
     #[test]

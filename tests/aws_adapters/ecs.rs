@@ -153,7 +153,13 @@ pub async fn task_addresses_are_the_ips_of_each_task_sets_running_tasks(stack: A
     let id = |revision: &str| state.task_set(revision).map(|t| t.id.clone()).expect("a task set");
     let (a, b) = (id("rev-a"), id("rev-b"));
     let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(AwsVpcConfiguration::builder().set_subnets(Some(lb.network.subnets.clone())).build().unwrap())
+        .awsvpc_configuration(
+            AwsVpcConfiguration::builder()
+                .set_subnets(Some(lb.network.subnets.clone()))
+                .security_groups(&lb.network.security_group)
+                .build()
+                .unwrap(),
+        )
         .build();
     let run = |started_by: String, count: i32| {
         let request = service

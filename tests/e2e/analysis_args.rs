@@ -122,3 +122,83 @@ pub async fn templated_analysis_fields_take_each_rollouts_values(h: Arc<Harness>
     bad.wait_replicas(&[("web:1", 2)]).await;
     server.abort();
 }
+
+register_test!(487, the_canary_target_group_argument_follows_the_ecs_swap_and_fails_the_run);
+/// A CloudWatch metric on the current canary target group (`{{args.sluice.canaryTargetGroup}}`)
+/// after an ECS promotion swapped the groups' roles: v2 promoted onto green, so v3's canary
+/// runs on blue. Blue answers 5xx, green does not: the run reads blue, fails, and the rollout
+/// goes back to v2 on green.
+pub async fn the_canary_target_group_argument_follows_the_ecs_swap_and_fails_the_run(h: Arc<Harness>) {
+    use aws_sdk_cloudwatch::primitives::DateTime;
+    use aws_sdk_cloudwatch::types::{Dimension, MetricDatum};
+    use kube::api::{Patch, PatchParams};
+    use sluice::engine::builtins::{load_balancer_dimension, target_group_dimension};
+
+    let s = Scene::new(&h.stack, "builtin-args", &[]).await;
+    let world = crate::scenarios::EcsWorld::new(&h, &format!("builtin-{}", std::process::id())).await;
+    world.allow_in(&s, &[]).await;
+    let template: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "AnalysisTemplate", "metadata": {"name": "target-5xx"},
+        "spec": {"metrics": [{"name": "canary-5xx", "successCondition": "result < 5", "provider": {"cloudWatch": {
+            "window": "10m", "metricDataQueries": [{"id": "errors", "metricStat": {
+                "namespace": "AWS/ApplicationELB", "metricName": "HTTPCode_Target_5XX_Count", "period": 60, "stat": "Sum",
+                "dimensions": [{"name": "TargetGroup", "value": "{{args.sluice.canaryTargetGroup}}"},
+                               {"name": "LoadBalancer", "value": "{{args.sluice.loadBalancer}}"}]}}]}}}]}
+    }))
+    .unwrap();
+    let resource = kube::discovery::ApiResource::erase::<AnalysisTemplate>(&());
+    let templates: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.ns, &resource);
+    templates.create(&PostParams::default(), &template).await.expect("template created");
+
+    let v1 = world.task_definition("orders:1").await;
+    let mut r = world.rollout(&v1);
+    r.spec.strategy = serde_json::from_value(json!({"canary": {"scaleDownDelaySeconds": 0, "abortScaleDownDelaySeconds": 0,
+        "steps": [{"setWeight": 50}, {"pause": {"duration": "1s"}}]}}))
+    .unwrap();
+    s.create(&r).await;
+    s.wait("v1 Healthy", |r| r.status.as_ref().is_some_and(|st| st.phase == Some(RolloutPhase::Healthy))).await;
+    let v2 = world.task_definition("orders:2").await;
+    s.patch(json!({"spec": {"workload": {"ecs": {"taskDefinition": v2}}}})).await;
+    crate::support::wait_for("v2 promoted onto green", crate::support::scene::DEADLINE * 2, || async {
+        let r = s.rollouts.get("web").await.ok()?;
+        let status = r.status?;
+        let promoted = status.phase == Some(RolloutPhase::Healthy) && status.observed_generation == r.metadata.generation;
+        (promoted && world.weights().await == (0, 100)).then_some(())
+    })
+    .await;
+
+    // Blue, now the canary's group, answers 5xx; green, the stable one, does not.
+    let cloudwatch = aws_sdk_cloudwatch::Client::new(&h.stack.aws().to_builder().endpoint_url(&h.cloudwatch.address).build());
+    let balancer = load_balancer_dimension(&world.listener).expect("a listener ARN");
+    for (group, errors) in [(&world.blue, 50.0), (&world.green, 0.0)] {
+        let datum = MetricDatum::builder()
+            .metric_name("HTTPCode_Target_5XX_Count")
+            .dimensions(Dimension::builder().name("TargetGroup").value(target_group_dimension(group).unwrap()).build())
+            .dimensions(Dimension::builder().name("LoadBalancer").value(&balancer).build())
+            .value(errors)
+            .timestamp(DateTime::from_millis(jiff::Timestamp::now().as_millisecond() - 60_000))
+            .build();
+        cloudwatch.put_metric_data().namespace("AWS/ApplicationELB").metric_data(datum).send().await.expect("PutMetricData");
+    }
+    let steps = json!({"spec": {"strategy": {"canary": {"steps": [{"setWeight": 25},
+        {"analysis": {"templates": [{"templateName": "target-5xx"}]}}, {"pause": {}}]}}}});
+    s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&steps)).await.expect("steps patched");
+    let v3 = world.task_definition("orders:3").await;
+    s.patch(json!({"spec": {"workload": {"ecs": {"taskDefinition": v3}}}})).await;
+
+    let aborted = s
+        .wait("v3 aborted by its analysis", |r| r.status.as_ref().is_some_and(|st| st.abort && st.phase == Some(RolloutPhase::Degraded)))
+        .await;
+    let message = aborted.status.and_then(|st| st.message).unwrap_or_default();
+    assert!(message.contains("canary-5xx"), "the abort names the metric: {message}");
+    let runs: Api<AnalysisRun> = Api::namespaced(s.client.clone(), &s.ns);
+    let listed = runs.list(&ListParams::default()).await.unwrap().items;
+    let run = listed.iter().find(|r| r.status.as_ref().is_some_and(|st| st.phase == AnalysisPhase::Failed)).expect("a failed run");
+    let arg = |name: &str| run.spec.args.iter().find(|a| a.name == name).and_then(|a| a.value.clone());
+    assert_eq!(arg("sluice.canaryTargetGroup").as_deref(), target_group_dimension(&world.blue), "after the swap the canary is on blue");
+    assert_eq!(arg("sluice.stableTargetGroupArn").as_deref(), Some(world.green.as_str()));
+    crate::support::wait_for("traffic back on green", crate::support::scene::DEADLINE, || async {
+        (world.weights().await == (0, 100)).then_some(())
+    })
+    .await;
+}

@@ -193,3 +193,46 @@ pub async fn an_ecs_canary_never_weights_a_group_before_its_tasks_are_registered
     .await;
     sampler.finish("ECS canary");
 }
+
+register_test!(496, a_gradual_abort_steps_the_listener_down_on_its_schedule);
+/// `gradualAbort`: an abort at 60 % lowers the canary's weight 20 points every 2 s on the real
+/// listener, instead of all at once, and the canary is retired once it is at 0.
+pub async fn a_gradual_abort_steps_the_listener_down_on_its_schedule(h: Arc<Harness>) {
+    let s = Scene::new(&h.stack, "gradual-abort", &["web-stable", "web-canary"]).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&format!("gradual-{}", std::process::id())).await;
+    s.allow_aws(&[&listener, &stable, &canary]).await;
+    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "abortScaleDownDelaySeconds": 0,
+        "steps": [{"setWeight": 60}, {"pause": {}}]}});
+    let mut r = rollout(5, "web:1", strategy);
+    r.spec.traffic = Some(
+        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary,
+            "gradualAbort": {"weightStep": 20, "interval": "2s"}}}))
+        .unwrap(),
+    );
+    s.create(&r).await;
+    s.wait_phase(RolloutPhase::Healthy).await;
+    s.set_image("web:2").await;
+    s.wait("the pause at 60 %", |r| r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
+
+    s.command("abort", "a-1").await;
+    let mut seen: Vec<(i32, Instant)> = Vec::new();
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let weight = listener_weights(&elb, &listener, &stable, &canary).await.1;
+        if seen.last().map(|(w, _)| *w) != Some(weight) {
+            seen.push((weight, Instant::now()));
+        }
+        if weight == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let weights: Vec<i32> = seen.iter().map(|(w, _)| *w).collect();
+    assert_eq!(weights, [60, 40, 20, 0], "one step at a time");
+    for pair in seen.windows(2).skip(1) {
+        let gap = pair[1].1 - pair[0].1;
+        assert!(gap >= Duration::from_millis(1500), "steps are an interval apart: {gap:?} between {} and {}", pair[0].0, pair[1].0);
+    }
+    s.wait_replicas(&[("web:1", 5)]).await;
+}
