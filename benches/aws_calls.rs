@@ -1,6 +1,8 @@
 //! AWS calls a rollout costs, counted by a proxy in front of moto on the local stack:
 //! ELBv2 calls per weight step, calls while a rollout is idle, and the time from an abort to the
-//! canary's weight being 0 on the listener. Prints figures; asserts nothing.
+//! canary's weight being 0 on the listener. Pods join their target groups 2 s after they are
+//! ready (`support::registrar`), so the steps include waiting for registration. Prints figures;
+//! asserts nothing.
 //!
 //! `cargo bench --bench aws_calls` (the local stack must be installed: `e2e/stack install`).
 
@@ -16,6 +18,7 @@ use serde_json::json;
 use sluice::api::{Rollout, RolloutPhase};
 use support::aws_proxy::{AwsProxy, Call};
 use support::controller::ControllerProcess;
+use support::registrar::{REGISTRATION_LAG, Registrar};
 use support::{Stack, alb::listener_weights, namespace, path_str, repo, wait_for};
 
 const DEADLINE: Duration = Duration::from_secs(120);
@@ -41,6 +44,9 @@ async fn measure(stack: &Stack) {
         services.create(&PostParams::default(), &service).await.unwrap();
     }
     let (elb, listener, stable, canary) = stack.balancer(&format!("calls-{}", std::process::id())).await;
+    // Pods join the target groups as the AWS Load Balancer Controller would register them.
+    let _targets = [("web-stable", &stable), ("web-canary", &canary)]
+        .map(|(service, group)| Registrar::bind(client.clone(), &ns, service, elb.clone(), group, REGISTRATION_LAG));
     let proxy = AwsProxy::start(&stack.aws_endpoint, 0.0, 1).await;
     let log = stack.dir.join("aws-calls-controller.log");
     let _controller = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &stack.kubeconfig, &proxy.endpoint, &log, &[], &[]);

@@ -16,6 +16,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde_json::json;
 use sluice::api::{AnalysisTemplate, Rollout, RolloutPhase};
+use support::registrar::{REGISTRATION_LAG, Registrar};
 use support::{Stack, alb::listener_weights, images_dir, path_str, repo, wait_for};
 
 const NAMESPACE: &str = "demo";
@@ -87,6 +88,11 @@ async fn demo(stack: Arc<Stack>) -> Result<(), String> {
 
     say("creating an Application Load Balancer in moto: one listener, a stable and a canary target group");
     let (elb, listener, stable, canary) = stack.balancer("demo").await;
+    say(
+        "registering the pods behind web-stable and web-canary with their target groups 2 s after they are ready, as the AWS Load Balancer Controller does",
+    );
+    let _targets = [("web-stable", &stable), ("web-canary", &canary)]
+        .map(|(service, group)| Registrar::bind(client.clone(), NAMESPACE, service, elb.clone(), group, REGISTRATION_LAG));
     say("allowing the namespace that listener and its target groups, as a cluster admin does");
     let arns = [listener.as_str(), &stable, &canary].join(", ");
     let allowed = json!({"metadata": {"annotations": {sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION: arns}}});

@@ -125,7 +125,7 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
         Action::MarkStable { revision } => ports.platform.mark_stable(revision).await,
         Action::SetWeight { canary_weight, target_groups } => ports.router.set_weight(target_groups, *canary_weight).await,
         Action::RouteTestTraffic { target_group, .. } => ports.router.route_test_traffic(target_group).await,
-        Action::RouteHeader { target_group, .. } => ports.router.route_header(target_group.as_deref()).await,
+        Action::RouteHeaders { routes, target_group } => ports.router.route_headers(routes, target_group.as_deref()).await,
         Action::CreateAnalysisRun { name, revision, purpose, analysis, builtins } => {
             let run = build_run(subject, ports.runs, RunRequest { name, revision, purpose: *purpose, analysis, builtins }).await?;
             ports.runs.create(run).await

@@ -110,8 +110,9 @@ pub trait TrafficRouter: Send + Sync {
     async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError>;
     /// The test listener (or rule) sends all its traffic to `target_group`.
     async fn route_test_traffic(&self, target_group: &str) -> Result<Effect, PortError>;
-    /// Requests carrying the header route go to `target_group`; `None` removes the route.
-    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError>;
+    /// Requests matching each of `routes` go to `target_group`; `None` removes every header
+    /// route Sluice made.
+    async fn route_headers(&self, routes: &[crate::api::SetHeaderRoute], target_group: Option<&str>) -> Result<Effect, PortError>;
 }
 
 /// A run to create, built from the Rollout's analysis and its templates.

@@ -108,7 +108,9 @@ fn two_strategies_are_refused() {
 fn a_step_with_two_actions_is_refused() {
     let mut rollout = canary_rollout();
     rollout["spec"]["strategy"]["canary"]["steps"][0]["pause"] = json!({});
-    assert!(refusal(&rollout).contains("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"));
+    assert!(
+        refusal(&rollout).contains("each canary step sets exactly one of setWeight, pause, analysis, setCanaryScale or setHeaderRoute")
+    );
 }
 
 #[test]

@@ -40,6 +40,8 @@ fn canary_step() -> impl Strategy<Value = Value> {
         1 => (0..=100_000i32).prop_map(|r| json!({"setCanaryScale": {"replicas": r}})),
         1 => (0..=100i32).prop_map(|w| json!({"setCanaryScale": {"weight": w}})),
         1 => Just(json!({"setCanaryScale": {"matchTrafficWeight": true}})),
+        1 => Just(json!({"setHeaderRoute": {"name": "testers", "match": [{"headerName": "x-canary", "headerValue": {"exact": "1"}}]}})),
+        1 => Just(json!({"setHeaderRoute": {"name": "testers"}})),
     ]
 }
 
@@ -134,7 +136,7 @@ fn workload() -> impl Strategy<Value = Value> {
 }
 
 fn traffic() -> impl Strategy<Value = Option<Value>> {
-    option::of((any::<bool>(), any::<bool>(), option::of(-10..=200i32)).prop_map(|(test, header, healthy)| {
+    option::of((any::<bool>(), any::<bool>(), option::of(-10..=200i32)).prop_map(|(test, gradual, healthy)| {
         let mut alb = json!({
             "listenerArn": "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/c",
             "stableTargetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1",
@@ -143,8 +145,8 @@ fn traffic() -> impl Strategy<Value = Option<Value>> {
         if test {
             alb["testListenerArn"] = json!("arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/t");
         }
-        if header {
-            alb["headerRoute"] = json!({"name": "x-canary", "values": ["1"]});
+        if gradual {
+            alb["gradualAbort"] = json!({"weightStep": 25, "interval": "10s"});
         }
         if let Some(healthy) = healthy {
             alb["healthyTargetsPercent"] = json!(healthy);

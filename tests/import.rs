@@ -74,6 +74,7 @@ fn step_kinds(rollout: &Rollout) -> Vec<String> {
         .steps
         .iter()
         .map(|s| match (s.set_weight, &s.pause, &s.analysis, &s.set_canary_scale) {
+            _ if s.set_header_route.is_some() => format!("setHeaderRoute {}", s.set_header_route.as_ref().unwrap().name),
             (Some(w), ..) => format!("setWeight {w}"),
             (_, Some(p), ..) => format!("pause {}", p.duration.as_ref().map_or("manual", |d| d.0.as_str())),
             (_, _, Some(a), _) => {
@@ -151,8 +152,8 @@ fn argo_canary_with_analysis() {
         warnings(&imported),
         [
             "warning: Rollout/basket: spec.strategy.canary.analysis.startingStep: Sluice's background analysis runs from the first step; dropped",
-            "warning: Rollout/basket: spec.strategy.canary.steps[6].setHeaderRoute: Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute); dropped",
             "warning: Rollout/basket: spec.strategy.canary.trafficRouting.istio: Sluice routes traffic through an ALB or by replica ratio; dropped",
+            "warning: Rollout/basket: spec.strategy.canary.steps: 1 setHeaderRoute step(s) dropped: a header route is an ALB listener rule, and this Rollout has no ALB",
             "warning: Rollout/basket: spec.strategy.canary.steps: step 1 (setWeight 10): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
             "warning: Rollout/basket: spec.strategy.canary.steps: step 4 (setWeight 40): with 8 replicas and no traffic router the replica ratio reaches 25% (2 canary, 6 stable pods); raise the replicas or route through an ALB for finer weights",
             "warning: AnalysisTemplate/basket-errors: spec.args[2].valueFrom: Sluice arguments are plain values; a secret belongs in provider.prometheus.authHeader or a web header's secretKeyRef; dropped",
@@ -209,7 +210,16 @@ fn argo_alb_canary_over_a_referenced_deployment() {
     let alb = rollout.spec.traffic.as_ref().unwrap().alb.as_ref().unwrap();
     assert_eq!(alb.rule_arn.as_deref(), Some(sluice::import::PLACEHOLDER_RULE_ARN));
     assert_ne!(alb.stable_target_group_arn, alb.canary_target_group_arn);
-    assert_eq!(step_kinds(&rollout), ["setWeight 5", "pause 1h", "setWeight 25", "pause 30m", "setWeight 60", "pause manual"]);
+    assert_eq!(
+        step_kinds(&rollout),
+        ["setHeaderRoute qa", "setWeight 5", "pause 1h", "setWeight 25", "pause 30m", "setHeaderRoute qa", "setWeight 60", "pause manual"]
+    );
+    let steps = &rollout.spec.strategy.canary.as_ref().unwrap().steps;
+    let qa = steps[0].set_header_route.as_ref().unwrap();
+    let values: Vec<(&str, Option<&str>, Option<&str>)> =
+        qa.matches.iter().map(|m| (m.header_name.as_str(), m.header_value.exact.as_deref(), m.header_value.prefix.as_deref())).collect();
+    assert_eq!(values, [("x-qa", Some("on"), None), ("user-agent", None, Some("Mozilla"))], "exact and prefix matches carry over");
+    assert!(steps[5].set_header_route.as_ref().unwrap().matches.is_empty(), "a route named without a match is removed");
     assert_eq!(rollout.spec.strategy.canary.as_ref().unwrap().abort_scale_down_delay_seconds, Some(30));
     assert_eq!(
         warnings(&imported),

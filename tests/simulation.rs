@@ -41,7 +41,7 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         stable_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/s/1".into(),
         canary_target_group_arn: "arn:aws:elasticloadbalancing:us-east-1:1:targetgroup/c/2".into(),
         test_listener_arn: rng.random_bool(0.3).then(|| "arn:aws:elasticloadbalancing:us-east-1:1:listener/app/a/b/t".into()),
-        header_route: rng.random_bool(0.3).then(|| HeaderRoute { name: "x-canary".into(), values: vec!["1".into()] }),
+        gradual_abort: rng.random_bool(0.3).then(|| GradualAbort { weight_step: 50, interval: "10s".into() }),
         ..Default::default()
     };
     // A quarter are ECS services: task sets register with the target groups themselves, whose
@@ -82,7 +82,16 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
                         ..Default::default()
                     },
                     13 => CanaryStep { pause: Some(Pause { duration: None }), ..Default::default() },
-                    14..=17 => CanaryStep { analysis: Some(analysis()), ..Default::default() },
+                    14..=16 => CanaryStep { analysis: Some(analysis()), ..Default::default() },
+                    17 if traffic.is_some() => {
+                        let value = HeaderValueMatch { exact: Some("1".into()), prefix: None };
+                        let matches = match rng.random_bool(0.7) {
+                            true => vec![HeaderMatch { header_name: "x-canary".into(), header_value: value }],
+                            false => Vec::new(),
+                        };
+                        CanaryStep { set_header_route: Some(SetHeaderRoute { name: "tester".into(), matches }), ..Default::default() }
+                    }
+                    17 => CanaryStep { analysis: Some(analysis()), ..Default::default() },
                     _ => CanaryStep {
                         set_canary_scale: Some(SetCanaryScale { replicas: Some(rng.random_range(0..=3)), ..Default::default() }),
                         ..Default::default()
@@ -233,6 +242,12 @@ fn allowed_weights(spec: &RolloutSpec) -> BTreeSet<i32> {
     let mut allowed = BTreeSet::from([0, 100]);
     if let Some(canary) = &spec.strategy.canary {
         allowed.extend(canary.steps.iter().filter_map(|s| s.set_weight));
+    }
+    // A gradual abort steps down from any of them.
+    let gradual = spec.traffic.as_ref().and_then(|t| t.alb.as_ref()).and_then(|a| a.gradual_abort.as_ref());
+    if let Some(step) = gradual.map(|g| g.weight_step.max(1)) {
+        let stepped: Vec<i32> = allowed.iter().flat_map(|w| (1..=100 / step).map(move |k| (w - k * step).max(0))).collect();
+        allowed.extend(stepped);
     }
     allowed
 }

@@ -4,7 +4,7 @@
 
 use super::{
     BlueGreenStrategy, CanaryStep, CanaryStrategy, DurationString, EcsWorkload, KubernetesWorkload, RollingStrategy, RolloutAnalysis,
-    SetCanaryScale, Strategy, Workload,
+    SetCanaryScale, SetHeaderRoute, Strategy, Workload,
 };
 
 /// What runs the revisions.
@@ -31,6 +31,7 @@ pub enum StepKind<'a> {
     Pause(Option<&'a DurationString>),
     Analysis(&'a RolloutAnalysis),
     SetCanaryScale(CanaryScale),
+    SetHeaderRoute(&'a SetHeaderRoute),
 }
 
 /// How a `setCanaryScale` step sizes the canary.
@@ -80,12 +81,13 @@ impl Strategy {
 
 impl CanaryStep {
     pub fn kind(&self) -> Result<StepKind<'_>, NotExactlyOne> {
-        let kind = match (self.set_weight, &self.pause, &self.analysis, &self.set_canary_scale) {
-            (Some(weight), None, None, None) => StepKind::SetWeight(weight),
-            (None, Some(pause), None, None) => StepKind::Pause(pause.duration.as_ref()),
-            (None, None, Some(analysis), None) => StepKind::Analysis(analysis),
-            (None, None, None, Some(scale)) => StepKind::SetCanaryScale(scale.kind()?),
-            _ => return Err(NotExactlyOne("setWeight, pause, analysis or setCanaryScale")),
+        let kind = match (self.set_weight, &self.pause, &self.analysis, &self.set_canary_scale, &self.set_header_route) {
+            (Some(weight), None, None, None, None) => StepKind::SetWeight(weight),
+            (None, Some(pause), None, None, None) => StepKind::Pause(pause.duration.as_ref()),
+            (None, None, Some(analysis), None, None) => StepKind::Analysis(analysis),
+            (None, None, None, Some(scale), None) => StepKind::SetCanaryScale(scale.kind()?),
+            (None, None, None, None, Some(route)) => StepKind::SetHeaderRoute(route),
+            _ => return Err(NotExactlyOne("setWeight, pause, analysis, setCanaryScale or setHeaderRoute")),
         };
         Ok(kind)
     }
@@ -115,7 +117,7 @@ mod tests {
         let two = Strategy { canary: Some(CanaryStrategy::default()), rolling: Some(RollingStrategy::default()), blue_green: None };
         assert!(two.kind().is_err());
         let step = CanaryStep { set_weight: Some(10), pause: Some(Pause::default()), ..Default::default() };
-        assert_eq!(step.kind().unwrap_err(), NotExactlyOne("setWeight, pause, analysis or setCanaryScale"));
+        assert_eq!(step.kind().unwrap_err(), NotExactlyOne("setWeight, pause, analysis, setCanaryScale or setHeaderRoute"));
     }
 
     #[test]

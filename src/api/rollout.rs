@@ -278,9 +278,6 @@ pub struct AlbTraffic {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
     pub test_rule_arn: Option<String>,
-    /// Requests carrying this header go to the new version whatever the weight.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub header_route: Option<HeaderRoute>,
     /// Percent of a revision's ready replicas that must be healthy targets of its target group,
     /// matched by IP address, before weight moves onto that group. Default 100: every ready
     /// replica is registered and healthy.
@@ -303,13 +300,39 @@ pub struct GradualAbort {
     pub interval: DurationString,
 }
 
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+/// Requests matching every one of `match` go to the new version whatever the weight, from this
+/// step until the rollout ends; a later step with the same `name` and no `match` removes it.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct HeaderRoute {
-    #[schemars(length(min = 1))]
+pub struct SetHeaderRoute {
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
-    #[schemars(length(min = 1))]
-    pub values: Vec<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 4))]
+    pub matches: Vec<HeaderMatch>,
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderMatch {
+    #[schemars(length(min = 1, max = 40))]
+    pub header_name: String,
+    pub header_value: HeaderValueMatch,
+}
+
+/// A header's value: exactly, or by its start. ALB reads `*` and `?` as wildcards, so a value
+/// may hold neither.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[x_kube(validation = Rule::new("has(self.exact) != has(self.prefix)").message("headerValue sets exactly one of exact or prefix"))]
+#[x_kube(validation = Rule::new("(has(self.exact) ? self.exact : self.prefix).matches('^[^*?]*$')").message("a header value may not hold * or ?: the load balancer reads them as wildcards"))]
+#[serde(rename_all = "camelCase")]
+pub struct HeaderValueMatch {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub exact: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub prefix: Option<String>,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -359,7 +382,7 @@ pub struct CanaryStrategy {
 
 /// One canary step: exactly one of its fields.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) == 1").message("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"))]
+#[x_kube(validation = Rule::new("(has(self.setWeight) ? 1 : 0) + (has(self.pause) ? 1 : 0) + (has(self.analysis) ? 1 : 0) + (has(self.setCanaryScale) ? 1 : 0) + (has(self.setHeaderRoute) ? 1 : 0) == 1").message("each canary step sets exactly one of setWeight, pause, analysis, setCanaryScale or setHeaderRoute"))]
 #[serde(rename_all = "camelCase")]
 pub struct CanaryStep {
     /// Percent of traffic for the canary, 0 to 100.
@@ -372,6 +395,8 @@ pub struct CanaryStep {
     pub analysis: Option<RolloutAnalysis>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub set_canary_scale: Option<SetCanaryScale>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_header_route: Option<SetHeaderRoute>,
 }
 
 /// A pause: for `duration`, or until promoted when no duration is given.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::context::{Pass, later, resolve_count};
 use super::gates::Gate;
 use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{CanaryScale, CanaryStrategy, PauseReason, RolloutPhase, StepKind};
+use crate::api::{CanaryScale, CanaryStrategy, PauseReason, RolloutPhase, SetHeaderRoute, StepKind};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -110,6 +110,8 @@ fn describe(step: &StepKind<'_>) -> String {
         StepKind::Pause(Some(duration)) => format!("pause {}", duration.0),
         StepKind::Analysis(_) => "analysis".into(),
         StepKind::SetCanaryScale(_) => "setCanaryScale".into(),
+        StepKind::SetHeaderRoute(route) if route.matches.is_empty() => format!("setHeaderRoute {} removed", route.name),
+        StepKind::SetHeaderRoute(route) => format!("setHeaderRoute {}", route.name),
     }
 }
 
@@ -120,6 +122,21 @@ fn weight_at(steps: &[StepKind<'_>], index: usize) -> i32 {
         _ => None,
     });
     weights.next_back().unwrap_or(0).clamp(0, 100)
+}
+
+/// The header routes in force at step `index`: each named route as its last step up to there
+/// set it, those a later step removed left out.
+pub(super) fn header_routes_at<'a>(steps: &[StepKind<'a>], index: usize) -> Vec<&'a SetHeaderRoute> {
+    let mut routes: Vec<&SetHeaderRoute> = Vec::new();
+    for step in steps.iter().take(index + 1) {
+        if let StepKind::SetHeaderRoute(route) = step {
+            routes.retain(|r| r.name != route.name);
+            if !route.matches.is_empty() {
+                routes.push(route);
+            }
+        }
+    }
+    routes
 }
 
 /// The last setCanaryScale at or before `index` that sizes the canary by itself.
@@ -227,6 +244,8 @@ fn step_state(
                 StepState::Waiting
             }
         }
+        // The routes in force at each step are set with the previews, on every pass.
+        StepKind::SetHeaderRoute(_) => StepState::Done,
         StepKind::Pause(duration) => pause(pass, index, duration),
         StepKind::Analysis(analysis) => {
             let purpose = AnalysisPurpose::Step(index);

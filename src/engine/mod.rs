@@ -205,10 +205,10 @@ pub enum Action {
         to: ServiceRole,
         target_group: String,
     },
-    /// Requests carrying the header route go to the target group of this role; `None` removes
-    /// the route.
-    RouteHeader {
-        to: Option<ServiceRole>,
+    /// Requests matching each of `routes` go to the candidate's target group; no target group
+    /// (the candidate does not serve) removes every header route.
+    RouteHeaders {
+        routes: Vec<crate::api::SetHeaderRoute>,
         target_group: Option<String>,
     },
 }

@@ -139,8 +139,9 @@ impl Pass<'_> {
         let elapsed = Duration::try_from(self.now().duration_since(at.0)).unwrap_or(Duration::ZERO);
         let steps = elapsed.as_secs() / interval.as_secs() + 1;
         let step = i64::from(gradual.weight_step.clamp(1, 100));
-        let scheduled = (i64::from(from) - step * i64::try_from(steps).unwrap_or(i64::MAX / 128)).max(0) as i32;
-        let weight = scheduled.min(self.observed_weight().unwrap_or(0));
+        let from = i64::from(from.clamp(0, 100));
+        let scheduled = (from - step.saturating_mul(i64::try_from(steps).unwrap_or(i64::MAX))).max(0) as i32;
+        let weight = scheduled.min(self.observed_weight().unwrap_or(0).clamp(0, 100));
         let until_next = i64::try_from(steps.saturating_mul(interval.as_secs())).unwrap_or(i64::MAX);
         if let Some(next) = at.0.checked_add(jiff::SignedDuration::from_secs(until_next)).ok().filter(|_| weight > 0) {
             self.requeue_at(next);

@@ -7,7 +7,7 @@ use super::conditions;
 use super::context::Pass;
 use super::target_groups::{self, TargetGroups};
 use super::{Action, ServiceRole};
-use crate::api::RolloutPhase;
+use crate::api::{RolloutPhase, StepKind, StrategyKind};
 
 /// How often to look at a traffic router while waiting on it (it sends no watch events).
 const ROUTER_POLL: Duration = Duration::from_secs(5);
@@ -32,17 +32,33 @@ impl Pass<'_> {
         // The canary target group follows the canary Service, which may still select a revision
         // being replaced.
         let selected = self.input.observed.services.canary.as_ref().is_none_or(|c| *c == self.update);
+        // Where revisions register themselves (ECS), a superseded one may still be on it.
+        let shared = self.input.observed.registrations.iter().any(|(revision, tg)| *tg == groups.canary && *revision != self.update);
+        let selected = selected && !shared;
         let live = !self.at_rest() && !self.status.abort && !emptied && selected && self.ready(&self.update.clone()) > 0;
         let role = if live { ServiceRole::Canary } else { ServiceRole::Stable };
-        let mut routes = Vec::new();
+        let mut actions_first = Vec::new();
         if alb.test_listener_arn.is_some() || alb.test_rule_arn.is_some() {
-            routes.push(Action::RouteTestTraffic { to: role, target_group: groups.of(role).to_string() });
+            actions_first.push(Action::RouteTestTraffic { to: role, target_group: groups.of(role).to_string() });
         }
-        if alb.header_route.is_some() {
-            let to = live.then_some(ServiceRole::Canary);
-            routes.push(Action::RouteHeader { to, target_group: to.map(|role| groups.of(role).to_string()) });
+        if let Some(header_routes) = self.header_routes() {
+            let routes = if live { header_routes } else { Vec::new() };
+            let target_group = (live && !routes.is_empty()).then(|| groups.canary.clone());
+            actions_first.push(Action::RouteHeaders { routes, target_group });
         }
-        self.actions.splice(0..0, routes);
+        self.actions.splice(0..0, actions_first);
+    }
+
+    /// The header routes the current step has in force; `None` when no step of the strategy
+    /// sets one, so a rollout without them costs no call for them.
+    fn header_routes(&self) -> Option<Vec<crate::api::SetHeaderRoute>> {
+        let Some(StrategyKind::Canary(canary)) = self.strategy else { return None };
+        let steps: Vec<StepKind<'_>> = canary.steps.iter().filter_map(|s| s.kind().ok()).collect();
+        if !steps.iter().any(|s| matches!(s, StepKind::SetHeaderRoute(_))) {
+            return None;
+        }
+        let index = usize::try_from(self.status.current_step_index.unwrap_or(0)).unwrap_or(0).min(steps.len().saturating_sub(1));
+        Some(super::canary::header_routes_at(&steps, index).into_iter().cloned().collect())
     }
 
     pub fn has_router(&self) -> bool {
@@ -69,6 +85,17 @@ impl Pass<'_> {
         let observed = self.input.observed.revisions.iter().find(|r| r.revision == revision);
         let matched = observed.map_or(0, |r| r.addresses.intersection(healthy).count());
         i32::try_from(matched).unwrap_or(i32::MAX)
+    }
+
+    /// Whether the role's group reports EC2 instances (target type `instance`), which no pod
+    /// or task address can match.
+    fn instance_targets(&self, role: ServiceRole) -> bool {
+        let Some(traffic) = &self.input.observed.traffic else { return false };
+        let healthy = match role {
+            ServiceRole::Stable => &traffic.stable_healthy,
+            ServiceRole::Canary => &traffic.canary_healthy,
+        };
+        !healthy.is_empty() && healthy.iter().all(|id| id.starts_with("i-"))
     }
 
     /// Healthy targets a revision needs before weight moves onto its group: `healthyTargetsPercent`
@@ -112,9 +139,14 @@ impl Pass<'_> {
         let registering = !urgent || self.ready(&revision) > 0;
         let (needed, matched) = (self.targets_needed(&revision), self.matched_targets(&revision, role));
         if receives && registering && matched < needed {
+            let hint = if self.instance_targets(role) {
+                "; its targets are EC2 instances, and Sluice matches a revision's pods or tasks by IP: use target type ip"
+            } else {
+                ""
+            };
             self.wait(format!(
                 "waiting for registration: the {name} target group holds {matched} healthy targets of revision \
-                 {revision}, {needed} needed before weight moves to it"
+                 {revision}, {needed} needed before weight moves to it{hint}"
             ));
             self.requeue_in(ROUTER_POLL);
             return false;
@@ -203,6 +235,15 @@ mod tests {
     }
 
     #[test]
+    fn instance_targets_are_named_as_the_reason_nothing_matches() {
+        let mut fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 1, 1).unregistered(UPDATE, 1);
+        fixture.observed.traffic.as_mut().expect("traffic").canary_healthy.insert("i-0123456789abcdef0".into());
+        let mut pass = fixture.pass();
+        assert!(!pass.steer(20, false));
+        assert!(pass.message.ends_with("use target type ip"), "{}", pass.message);
+    }
+
+    #[test]
     fn healthy_targets_of_another_revision_count_for_nothing() {
         let mut fixture = Fixture::with_router(4, canary(), 0).running(STABLE, 4, 4).running(UPDATE, 1, 1).unregistered(UPDATE, 1);
         // The canary Service still selected the old revision: its pod is a healthy target.
@@ -270,6 +311,40 @@ mod tests {
         pass.status.abort = true;
         pass.route_previews();
         assert_eq!(pass.actions, [Action::RouteTestTraffic { to: ServiceRole::Stable, target_group: STABLE_GROUP.into() }]);
+    }
+
+    #[test]
+    fn header_routes_follow_the_steps_and_only_while_the_candidate_serves() {
+        let route = |name: &str, value: Option<&str>| {
+            let matches = value.map(|v| json!([{"headerName": "x-canary", "headerValue": {"exact": v}}])).unwrap_or(json!([]));
+            json!({"setHeaderRoute": {"name": name, "match": matches}})
+        };
+        let steps =
+            json!([route("testers", Some("1")), {"setWeight": 20}, route("beta", Some("2")), route("testers", None), {"pause": {}}]);
+        let routes_at = |index: i32, abort: bool| {
+            let mut fixture =
+                Fixture::with_router(2, json!({"canary": {"steps": steps.clone()}}), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+            fixture.status.current_step_index = Some(index);
+            fixture.status.abort = abort;
+            let mut pass = fixture.pass();
+            pass.strategy = fixture.spec.strategy.kind().ok();
+            pass.route_previews();
+            pass.actions.iter().find_map(|a| match a {
+                Action::RouteHeaders { routes, target_group } => {
+                    Some((routes.iter().map(|r| r.name.clone()).collect::<Vec<_>>(), target_group.clone()))
+                }
+                _ => None,
+            })
+        };
+        assert_eq!(routes_at(1, false), Some((vec!["testers".to_string()], Some(CANARY_GROUP.to_string()))));
+        assert_eq!(routes_at(2, false), Some((vec!["testers".to_string(), "beta".to_string()], Some(CANARY_GROUP.to_string()))));
+        assert_eq!(routes_at(4, false), Some((vec!["beta".to_string()], Some(CANARY_GROUP.to_string()))), "removed by its step");
+        assert_eq!(routes_at(4, true), Some((vec![], None)), "an aborted candidate takes no header route");
+        let fixture = Fixture::with_router(2, canary(), 20).running(STABLE, 2, 2).running(UPDATE, 1, 1);
+        let mut pass = fixture.pass();
+        pass.strategy = fixture.spec.strategy.kind().ok();
+        pass.route_previews();
+        assert!(pass.actions.is_empty(), "no setHeaderRoute step, no header action: {:?}", pass.actions);
     }
 
     #[test]

@@ -53,6 +53,9 @@ pub fn validate(spec: &RolloutSpec) -> Result<ValidSpec<'_>, InvalidSpec> {
             for (index, step) in canary.steps.iter().enumerate() {
                 let kind = step.kind().map_err(|e| InvalidSpec(format!("step {index}: {e}")))?;
                 check_step(&kind, index)?;
+                if matches!(kind, StepKind::SetHeaderRoute(_)) && alb.is_none() {
+                    return invalid(format!("step {index}: setHeaderRoute needs spec.traffic.alb: a header route is a listener rule"));
+                }
                 steps.push(kind);
             }
             if let Some(analysis) = &canary.analysis {

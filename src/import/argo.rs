@@ -10,10 +10,10 @@ use super::expr::{Translation, translate_condition};
 use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgValueFrom, ArgumentSpec, BlueGreenStrategy,
-    CanaryStep, CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, FieldRef, HttpMethod, IntOrArg, KubernetesWorkload,
-    Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric, PrometheusSigV4, RollbackWindow,
-    Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, StepKind, Strategy, Traffic, WebHeader, WebMetric,
-    Workload,
+    CanaryStep, CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, FieldRef, HeaderMatch, HeaderValueMatch, HttpMethod,
+    IntOrArg, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric,
+    PrometheusSigV4, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, SetHeaderRoute,
+    StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
 };
 use crate::engine::builtins;
 
@@ -198,6 +198,17 @@ fn canary_strategy(mut canary: Fields, step_order: &[Vec<String>], w: &mut Warni
         out.steps.extend(canary_step(Fields::new(path, step), order, w));
     }
     let traffic = canary.object("trafficRouting").and_then(|routing| traffic_routing(routing, &out, w));
+    if traffic.is_none() {
+        let before = out.steps.len();
+        out.steps.retain(|s| s.set_header_route.is_none());
+        if out.steps.len() < before {
+            let dropped = before - out.steps.len();
+            w.warn(
+                &canary.at("steps"),
+                format!("{dropped} setHeaderRoute step(s) dropped: a header route is an ALB listener rule, and this Rollout has no ALB"),
+            );
+        }
+    }
     canary.drop("canaryMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
     canary.drop("stableMetadata", "Sluice labels each revision's pods with sluice.dev/revision instead", w);
     canary.drop("antiAffinity", "set pod anti-affinity in the pod template", w);
@@ -247,6 +258,11 @@ fn canary_step_actions(mut step: Fields, w: &mut Warnings) -> Vec<(&'static str,
         let analysis = rollout_analysis(analysis, w);
         out.extend(analysis.map(|analysis| ("analysis", CanaryStep { analysis: Some(analysis), ..Default::default() })));
     }
+    if let Some(route) = step.object("setHeaderRoute") {
+        out.extend(
+            header_route(route, w).map(|route| ("setHeaderRoute", CanaryStep { set_header_route: Some(route), ..Default::default() })),
+        );
+    }
     if let Some(pause) = step.take("pause") {
         let mut pause = Fields::new(step.at("pause"), pause);
         let written = pause.has("duration");
@@ -257,7 +273,6 @@ fn canary_step_actions(mut step: Fields, w: &mut Warnings) -> Vec<(&'static str,
         out.push(("pause", CanaryStep { pause: Some(Pause { duration }), ..Default::default() }));
         pause.finish(w);
     }
-    step.drop("setHeaderRoute", "Sluice routes a header to the new version for the whole rollout (spec.traffic.alb.headerRoute)", w);
     step.drop("setMirrorRoute", "Sluice does not mirror traffic", w);
     step.drop("plugin", "Sluice has no step plugins", w);
     step.finish(w);
@@ -265,12 +280,44 @@ fn canary_step_actions(mut step: Fields, w: &mut Warnings) -> Vec<(&'static str,
 }
 
 fn step_kind(step: &CanaryStep) -> &'static str {
-    match (&step.set_canary_scale, step.set_weight, &step.analysis) {
+    match (&step.set_canary_scale, step.set_weight, &step.analysis, &step.set_header_route) {
         (Some(_), ..) => "setCanaryScale",
-        (_, Some(_), _) => "setWeight",
-        (_, _, Some(_)) => "analysis",
+        (_, Some(_), ..) => "setWeight",
+        (_, _, Some(_), _) => "analysis",
+        (.., Some(_)) => "setHeaderRoute",
         _ => "pause",
     }
+}
+
+/// Argo's `setHeaderRoute`: exact and prefix matches carry over; a regex has no ALB form, and a
+/// route left with no match would remove the route, so it is dropped whole.
+fn header_route(mut route: Fields, w: &mut Warnings) -> Option<SetHeaderRoute> {
+    let name = route.string("name").unwrap_or_default();
+    let written = route.has("match");
+    let mut matches = Vec::new();
+    let mut dropped = false;
+    for (path, item) in route.list("match") {
+        let mut item = Fields::new(path, item);
+        let header_name = item.string("headerName").unwrap_or_default();
+        let mut value = item.object("headerValue").unwrap_or_else(|| Fields::new(item.at("headerValue"), Value::Null));
+        let (exact, prefix) = (value.string("exact"), value.string("prefix"));
+        if value.has("regex") {
+            value.drop("regex", "an ALB rule matches exact values and prefixes, not regular expressions", w);
+            dropped = true;
+        }
+        value.finish(w);
+        item.finish(w);
+        if exact.is_some() || prefix.is_some() {
+            matches.push(HeaderMatch { header_name, header_value: HeaderValueMatch { exact, prefix } });
+        }
+    }
+    let path = route.path.clone();
+    route.finish(w);
+    if written && matches.is_empty() && dropped {
+        w.warn(&path, "has no match an ALB rule can hold; dropped");
+        return None;
+    }
+    Some(SetHeaderRoute { name, matches })
 }
 
 /// An experiment step: its analyses become an analysis step when they can run without the

@@ -263,7 +263,11 @@ fn analysis_loop(analysis: &mut Fields, w: &mut Warnings) -> Loop {
         );
     }
     analysis.drop("stepWeightPromotion", "Sluice promotes in one step after the last one", w);
-    analysis.drop("match", "Sluice routes no requests by header per rollout step (A/B testing); iterations become a blue/green", w);
+    analysis.drop(
+        "match",
+        "Flagger's A/B match is not imported (iterations become a blue/green); to route by header, give a canary behind an ALB a setHeaderRoute step",
+        w,
+    );
     analysis.drop("mirror", "Sluice does not mirror traffic", w);
     analysis.drop("mirrorWeight", "Sluice does not mirror traffic", w);
     analysis.drop("primaryReadyThreshold", "Sluice waits for every replica of the stable revision", w);

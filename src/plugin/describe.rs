@@ -47,6 +47,18 @@ pub fn canary_step(step: &CanaryStep) -> String {
         Ok(StepKind::SetCanaryScale(CanaryScale::Replicas(replicas))) => format!("setCanaryScale {replicas} replicas"),
         Ok(StepKind::SetCanaryScale(CanaryScale::Weight(weight))) => format!("setCanaryScale {weight}%"),
         Ok(StepKind::SetCanaryScale(CanaryScale::MatchTrafficWeight)) => "setCanaryScale matchTrafficWeight".to_string(),
+        Ok(StepKind::SetHeaderRoute(route)) if route.matches.is_empty() => format!("setHeaderRoute {} removed", route.name),
+        Ok(StepKind::SetHeaderRoute(route)) => {
+            let matches: Vec<String> = route
+                .matches
+                .iter()
+                .map(|m| match (&m.header_value.exact, &m.header_value.prefix) {
+                    (Some(exact), _) => format!("{}={exact}", m.header_name),
+                    (None, prefix) => format!("{}={}*", m.header_name, prefix.as_deref().unwrap_or_default()),
+                })
+                .collect();
+            format!("setHeaderRoute {} ({})", route.name, matches.join(", "))
+        }
         Err(not_one) => format!("(invalid step: {not_one})"),
     }
 }

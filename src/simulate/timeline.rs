@@ -118,8 +118,11 @@ impl Timeline {
             Action::CreateAnalysisRun { name, .. } => format!("start analysis run {name}"),
             Action::TerminateAnalysisRun { name } => format!("stop analysis run {name}"),
             Action::RouteTestTraffic { to, .. } => format!("test traffic to {}", super::world::role_key(*to)),
-            Action::RouteHeader { to: Some(to), .. } => format!("header route to {}", super::world::role_key(*to)),
-            Action::RouteHeader { to: None, .. } => "header route removed".to_string(),
+            Action::RouteHeaders { target_group: None, .. } => "header routes removed".to_string(),
+            Action::RouteHeaders { routes, .. } => {
+                let names: Vec<&str> = routes.iter().map(|r| r.name.as_str()).collect();
+                format!("header routes {} to canary", names.join(", "))
+            }
             Action::ScaleAdopted { replicas } => format!("scale the adopted Deployment to {replicas}"),
             Action::SetCapacity { replicas } => format!("set the service's desired count to {replicas}"),
             Action::RestartPods { revision, count, .. } => format!("restart {count} pods of {}", self.name(revision)),

@@ -611,11 +611,13 @@ impl TrafficRouter for SimPorts<'_> {
         Ok(world.changed(changed))
     }
 
-    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError> {
+    async fn route_headers(&self, routes: &[crate::api::SetHeaderRoute], target_group: Option<&str>) -> Result<Effect, PortError> {
         let mut world = self.world();
-        world.guard("route header")?;
-        let changed = world.previews.get("header").map(String::as_str) != target_group;
-        match target_group {
+        world.guard("route headers")?;
+        // The routes' matches are the load balancer's to evaluate: the world keeps where they send.
+        let wanted = target_group.filter(|_| !routes.is_empty());
+        let changed = world.previews.get("header").map(String::as_str) != wanted;
+        match wanted {
             Some(tg) => world.previews.insert("header", tg.to_string()),
             None => world.previews.remove("header"),
         };

@@ -27,7 +27,7 @@ use elbv2::types::{
 };
 
 use super::{AwsFailure, FailureKind};
-use crate::api::{AlbTraffic, HeaderRoute};
+use crate::api::{AlbTraffic, HeaderMatch, SetHeaderRoute};
 use crate::engine::{TargetGroups, TrafficObservation};
 use crate::ports::{Effect, PortError, TrafficRouter};
 
@@ -44,8 +44,6 @@ pub enum RouterError {
     NoWeightLocation,
     #[error("traffic.alb has no testListenerArn or testRuleArn, so there is nowhere to send test traffic")]
     NoTestLocation,
-    #[error("traffic.alb has no headerRoute, so there is no header route to set")]
-    NoHeaderRoute,
     #[error("target group {target_group} is neither traffic.alb.stableTargetGroupArn nor canaryTargetGroupArn")]
     ForeignTargetGroup { target_group: String },
     #[error("{0}")]
@@ -72,7 +70,6 @@ impl RouterError {
             | Self::BadArn { .. }
             | Self::NoWeightLocation
             | Self::NoTestLocation
-            | Self::NoHeaderRoute
             | Self::ForeignTargetGroup { .. }
             | Self::NotOurs(_)
             | Self::NoFreePriority { .. } => "invalid",
@@ -112,8 +109,8 @@ impl TrafficRouter for AlbWeights<'_> {
         Ok(Effect::Changed)
     }
 
-    async fn route_header(&self, target_group: Option<&str>) -> Result<Effect, PortError> {
-        self.router.set_header_route(self.alb, target_group).await?;
+    async fn route_headers(&self, routes: &[crate::api::SetHeaderRoute], target_group: Option<&str>) -> Result<Effect, PortError> {
+        self.router.set_header_routes(self.alb, routes, target_group).await?;
         Ok(Effect::Changed)
     }
 }
@@ -335,36 +332,44 @@ impl AlbRouter {
         }
     }
 
-    /// Header route (`traffic.alb.headerRoute`): with `Some(target_group)`, requests carrying the
-    /// header go to that target group whatever the weight, through a rule Sluice creates on the
-    /// same listener just before the weighted rule (its conditions plus the header); with
-    /// `None`, that rule is removed. The rule is found again by its header condition and its
-    /// forward to one of the rollout's target groups. Needs a free priority below the weighted
-    /// rule's (or, for a listener's default actions, after all its rules).
-    /// Nothing is called when the same route was set or found within the snapshot age.
-    pub async fn set_header_route(&self, alb: &AlbTraffic, target_group: Option<&str>) -> Result<(), RouterError> {
-        let Some(route) = &alb.header_route else {
-            return if target_group.is_some() { Err(RouterError::NoHeaderRoute) } else { Ok(()) };
-        };
-        let key = format!("{}|{}={}", weight_location(alb)?.arn(), route.name, route.values.join(","));
+    /// Header routes (`setHeaderRoute` steps): with `Some(target_group)`, requests matching each
+    /// route go to that target group whatever the weight, through one rule per route that Sluice
+    /// creates on the same listener just before the weighted rule (its conditions plus one
+    /// `http-header` condition per match); with `None`, or for a route no longer in `routes`,
+    /// the rule is deleted. Sluice's header rules are found again as those with an `http-header`
+    /// condition whose one forward goes to one of the rollout's target groups. Needs free
+    /// priorities below the weighted rule's (or, for a listener's default actions, after all its
+    /// rules). Nothing is called when the same routes were set within the snapshot age.
+    pub async fn set_header_routes(
+        &self,
+        alb: &AlbTraffic,
+        routes: &[SetHeaderRoute],
+        target_group: Option<&str>,
+    ) -> Result<(), RouterError> {
+        let key = format!("{}|{}", weight_location(alb)?.arn(), serde_json::to_string(routes).unwrap_or_default());
         let wanted = target_group.map(str::to_string);
         let known = {
-            let routes = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
-            routes.get(&key).is_some_and(|(target, at)| *target == wanted && at.elapsed() <= self.snapshot_max_age)
+            let known = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
+            known.get(&key).is_some_and(|(target, at)| *target == wanted && at.elapsed() <= self.snapshot_max_age)
         };
         if known {
             return Ok(());
         }
-        let result = self.apply_header_route(alb, route, target_group).await;
-        let mut routes = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
-        match &result {
-            Ok(()) => routes.insert(key, (wanted, Instant::now())),
-            Err(_) => routes.remove(&key),
-        };
+        let result = self.apply_header_routes(alb, routes, target_group).await;
+        let mut known = self.header_routes.lock().unwrap_or_else(|e| e.into_inner());
+        known.retain(|k, _| !k.starts_with(&format!("{}|", weight_location(alb).map(|l| l.arn().to_string()).unwrap_or_default())));
+        if result.is_ok() {
+            known.insert(key, (wanted, Instant::now()));
+        }
         result
     }
 
-    async fn apply_header_route(&self, alb: &AlbTraffic, route: &HeaderRoute, target_group: Option<&str>) -> Result<(), RouterError> {
+    async fn apply_header_routes(
+        &self,
+        alb: &AlbTraffic,
+        routes: &[SetHeaderRoute],
+        target_group: Option<&str>,
+    ) -> Result<(), RouterError> {
         let location = weight_location(alb)?;
         let ours = [alb.stable_target_group_arn.as_str(), alb.canary_target_group_arn.as_str()];
         check_pair(ours[0], ours[1])?;
@@ -376,68 +381,84 @@ impl AlbRouter {
             Location::Rule(arn) => listener_of_rule(arn)?,
         };
         let rules = self.listener_rules(&listener).await?;
-        let header = header_condition(&route.name, &route.values);
-        let existing = rules.iter().find(|r| {
+        let (below, base) = match location {
+            Location::Listener(_) => (None, Vec::new()),
+            Location::Rule(arn) => {
+                let base = rules
+                    .iter()
+                    .find(|r| r.rule_arn() == Some(arn))
+                    .ok_or_else(|| RouterError::Missing { location: location.to_string() })?;
+                let below = base.priority().and_then(|p| p.parse::<i32>().ok()).unwrap_or(1);
+                (Some(below), base.conditions().iter().cloned().map(writable_condition).collect::<Vec<_>>())
+            }
+        };
+        // Each wanted rule's conditions: the weighted rule's, then the route's headers.
+        let wanted: Vec<Vec<RuleCondition>> = match target_group {
+            Some(_) => routes
+                .iter()
+                .filter(|r| !r.matches.is_empty())
+                .map(|route| base.iter().cloned().chain(route.matches.iter().map(header_condition)).collect())
+                .collect(),
+            None => Vec::new(),
+        };
+        let owned = rules.iter().filter(|r| {
             r.is_default() != Some(true)
                 && r.rule_arn() != Some(location.arn())
-                && r.conditions().iter().any(|c| same_header_condition(c, &header))
+                && r.conditions().iter().any(|c| c.field() == Some("http-header"))
                 && find_forward_within(r.actions(), &ours).is_some()
                 && r.actions().iter().filter(|a| a.r#type() == Some(&ActionTypeEnum::Forward)).count() == 1
         });
-        match (target_group, existing) {
-            (None, None) => Ok(()),
-            (None, Some(rule)) => {
-                self.count();
-                let arn = rule.rule_arn().unwrap_or_default();
-                self.client.delete_rule().rule_arn(arn).send().await.map_err(|e| aws("DeleteRule", &e))?;
-                Ok(())
-            }
-            (Some(tg), Some(rule)) => {
-                let actions = rule.actions().to_vec();
-                let Some(index) = find_forward_within(&actions, &ours) else { return Ok(()) };
-                if sends_all_to(&actions[index], tg) {
-                    return Ok(());
-                }
-                let mut wanted = actions;
-                route_all_to(&mut wanted[index], tg);
-                self.write(Location::Rule(rule.rule_arn().unwrap_or_default()), wanted).await
-            }
-            (Some(tg), None) => {
-                let (priority, mut conditions) = match location {
-                    Location::Listener(_) => (next_priority_after(&rules), Vec::new()),
-                    Location::Rule(arn) => {
-                        let base = rules
-                            .iter()
-                            .find(|r| r.rule_arn() == Some(arn))
-                            .ok_or_else(|| RouterError::Missing { location: location.to_string() })?;
-                        let below = base.priority().and_then(|p| p.parse::<i32>().ok()).unwrap_or(1);
-                        let priority =
-                            free_priority_below(&rules, below).ok_or(RouterError::NoFreePriority { listener: listener.clone(), below })?;
-                        (priority, base.conditions().iter().cloned().map(writable_condition).collect())
+        let mut placed = vec![false; wanted.len()];
+        for rule in owned {
+            let matching = wanted.iter().enumerate().position(|(i, w)| !placed[i] && same_headers(rule.conditions(), w));
+            match (matching, target_group) {
+                (Some(i), Some(tg)) => {
+                    placed[i] = true;
+                    let actions = rule.actions().to_vec();
+                    let Some(index) = find_forward_within(&actions, &ours) else { continue };
+                    if !sends_all_to(&actions[index], tg) {
+                        let mut retargeted = actions;
+                        route_all_to(&mut retargeted[index], tg);
+                        self.write(Location::Rule(rule.rule_arn().unwrap_or_default()), retargeted).await?;
                     }
-                };
-                conditions.push(header);
-                let forward = Action::builder()
-                    .r#type(ActionTypeEnum::Forward)
-                    .forward_config(
-                        ForwardActionConfig::builder()
-                            .target_groups(TargetGroupTuple::builder().target_group_arn(tg).weight(1).build())
-                            .build(),
-                    )
-                    .build();
-                self.count();
-                self.client
-                    .create_rule()
-                    .listener_arn(&listener)
-                    .priority(priority)
-                    .set_conditions(Some(conditions))
-                    .actions(forward)
-                    .send()
-                    .await
-                    .map_err(|e| aws("CreateRule", &e))?;
-                Ok(())
+                }
+                _ => {
+                    self.count();
+                    let arn = rule.rule_arn().unwrap_or_default();
+                    self.client.delete_rule().rule_arn(arn).send().await.map_err(|e| aws("DeleteRule", &e))?;
+                }
             }
         }
+        let Some(tg) = target_group else { return Ok(()) };
+        let mut used = priorities(&rules);
+        for (conditions, _) in wanted.into_iter().zip(placed).filter(|(_, placed)| !placed) {
+            let priority = match below {
+                None => used.last().map_or(1, |p| p + 1),
+                Some(below) => {
+                    (1..below).rev().find(|p| !used.contains(p)).ok_or(RouterError::NoFreePriority { listener: listener.clone(), below })?
+                }
+            };
+            used.insert(priority);
+            let forward = Action::builder()
+                .r#type(ActionTypeEnum::Forward)
+                .forward_config(
+                    ForwardActionConfig::builder()
+                        .target_groups(TargetGroupTuple::builder().target_group_arn(tg).weight(1).build())
+                        .build(),
+                )
+                .build();
+            self.count();
+            self.client
+                .create_rule()
+                .listener_arn(&listener)
+                .priority(priority)
+                .set_conditions(Some(conditions))
+                .actions(forward)
+                .send()
+                .await
+                .map_err(|e| aws("CreateRule", &e))?;
+        }
+        Ok(())
     }
 
     fn count(&self) {
@@ -767,31 +788,36 @@ fn writable_condition(mut condition: RuleCondition) -> RuleCondition {
     condition
 }
 
-fn header_condition(name: &str, values: &[String]) -> RuleCondition {
+/// The `http-header` condition of one match: an exact value, or a prefix as the load
+/// balancer's wildcard.
+fn header_condition(header: &HeaderMatch) -> RuleCondition {
+    let value = match (&header.header_value.exact, &header.header_value.prefix) {
+        (Some(exact), _) => exact.clone(),
+        (None, Some(prefix)) => format!("{prefix}*"),
+        (None, None) => String::new(),
+    };
     RuleCondition::builder()
         .field("http-header")
-        .http_header_config(HttpHeaderConditionConfig::builder().http_header_name(name).set_values(Some(values.to_vec())).build())
+        .http_header_config(HttpHeaderConditionConfig::builder().http_header_name(&header.header_name).values(value).build())
         .build()
 }
 
-fn same_header_condition(found: &RuleCondition, wanted: &RuleCondition) -> bool {
-    let (Some(a), Some(b)) = (found.http_header_config(), wanted.http_header_config()) else { return false };
-    found.field() == Some("http-header")
-        && a.http_header_name().map(str::to_ascii_lowercase) == b.http_header_name().map(str::to_ascii_lowercase)
-        && a.values().iter().collect::<BTreeSet<_>>() == b.values().iter().collect::<BTreeSet<_>>()
+/// The header conditions of a rule, comparable: names in lowercase, values as a set.
+fn headers_of(conditions: &[RuleCondition]) -> BTreeSet<(String, BTreeSet<String>)> {
+    conditions
+        .iter()
+        .filter(|c| c.field() == Some("http-header"))
+        .filter_map(|c| c.http_header_config())
+        .map(|h| (h.http_header_name().unwrap_or_default().to_ascii_lowercase(), h.values().iter().cloned().collect()))
+        .collect()
+}
+
+fn same_headers(found: &[RuleCondition], wanted: &[RuleCondition]) -> bool {
+    headers_of(found) == headers_of(wanted)
 }
 
 fn priorities(rules: &[Rule]) -> BTreeSet<i32> {
     rules.iter().filter_map(|r| r.priority()).filter_map(|p| p.parse().ok()).collect()
-}
-
-fn free_priority_below(rules: &[Rule], below: i32) -> Option<i32> {
-    let used = priorities(rules);
-    (1..below).rev().find(|p| !used.contains(p))
-}
-
-fn next_priority_after(rules: &[Rule]) -> i32 {
-    priorities(rules).last().map_or(1, |p| p + 1)
 }
 
 #[cfg(test)]

@@ -31,7 +31,7 @@ impl TrafficRouter for ReplicaRatio {
         Err(no_router("a test route"))
     }
 
-    async fn route_header(&self, _target_group: Option<&str>) -> Result<Effect, PortError> {
+    async fn route_headers(&self, _routes: &[crate::api::SetHeaderRoute], _target_group: Option<&str>) -> Result<Effect, PortError> {
         Err(no_router("a header route"))
     }
 }

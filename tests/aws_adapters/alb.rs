@@ -6,7 +6,7 @@ use std::time::Duration;
 use aws_sdk_elasticloadbalancingv2::types::{
     Action, ActionTypeEnum, AuthenticateOidcActionConfig, HttpHeaderConditionConfig, PathPatternConditionConfig, RuleCondition,
 };
-use sluice::api::{AlbTraffic, HeaderRoute};
+use sluice::api::{AlbTraffic, HeaderMatch, HeaderValueMatch, SetHeaderRoute};
 use sluice::traffic::alb::{AlbRouter, RouterError};
 
 use crate::fixtures::{self, Balancer};
@@ -187,7 +187,10 @@ pub async fn wrong_arguments_are_refused_without_a_call(stack: Arc<Stack>) {
             router.set_weight(&AlbTraffic { listener_arn: Some(lb.listener.clone()), ..alb.clone() }, s, c, 50).await.unwrap_err(),
         ),
         ("no test listener", router.route_test_traffic(&alb, c).await.unwrap_err()),
-        ("no header route", router.set_header_route(&alb, Some(c)).await.unwrap_err()),
+        (
+            "a header route to another target group",
+            router.set_header_routes(&alb, &[SetHeaderRoute::default()], Some(&lb.lb)).await.unwrap_err(),
+        ),
     ];
     for (what, error) in &refusals {
         println!("    refused ({what}): [{}] {error}", error.category());
@@ -283,31 +286,56 @@ pub async fn test_listener_sends_preview_traffic_to_one_target_group(stack: Arc<
     assert_eq!(error.category(), "invalid", "{error}");
 }
 
-register_test!(60, header_route_rule_is_created_kept_and_removed);
-pub async fn header_route_rule_is_created_kept_and_removed(stack: Arc<Stack>) {
+register_test!(60, header_route_rules_are_created_kept_and_removed);
+pub async fn header_route_rules_are_created_kept_and_removed(stack: Arc<Stack>) {
     let lb = fixtures::balancer(&stack, 16).await;
     let rule = weighted_rule(&lb).await;
-    let route = HeaderRoute { name: "X-Canary".into(), values: vec!["always".into()] };
-    let alb = AlbTraffic { header_route: Some(route), ..fixtures::alb_on_rule(&lb, &rule) };
-    let router = AlbRouter::new(&fixtures::sdk(&stack.aws_endpoint, 3));
+    let alb = fixtures::alb_on_rule(&lb, &rule);
+    let header = |name: &str, exact: Option<&str>, prefix: Option<&str>| HeaderMatch {
+        header_name: name.into(),
+        header_value: HeaderValueMatch { exact: exact.map(String::from), prefix: prefix.map(String::from) },
+    };
+    let testers = SetHeaderRoute { name: "testers".into(), matches: vec![header("X-Canary", Some("always"), None)] };
+    let mobile = SetHeaderRoute {
+        name: "mobile".into(),
+        matches: vec![header("User-Agent", None, Some("MobileApp/")), header("X-Beta", Some("yes"), None)],
+    };
+    let router = AlbRouter::new(&fixtures::sdk(&stack.aws_endpoint, 3)).with_snapshot_max_age(Duration::ZERO);
     let listener_rules = || async {
         let out = lb.client.describe_rules().listener_arn(&lb.listener).send().await.unwrap();
-        out.rules().iter().filter(|r| r.is_default() != Some(true)).cloned().collect::<Vec<_>>()
+        out.rules().iter().filter(|r| r.is_default() != Some(true) && r.rule_arn() != Some(rule.as_str())).cloned().collect::<Vec<_>>()
+    };
+    let headers_of = |rule: &aws_sdk_elasticloadbalancingv2::types::Rule| {
+        let mut headers: Vec<(String, Vec<String>)> = rule
+            .conditions()
+            .iter()
+            .filter_map(|c| c.http_header_config())
+            .map(|h| (h.http_header_name().unwrap().to_string(), h.values().to_vec()))
+            .collect();
+        headers.sort();
+        headers
     };
 
-    router.set_header_route(&alb, Some(&lb.canary)).await.expect("header route set");
+    let both = [testers.clone(), mobile.clone()];
+    router.set_header_routes(&alb, &both, Some(&lb.canary)).await.expect("header routes set");
     let rules = listener_rules().await;
-    assert_eq!(rules.len(), 2);
-    let header_rule = rules.iter().find(|r| r.rule_arn() != Some(rule.as_str())).unwrap();
-    assert_eq!(header_rule.priority(), Some("9"), "just before the weighted rule");
-    let fields: Vec<&str> = header_rule.conditions().iter().filter_map(|c| c.field()).collect();
-    assert_eq!(fields, ["path-pattern", "host-header", "http-header", "http-header"], "the weighted rule's conditions plus the header");
-    assert_eq!(fixtures::weights(fixtures::forward_of(header_rule.actions())), vec![(lb.canary.clone(), 1)]);
+    assert_eq!(rules.len(), 2, "one rule per route");
+    let mut priorities: Vec<&str> = rules.iter().filter_map(|r| r.priority()).collect();
+    priorities.sort();
+    assert_eq!(priorities, ["8", "9"], "just before the weighted rule (10)");
+    let mobile_rule = rules.iter().find(|r| headers_of(r).iter().any(|(name, _)| name == "User-Agent")).expect("the mobile rule");
+    let fields: Vec<&str> = mobile_rule.conditions().iter().filter_map(|c| c.field()).collect();
+    assert_eq!(fields, ["path-pattern", "host-header", "http-header", "http-header", "http-header"], "the weighted rule's and the route's");
+    assert!(headers_of(mobile_rule).contains(&("User-Agent".to_string(), vec!["MobileApp/*".to_string()])), "a prefix is a wildcard");
+    assert_eq!(fixtures::weights(fixtures::forward_of(mobile_rule.actions())), vec![(lb.canary.clone(), 1)]);
 
-    router.set_header_route(&alb, Some(&lb.canary)).await.unwrap();
-    assert_eq!(listener_rules().await.len(), 2, "set twice, one rule");
-    router.set_header_route(&alb, None).await.unwrap();
+    router.set_header_routes(&alb, &both, Some(&lb.canary)).await.unwrap();
+    assert_eq!(listener_rules().await.len(), 2, "set twice, two rules");
+    router.set_header_routes(&alb, std::slice::from_ref(&mobile), Some(&lb.canary)).await.unwrap();
     let rules = listener_rules().await;
-    assert_eq!(rules.iter().map(|r| r.rule_arn().unwrap()).collect::<Vec<_>>(), [rule.as_str()], "removed; the weighted rule stays");
-    router.set_header_route(&alb, None).await.unwrap();
+    assert_eq!(rules.len(), 1, "the testers route removed by a later step");
+    assert!(headers_of(&rules[0]).iter().any(|(name, _)| name == "User-Agent"));
+    router.set_header_routes(&alb, &[], None).await.unwrap();
+    assert!(listener_rules().await.is_empty(), "all removed; the weighted rule stays");
+    router.set_header_routes(&alb, &[], None).await.unwrap();
 }

@@ -13,6 +13,16 @@ fn observation(revision: &str, replicas: i32, ready: i32) -> RevisionObservation
     RevisionObservation { revision: revision.into(), replicas, ready, available: ready, addresses: Default::default() }
 }
 
+/// The network of a task set or task in `network`'s subnets and security group.
+fn awsvpc(network: &fixtures::Network) -> NetworkConfiguration {
+    let vpc = AwsVpcConfiguration::builder()
+        .set_subnets(Some(network.subnets.clone()))
+        .security_groups(&network.security_group)
+        .build()
+        .expect("subnets are set");
+    NetworkConfiguration::builder().awsvpc_configuration(vpc).build()
+}
+
 async fn statuses(service: &Service) -> Vec<(String, String)> {
     let mut sets: Vec<(String, String)> = fixtures::task_sets(service).await.into_iter().map(|(rev, status, _, _)| (rev, status)).collect();
     sets.sort();
@@ -117,17 +127,7 @@ pub async fn duplicate_task_sets_of_a_revision_are_cleaned_up(stack: Arc<Stack>)
         .task_definition(&service.workload.task_definition)
         .external_id("rev-a")
         .launch_type(aws_sdk_ecs::types::LaunchType::Fargate)
-        .network_configuration(
-            NetworkConfiguration::builder()
-                .awsvpc_configuration(
-                    AwsVpcConfiguration::builder()
-                        .set_subnets(Some(lb.network.subnets.clone()))
-                        .security_groups(&lb.network.security_group)
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
+        .network_configuration(awsvpc(&lb.network))
         .scale(Scale::builder().unit(ScaleUnit::Percent).value(100.0).build())
         .send()
         .await
@@ -152,15 +152,7 @@ pub async fn task_addresses_are_the_ips_of_each_task_sets_running_tasks(stack: A
     let state = platform.observe(workload).await.unwrap();
     let id = |revision: &str| state.task_set(revision).map(|t| t.id.clone()).expect("a task set");
     let (a, b) = (id("rev-a"), id("rev-b"));
-    let network = NetworkConfiguration::builder()
-        .awsvpc_configuration(
-            AwsVpcConfiguration::builder()
-                .set_subnets(Some(lb.network.subnets.clone()))
-                .security_groups(&lb.network.security_group)
-                .build()
-                .unwrap(),
-        )
-        .build();
+    let network = awsvpc(&lb.network);
     let run = |started_by: String, count: i32| {
         let request = service
             .client

@@ -120,52 +120,41 @@ async fn registered(elb: &elbv2::Client, group: &str, count: i32) {
     .await;
 }
 
-register_test!(490, a_kubernetes_canary_never_weights_a_group_before_its_pods_are_registered);
-pub async fn a_kubernetes_canary_never_weights_a_group_before_its_pods_are_registered(h: Arc<Harness>) {
-    let s = Scene::new(&h.stack, "lag-canary", &["web-stable", "web-canary"]).await;
-    let (elb, listener, stable, canary) = h.stack.balancer(&format!("lag-canary-{}", std::process::id())).await;
+/// A Kubernetes rollout of `replicas` pods behind a new listener, sampled from web:1 at rest
+/// through web:2 promoted with all traffic back on the stable group.
+async fn sample_kubernetes(h: &Harness, scenario: &str, prefix: &str, replicas: i32, strategy: serde_json::Value) {
+    let s = Scene::new(&h.stack, prefix, &["web-stable", "web-canary"]).await;
+    let (elb, listener, stable, canary) = h.stack.balancer(&format!("{prefix}-{}", std::process::id())).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
     let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
-    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 0,
-        "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]}});
-    let mut r = rollout(4, "web:1", strategy);
+    let mut r = rollout(replicas, "web:1", strategy);
     crate::scenarios::behind_alb(&mut r, &listener, &stable, &canary);
     s.create(&r).await;
     let first = stable_revision(&s.wait_phase(RolloutPhase::Healthy).await);
-    registered(&elb, &stable, 4).await;
+    registered(&elb, &stable, replicas).await;
 
-    let sampler = Sampler::start(elb.clone(), listener.clone(), [stable.clone(), canary.clone()], 4, s.rollouts.clone());
+    let sampler = Sampler::start(elb.clone(), listener.clone(), [stable.clone(), canary.clone()], replicas, s.rollouts.clone());
     s.set_image("web:2").await;
     promoted(&s, &first).await;
     wait_for("all traffic on the stable group", Duration::from_secs(60), || async {
         (listener_weights(&elb, &listener, &stable, &canary).await == (100, 0)).then_some(())
     })
     .await;
-    sampler.finish("Kubernetes canary");
+    sampler.finish(scenario);
+}
+
+register_test!(490, a_kubernetes_canary_never_weights_a_group_before_its_pods_are_registered);
+pub async fn a_kubernetes_canary_never_weights_a_group_before_its_pods_are_registered(h: Arc<Harness>) {
+    let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary", "scaleDownDelaySeconds": 0,
+        "steps": [{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {"duration": "1s"}}]}});
+    sample_kubernetes(&h, "Kubernetes canary", "lag-canary", 4, strategy).await;
 }
 
 register_test!(492, a_kubernetes_blue_green_switches_only_onto_registered_pods);
 pub async fn a_kubernetes_blue_green_switches_only_onto_registered_pods(h: Arc<Harness>) {
-    let s = Scene::new(&h.stack, "lag-bg", &["web-stable", "web-canary"]).await;
-    let (elb, listener, stable, canary) = h.stack.balancer(&format!("lag-bg-{}", std::process::id())).await;
-    s.allow_aws(&[&listener, &stable, &canary]).await;
-    let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
     let strategy = json!({"blueGreen": {"activeService": "web-stable", "previewService": "web-canary",
         "autoPromotionEnabled": true, "scaleDownDelaySeconds": 0}});
-    let mut r = rollout(3, "web:1", strategy);
-    crate::scenarios::behind_alb(&mut r, &listener, &stable, &canary);
-    s.create(&r).await;
-    let first = stable_revision(&s.wait_phase(RolloutPhase::Healthy).await);
-    registered(&elb, &stable, 3).await;
-
-    let sampler = Sampler::start(elb.clone(), listener.clone(), [stable.clone(), canary.clone()], 3, s.rollouts.clone());
-    s.set_image("web:2").await;
-    promoted(&s, &first).await;
-    wait_for("all traffic on the active group", Duration::from_secs(60), || async {
-        (listener_weights(&elb, &listener, &stable, &canary).await == (100, 0)).then_some(())
-    })
-    .await;
-    sampler.finish("Kubernetes blue/green");
+    sample_kubernetes(&h, "Kubernetes blue/green", "lag-bg", 3, strategy).await;
 }
 
 register_test!(494, an_ecs_canary_never_weights_a_group_before_its_tasks_are_registered);

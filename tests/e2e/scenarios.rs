@@ -609,14 +609,15 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let (elb, listener, stable, canary) = h.stack.balancer(&name).await;
     s.allow_aws(&[&listener, &stable, &canary]).await;
     let _targets = s.bind_target_groups(&elb, &stable, &canary, REGISTRATION_LAG);
+    // Header routes per step: testers by an exact header from the start, a beta by a prefix
+    // from step 3, the testers' route removed at step 4.
+    let testers = json!({"name": "testers", "match": [{"headerName": "x-canary", "headerValue": {"exact": "always"}}]});
+    let beta = json!({"name": "beta", "match": [{"headerName": "x-beta", "headerValue": {"prefix": "v2"}}]});
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
-        "steps": [{"setWeight": 20}, {"pause": {"duration": "1s"}}, {"setWeight": 60}, {"pause": {}}]}});
+        "steps": [{"setHeaderRoute": testers}, {"setWeight": 20}, {"pause": {"duration": "3s"}}, {"setHeaderRoute": beta},
+            {"setHeaderRoute": {"name": "testers"}}, {"setWeight": 60}, {"pause": {}}]}});
     let mut r = rollout(5, "web:1", strategy);
-    r.spec.traffic = Some(
-        serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary,
-            "headerRoute": {"name": "x-canary", "values": ["always"]}}}))
-        .unwrap(),
-    );
+    behind_alb(&mut r, &listener, &stable, &canary);
     s.create(&r).await;
     s.wait_phase(RolloutPhase::Healthy).await;
     assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "no header route at rest");
@@ -628,11 +629,16 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
         })
     };
     s.set_image("web:2").await;
+    wait_for("the testers' header route to the canary", DEADLINE, || async {
+        (header_rule_targets(&elb, &listener, "x-canary").await == vec![canary.clone()]).then_some(())
+    })
+    .await;
     let paused =
-        s.wait("the manual pause at 60%", |r| step(r) == Some(3) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
+        s.wait("the manual pause at 60%", |r| step(r) == Some(6) && r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
     assert_eq!(listener_canary_weight(&elb, &listener, &canary).await, 60, "the listener's canary weight read back from moto");
     assert_eq!(paused.status.as_ref().unwrap().canary_weight, 60);
-    assert_eq!(header_rule_targets(&elb, &listener, "x-canary").await, vec![canary.clone()], "requests with the header reach the canary");
+    assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "the testers' route removed by its step");
+    assert_eq!(header_rule_targets(&elb, &listener, "x-beta").await, vec![canary.clone()], "requests of the beta reach the canary");
     s.wait_replicas(&[("web:1", 5), ("web:2", 3)]).await;
     s.command("promote", "p-1").await;
     s.wait_phase(RolloutPhase::Healthy).await;
@@ -651,7 +657,7 @@ pub async fn canary_with_alb_weights(h: Arc<Harness>) {
     let mut rest = planned.iter();
     assert!(seen.iter().all(|w| rest.any(|p| p == w)), "the listener went only through the planned weights, in order: {seen:?}");
     assert!(seen.contains(&20) && seen.contains(&60) && seen.last() == Some(&0), "{seen:?}");
-    assert!(header_rule_targets(&elb, &listener, "x-canary").await.is_empty(), "the header route is removed once promoted");
+    assert!(header_rule_targets(&elb, &listener, "x-beta").await.is_empty(), "the header routes are removed once promoted");
     let events = s.events().await;
     assert!(events.iter().any(|(r, _, _)| r == "WeightSet"), "{events:?}");
 }

@@ -122,7 +122,10 @@ pub async fn crds_apply_client_side_and_refuse_bad_rollouts(stack: Arc<Stack>) {
     let _ = std::fs::remove_file(&manifest);
     assert!(!output.status.success(), "kubectl apply accepted a step with two actions");
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(stderr.contains("each canary step sets exactly one of setWeight, pause, analysis or setCanaryScale"), "{stderr}");
+    assert!(
+        stderr.contains("each canary step sets exactly one of setWeight, pause, analysis, setCanaryScale or setHeaderRoute"),
+        "{stderr}"
+    );
 }
 
 /// Creates an object the Rust types cannot even represent (a missing required field).
