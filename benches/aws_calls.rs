@@ -44,6 +44,11 @@ async fn measure(stack: &Stack) {
         services.create(&PostParams::default(), &service).await.unwrap();
     }
     let (elb, listener, stable, canary) = stack.balancer(&format!("calls-{}", std::process::id())).await;
+    // A cluster admin allows the namespace these ARNs.
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let arns = [listener.as_str(), &stable, &canary].join(", ");
+    let allowed = json!({"metadata": {"annotations": {sluice::engine::tenancy::ALLOWED_AWS_RESOURCES_ANNOTATION: arns}}});
+    namespaces.patch(&ns, &PatchParams::default(), &Patch::Merge(&allowed)).await.unwrap();
     // Pods join the target groups as the AWS Load Balancer Controller would register them.
     let _targets = [("web-stable", &stable), ("web-canary", &canary)]
         .map(|(service, group)| Registrar::bind(client.clone(), &ns, service, elb.clone(), group, REGISTRATION_LAG));
