@@ -122,8 +122,10 @@ async fn measure(stack: &Stack) {
 
     // Abort: from the request to the listener's canary weight being 0.
     let requested = Instant::now();
-    let patch = json!({"status": {"commands": {"abort": {"id": "bench-abort"}}}});
-    rollouts.patch_status("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+    // What `kubectl sluice abort` writes.
+    let requests = json!({"abort": {"id": "bench-abort"}}).to_string();
+    let patch = json!({"metadata": {"annotations": {sluice::api::COMMANDS_ANNOTATION: requests}}});
+    rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
     loop {
         if listener_weights(&elb, &listener, &canary, &stable).await.0 == 0 {
             break;
