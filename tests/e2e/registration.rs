@@ -184,8 +184,10 @@ pub async fn an_ecs_canary_never_weights_a_group_before_its_tasks_are_registered
 }
 
 register_test!(496, a_gradual_abort_steps_the_listener_down_on_its_schedule);
-/// `gradualAbort`: an abort at 60 % lowers the canary's weight 20 points every 2 s on the real
-/// listener, instead of all at once, and the canary is retired once it is at 0.
+/// `gradualAbort`: an abort at 60 % lowers the canary's weight 20 points every 3 s on the real
+/// listener, instead of all at once, and the canary is retired once it is at 0. The schedule
+/// counts from the abort's time as the status holds it, in whole seconds, so a step may come up
+/// to a second early against a clock started when the abort was asked.
 pub async fn a_gradual_abort_steps_the_listener_down_on_its_schedule(h: Arc<Harness>) {
     let s = Scene::new(&h.stack, "gradual-abort", &["web-stable", "web-canary"]).await;
     let (elb, listener, stable, canary) = h.stack.balancer(&format!("gradual-{}", std::process::id())).await;
@@ -196,7 +198,7 @@ pub async fn a_gradual_abort_steps_the_listener_down_on_its_schedule(h: Arc<Harn
     let mut r = rollout(5, "web:1", strategy);
     r.spec.traffic = Some(
         serde_json::from_value(json!({"alb": {"listenerArn": listener, "stableTargetGroupArn": stable, "canaryTargetGroupArn": canary,
-            "gradualAbort": {"weightStep": 20, "interval": "2s"}}}))
+            "gradualAbort": {"weightStep": 20, "interval": "3s"}}}))
         .unwrap(),
     );
     s.create(&r).await;
@@ -204,6 +206,7 @@ pub async fn a_gradual_abort_steps_the_listener_down_on_its_schedule(h: Arc<Harn
     s.set_image("web:2").await;
     s.wait("the pause at 60 %", |r| r.status.as_ref().and_then(|s| s.verified_weight) == Some(60)).await;
 
+    let asked = Instant::now();
     s.command("abort", "a-1").await;
     let mut seen: Vec<(i32, Instant)> = Vec::new();
     let started = Instant::now();
@@ -219,9 +222,14 @@ pub async fn a_gradual_abort_steps_the_listener_down_on_its_schedule(h: Arc<Harn
     }
     let weights: Vec<i32> = seen.iter().map(|(w, _)| *w).collect();
     assert_eq!(weights, [60, 40, 20, 0], "one step at a time");
-    for pair in seen.windows(2).skip(1) {
-        let gap = pair[1].1 - pair[0].1;
-        assert!(gap >= Duration::from_millis(1500), "steps are an interval apart: {gap:?} between {} and {}", pair[0].0, pair[1].0);
+    let interval = Duration::from_secs(3);
+    for (k, (weight, at)) in seen.iter().enumerate().skip(2) {
+        let earliest = interval * (k as u32 - 1) - Duration::from_secs(1);
+        let after = *at - asked;
+        assert!(after >= earliest, "weight {weight} came {after:?} after the abort, before its step at {earliest:?}");
     }
+    // Steps after the first both count from the abort's time: they land an interval apart.
+    let last_gap = seen[3].1 - seen[2].1;
+    assert!(last_gap >= Duration::from_secs(2), "20 → 0 came {last_gap:?} after 40 → 20");
     s.wait_replicas(&[("web:1", 5)]).await;
 }
