@@ -123,7 +123,9 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
         Action::Scale { revision, replicas, target_group } => ports.platform.scale(revision, *replicas, target_group.as_deref()).await,
         Action::PointService { role, revision } => ports.platform.point_traffic(*role, revision).await,
         Action::MarkStable { revision } => ports.platform.mark_stable(revision).await,
-        Action::SetWeight { canary_weight, target_groups } => ports.router.set_weight(target_groups, *canary_weight).await,
+        Action::SetWeight { canary_weight, target_groups, reclaim } => {
+            ports.router.set_weight(target_groups, *canary_weight, *reclaim).await
+        }
         Action::RouteTestTraffic { target_group, .. } => ports.router.route_test_traffic(target_group).await,
         Action::RouteHeaders { routes, target_group } => ports.router.route_headers(routes, target_group.as_deref()).await,
         Action::CreateAnalysisRun { name, revision, purpose, analysis, builtins } => {

@@ -107,7 +107,9 @@ pub trait TrafficRouter: Send + Sync {
     /// The split as read back; `None` where traffic follows the replica ratio. `target_groups`
     /// says which group serves each role now.
     async fn observe(&self, target_groups: Option<&TargetGroups>) -> Result<Option<TrafficObservation>, PortError>;
-    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError>;
+    /// `reclaim`: the forward action was rewritten outside Sluice after it verified a weight
+    /// there, and its terminal action is taken back (see `Action::SetWeight`).
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32, reclaim: bool) -> Result<Effect, PortError>;
     /// The test listener (or rule) sends all its traffic to `target_group`.
     async fn route_test_traffic(&self, target_group: &str) -> Result<Effect, PortError>;
     /// Requests matching each of `routes` go to `target_group`; `None` removes every header

@@ -287,6 +287,7 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
             canary_weight,
             stable_healthy: addresses(stable),
             canary_healthy: addresses(canary),
+            last_written: None,
         }),
         analysis_runs: runs
             .iter()

@@ -695,6 +695,10 @@ pub struct RolloutStatus {
     /// Canary weight read back from the traffic router (or the replica ratio).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verified_weight: Option<i32>,
+    /// The target group `verifiedWeight` was read on: the canary role's at the time (ECS swaps
+    /// the roles' groups at each promotion), so a later pass knows whether it reads the same split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary_target_group: Option<String>,
     /// The weight as `kubectl get` shows it: the verified weight, and the desired one beside it
     /// where they differ ("0 (desired 50)").
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,6 +105,21 @@ pub struct ControllerArgs {
     /// naming an AWS resource its Namespace does not allow is refused.
     #[arg(long = "allow-aws-resource", env = "SLUICE_ALLOW_AWS_RESOURCES", value_delimiter = ',')]
     pub allow_aws_resources: Vec<String>,
+    /// Read the ALB weight location of every Rollout at this interval (`60s`, `5m`; at least
+    /// 10s), in one call per listener or load balancer, and restore weights or forward actions
+    /// changed outside Sluice, with an event and the TrafficDrift condition. Off when unset: no
+    /// call at all.
+    #[arg(long, env = "SLUICE_DRIFT_CHECK_INTERVAL", value_parser = drift_check_interval)]
+    pub drift_check_interval: Option<std::time::Duration>,
+}
+
+fn drift_check_interval(text: &str) -> Result<std::time::Duration, String> {
+    let interval = crate::api::parse_duration(text).map_err(|e| e.to_string())?;
+    let least = crate::controller::drift::MIN_INTERVAL;
+    if interval < least {
+        return Err(format!("{text} is shorter than {}: the checks share the account's ELBv2 request rate", least.as_secs()));
+    }
+    Ok(interval)
 }
 
 pub fn run(cli: Cli) -> ExitCode {
@@ -142,6 +157,7 @@ fn controller(args: ControllerArgs) -> Result<(), String> {
         webhooks,
         allowed_hosts: args.allowed_hosts,
         allowed_aws_resources: args.allow_aws_resources,
+        drift_check_interval: args.drift_check_interval,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().map_err(|e| e.to_string())?;
     runtime.block_on(async { crate::controller::run(settings).await.map_err(|e| e.to_string()) })

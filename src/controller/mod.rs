@@ -4,6 +4,7 @@
 mod adapters;
 mod analysis_runs;
 mod backoff;
+pub mod drift;
 mod error;
 mod leadership;
 mod memory;
@@ -54,6 +55,9 @@ pub struct Settings {
     pub allowed_hosts: Vec<crate::egress::HostPattern>,
     /// ARN patterns every namespace may use, besides its own `sluice.dev/allowed-aws-resources`.
     pub allowed_aws_resources: Vec<String>,
+    /// How often the weight locations of Rollouts behind an ALB are read for changes made
+    /// outside Sluice (see [`drift`]); never when `None`.
+    pub drift_check_interval: Option<Duration>,
 }
 
 /// What every reconcile pass shares; built once.
@@ -389,6 +393,10 @@ async fn serve(
         tenancy: tenancy::Policy::new(namespaces, &settings.allowed_aws_resources),
     });
 
+    let drift_checks = match settings.drift_check_interval {
+        Some(interval) => drift::checks(interval, context.clone()),
+        None => futures::stream::pending().boxed(),
+    };
     let rollouts = Controller::for_stream(rollout_stream, watched.clone())
         .owns_stream(rs_stream)
         .owns_stream(ar_stream)
@@ -404,7 +412,7 @@ async fn serve(
         })
         // A Namespace's allow-list changed: its Rollouts are checked again.
         .watches_stream(ns_stream, move |namespace| rollouts_in(&watched, &namespace.name_any()))
-        .reconcile_on(notified)
+        .reconcile_on(futures::stream::select(notified, drift_checks))
         .shutdown_on_signal()
         .run(rollouts::reconcile, rollouts::error_policy, context.clone())
         .for_each(|result| async move {

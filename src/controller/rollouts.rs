@@ -254,7 +254,7 @@ async fn cleanup(rollout: &Rollout, ctx: &Context) -> Result<Requeue, Error> {
     };
     let stable = rollout.status.as_ref().and_then(|s| s.stable_revision.as_deref());
     if let Some(target_groups) = engine::target_groups::roles(&rollout.spec, stable, &registrations) {
-        match ports.router.set_weight(&target_groups, 0).await {
+        match ports.router.set_weight(&target_groups, 0, false).await {
             Ok(_) => {}
             // A listener or target group already gone has no traffic left to send home.
             Err(gone) if gone.category == "not_found" => info!(rollout = %rollout.name_any(), "{gone}; nothing to restore"),

@@ -15,6 +15,9 @@ pub const INVALID_SPEC: &str = "InvalidSpec";
 /// An update waits because the rollout asks for 0 replicas while a router splits traffic: no
 /// revision could take the weight.
 pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+/// The weights or the forward action were changed outside Sluice: True from the pass that reads
+/// it until the planned weight is read back (see `drift`).
+pub const TRAFFIC_DRIFT: &str = "TrafficDrift";
 /// Passes keep failing (an API that throttles or errors); cleared by the next pass that succeeds.
 pub const RECONCILE_ERROR: &str = "ReconcileError";
 

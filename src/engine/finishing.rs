@@ -12,6 +12,7 @@ use crate::api::{RolloutPhase, StrategyKind, WorkloadKind};
 impl Pass<'_> {
     pub(super) fn summarize_status(&mut self) {
         self.count_replicas();
+        self.note_drift();
         if self.has_router()
             && self.status.verified_weight != self.input.status.verified_weight
             && let Some(weight) = self.status.verified_weight
@@ -42,6 +43,10 @@ impl Pass<'_> {
             let canary = if self.at_rest() { 0 } else { i64::from(self.ready(&self.update.clone())) };
             let total = i64::from(self.status.ready_replicas.max(1));
             Some(((canary * 100 + total / 2) / total).clamp(0, 100) as i32)
+        };
+        self.status.canary_target_group = match &self.input.observed.traffic {
+            Some(traffic) if traffic.canary_weight.is_some() => self.target_groups().map(|groups| groups.canary),
+            _ => None,
         };
         self.status.weight = Some(self.status.weight_shown());
         if let Some(WorkloadKind::Kubernetes(kubernetes)) = self.workload {

@@ -15,6 +15,7 @@ pub mod commands;
 mod conditions;
 mod context;
 pub mod delivery;
+mod drift;
 mod finishing;
 mod gates;
 mod rest;
@@ -120,6 +121,10 @@ pub struct TrafficObservation {
     pub stable_healthy: BTreeSet<String>,
     /// Targets the canary role's target group reports healthy.
     pub canary_healthy: BTreeSet<String>,
+    /// The canary weight this controller process last wrote there for the same canary target
+    /// group, if it did: a write whose pass was cut short before its status was written is
+    /// still Sluice's own, not drift.
+    pub last_written: Option<i32>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -164,6 +169,9 @@ pub enum Action {
     SetWeight {
         canary_weight: i32,
         target_groups: TargetGroups,
+        /// The forward action no longer holds both target groups, after Sluice had verified a
+        /// weight there: something else rewrote it, and its terminal action is taken back.
+        reclaim: bool,
     },
     /// The Service of a role selects this revision's pods.
     PointService {
@@ -266,6 +274,8 @@ pub enum EventReason {
     ProgressDeadlineExceeded,
     /// Every pod that started before `spec.restartAt` is replaced.
     Restarted,
+    /// The weights or the forward action were changed outside Sluice; the planned weight is restored.
+    TrafficDrift,
     InvalidSpec,
     /// Refused by the tenancy policy: an AWS resource not allowed, or a Service not the Rollout's.
     TenancyRefused,
@@ -279,6 +289,7 @@ impl EventReason {
             self,
             Self::AnalysisFailed
                 | Self::AnalysisInconclusive
+                | Self::TrafficDrift
                 | Self::Aborted
                 | Self::ProgressDeadlineExceeded
                 | Self::InvalidSpec

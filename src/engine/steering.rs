@@ -155,7 +155,8 @@ impl Pass<'_> {
             // A router without an ALB has no weight to set; validation refuses such a spec.
             return false;
         };
-        self.actions.push(Action::SetWeight { canary_weight: weight, target_groups });
+        let reclaim = self.drift() == Some(super::drift::Drift::ForwardAction);
+        self.actions.push(Action::SetWeight { canary_weight: weight, target_groups, reclaim });
         self.wait(format!("setting the canary weight to {weight}%"));
         self.requeue_in(ROUTER_POLL);
         false

@@ -149,6 +149,8 @@ pub fn reason_of(reason: EventReason) -> Option<&'static str> {
         EventReason::Promoted => Some("Promoted"),
         EventReason::Aborted => Some("Aborted"),
         EventReason::Completed => Some("Healthy"),
+        // Someone changed production traffic by hand: people want to know.
+        EventReason::TrafficDrift => Some("TrafficDrift"),
         EventReason::WeightSet
         | EventReason::AnalysisStarted
         | EventReason::AnalysisPassed

@@ -113,6 +113,8 @@ pub struct World {
     pods: BTreeMap<String, Pods>,
     /// The weight of each target group on the router; empty without a router.
     weights: BTreeMap<String, i32>,
+    /// The canary group and weight the controller last wrote (it remembers across cut passes).
+    last_written: Option<(String, i32)>,
     /// Which revision each role's Service selects (Kubernetes).
     pub services: BTreeMap<&'static str, String>,
     /// The target group each revision's task set is registered with (ECS).
@@ -193,6 +195,7 @@ impl World {
             commands: Default::default(),
             pods,
             weights,
+            last_written: None,
             services,
             registrations,
             previews: BTreeMap::new(),
@@ -592,15 +595,17 @@ impl TrafficRouter for SimPorts<'_> {
             canary_weight: if unreadable { None } else { world.weights.get(&groups.canary).copied() },
             stable_healthy: healthy(&groups.stable),
             canary_healthy: healthy(&groups.canary),
+            last_written: world.last_written.as_ref().filter(|(group, _)| *group == groups.canary).map(|(_, weight)| *weight),
         }))
     }
 
-    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError> {
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32, _reclaim: bool) -> Result<Effect, PortError> {
         let mut world = self.world();
         world.guard("set weight")?;
         let changed = world.weights.get(&target_groups.canary) != Some(&canary_weight);
         world.weights.insert(target_groups.stable.clone(), 100 - canary_weight);
         world.weights.insert(target_groups.canary.clone(), canary_weight);
+        world.last_written = Some((target_groups.canary.clone(), canary_weight));
         Ok(world.changed(changed))
     }
 

@@ -27,9 +27,12 @@ use elbv2::types::{
 };
 
 use super::{AwsFailure, FailureKind};
+
+mod sweep;
 use crate::api::{AlbTraffic, HeaderMatch, SetHeaderRoute};
 use crate::engine::{TargetGroups, TrafficObservation};
 use crate::ports::{Effect, PortError, TrafficRouter};
+pub use sweep::Sweep;
 
 /// Why the router did not do what it was asked.
 #[derive(Debug, thiserror::Error)]
@@ -99,8 +102,13 @@ impl TrafficRouter for AlbWeights<'_> {
         Ok(Some(self.router.read(self.alb, &groups.stable, &groups.canary).await?.observation()))
     }
 
-    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32) -> Result<Effect, PortError> {
-        self.router.set_weight(self.alb, &target_groups.stable, &target_groups.canary, canary_weight).await?;
+    async fn set_weight(&self, target_groups: &TargetGroups, canary_weight: i32, reclaim: bool) -> Result<Effect, PortError> {
+        let (stable, canary) = (&target_groups.stable, &target_groups.canary);
+        if reclaim {
+            self.router.reclaim(self.alb, stable, canary, canary_weight).await?;
+        } else {
+            self.router.set_weight(self.alb, stable, canary, canary_weight).await?;
+        }
         Ok(Effect::Changed)
     }
 
@@ -147,6 +155,8 @@ pub struct AlbState {
     pub stable_healthy: BTreeSet<String>,
     /// IDs of the canary target group's targets in state `healthy`.
     pub canary_healthy: BTreeSet<String>,
+    /// The canary weight this router last wrote to the location for the same canary group.
+    pub last_written: Option<i32>,
 }
 
 impl AlbState {
@@ -155,6 +165,7 @@ impl AlbState {
             canary_weight: self.canary_weight,
             stable_healthy: self.stable_healthy.clone(),
             canary_healthy: self.canary_healthy.clone(),
+            last_written: self.last_written,
         }
     }
 }
@@ -170,6 +181,8 @@ pub struct AlbRouter {
     header_routes: Mutex<HashMap<String, (Option<String>, Instant)>>,
     /// Healthy targets last read per target group, and when.
     health: Mutex<HashMap<String, (BTreeSet<String>, Instant)>>,
+    /// The canary weight written last to each weight location, with that write's canary group.
+    written: Mutex<HashMap<String, (String, i32)>>,
     snapshot_max_age: Duration,
 }
 
@@ -218,6 +231,7 @@ impl AlbRouter {
             snapshots: Mutex::new(HashMap::new()),
             header_routes: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
             snapshot_max_age: DEFAULT_SNAPSHOT_MAX_AGE,
         }
     }
@@ -259,7 +273,11 @@ impl AlbRouter {
             Ok(split) => (split.canary_percent(), None),
             Err(()) => (None, Some(not_ours(location, &actions, &[stable_tg, canary_tg]))),
         };
-        Ok(AlbState { canary_weight, not_ours, stable_healthy, canary_healthy })
+        let last_written = {
+            let written = self.written.lock().unwrap_or_else(|e| e.into_inner());
+            written.get(location.arn()).filter(|(group, _)| group == canary_tg).map(|(_, weight)| *weight)
+        };
+        Ok(AlbState { canary_weight, not_ours, stable_healthy, canary_healthy, last_written })
     }
 
     /// Sets the canary's share to `canary_weight` percent (the stable one gets the rest): one
@@ -267,6 +285,26 @@ impl AlbRouter {
     /// the two target groups, then one read back. Returns the weight read back. Nothing is
     /// called when the arguments are wrong, nor when the last read (fresh) already shows it.
     pub async fn set_weight(&self, alb: &AlbTraffic, stable_tg: &str, canary_tg: &str, canary_weight: i32) -> Result<i32, RouterError> {
+        self.write_weight(alb, stable_tg, canary_tg, canary_weight, false).await
+    }
+
+    /// Takes back a weight location whose forward action something else rewrote after Sluice
+    /// verified a weight there (the engine says when): the rule's terminal action (a forward
+    /// to other target groups, a redirect, a fixed response) is replaced by one forward to the
+    /// two target groups at `canary_weight`; its authenticate actions and conditions stay.
+    /// Where the forward action still holds both, this is [`AlbRouter::set_weight`].
+    pub async fn reclaim(&self, alb: &AlbTraffic, stable_tg: &str, canary_tg: &str, canary_weight: i32) -> Result<i32, RouterError> {
+        self.write_weight(alb, stable_tg, canary_tg, canary_weight, true).await
+    }
+
+    async fn write_weight(
+        &self,
+        alb: &AlbTraffic,
+        stable_tg: &str,
+        canary_tg: &str,
+        canary_weight: i32,
+        reclaim: bool,
+    ) -> Result<i32, RouterError> {
         if !(0..=100).contains(&canary_weight) {
             return Err(RouterError::WeightOutOfRange(canary_weight));
         }
@@ -276,14 +314,19 @@ impl AlbRouter {
             Some(actions) => actions,
             None => self.describe(location).await?,
         };
-        let split = find_split(&actions, stable_tg, canary_tg)
-            .map_err(|()| RouterError::NotOurs(not_ours(location, &actions, &[stable_tg, canary_tg])))?;
-        if split.canary_percent() == Some(canary_weight) && split.is_exact() {
-            return Ok(canary_weight);
-        }
-        let mut wanted = actions;
-        set_weights(&mut wanted[split.index], &[(stable_tg, 100 - canary_weight), (canary_tg, canary_weight)]);
+        let weights = [(stable_tg, 100 - canary_weight), (canary_tg, canary_weight)];
+        let wanted = match find_split(&actions, stable_tg, canary_tg) {
+            Ok(split) if split.canary_percent() == Some(canary_weight) && split.is_exact() => return Ok(canary_weight),
+            Ok(split) => {
+                let mut wanted = actions;
+                set_weights(&mut wanted[split.index], &weights);
+                wanted
+            }
+            Err(()) if reclaim => with_forward(actions, &weights),
+            Err(()) => return Err(RouterError::NotOurs(not_ours(location, &actions, &[stable_tg, canary_tg]))),
+        };
         self.write(location, wanted).await?;
+        self.written.lock().unwrap_or_else(|e| e.into_inner()).insert(location.arn().to_string(), (canary_tg.to_string(), canary_weight));
         let read = self.describe(location).await?;
         match find_split(&read, stable_tg, canary_tg).ok().and_then(|s| s.canary_percent()) {
             Some(weight) if weight == canary_weight => Ok(weight),
@@ -467,7 +510,9 @@ impl AlbRouter {
 
     fn fresh_snapshot(&self, arn: &str) -> Option<Vec<Action>> {
         let snapshots = self.snapshots.lock().unwrap_or_else(|e| e.into_inner());
-        snapshots.get(arn).filter(|s| s.read_at.elapsed() <= self.snapshot_max_age).map(|s| s.actions.clone())
+        // An empty snapshot is a sweep's note that the location has gone: a pass reads it again.
+        let fresh = |s: &&Snapshot| s.read_at.elapsed() <= self.snapshot_max_age && !s.actions.is_empty();
+        snapshots.get(arn).filter(fresh).map(|s| s.actions.clone())
     }
 
     fn remember(&self, arn: &str, actions: Option<&[Action]>) {
@@ -581,6 +626,7 @@ impl AlbRouter {
                 .client
                 .describe_rules()
                 .listener_arn(listener)
+                .page_size(sweep::PAGE_SIZE)
                 .set_marker(marker)
                 .send()
                 .await
@@ -746,6 +792,26 @@ fn set_weights(action: &mut Action, weights: &[(&str, i32)]) {
     }
     // A forward with several target groups is written through ForwardConfig alone.
     action.target_group_arn = None;
+}
+
+/// The actions with their terminal one (forward, redirect or fixed response) replaced by one
+/// forward to `weights`, in the same place; authenticate actions stay before it.
+fn with_forward(actions: Vec<Action>, weights: &[(&str, i32)]) -> Vec<Action> {
+    let terminal =
+        |a: &Action| matches!(a.r#type(), Some(ActionTypeEnum::Forward | ActionTypeEnum::Redirect | ActionTypeEnum::FixedResponse));
+    let order = actions.iter().filter(|a| terminal(a)).filter_map(Action::order).min();
+    let stickiness = actions.iter().find_map(|a| a.forward_config.as_ref().and_then(|c| c.target_group_stickiness_config.clone()));
+    let tuples = weights.iter().map(|(arn, weight)| TargetGroupTuple::builder().target_group_arn(*arn).weight(*weight).build());
+    let forward = Action::builder()
+        .r#type(ActionTypeEnum::Forward)
+        .set_order(order)
+        .forward_config(
+            ForwardActionConfig::builder().set_target_groups(Some(tuples.collect())).set_target_group_stickiness_config(stickiness).build(),
+        )
+        .build();
+    let mut kept: Vec<Action> = actions.into_iter().filter(|a| !terminal(a)).collect();
+    kept.push(forward);
+    kept
 }
 
 /// Points a forward action at one target group, keeping its stickiness and order.

@@ -23,7 +23,7 @@ impl TrafficRouter for ReplicaRatio {
         Ok(None)
     }
 
-    async fn set_weight(&self, _target_groups: &TargetGroups, _canary_weight: i32) -> Result<Effect, PortError> {
+    async fn set_weight(&self, _target_groups: &TargetGroups, _canary_weight: i32, _reclaim: bool) -> Result<Effect, PortError> {
         Err(no_router("a canary weight"))
     }
 

@@ -339,3 +339,82 @@ pub async fn header_route_rules_are_created_kept_and_removed(stack: Arc<Stack>) 
     assert!(listener_rules().await.is_empty(), "all removed; the weighted rule stays");
     router.set_header_routes(&alb, &[], None).await.unwrap();
 }
+
+register_test!(150, drift_checks_read_a_listener_in_one_call_and_name_only_what_changed);
+/// The drift sweep: rules read by listener and listeners by load balancer, one call each, and
+/// only the locations changed since the router last read or wrote them are named.
+pub async fn drift_checks_read_a_listener_in_one_call_and_name_only_what_changed(stack: Arc<Stack>) {
+    let lb = fixtures::balancer(&stack, 15).await;
+    let mut rules = Vec::new();
+    for priority in 1..=30 {
+        let out = lb
+            .client
+            .create_rule()
+            .listener_arn(&lb.listener)
+            .priority(priority)
+            .conditions(RuleCondition::builder().field("path-pattern").values(format!("/app-{priority}/*")).build())
+            .actions(fixtures::forward(&[(&lb.stable, 100), (&lb.canary, 0)], None, None))
+            .send()
+            .await
+            .expect("rule created");
+        rules.push(out.rules()[0].rule_arn().unwrap().to_string());
+    }
+    let second =
+        fixtures::listener(&lb.client, &lb.lb, 8080, vec![fixtures::forward(&[(&lb.stable, 100), (&lb.canary, 0)], None, None)]).await;
+    let router = AlbRouter::new(&fixtures::sdk(&stack.aws_endpoint, 3));
+    let locations: std::collections::BTreeSet<String> = rules.iter().cloned().chain([second.clone()]).collect();
+
+    let first = router.sweep(&locations).await;
+    assert!(first.failed.is_empty(), "{:?}", first.failed);
+    assert_eq!(first.changed, locations, "never read before: every location is new");
+    assert_eq!(router.calls(), 2, "one DescribeRules for the listener's 30 rules, one DescribeListeners for the load balancer");
+
+    let calls = router.calls();
+    let quiet = router.sweep(&locations).await;
+    assert!(quiet.changed.is_empty(), "nothing changed: {:?}", quiet.changed);
+    assert_eq!(router.calls() - calls, 2);
+
+    // One rule's weights and the second listener's forward changed behind the router's back;
+    // the router's own write is no change.
+    let alb = fixtures::alb_on_rule(&lb, &rules[3]);
+    router.set_weight(&alb, &lb.stable, &lb.canary, 10).await.expect("weight set");
+    lb.client
+        .modify_rule()
+        .rule_arn(&rules[7])
+        .actions(fixtures::forward(&[(&lb.stable, 50), (&lb.canary, 50)], None, None))
+        .send()
+        .await
+        .expect("rule changed by hand");
+    lb.client.modify_listener().listener_arn(&second).default_actions(fixtures::fixed_404()).send().await.expect("listener changed");
+    let found = router.sweep(&locations).await;
+    assert_eq!(found.changed, [rules[7].clone(), second.clone()].into(), "only what changed outside the router");
+
+    // A deleted rule is named once, then its absence is what the router knows.
+    lb.client.delete_rule().rule_arn(&rules[9]).send().await.expect("rule deleted");
+    assert_eq!(router.sweep(&locations).await.changed, [rules[9].clone()].into());
+    assert!(router.sweep(&locations).await.changed.is_empty());
+}
+
+register_test!(160, a_reclaimed_location_gets_its_forward_action_back);
+/// A weight location whose forward action was replaced (here by a fixed response, behind an
+/// authenticate action): `reclaim` puts one forward to both groups in its place, keeping the
+/// rest; `set_weight` refuses to.
+pub async fn a_reclaimed_location_gets_its_forward_action_back(stack: Arc<Stack>) {
+    let lb = fixtures::balancer(&stack, 16).await;
+    let rule = weighted_rule(&lb).await;
+    let alb = fixtures::alb_on_rule(&lb, &rule);
+    let mut outage = fixtures::fixed_404();
+    outage.order = Some(2);
+    lb.client.modify_rule().rule_arn(&rule).actions(oidc(1)).actions(outage).send().await.expect("rule changed by hand");
+    let router = AlbRouter::new(&fixtures::sdk(&stack.aws_endpoint, 3));
+    let refused = router.set_weight(&alb, &lb.stable, &lb.canary, 20).await.unwrap_err();
+    assert!(matches!(refused, RouterError::NotOurs(_)), "{refused}");
+    assert_eq!(router.reclaim(&alb, &lb.stable, &lb.canary, 20).await.expect("reclaimed"), 20);
+    let after = fixtures::describe_rule(&lb.client, &rule).await;
+    let forward = fixtures::forward_of(after.actions());
+    assert_eq!(fixtures::weights(forward), vec![(lb.stable.clone(), 80), (lb.canary.clone(), 20)]);
+    assert_eq!(forward.order(), Some(2), "in the place of the action it replaced");
+    let kinds: Vec<_> = after.actions().iter().filter_map(|a| a.r#type().cloned()).collect();
+    assert_eq!(kinds, [ActionTypeEnum::AuthenticateOidc, ActionTypeEnum::Forward], "the authenticate action stays");
+    assert_eq!(after.conditions().len(), 3, "conditions untouched");
+}

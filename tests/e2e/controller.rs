@@ -8,6 +8,9 @@ use crate::support::{Stack, path_str, print_log_tails, repo};
 
 pub const RELEASE_NAMESPACE: &str = "sluice-system";
 const SERVICE_ACCOUNT: &str = "sluice-controller";
+/// Every controller of these tests checks for drift at this interval (`--drift-check-interval`),
+/// as an operator who turns it on would, so every test runs under the checks.
+pub const DRIFT_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
 
 pub struct Harness {
     pub stack: Stack,
@@ -78,7 +81,9 @@ impl Harness {
             ("RUST_LOG", "info,kube_lease_manager=warn"),
             ("AWS_ENDPOINT_URL_CLOUDWATCH", self.cloudwatch.address.as_str()),
         ];
-        let process = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &self.kubeconfig, aws_endpoint, &log, extra, &env);
+        let interval = format!("{}s", DRIFT_CHECK_INTERVAL.as_secs());
+        let args: Vec<&str> = ["--drift-check-interval", interval.as_str()].into_iter().chain(extra.iter().copied()).collect();
+        let process = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &self.kubeconfig, aws_endpoint, &log, &args, &env);
         let pid = process.pid();
         self.processes.lock().unwrap().push((name.to_string(), process));
         pid

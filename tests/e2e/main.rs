@@ -9,6 +9,7 @@ mod support;
 mod adoption;
 mod analysis_args;
 mod controller;
+mod drift;
 mod examples;
 mod hostile;
 mod hostile_analysis;

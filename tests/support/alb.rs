@@ -58,7 +58,7 @@ impl Stack {
 pub async fn listener_weights(elb: &aws_sdk_elasticloadbalancingv2::Client, listener: &str, first: &str, second: &str) -> (i32, i32) {
     let described = elb.describe_listeners().listener_arns(listener).send().await.unwrap();
     let action = &described.listeners()[0].default_actions()[0];
-    let groups = action.forward_config().unwrap().target_groups();
+    let groups = action.forward_config().map(|f| f.target_groups()).unwrap_or_default();
     let weight = |arn: &str| groups.iter().find(|t| t.target_group_arn() == Some(arn)).and_then(|t| t.weight()).unwrap_or(-1);
     (weight(first), weight(second))
 }
