@@ -43,7 +43,9 @@ pub async fn check(clients: &Clients, rollout: &Rollout) -> Vec<Problem> {
     let mut problems = Vec::new();
     let spec = &rollout.spec;
     let alb = spec.traffic.as_ref().and_then(|t| t.alb.as_ref());
-    if let Some(alb) = alb {
+    // Through Ingresses the AWS Load Balancer Controller makes the listener rules and target
+    // groups: there is nothing named to check.
+    if let Some(alb) = alb.filter(|a| !a.through_ingresses()) {
         check_alb(clients, alb, spec.workload.ecs.is_some(), &mut problems).await;
     }
     if let Some(ecs) = &spec.workload.ecs {

@@ -288,6 +288,7 @@ fn observe(report: &Report, revisions: &[String], runs: &[String]) -> Observed {
             stable_healthy: addresses(stable),
             canary_healthy: addresses(canary),
             last_written: None,
+            target_groups: None,
         }),
         analysis_runs: runs
             .iter()

@@ -224,7 +224,7 @@ fn argo_alb_canary_over_a_referenced_deployment() {
     assert_eq!(
         warnings(&imported),
         [
-            "warning: Rollout/search: spec.strategy.canary.trafficRouting.alb: Sluice sets the weights on the load balancer itself, not through Ingress search-ingress: fill in spec.traffic.alb.ruleArn with the ARN of the listener rule that forwards to Service search-root port 80 (or replace it by listenerArn for a listener's default action), stableTargetGroupArn with the target group of Service search-stable and canaryTargetGroupArn with the target group of Service search-canary",
+            "warning: Rollout/search: spec.strategy.canary.trafficRouting.alb: the steps set header routes, which Sluice makes as listener rules beside a rule it names, so it sets the weights on the load balancer itself, not through Ingress search-ingress: fill in spec.traffic.alb.ruleArn with the ARN of the listener rule that forwards to Service search-root port 80 (or replace it by listenerArn for a listener's default action), stableTargetGroupArn with the target group of Service search-stable and canaryTargetGroupArn with the target group of Service search-canary",
         ]
     );
 }
@@ -806,3 +806,20 @@ fn flagger_confirm_rollout_on_a_blue_green_waits_before_the_preview() {
     assert!(!warnings.iter().any(|w| w.contains("starts every blue/green at once")), "{warnings:?}");
     assert!(warnings.iter().any(|w| w.contains("confirm-rollout webhook approve-rollout becomes a manual gate")), "{warnings:?}");
 }
+
+#[test]
+fn argo_alb_ingresses_without_header_routes_stay_ingresses() {
+    let imported = run(&["argo-alb-ingresses.yaml"]);
+    let (rollout, _) = accepted(&imported);
+    let alb = rollout.spec.traffic.as_ref().unwrap().alb.as_ref().unwrap();
+    assert_eq!(alb.ingresses, ["checkout-public", "checkout-internal"], "both Ingresses, in order");
+    assert_eq!(alb.service_port, Some(8080));
+    assert!(alb.rule_arn.is_none() && alb.stable_target_group_arn.is_empty(), "nothing to fill in: the controller makes them");
+    assert_eq!(
+        warnings(&imported),
+        [
+            "warning: Rollout/checkout: spec.strategy.canary.trafficRouting.alb.rootService: Sluice writes the weighted action under the stable Service's name: point the Ingress rule's backend at Service checkout-stable with port name use-annotation (instead of checkout-root)",
+        ]
+    );
+}
+

@@ -254,21 +254,40 @@ pub struct Traffic {
     pub alb: Option<AlbTraffic>,
 }
 
-/// Weighted target groups on an Application Load Balancer listener or listener rule.
+/// Weighted target groups on an Application Load Balancer: a listener or listener rule named by
+/// ARN, or the rules the AWS Load Balancer Controller makes from Ingresses (`ingresses`).
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("has(self.listenerArn) != has(self.ruleArn)").message("set exactly one of traffic.alb.listenerArn (its default action) or traffic.alb.ruleArn"))]
-#[x_kube(validation = Rule::new("self.stableTargetGroupArn != self.canaryTargetGroupArn").message("traffic.alb.stableTargetGroupArn and canaryTargetGroupArn must be different target groups"))]
+#[x_kube(validation = Rule::new("has(self.ingresses) || has(self.listenerArn) != has(self.ruleArn)").message("set exactly one of traffic.alb.listenerArn (its default action) or traffic.alb.ruleArn, or name Ingresses in traffic.alb.ingresses"))]
+#[x_kube(validation = Rule::new("has(self.ingresses) || (has(self.stableTargetGroupArn) && has(self.canaryTargetGroupArn))").message("traffic.alb needs stableTargetGroupArn and canaryTargetGroupArn (or ingresses, whose target groups the AWS Load Balancer Controller makes)"))]
+#[x_kube(validation = Rule::new("!has(self.ingresses) || !(has(self.listenerArn) || has(self.ruleArn) || has(self.stableTargetGroupArn) || has(self.canaryTargetGroupArn) || has(self.testListenerArn) || has(self.testRuleArn))").message("traffic.alb.ingresses leaves the listener, its rules and target groups to the AWS Load Balancer Controller: remove the ARNs, or remove ingresses"))]
+#[x_kube(validation = Rule::new("!has(self.ingresses) || has(self.servicePort)").message("traffic.alb.ingresses needs servicePort: the port of the stable and canary Services the Ingress forwards to"))]
+#[x_kube(validation = Rule::new("!(has(self.stableTargetGroupArn) && has(self.canaryTargetGroupArn)) || self.stableTargetGroupArn != self.canaryTargetGroupArn").message("traffic.alb.stableTargetGroupArn and canaryTargetGroupArn must be different target groups"))]
 #[x_kube(validation = Rule::new("!(has(self.testListenerArn) && has(self.testRuleArn))").message("set at most one of traffic.alb.testListenerArn or testRuleArn"))]
 #[serde(rename_all = "camelCase")]
 pub struct AlbTraffic {
+    /// Ingresses in the Rollout's namespace, managed by the AWS Load Balancer Controller, whose
+    /// rules forward through the action `alb.ingress.kubernetes.io/actions.<stable Service>`:
+    /// Sluice writes that action's weights and reads what reached ELBv2 back. All of them move
+    /// together.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(min = 1, max = 10), inner(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")))]
+    pub ingresses: Vec<String>,
+    /// With `ingresses`: the port of the stable and canary Services the action forwards to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub service_port: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
     pub listener_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
     pub rule_arn: Option<String>,
+    /// Required without `ingresses`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
     pub stable_target_group_arn: String,
+    /// Required without `ingresses`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     #[schemars(regex(pattern = r"^arn:aws[a-z-]*:elasticloadbalancing:"))]
     pub canary_target_group_arn: String,
     /// A listener whose default action sends all its traffic to the new version (blue/green preview).
@@ -288,6 +307,13 @@ pub struct AlbTraffic {
     /// home at once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gradual_abort: Option<GradualAbort>,
+}
+
+impl AlbTraffic {
+    /// Whether the AWS Load Balancer Controller owns the rules (`ingresses`).
+    pub fn through_ingresses(&self) -> bool {
+        !self.ingresses.is_empty()
+    }
 }
 
 /// How an abort lowers the canary weight: `weightStep` points at once, then as many again every

@@ -24,6 +24,7 @@ use crate::platform::kubernetes::{FIELD_MANAGER, REVISION_LABEL, ROLLOUT_LABEL, 
 use crate::ports::{AnalysisRuns, Effect, NewRun, Platform, PortError, Record, TrafficRouter};
 use crate::traffic::ReplicaRatio;
 use crate::traffic::alb::AlbWeights;
+use crate::traffic::ingress::IngressWeights;
 
 pub const PURPOSE_LABEL: &str = "sluice.dev/analysis-purpose";
 const UNBUILT_RUN: &str = "the run has no metrics: its templates could not be built; see the rollout's earlier events";
@@ -49,6 +50,18 @@ impl<'a> Adapters<'a> {
             }
         };
         let router: Box<dyn TrafficRouter + 'a> = match alb_of(rollout) {
+            Some(alb) if alb.through_ingresses() => {
+                let service = |role| crate::platform::kubernetes::service_name(rollout, role).unwrap_or_default();
+                Box::new(IngressWeights {
+                    router: &ctx.router,
+                    client: &ctx.client,
+                    namespace: rollout.metadata.namespace.as_deref().unwrap_or_default(),
+                    ingresses: &alb.ingresses,
+                    stable_service: service(crate::engine::ServiceRole::Stable),
+                    canary_service: service(crate::engine::ServiceRole::Canary),
+                    service_port: alb.service_port.unwrap_or(80),
+                })
+            }
             Some(alb) => Box::new(AlbWeights { router: &ctx.router, alb }),
             None => Box::new(ReplicaRatio),
         };

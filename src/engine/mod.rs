@@ -125,6 +125,9 @@ pub struct TrafficObservation {
     /// group, if it did: a write whose pass was cut short before its status was written is
     /// still Sluice's own, not drift.
     pub last_written: Option<i32>,
+    /// The target groups of the roles as the router found them, where the spec names none
+    /// (through Ingresses, the AWS Load Balancer Controller's); `None` until it finds both.
+    pub target_groups: Option<TargetGroups>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -15,7 +15,12 @@ const ROUTER_POLL: Duration = Duration::from_secs(5);
 impl Pass<'_> {
     /// The target groups of the roles as they stand before this pass acts.
     pub fn target_groups(&self) -> Option<TargetGroups> {
-        target_groups::roles(self.input.spec, self.input.status.stable_revision.as_deref(), &self.input.observed.registrations)
+        let named = target_groups::roles(self.input.spec, self.input.status.stable_revision.as_deref(), &self.input.observed.registrations);
+        let found = self.input.observed.traffic.as_ref().and_then(|t| t.target_groups.clone());
+        match named {
+            Some(groups) if groups.stable.is_empty() => Some(found.unwrap_or(groups)),
+            named => named,
+        }
     }
 
     pub fn point_service(&mut self, role: ServiceRole, revision: &str) {

@@ -35,9 +35,13 @@ fn alb(spec: &RolloutSpec) -> Option<&AlbTraffic> {
 
 /// The roles of the target groups, given the stable revision and the target group each revision
 /// is registered with (`registrations`, revision → target group; empty where Services steer).
-/// `None` without an ALB.
+/// `None` without an ALB. Through Ingresses the groups are the AWS Load Balancer Controller's,
+/// unknown here: both are empty, and the router reports them ([`super::TrafficObservation`]).
 pub fn roles(spec: &RolloutSpec, stable_revision: Option<&str>, registrations: &BTreeMap<String, String>) -> Option<TargetGroups> {
     let alb = alb(spec)?;
+    if alb.through_ingresses() {
+        return Some(TargetGroups { stable: String::new(), canary: String::new() });
+    }
     let (blue, green) = (alb.stable_target_group_arn.clone(), alb.canary_target_group_arn.clone());
     match stable_revision.and_then(|stable| registrations.get(stable)) {
         Some(registered) if *registered == green => Some(TargetGroups { stable: green, canary: blue }),

@@ -68,7 +68,10 @@ pub fn named_arns(spec: &RolloutSpec) -> Result<Vec<NamedResource>, Refusal> {
             ("spec.traffic.alb.testListenerArn", alb.test_listener_arn.as_ref()),
             ("spec.traffic.alb.testRuleArn", alb.test_rule_arn.as_ref()),
         ];
-        named.extend(fields.into_iter().filter_map(|(field, arn)| Some(NamedResource { field, arn: arn?.clone() })));
+        // Ingresses leave the target group ARNs empty: the AWS Load Balancer Controller makes them.
+        let named_arn =
+            |(field, arn): (&'static str, Option<&String>)| arn.filter(|a| !a.is_empty()).map(|a| NamedResource { field, arn: a.clone() });
+        named.extend(fields.into_iter().filter_map(named_arn));
     }
     if let Ok(WorkloadKind::Ecs(ecs)) = spec.workload.kind() {
         let region_of = alb.and_then(|a| a.listener_arn.as_ref().or(a.rule_arn.as_ref())).map(String::as_str);

@@ -47,14 +47,20 @@ pub fn validate(spec: &RolloutSpec) -> Result<ValidSpec<'_>, InvalidSpec> {
     if matches!(workload, WorkloadKind::Ecs(_)) && alb.is_none() {
         return invalid("an ECS workload needs spec.traffic.alb");
     }
+    if let Some(alb) = alb {
+        ingresses(alb, &workload, &strategy)?;
+    }
     let mut steps = Vec::new();
     match strategy {
         StrategyKind::Canary(canary) => {
             for (index, step) in canary.steps.iter().enumerate() {
                 let kind = step.kind().map_err(|e| InvalidSpec(format!("step {index}: {e}")))?;
                 check_step(&kind, index)?;
-                if matches!(kind, StepKind::SetHeaderRoute(_)) && alb.is_none() {
-                    return invalid(format!("step {index}: setHeaderRoute needs spec.traffic.alb: a header route is a listener rule"));
+                if matches!(kind, StepKind::SetHeaderRoute(_)) && alb.is_none_or(|a| a.through_ingresses()) {
+                    return invalid(format!(
+                        "step {index}: setHeaderRoute needs spec.traffic.alb with a listenerArn or ruleArn: a header route is a \
+                         listener rule Sluice makes, and through Ingresses the rules are the AWS Load Balancer Controller's"
+                    ));
                 }
                 steps.push(kind);
             }
@@ -163,6 +169,35 @@ fn analysis_refs(analysis: &RolloutAnalysis, place: &str) -> Result<(), InvalidS
     }
     if analysis.templates.iter().any(|t| t.template_name.is_empty()) {
         return invalid(format!("{place}: an analysis template reference has an empty templateName"));
+    }
+    Ok(())
+}
+
+/// `traffic.alb` through Ingresses: a Kubernetes workload with both role Services, which the
+/// Ingress action forwards to; named target groups otherwise.
+fn ingresses(alb: &crate::api::AlbTraffic, workload: &WorkloadKind<'_>, strategy: &StrategyKind<'_>) -> Result<(), InvalidSpec> {
+    if !alb.through_ingresses() {
+        if alb.stable_target_group_arn.is_empty() || alb.canary_target_group_arn.is_empty() {
+            return invalid("traffic.alb needs stableTargetGroupArn and canaryTargetGroupArn, or ingresses");
+        }
+        return Ok(());
+    }
+    if matches!(workload, WorkloadKind::Ecs(_)) {
+        return invalid(
+            "traffic.alb.ingresses is for Kubernetes workloads: ECS task sets register with the target groups the Rollout names \
+             (stableTargetGroupArn, canaryTargetGroupArn)",
+        );
+    }
+    let services = match strategy {
+        StrategyKind::Canary(canary) => canary.stable_service.is_some() && canary.canary_service.is_some(),
+        StrategyKind::BlueGreen(blue_green) => blue_green.preview_service.is_some(),
+        StrategyKind::Rolling(_) => true,
+    };
+    if !services {
+        return invalid(
+            "traffic.alb.ingresses weighs the stable Service against the canary one: set canary.stableService and canaryService \
+             (blueGreen: previewService)",
+        );
     }
     Ok(())
 }

@@ -399,32 +399,62 @@ fn abort_scale_down_delay(canary: &mut Fields, w: &mut Warnings) -> Option<i32> 
 fn traffic_routing(mut routing: Fields, canary: &CanaryStrategy, w: &mut Warnings) -> Option<Traffic> {
     let mut traffic = None;
     if let Some(mut alb) = routing.object("alb") {
-        let ingress = alb.string("ingress").or_else(|| alb.take("ingresses").and_then(|v| v[0].as_str().map(String::from)));
-        let port = alb.string("servicePort").unwrap_or_else(|| "?".into());
-        let root = alb.string("rootService").or_else(|| canary.stable_service.clone()).unwrap_or_else(|| "?".into());
-        let stable = canary.stable_service.as_deref().unwrap_or("?");
-        let preview = canary.canary_service.as_deref().unwrap_or("?");
-        w.warn(
-            &alb.path,
-            format!(
-                "Sluice sets the weights on the load balancer itself, not through Ingress {}: fill in spec.traffic.alb.ruleArn with \
-                 the ARN of the listener rule that forwards to Service {root} port {port} (or replace it by listenerArn for a \
-                 listener's default action), stableTargetGroupArn with the target group of Service {stable} and \
-                 canaryTargetGroupArn with the target group of Service {preview}",
-                ingress.as_deref().unwrap_or("?")
-            ),
-        );
-        alb.drop("stickinessConfig", "Sluice keeps the stickiness configured on the listener rule", w);
+        let mut ingresses: Vec<String> = alb.string("ingress").into_iter().collect();
+        if let Some(more) = alb.take("ingresses").and_then(|v| v.as_array().cloned()) {
+            for name in more.iter().filter_map(|v| v.as_str()) {
+                if !ingresses.iter().any(|known| known == name) {
+                    ingresses.push(name.to_string());
+                }
+            }
+        }
+        let port = alb.take("servicePort").and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
+        let root = alb.string("rootService");
+        let stable = canary.stable_service.clone().unwrap_or_else(|| "?".into());
+        let header_routes = canary.steps.iter().any(|s| s.set_header_route.is_some());
+        alb.drop("stickinessConfig", "the stickiness stays as the listener rule or the Ingress's annotations configure it", w);
         alb.ignore(&["annotationPrefix"]);
-        alb.finish(w);
-        traffic = Some(Traffic {
-            alb: Some(AlbTraffic {
+        let port_text = port.map_or_else(|| "?".to_string(), |p| p.to_string());
+        let alb_traffic = if header_routes {
+            // Sluice's header routes are listener rules it makes itself, beside a rule it names.
+            let preview = canary.canary_service.as_deref().unwrap_or("?");
+            w.warn(
+                &alb.path,
+                format!(
+                    "the steps set header routes, which Sluice makes as listener rules beside a rule it names, so it sets the \
+                     weights on the load balancer itself, not through Ingress {}: fill in spec.traffic.alb.ruleArn with the ARN of \
+                     the listener rule that forwards to Service {} port {port_text} (or replace it by listenerArn for a listener's \
+                     default action), stableTargetGroupArn with the target group of Service {stable} and canaryTargetGroupArn with \
+                     the target group of Service {preview}",
+                    ingresses.first().map_or("?", String::as_str),
+                    root.as_deref().unwrap_or(&stable),
+                ),
+            );
+            AlbTraffic {
                 rule_arn: Some(super::PLACEHOLDER_RULE_ARN.into()),
                 stable_target_group_arn: super::PLACEHOLDER_STABLE_TG_ARN.into(),
                 canary_target_group_arn: super::PLACEHOLDER_CANARY_TG_ARN.into(),
                 ..Default::default()
-            }),
-        });
+            }
+        } else {
+            if let Some(root) = root.filter(|root| *root != stable) {
+                w.warn(
+                    &alb.at("rootService"),
+                    format!(
+                        "Sluice writes the weighted action under the stable Service's name: point the Ingress rule's backend at \
+                         Service {stable} with port name use-annotation (instead of {root})"
+                    ),
+                );
+            }
+            if port.is_none() {
+                w.warn(
+                    &alb.at("servicePort"),
+                    "missing or not a number; set spec.traffic.alb.servicePort to the Services' port".to_string(),
+                );
+            }
+            AlbTraffic { ingresses, service_port: Some(port.and_then(|p| i32::try_from(p).ok()).unwrap_or(80)), ..Default::default() }
+        };
+        alb.finish(w);
+        traffic = Some(Traffic { alb: Some(alb_traffic) });
     }
     for mesh in ["istio", "nginx", "smi", "ambassador", "appMesh", "traefik", "apisix", "plugins", "gatewayAPI"] {
         routing.drop(mesh, ROUTERS, w);

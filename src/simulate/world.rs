@@ -596,6 +596,7 @@ impl TrafficRouter for SimPorts<'_> {
             stable_healthy: healthy(&groups.stable),
             canary_healthy: healthy(&groups.canary),
             last_written: world.last_written.as_ref().filter(|(group, _)| *group == groups.canary).map(|(_, weight)| *weight),
+            target_groups: None,
         }))
     }
 

@@ -28,10 +28,12 @@ use elbv2::types::{
 
 use super::{AwsFailure, FailureKind};
 
+mod pairs;
 mod sweep;
 use crate::api::{AlbTraffic, HeaderMatch, SetHeaderRoute};
 use crate::engine::{TargetGroups, TrafficObservation};
 use crate::ports::{Effect, PortError, TrafficRouter};
+pub use pairs::PairRule;
 pub use sweep::Sweep;
 
 /// Why the router did not do what it was asked.
@@ -166,6 +168,7 @@ impl AlbState {
             stable_healthy: self.stable_healthy.clone(),
             canary_healthy: self.canary_healthy.clone(),
             last_written: self.last_written,
+            target_groups: None,
         }
     }
 }
@@ -183,6 +186,8 @@ pub struct AlbRouter {
     health: Mutex<HashMap<String, (BTreeSet<String>, Instant)>>,
     /// The canary weight written last to each weight location, with that write's canary group.
     written: Mutex<HashMap<String, (String, i32)>>,
+    /// The rules found forwarding to exactly a (stable, canary) pair of target groups.
+    pairs: Mutex<HashMap<(String, String), Vec<String>>>,
     snapshot_max_age: Duration,
 }
 
@@ -232,6 +237,7 @@ impl AlbRouter {
             header_routes: Mutex::new(HashMap::new()),
             health: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            pairs: Mutex::new(HashMap::new()),
             snapshot_max_age: DEFAULT_SNAPSHOT_MAX_AGE,
         }
     }
@@ -585,7 +591,8 @@ impl AlbRouter {
         Ok(())
     }
 
-    async fn healthy_targets(&self, target_group: &str) -> Result<BTreeSet<String>, RouterError> {
+    /// IDs of the group's healthy targets, reused for a few seconds.
+    pub(crate) async fn healthy_targets(&self, target_group: &str) -> Result<BTreeSet<String>, RouterError> {
         let cached = {
             let health = self.health.lock().unwrap_or_else(|e| e.into_inner());
             let max_age = self.snapshot_max_age.min(HEALTH_MAX_AGE);

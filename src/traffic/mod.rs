@@ -5,6 +5,7 @@
 //! alike, into the bounded categories their errors report.
 
 pub mod alb;
+pub mod ingress;
 
 use crate::engine::{TargetGroups, TrafficObservation};
 use crate::ports::{Effect, PortError, TrafficRouter};

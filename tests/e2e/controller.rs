@@ -20,6 +20,8 @@ pub struct Harness {
     log_dir: PathBuf,
     /// CloudWatch for the controllers: moto does not speak the SDK's CBOR protocol (see `cbor.rs`).
     pub cloudwatch: crate::support::server::Server,
+    /// The real AWS Load Balancer Controller, for the Rollouts that go through Ingresses.
+    pub load_balancer_controller: crate::support::load_balancer_controller::LoadBalancerController,
 }
 
 impl Harness {
@@ -62,7 +64,8 @@ impl Harness {
             std::env::var_os("SLUICE_E2E_LOGS").map(std::path::PathBuf::from).unwrap_or_else(|| stack.dir.join("controller-logs"));
         std::fs::create_dir_all(&log_dir).unwrap();
         let cloudwatch = crate::support::cbor::bridge(&stack.aws_endpoint).await;
-        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir, cloudwatch };
+        let load_balancer_controller = crate::support::load_balancer_controller::LoadBalancerController::start(&stack);
+        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir, cloudwatch, load_balancer_controller };
         harness.start("main", &[]);
         harness
     }
@@ -128,6 +131,7 @@ impl Harness {
     /// After the last test: the controllers, then the stack if this process started it.
     pub fn tear_down(&self) {
         self.stop_all();
+        self.load_balancer_controller.stop();
         self.stack.down();
     }
 

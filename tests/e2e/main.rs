@@ -13,6 +13,7 @@ mod drift;
 mod examples;
 mod hostile;
 mod hostile_analysis;
+mod ingress;
 mod registration;
 mod scenarios;
 
