@@ -14,10 +14,10 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
-use elbv2::types::{Action, ActionTypeEnum, ForwardActionConfig, ProtocolEnum, RuleCondition, TargetGroupTuple, TargetTypeEnum};
+use elbv2::types::{Action, ActionTypeEnum, ForwardActionConfig, RuleCondition, TargetGroupTuple};
 use sluice::traffic::alb::AlbRouter;
 use support::aws_proxy::AwsProxy;
-use support::{Stack, xml_value};
+use support::Stack;
 
 const LISTENERS: usize = 10;
 const RULES_PER_LISTENER: usize = 100;
@@ -43,42 +43,8 @@ fn forward(stable: &str, canary: &str, canary_weight: i32) -> Action {
 /// A load balancer with one listener and `RULES_PER_LISTENER` rules, each the weight location
 /// of a rollout at rest (stable 100, canary 0) between the listener's two target groups.
 /// Returns the rules' ARNs.
-async fn listener_with_rules(stack: &Stack, elb: &elbv2::Client, index: usize) -> Vec<String> {
-    let octet = 20 + index;
-    let vpc = xml_value(&stack.ec2(&[("Action", "CreateVpc"), ("CidrBlock", &format!("10.{octet}.0.0/16"))]).await, "<vpcId>", "</vpcId>");
-    let mut subnets = Vec::new();
-    for (third, zone) in [(1, "us-east-1a"), (2, "us-east-1b")] {
-        let cidr = format!("10.{octet}.{third}.0/24");
-        let xml = stack.ec2(&[("Action", "CreateSubnet"), ("VpcId", &vpc), ("CidrBlock", &cidr), ("AvailabilityZone", zone)]).await;
-        subnets.push(xml_value(&xml, "<subnetId>", "</subnetId>"));
-    }
-    let name = format!("drift-{index}-{}", std::process::id());
-    let lb = elb.create_load_balancer().name(&name).set_subnets(Some(subnets)).send().await.expect("load balancer");
-    let lb = lb.load_balancers()[0].load_balancer_arn().unwrap().to_string();
-    let mut groups = Vec::new();
-    for role in ["stable", "canary"] {
-        let tg = elb
-            .create_target_group()
-            .name(format!("{name}-{role}"))
-            .protocol(ProtocolEnum::Http)
-            .port(80)
-            .vpc_id(&vpc)
-            .target_type(TargetTypeEnum::Ip)
-            .send()
-            .await
-            .expect("target group");
-        groups.push(tg.target_groups()[0].target_group_arn().unwrap().to_string());
-    }
-    let listener = elb
-        .create_listener()
-        .load_balancer_arn(&lb)
-        .protocol(ProtocolEnum::Http)
-        .port(80)
-        .default_actions(forward(&groups[0], &groups[1], 0))
-        .send()
-        .await
-        .expect("listener");
-    let listener = listener.listeners()[0].listener_arn().unwrap().to_string();
+async fn listener_with_rules(stack: &Stack, index: usize) -> (elbv2::Client, Vec<String>) {
+    let (elb, listener, stable, canary) = stack.balancer(&format!("drift-{index}-{}", std::process::id())).await;
     let mut rules = Vec::new();
     for priority in 1..=RULES_PER_LISTENER {
         let rule = elb
@@ -86,22 +52,25 @@ async fn listener_with_rules(stack: &Stack, elb: &elbv2::Client, index: usize) -
             .listener_arn(&listener)
             .priority(priority as i32)
             .conditions(RuleCondition::builder().field("host-header").values(format!("app-{priority}.example.com")).build())
-            .actions(forward(&groups[0], &groups[1], 0))
+            .actions(forward(&stable, &canary, 0))
             .send()
             .await
             .expect("rule");
         rules.push(rule.rules()[0].rule_arn().unwrap().to_string());
     }
-    rules
+    (elb, rules)
 }
 
 async fn measure(stack: &Stack) {
-    let elb = elbv2::Client::new(&stack.aws());
     let setup = Instant::now();
     let mut locations = BTreeSet::new();
+    let mut elb = None;
     for index in 0..LISTENERS {
-        locations.extend(listener_with_rules(stack, &elb, index).await);
+        let (client, rules) = listener_with_rules(stack, index).await;
+        locations.extend(rules);
+        elb = Some(client);
     }
+    let elb = elb.expect("a client");
     println!(
         "set up: {} rollouts' rules on {LISTENERS} listeners ({RULES_PER_LISTENER} each) in {:.1} s",
         locations.len(),

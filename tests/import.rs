@@ -822,4 +822,3 @@ fn argo_alb_ingresses_without_header_routes_stay_ingresses() {
         ]
     );
 }
-
