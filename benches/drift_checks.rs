@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use elbv2::types::{Action, ActionTypeEnum, ForwardActionConfig, RuleCondition, TargetGroupTuple};
 use sluice::traffic::alb::AlbRouter;
-use support::aws_proxy::AwsProxy;
 use support::Stack;
+use support::aws_proxy::AwsProxy;
 
 const LISTENERS: usize = 10;
 const RULES_PER_LISTENER: usize = 100;

@@ -19,7 +19,8 @@ impl Pass<'_> {
     /// The built-in arguments for a run of the revision being delivered.
     pub(super) fn builtin_args(&self) -> Vec<AnalysisArg> {
         let mut args = vec![AnalysisArg::new(STABLE_REVISION, &self.stable), AnalysisArg::new(CANARY_REVISION, &self.update)];
-        if let Some(groups) = self.target_groups() {
+        // Through Ingresses the groups are known once the router has found them.
+        if let Some(groups) = self.target_groups().filter(|g| !g.stable.is_empty() && !g.canary.is_empty()) {
             for (name, arn) in [(STABLE_TARGET_GROUP_ARN, &groups.stable), (CANARY_TARGET_GROUP_ARN, &groups.canary)] {
                 args.push(AnalysisArg::new(name, arn));
             }

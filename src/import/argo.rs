@@ -412,7 +412,11 @@ fn traffic_routing(mut routing: Fields, canary: &CanaryStrategy, w: &mut Warning
         let stable = canary.stable_service.clone().unwrap_or_else(|| "?".into());
         let header_routes = canary.steps.iter().any(|s| s.set_header_route.is_some());
         alb.drop("stickinessConfig", "the stickiness stays as the listener rule or the Ingress's annotations configure it", w);
-        alb.ignore(&["annotationPrefix"]);
+        alb.drop(
+            "annotationPrefix",
+            "Sluice writes the action under alb.ingress.kubernetes.io, the AWS Load Balancer Controller's own prefix",
+            w,
+        );
         let port_text = port.map_or_else(|| "?".to_string(), |p| p.to_string());
         let alb_traffic = if header_routes {
             // Sluice's header routes are listener rules it makes itself, beside a rule it names.
