@@ -37,6 +37,21 @@ impl PortError {
     }
 }
 
+/// A bounded label for a failed Kubernetes API call.
+pub fn kube_category(error: &kube::Error) -> &'static str {
+    match error {
+        kube::Error::Api(status) if status.code == 409 => "conflict",
+        kube::Error::Api(status) if status.code == 403 => "forbidden",
+        kube::Error::Api(status) if status.code == 404 => "not_found",
+        _ => "kubernetes",
+    }
+}
+
+/// A failed Kubernetes API call, as a port reports it.
+pub fn kube_failure(error: kube::Error) -> PortError {
+    PortError::new("Kubernetes API", kube_category(&error), error)
+}
+
 /// Whether a call changed anything: adapters skip what is already so.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Effect {

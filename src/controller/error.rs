@@ -16,7 +16,7 @@ pub enum Error {
 impl Error {
     pub fn category(&self) -> &'static str {
         match self {
-            Self::Kube(error) => crate::platform::kubernetes::kube_category(error),
+            Self::Kube(error) => crate::ports::kube_category(error),
             Self::Port(error) => error.category,
             Self::Finalizer(_) => "finalizer",
             Self::Panicked(_) => "panic",

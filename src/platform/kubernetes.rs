@@ -15,7 +15,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::{KubernetesWorkload, Rollout, StrategyKind};
 use crate::engine::tenancy::{self, Refusal, ServiceClaim};
 use crate::engine::{RevisionObservation, ServiceRole, ServiceSelection};
-use crate::ports::{Effect, Platform, PlatformObservation, PortError};
+use crate::ports::{Effect, Platform, PlatformObservation, PortError, kube_failure};
 
 pub const REVISION_LABEL: &str = "sluice.dev/revision";
 pub const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
@@ -300,21 +300,6 @@ pub async fn prune_history(
         api.delete(&rs.name_any(), &DeleteParams::background()).await?;
     }
     Ok(())
-}
-
-/// A bounded label for a failed Kubernetes API call.
-pub fn kube_category(error: &kube::Error) -> &'static str {
-    match error {
-        kube::Error::Api(status) if status.code == 409 => "conflict",
-        kube::Error::Api(status) if status.code == 403 => "forbidden",
-        kube::Error::Api(status) if status.code == 404 => "not_found",
-        _ => "kubernetes",
-    }
-}
-
-/// A failed Kubernetes API call, as a port reports it.
-pub fn kube_failure(error: kube::Error) -> PortError {
-    PortError::new("Kubernetes API", kube_category(&error), error)
 }
 
 /// The [`Platform`] of one Rollout's ReplicaSets, read from the controller's watch caches.

@@ -17,8 +17,7 @@ use serde_json::json;
 
 use super::alb::AlbRouter;
 use crate::engine::{TargetGroups, TrafficObservation};
-use crate::platform::kubernetes::kube_failure;
-use crate::ports::{Effect, PortError, TrafficRouter};
+use crate::ports::{Effect, PortError, TrafficRouter, kube_failure};
 
 /// Where the controller reads a named action from.
 pub const ACTION_ANNOTATION_PREFIX: &str = "alb.ingress.kubernetes.io/actions.";

@@ -9,79 +9,17 @@ use std::time::Duration;
 
 use aws_sdk_elasticloadbalancingv2 as elbv2;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, PostParams};
+use kube::api::{Api, PostParams};
 use serde_json::json;
 use sluice::api::{Rollout, RolloutPhase};
 
 use crate::controller::Harness;
 use crate::scenarios::rollout;
+use crate::support::load_balancer_controller::{load_balancer, rule_weights, target_groups};
 use crate::support::scene::Scene;
 use crate::support::wait_for;
 
 const ACTION: &str = "alb.ingress.kubernetes.io/actions.web-stable";
-
-/// An internet-facing Ingress whose one rule forwards through the action named after the
-/// stable Service, with the security group that keeps the controller off node ENIs.
-fn ingress(h: &Harness, name: &str, path: &str) -> Ingress {
-    let lbc = &h.load_balancer_controller;
-    serde_json::from_value(json!({
-        "metadata": {"name": name, "annotations": {
-            "alb.ingress.kubernetes.io/scheme": "internet-facing",
-            "alb.ingress.kubernetes.io/target-type": "ip",
-            "alb.ingress.kubernetes.io/subnets": lbc.subnets(),
-            "alb.ingress.kubernetes.io/security-groups": lbc.security_group(),
-        }},
-        "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{
-            "path": path, "pathType": "Prefix",
-            "backend": {"service": {"name": "web-stable", "port": {"name": "use-annotation"}}}
-        }]}}]}
-    }))
-    .unwrap()
-}
-
-/// The target groups the controller made for an Ingress's two Services: (stable, canary).
-async fn target_groups(s: &Scene, ingress: &str) -> Option<(String, String)> {
-    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("elbv2.k8s.aws", "v1beta1", "TargetGroupBinding"));
-    let api: Api<DynamicObject> = Api::namespaced_with(s.client.clone(), &s.ns, &resource);
-    let bindings = api.list(&ListParams::default().labels(&format!("ingress.k8s.aws/stack-name={ingress}"))).await.ok()?.items;
-    let group_of = |service: &str| {
-        bindings.iter().find_map(|b| {
-            let spec = b.data.get("spec")?;
-            (spec.pointer("/serviceRef/name")?.as_str()? == service).then(|| spec.get("targetGroupARN")?.as_str().map(String::from))?
-        })
-    };
-    Some((group_of("web-stable")?, group_of("web-canary")?))
-}
-
-/// The load balancer the controller made for an Ingress, by the DNS name in its status (moto
-/// lists no load balancers on a target group that only rules forward to).
-async fn load_balancer(elb: &elbv2::Client, ingresses: &Api<Ingress>, name: &str) -> String {
-    let ingress = ingresses.get(name).await.unwrap();
-    let points = ingress.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
-    let dns = points.iter().find_map(|p| p.hostname.clone()).expect("the controller reports its load balancer");
-    // NAME-ID.REGION.elb.amazonaws.com
-    let name = dns.split('.').next().and_then(|label| label.rsplit_once('-')).map(|(name, _)| name.to_string()).unwrap();
-    let named = elb.describe_load_balancers().names(name).send().await.expect("DescribeLoadBalancers");
-    let found = named.load_balancers().iter().find(|lb| lb.dns_name() == Some(dns.as_str())).expect("the Ingress's load balancer");
-    found.load_balancer_arn().unwrap().to_string()
-}
-
-/// The (stable, canary) weights of every rule of the load balancer forwarding to both groups.
-async fn rule_weights(elb: &elbv2::Client, lb: &str, groups: &(String, String)) -> Vec<(i32, i32)> {
-    let mut weights = Vec::new();
-    let listeners = elb.describe_listeners().load_balancer_arn(lb).send().await.expect("DescribeListeners");
-    for listener in listeners.listeners() {
-        let rules = elb.describe_rules().listener_arn(listener.listener_arn().unwrap()).send().await.expect("DescribeRules");
-        for action in rules.rules().iter().flat_map(|r| r.actions()) {
-            let Some(forward) = action.forward_config() else { continue };
-            let weight = |arn: &str| forward.target_groups().iter().find(|t| t.target_group_arn() == Some(arn)).and_then(|t| t.weight());
-            if let (Some(stable), Some(canary)) = (weight(&groups.0), weight(&groups.1)) {
-                weights.push((stable, canary));
-            }
-        }
-    }
-    weights
-}
 
 fn phase_and_weight(r: &Rollout) -> (Option<RolloutPhase>, Option<i32>) {
     r.status.as_ref().map_or((None, None), |s| (s.phase, s.verified_weight))
@@ -92,7 +30,7 @@ async fn two_ingresses_move_together_through_the_aws_load_balancer_controller(h:
     let s = Scene::new(&h.stack, "ingress", &["web-stable", "web-canary"]).await;
     let ingresses: Api<Ingress> = Api::namespaced(s.client.clone(), &s.ns);
     for (name, path) in [("web", "/"), ("web-internal", "/internal")] {
-        ingresses.create(&PostParams::default(), &ingress(&h, name, path)).await.expect("Ingress created");
+        ingresses.create(&PostParams::default(), &h.load_balancer_controller.ingress(name, path)).await.expect("Ingress created");
     }
     let strategy = json!({"canary": {"stableService": "web-stable", "canaryService": "web-canary",
         "steps": [{"setWeight": 20}, {"pause": {}}]}});
@@ -118,7 +56,9 @@ async fn two_ingresses_move_together_through_the_aws_load_balancer_controller(h:
         let action = ingress.metadata.annotations.as_ref().and_then(|a| a.get(ACTION)).expect("the action written").clone();
         let action: serde_json::Value = serde_json::from_str(&action).unwrap();
         assert_eq!(action["forwardConfig"]["targetGroups"][1], json!({"serviceName": "web-canary", "servicePort": 80, "weight": 0}));
-        let groups = wait_for(&format!("the target groups of Ingress {name}"), Duration::from_secs(60), || target_groups(&s, name)).await;
+        let groups =
+            wait_for(&format!("the target groups of Ingress {name}"), Duration::from_secs(60), || target_groups(&s.client, &s.ns, name))
+                .await;
         let lb = load_balancer(&elb, &ingresses, name).await;
         assert_eq!(rule_weights(&elb, &lb, &groups).await, [(100, 0)], "Ingress {name}: one rule, all on stable");
         pairs.push((lb, groups));

@@ -5,6 +5,10 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 
+use aws_sdk_elasticloadbalancingv2 as elbv2;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
+
 use super::{Stack, parse_exports, repo};
 
 pub struct LoadBalancerController {
@@ -38,6 +42,25 @@ impl LoadBalancerController {
     pub fn subnets(&self) -> &str {
         &self.env["SLUICE_LBC_SUBNETS"]
     }
+
+    /// An internet-facing Ingress whose one rule forwards through the action named after the
+    /// stable Service `web-stable`, with the security group that keeps the controller off node
+    /// ENIs.
+    pub fn ingress(&self, name: &str, path: &str) -> Ingress {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "annotations": {
+                "alb.ingress.kubernetes.io/scheme": "internet-facing",
+                "alb.ingress.kubernetes.io/target-type": "ip",
+                "alb.ingress.kubernetes.io/subnets": self.subnets(),
+                "alb.ingress.kubernetes.io/security-groups": self.security_group(),
+            }},
+            "spec": {"ingressClassName": "alb", "rules": [{"http": {"paths": [{
+                "path": path, "pathType": "Prefix",
+                "backend": {"service": {"name": "web-stable", "port": {"name": "use-annotation"}}}
+            }]}}]}
+        }))
+        .expect("an Ingress")
+    }
 }
 
 impl LoadBalancerController {
@@ -51,4 +74,48 @@ impl Drop for LoadBalancerController {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// The target groups the controller made for an Ingress's two Services: (stable, canary).
+pub async fn target_groups(client: &kube::Client, namespace: &str, ingress: &str) -> Option<(String, String)> {
+    let resource = ApiResource::from_gvk(&GroupVersionKind::gvk("elbv2.k8s.aws", "v1beta1", "TargetGroupBinding"));
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
+    let bindings = api.list(&ListParams::default().labels(&format!("ingress.k8s.aws/stack-name={ingress}"))).await.ok()?.items;
+    let group_of = |service: &str| {
+        bindings.iter().find_map(|b| {
+            let spec = b.data.get("spec")?;
+            (spec.pointer("/serviceRef/name")?.as_str()? == service).then(|| spec.get("targetGroupARN")?.as_str().map(String::from))?
+        })
+    };
+    Some((group_of("web-stable")?, group_of("web-canary")?))
+}
+
+/// The load balancer the controller made for an Ingress, by the DNS name in its status (moto
+/// lists no load balancers on a target group that only rules forward to).
+pub async fn load_balancer(elb: &elbv2::Client, ingresses: &Api<Ingress>, name: &str) -> String {
+    let ingress = ingresses.get(name).await.unwrap();
+    let points = ingress.status.and_then(|s| s.load_balancer).and_then(|lb| lb.ingress).unwrap_or_default();
+    let dns = points.iter().find_map(|p| p.hostname.clone()).expect("the controller reports its load balancer");
+    // NAME-ID.REGION.elb.amazonaws.com
+    let name = dns.split('.').next().and_then(|label| label.rsplit_once('-')).map(|(name, _)| name.to_string()).unwrap();
+    let named = elb.describe_load_balancers().names(name).send().await.expect("DescribeLoadBalancers");
+    let found = named.load_balancers().iter().find(|lb| lb.dns_name() == Some(dns.as_str())).expect("the Ingress's load balancer");
+    found.load_balancer_arn().unwrap().to_string()
+}
+
+/// The (stable, canary) weights of every rule of the load balancer forwarding to both groups.
+pub async fn rule_weights(elb: &elbv2::Client, lb: &str, groups: &(String, String)) -> Vec<(i32, i32)> {
+    let mut weights = Vec::new();
+    let listeners = elb.describe_listeners().load_balancer_arn(lb).send().await.expect("DescribeListeners");
+    for listener in listeners.listeners() {
+        let rules = elb.describe_rules().listener_arn(listener.listener_arn().unwrap()).send().await.expect("DescribeRules");
+        for action in rules.rules().iter().flat_map(|r| r.actions()) {
+            let Some(forward) = action.forward_config() else { continue };
+            let weight = |arn: &str| forward.target_groups().iter().find(|t| t.target_group_arn() == Some(arn)).and_then(|t| t.weight());
+            if let (Some(stable), Some(canary)) = (weight(&groups.0), weight(&groups.1)) {
+                weights.push((stable, canary));
+            }
+        }
+    }
+    weights
 }
