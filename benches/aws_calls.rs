@@ -40,9 +40,6 @@ async fn measure(stack: &Stack) {
     let applied = stack.kubectl(&["apply", "-f", path_str(&repo().join("crds"))]);
     assert!(applied.status.success(), "CRDs: {}", String::from_utf8_lossy(&applied.stderr));
     let client = stack.kube().await;
-    let proxy = AwsProxy::start(&stack.aws_endpoint, 0.0, 1).await;
-    let log = stack.dir.join("aws-calls-controller.log");
-    let _controller = ControllerProcess::start(env!("CARGO_BIN_EXE_sluice").as_ref(), &stack.kubeconfig, &proxy.endpoint, &log, &[], &[]);
 
     // Weights on a listener Sluice names by ARN.
     let ns = namespace_with_services(&client, "aws-calls").await;
@@ -59,7 +56,7 @@ async fn measure(stack: &Stack) {
     let rollouts: Api<Rollout> = Api::namespaced(client.clone(), &ns);
     let (elb, listener, stable, canary) = (&elb, &listener, &stable, &canary);
     let on_listener = move || async move { listener_weights(elb, listener, canary, stable).await.0 };
-    run("listener by ARN", &proxy, &rollouts, traffic, on_listener).await;
+    run("listener by ARN", stack, &rollouts, traffic, on_listener).await;
 
     // Weights through an Ingress the real AWS Load Balancer Controller turns into a rule (its
     // own calls go to moto directly: the proxy counts Sluice's alone).
@@ -75,7 +72,7 @@ async fn measure(stack: &Stack) {
         let lb = load_balancer(elb, ingresses, "web").await;
         rule_weights(elb, &lb, &groups).await.first().map_or(-1, |(_, canary)| *canary)
     };
-    run("Ingress", &proxy, &rollouts, traffic, on_rule).await;
+    run("Ingress", stack, &rollouts, traffic, on_rule).await;
     lbc.stop();
 }
 
@@ -93,12 +90,19 @@ async fn namespace_with_services(client: &kube::Client, prefix: &str) -> String 
 }
 
 /// One Kubernetes canary behind `traffic`: an idle minute at rest, three weight steps, a minute
-/// paused, and an abort timed until `canary_weight` (what ELBv2 holds) reads 0.
-async fn run<F, Fut>(label: &str, proxy: &AwsProxy, rollouts: &Api<Rollout>, traffic: serde_json::Value, canary_weight: F)
+/// paused, and an abort timed until `canary_weight` (what ELBv2 holds) reads 0. A controller of
+/// its own watches the Rollout's namespace alone, through a proxy of its own that counts.
+async fn run<F, Fut>(label: &str, stack: &Stack, rollouts: &Api<Rollout>, traffic: serde_json::Value, canary_weight: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = i32>,
 {
+    let namespace = rollouts.namespace().expect("a namespaced API").to_string();
+    let proxy = AwsProxy::start(&stack.aws_endpoint, 0.0, 1).await;
+    let log = stack.dir.join(format!("{namespace}-controller.log"));
+    let args = ["--namespace", namespace.as_str()];
+    let binary = env!("CARGO_BIN_EXE_sluice").as_ref();
+    let _controller = ControllerProcess::start(binary, &stack.kubeconfig, &proxy.endpoint, &log, &args, &[]);
     let mut steps: Vec<serde_json::Value> = Vec::new();
     for weight in WEIGHTS {
         steps.push(json!({"setWeight": weight}));
