@@ -202,11 +202,14 @@ impl TrafficRouter for IngressWeights<'_> {
             self.api().patch(&ingress.name, &PatchParams::default(), &Patch::Merge(&patch)).await.map_err(kube_failure)?;
             effect = Effect::Changed;
         }
-        if effect.changed() {
-            // Read back what reached ELBv2 while the controller writes it.
+        // Read back what reached ELBv2 while the controller writes it: the Ingresses now ask for
+        // `canary_weight` and their groups stay, so only the rules are read again. Before the
+        // controller has made the groups there is nothing to read yet.
+        if effect.changed() && read.iter().all(|r| r.groups.is_some()) {
+            let asked: Vec<Read> = read.into_iter().map(|r| Read { action_weight: Some(canary_weight), ..r }).collect();
             let started = Instant::now();
             while started.elapsed() < READ_BACK {
-                if self.weight_in_elbv2(&self.read_all().await?).await? == Some(canary_weight) {
+                if self.weight_in_elbv2(&asked).await? == Some(canary_weight) {
                     break;
                 }
                 tokio::time::sleep(READ_BACK_EVERY).await;
