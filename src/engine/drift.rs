@@ -114,6 +114,7 @@ mod tests {
         let drifts: Vec<_> = plan.events.iter().filter(|e| e.reason == EventReason::TrafficDrift).collect();
         assert_eq!(drifts.len(), 1);
         assert!(EventReason::TrafficDrift.is_warning());
+        assert!(!plan.events.iter().any(|e| e.reason == EventReason::WeightSet), "50% was read, not set: {:?}", plan.events);
 
         // The next pass reads the planned weight back: the condition turns False, said once.
         let mut restored = paused_at_20_reading(Some(20));

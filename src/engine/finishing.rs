@@ -6,6 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::{Pass, bounded, default_progress_deadline, later};
+use super::drift::Drift;
 use super::{EventReason, RevisionObservation, conditions};
 use crate::api::{RolloutPhase, StrategyKind, WorkloadKind};
 
@@ -13,9 +14,11 @@ impl Pass<'_> {
     pub(super) fn summarize_status(&mut self) {
         self.count_replicas();
         self.note_drift();
+        // A weight read but set outside Sluice is said as drift, not as a weight Sluice set.
         if self.has_router()
             && self.status.verified_weight != self.input.status.verified_weight
             && let Some(weight) = self.status.verified_weight
+            && self.drift() != Some(Drift::Weight(weight))
         {
             self.event(EventReason::WeightSet, format!("canary weight is {weight}%"));
         }

@@ -115,9 +115,18 @@ async fn weights_and_forward_actions_changed_outside_sluice_are_restored(h: Arc<
     set_listener(&elb, &listener, forward(&[(&stable, 70), (&canary, 30)])).await;
     let took = restored(&elb, &listener, (&stable, &canary), (100, 0), changed).await;
     println!("  at rest, 70/30 restored to 100/0 in {} ms", took.as_millis());
-    let events = s.events().await;
+    // The pass publishes its events after its writes: the listener may read back first.
+    let events = wait_for("the drift at rest said", Duration::from_secs(10), || async {
+        let events = s.events().await;
+        let said = events.iter().any(|(reason, note, _)| reason == "TrafficDrift" && note.contains("read canary weight 30% where 0%"));
+        said.then_some(events)
+    })
+    .await;
     let drifts = events.iter().filter(|(reason, _, _)| reason == "TrafficDrift").count();
     assert_eq!(drifts, 3, "{events:?}");
+    let drifted_weights =
+        events.iter().filter(|(reason, note, _)| reason == "WeightSet" && (note.contains(" 50%") || note.contains(" 30%")));
+    assert_eq!(drifted_weights.count(), 0, "a weight read but not set by Sluice is no WeightSet: {events:?}");
 }
 
 register_test!(999, no_drift_is_reported_where_nothing_changed_the_rules);
