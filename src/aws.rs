@@ -4,6 +4,8 @@
 //! timeouts on every call, so an endpoint that accepts a connection and never answers fails the
 //! pass instead of holding it forever.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use aws_config::timeout::TimeoutConfig;
@@ -35,6 +37,39 @@ impl Timeouts {
             .operation_attempt_timeout(self.attempt)
             .connect_timeout(self.connect)
             .build()
+    }
+}
+
+/// Clients of one AWS service built from the shared configuration: the default region's, and one
+/// per other region a resource names, made on first use and kept.
+pub struct Regional<C> {
+    config: SdkConfig,
+    default: C,
+    by_region: Mutex<HashMap<String, C>>,
+    build: fn(&SdkConfig) -> C,
+}
+
+impl<C: Clone> Regional<C> {
+    /// `build` makes a client from a configuration (the shared one, or it in another region).
+    pub fn new(config: &SdkConfig, build: fn(&SdkConfig) -> C) -> Self {
+        Self { config: config.clone(), default: build(config), by_region: Mutex::default(), build }
+    }
+
+    pub fn client(&self, region: Option<&str>) -> C {
+        let Some(region) = region.filter(|r| Some(*r) != self.config.region().map(|d| d.as_ref())) else {
+            return self.default.clone();
+        };
+        let mut clients = self.by_region.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let build = self.build;
+        clients
+            .entry(region.to_string())
+            .or_insert_with(|| build(&self.config.to_builder().region(aws_config::Region::new(region.to_string())).build()))
+            .clone()
+    }
+
+    /// The region of the default client, if the configuration has one.
+    pub fn default_region(&self) -> Option<&str> {
+        self.config.region().map(|r| r.as_ref())
     }
 }
 

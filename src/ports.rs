@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use jiff::Timestamp;
 
 use crate::analysis::condition::MeasuredValue;
-use crate::api::{AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, Metric, RolloutStatus};
+pub use crate::analysis::run::Resumed;
+use crate::api::{AnalysisArg, AnalysisRunSpec, AnalysisRunStatus, AnalysisTemplateRef, AnalysisTemplateSpec, Metric, RolloutStatus};
 use crate::engine::{
     AdoptedObservation, AnalysisPurpose, AnalysisRunObservation, Event, RevisionObservation, ServiceSelection, TargetGroups,
     TrafficObservation,
@@ -212,9 +213,38 @@ impl ProviderError {
     }
 }
 
-/// Takes one measurement of a metric (Prometheus, CloudWatch, web).
+/// Where a measurement is taken, and what an earlier pass left of it.
+#[derive(Clone, Debug)]
+pub struct Measuring<'a> {
+    /// The rollout's namespace, where its Secrets are and what a measurement makes (a Job) runs.
+    pub namespace: &'a str,
+    /// The AnalysisRun measured: what a measurement makes is named after it and owned by it.
+    pub run: &'a str,
+    pub run_uid: &'a str,
+    /// The run's arguments that have values, the built-in `sluice.*` ones among them.
+    pub args: &'a [AnalysisArg],
+    pub now: Timestamp,
+    /// Which measurement of the metric this is, from 0.
+    pub number: i32,
+    /// Of a measurement taken up again (it was in progress): since when, and what it carried.
+    pub resumed: Option<Resumed>,
+}
+
+impl<'a> Measuring<'a> {
+    /// A first attempt at a measurement outside any run (tests, `sluice` commands).
+    pub fn at(namespace: &'a str, now: Timestamp) -> Self {
+        Self { namespace, run: "", run_uid: "", args: &[], now, number: 0, resumed: None }
+    }
+
+    /// When this measurement first started.
+    pub fn since(&self) -> Timestamp {
+        self.resumed.as_ref().map_or(self.now, |r| r.since)
+    }
+}
+
+/// Takes one measurement of a metric (Prometheus, CloudWatch, web, a Lambda function, a Job).
 #[async_trait]
 pub trait Measure: Send + Sync + 'static {
-    /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
-    async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError>;
+    /// One measurement of `metric` where and when `at` says.
+    async fn measure(&self, at: &Measuring<'_>, metric: &Metric) -> Result<MeasuredValue, ProviderError>;
 }

@@ -30,6 +30,9 @@ pub enum MeasuredValue {
     NoData,
     /// A number, a vector of numbers, or any JSON document (web provider).
     Json(serde_json::Value),
+    /// Not decided yet (a Lambda hook answered IN_PROGRESS, a Job still runs): the same
+    /// measurement is taken up again after `retry_after`, given back what it `carried`.
+    InProgress { retry_after: std::time::Duration, carried: Option<serde_json::Value>, note: String },
 }
 
 impl MeasuredValue {
@@ -47,6 +50,7 @@ impl MeasuredValue {
         match self {
             Self::NoData => None,
             Self::Json(value) => Some(value.to_string()),
+            Self::InProgress { carried, .. } => carried.as_ref().map(|value| value.to_string()),
         }
     }
 }

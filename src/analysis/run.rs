@@ -148,6 +148,28 @@ fn result_of(spec: &AnalysisRunSpec, status: &AnalysisRunStatus, index: usize) -
         .unwrap_or_else(|| MetricResult { name: name.clone(), ..Default::default() })
 }
 
+/// A measurement an earlier pass left in progress: since when, and what it carried.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Resumed {
+    pub since: Timestamp,
+    pub carried: Option<serde_json::Value>,
+}
+
+/// Which measurement of `metric` comes next (from 0), and, when the last one is still in
+/// progress, when it started and what it carried.
+pub fn progress(status: &AnalysisRunStatus, metric: &str) -> (i32, Option<Resumed>) {
+    let Some(result) = status.metric_results.iter().find(|r| r.name == metric) else {
+        return (0, None);
+    };
+    let number = result.count.saturating_add(result.error);
+    let resumed = result
+        .measurements
+        .last()
+        .filter(|m| m.phase == AnalysisPhase::Running)
+        .map(|m| Resumed { since: m.started_at.0, carried: m.value.as_deref().and_then(|v| serde_json::from_str(v).ok()) });
+    (number, resumed)
+}
+
 /// The most of a measured value an AnalysisRun stores; the rest is cut, so the status always fits.
 pub const MAX_STORED_VALUE: usize = 4096;
 /// The most of a measurement's (or the run's) message an AnalysisRun stores.
@@ -159,12 +181,15 @@ pub struct Judged {
     pub phase: AnalysisPhase,
     pub value: Option<String>,
     pub message: Option<String>,
+    /// Of a measurement still in progress (phase Running): how long until it is taken up again.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl Judged {
     /// A measurement that could not be judged.
     pub fn error(message: impl Into<String>) -> Self {
-        Self { phase: AnalysisPhase::Error, value: None, message: Some(crate::text::truncate(&message.into(), MAX_MESSAGE)) }
+        let message = Some(crate::text::truncate(&message.into(), MAX_MESSAGE));
+        Self { phase: AnalysisPhase::Error, value: None, message, retry_after: None }
     }
 }
 
@@ -174,6 +199,11 @@ pub fn judge(metric: &crate::api::Metric, outcome: Result<MeasuredValue, String>
     let (success, failure) = conditions_of(metric);
     let stored = |value: &MeasuredValue| value.display().map(|v| crate::text::truncate(&v, MAX_STORED_VALUE));
     let checked = [success, failure].into_iter().flatten().try_for_each(condition::check);
+    if let Ok(MeasuredValue::InProgress { retry_after, note, .. }) = &outcome {
+        let value = outcome.as_ref().ok().and_then(stored);
+        let message = Some(crate::text::truncate(note, MAX_MESSAGE));
+        return Judged { phase: AnalysisPhase::Running, value, message, retry_after: Some(*retry_after) };
+    }
     let (phase, value, message) = match (outcome, checked) {
         (Err(error), _) => (AnalysisPhase::Error, None, Some(error)),
         (Ok(value), Err(e)) => (AnalysisPhase::Error, stored(&value), Some(e.to_string())),
@@ -185,7 +215,7 @@ pub fn judge(metric: &crate::api::Metric, outcome: Result<MeasuredValue, String>
             Err(e) => (AnalysisPhase::Error, stored(&value), Some(e.to_string())),
         },
     };
-    Judged { phase, value, message: message.map(|m| crate::text::truncate(&m, MAX_MESSAGE)) }
+    Judged { phase, value, message: message.map(|m| crate::text::truncate(&m, MAX_MESSAGE)), retry_after: None }
 }
 
 /// Records what a provider returned for metric `index` (an `Err` is a provider error).
@@ -212,8 +242,15 @@ pub fn record_judged(
 ) {
     let metric = &spec.metrics[index];
     let policy = MetricPolicy::of(metric).unwrap_or_else(|_| MetricPolicy::of(&Default::default()).expect("default policy"));
-    let Judged { phase, value, message } = judged;
-    let measurement = Measurement { phase, value, started_at: Time(started), finished_at: Some(Time(finished)), message };
+    let Judged { phase, value, message, retry_after } = judged;
+    // A measurement taken up again keeps the start of its first attempt.
+    let started = match status.metric_results.iter().find(|r| r.name == metric.name).and_then(|r| r.measurements.last()) {
+        Some(last) if last.phase == AnalysisPhase::Running => last.started_at.0,
+        _ => started,
+    };
+    let resume_at = retry_after.map(|after| Time(analysis::after(finished, after)));
+    let finished_at = resume_at.is_none().then_some(Time(finished));
+    let measurement = Measurement { phase, value, started_at: Time(started), finished_at, message, resume_at };
     let position = match status.metric_results.iter().position(|r| r.name == metric.name) {
         Some(position) => position,
         None => {
@@ -225,17 +262,33 @@ pub fn record_judged(
     settle(spec, status);
 }
 
-/// A metric's conditions; a CloudWatch alarm without any fails while the alarm is in ALARM.
+/// A metric's conditions. Without any, a CloudWatch alarm fails while in ALARM, a Lambda hook
+/// passes on SUCCEEDED and a Job when it completes; any other final answer of those two fails.
 fn conditions_of(metric: &crate::api::Metric) -> (Option<&str>, Option<&str>) {
     let (success, failure) = (metric.success_condition.as_deref(), metric.failure_condition.as_deref());
-    if metric.provider.cloud_watch_alarm.is_some() && success.is_none() && failure.is_none() {
-        return (None, Some(ALARM_FAILS));
+    if success.is_some() || failure.is_some() {
+        return (success, failure);
     }
-    (success, failure)
+    let provider = &metric.provider;
+    if provider.cloud_watch_alarm.is_some() {
+        (None, Some(ALARM_FAILS))
+    } else if provider.lambda.is_some() {
+        (Some(LAMBDA_SUCCEEDS), Some(LAMBDA_FAILS))
+    } else if provider.job.is_some() {
+        (Some(JOB_SUCCEEDS), Some(JOB_FAILS))
+    } else {
+        (None, None)
+    }
 }
 
 /// The failure condition of a CloudWatch alarm metric that states none: its value is the alarm state.
 pub const ALARM_FAILS: &str = "result == 'ALARM'";
+/// The conditions of a Lambda metric that states none: its value is the function's answer.
+pub const LAMBDA_SUCCEEDS: &str = "result.hookStatus == 'SUCCEEDED'";
+pub const LAMBDA_FAILS: &str = "result.hookStatus != 'SUCCEEDED'";
+/// The conditions of a Job metric that states none: its value says how the Job ended.
+pub const JOB_SUCCEEDS: &str = "result.phase == 'Succeeded'";
+pub const JOB_FAILS: &str = "result.phase != 'Succeeded'";
 
 /// Recomputes the run's phase from its metrics.
 pub fn settle(spec: &AnalysisRunSpec, status: &mut AnalysisRunStatus) {
@@ -273,6 +326,59 @@ mod tests {
                 ..Default::default()
             }],
         }
+    }
+
+    #[test]
+    fn a_measurement_in_progress_counts_for_nothing_until_decided_and_keeps_its_start() {
+        let metric: Metric = serde_json::from_value(serde_json::json!({
+            "name": "smoke", "provider": {"lambda": {"functionArn": "arn:aws:lambda:us-east-1:1:function:smoke"}}
+        }))
+        .unwrap();
+        let spec = AnalysisRunSpec { metrics: vec![metric], args: vec![], terminate: false };
+        let t0 = Timestamp::from_second(1_000).unwrap();
+        let mut status = AnalysisRunStatus { started_at: Some(Time(t0)), ..Default::default() };
+        let waiting = |step: u64| MeasuredValue::InProgress {
+            retry_after: std::time::Duration::from_secs(5),
+            carried: Some(serde_json::json!({"step": step})),
+            note: format!("step {step}"),
+        };
+        record(&spec, &mut status, 0, t0, t0, Ok(waiting(1)));
+        assert_eq!(status.phase, AnalysisPhase::Running);
+        assert_eq!(next_due(&spec, &status), Some(Timestamp::from_second(1_005).unwrap()), "taken up again after its delay");
+        assert!(due(&spec, &status, Timestamp::from_second(1_004).unwrap()).is_empty());
+        let (number, resumed) = progress(&status, "smoke");
+        assert_eq!(number, 0);
+        assert_eq!(resumed, Some(Resumed { since: t0, carried: Some(serde_json::json!({"step": 1})) }));
+
+        let t1 = Timestamp::from_second(1_005).unwrap();
+        record(&spec, &mut status, 0, t1, t1, Ok(waiting(2)));
+        let result = &status.metric_results[0];
+        assert_eq!((result.measurements.len(), result.count), (1, 0), "one measurement, still undecided");
+        assert_eq!(progress(&status, "smoke").1.map(|r| r.since), Some(t0));
+
+        let t2 = Timestamp::from_second(1_010).unwrap();
+        record(&spec, &mut status, 0, t2, t2, Ok(MeasuredValue::Json(serde_json::json!({"hookStatus": "SUCCEEDED"}))));
+        let result = &status.metric_results[0];
+        assert_eq!((result.measurements.len(), result.count, result.successful), (1, 1, 1));
+        assert_eq!(result.measurements[0].started_at.0, t0, "the decided measurement started with its first attempt");
+        assert_eq!(result.measurements[0].resume_at, None);
+        assert_eq!(status.phase, AnalysisPhase::Successful);
+        assert_eq!(progress(&status, "smoke"), (1, None));
+    }
+
+    #[test]
+    fn lambda_and_job_metrics_without_conditions_pass_only_on_success() {
+        let metric = |provider: serde_json::Value| -> Metric {
+            serde_json::from_value(serde_json::json!({"name": "m", "provider": provider})).unwrap()
+        };
+        let lambda = metric(serde_json::json!({"lambda": {"functionArn": "arn:aws:lambda:us-east-1:1:function:f"}}));
+        let job = metric(serde_json::json!({"job": {"spec": {"template": {}}}}));
+        let phase = |m: &Metric, value: serde_json::Value| judge(m, Ok(MeasuredValue::Json(value))).phase;
+        assert_eq!(phase(&lambda, serde_json::json!({"hookStatus": "SUCCEEDED"})), AnalysisPhase::Successful);
+        assert_eq!(phase(&lambda, serde_json::json!({"hookStatus": "FAILED"})), AnalysisPhase::Failed);
+        assert_eq!(phase(&lambda, serde_json::json!({"hookStatus": "TIMED_OUT"})), AnalysisPhase::Failed);
+        assert_eq!(phase(&job, serde_json::json!({"phase": "Succeeded"})), AnalysisPhase::Successful);
+        assert_eq!(phase(&job, serde_json::json!({"phase": "TimedOut"})), AnalysisPhase::Failed);
     }
 
     #[test]

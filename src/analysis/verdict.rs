@@ -98,7 +98,13 @@ fn limit(written: Option<i32>) -> i32 {
 
 /// Adds a measurement to a metric's result and recomputes its phase.
 pub fn record(policy: &MetricPolicy, result: &mut MetricResult, measurement: Measurement) {
+    // A measurement still in progress is kept as the last one until it is decided; it counts
+    // toward nothing.
+    if result.measurements.last().is_some_and(|last| last.phase == AnalysisPhase::Running) {
+        result.measurements.pop();
+    }
     match measurement.phase {
+        AnalysisPhase::Running => {}
         // Saturating: the counts come from a status anyone with `patch analysisruns/status` can write.
         AnalysisPhase::Error => {
             result.error = result.error.saturating_add(1);
@@ -166,6 +172,10 @@ pub fn metric_phase(policy: &MetricPolicy, result: &MetricResult) -> (AnalysisPh
             Some(format!("metric {name}: {} of {} measurements successful{last}", result.successful, result.count)),
         );
     }
+    if let Some(last) = result.measurements.last().filter(|m| m.phase == AnalysisPhase::Running) {
+        let note = last.message.as_deref().unwrap_or("in progress");
+        return (AnalysisPhase::Running, Some(format!("metric {name}: {note}")));
+    }
     if result.count + result.error == 0 {
         return (AnalysisPhase::Pending, None);
     }
@@ -177,14 +187,19 @@ pub fn next_measurement_at(policy: &MetricPolicy, result: &MetricResult, run_sta
     if metric_phase(policy, result).0.is_completed() {
         return None;
     }
-    let after = |t: Timestamp, d: Duration| SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX);
     match result.measurements.last() {
         None => Some(after(run_started, policy.initial_delay)),
+        Some(last) if last.phase == AnalysisPhase::Running => Some(last.resume_at.as_ref().map_or(run_started, |t| t.0)),
         Some(last) => {
             let finished = last.finished_at.as_ref().unwrap_or(&last.started_at).0;
             Some(after(finished, policy.interval.unwrap_or(Duration::ZERO)))
         }
     }
+}
+
+/// `t` plus `d`, saturating at the end of time.
+pub fn after(t: Timestamp, d: Duration) -> Timestamp {
+    SignedDuration::try_from(d).ok().and_then(|d| t.checked_add(d).ok()).unwrap_or(Timestamp::MAX)
 }
 
 /// The phase of a run from its metrics. A terminated run settles its still-running metrics:
@@ -276,7 +291,14 @@ mod tests {
             record(
                 policy,
                 result,
-                Measurement { phase: *phase, value: Some("0.5".into()), started_at: Time(at), finished_at: Some(Time(at)), message: None },
+                Measurement {
+                    phase: *phase,
+                    value: Some("0.5".into()),
+                    started_at: Time(at),
+                    finished_at: Some(Time(at)),
+                    message: None,
+                    resume_at: None,
+                },
             );
         }
     }

@@ -161,7 +161,7 @@ pub struct JudgeTotals {
 
 /// Where a measurement comes from: exactly one provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.datadog) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.lambda) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +174,71 @@ pub struct MetricProvider {
     pub web: Option<WebMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datadog: Option<DatadogMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<LambdaMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobMetric>,
+}
+
+/// An AWS Lambda function called as ECS and CodeDeploy call lifecycle hooks. It answers
+/// `{"hookStatus": "SUCCEEDED" | "FAILED" | "IN_PROGRESS"}`; on IN_PROGRESS it is called again
+/// after its `callBackDelay` (seconds, default 30), with the `hookDetails` it answered, until
+/// `timeout`. The value judged is its answer: without conditions, SUCCEEDED passes and any other
+/// final answer fails.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct LambdaMetric {
+    /// The function's ARN, optionally ending in a version or alias. Its namespace must be allowed
+    /// it, as every AWS resource a Rollout names.
+    #[x_kube(validation = Rule::new("self.startsWith('arn:') || self.startsWith('{{args.')").message("functionArn is the function's ARN (arn:aws:lambda:REGION:ACCOUNT:function:NAME), or `{{args.NAME}}`"))]
+    #[schemars(length(min = 1, max = 256))]
+    pub function_arn: String,
+    /// Passed to the function in its payload as `details`, with every `{{args.NAME}}` replaced.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 50))]
+    pub details: std::collections::BTreeMap<String, String>,
+    /// How long the function may answer IN_PROGRESS before the measurement fails (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_or_arg")]
+    pub timeout: Option<DurationString>,
+}
+
+/// A Kubernetes Job made from this template in the rollout's namespace, owned by the run: the
+/// measurement passes when the Job completes and fails when it fails (or outlasts `timeout`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetric {
+    /// Labels and annotations for the Job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<JobMetadata>,
+    /// A Job's spec, as `kubectl explain job.spec` describes it; the API server checks it when the
+    /// Job is made.
+    #[schemars(schema_with = "job_spec")]
+    pub spec: k8s_openapi::api::batch::v1::JobSpec,
+    /// How long the Job may run before the measurement fails (default 10m).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "duration_or_arg")]
+    pub timeout: Option<DurationString>,
+}
+
+/// A Job spec's schema, left to the API server: the whole pod template would make the CRDs larger
+/// than client-side apply can store.
+fn job_spec(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "description": "A Job's spec (batch/v1), checked by the API server when the Job is made",
+        "x-kubernetes-preserve-unknown-fields": true,
+        "x-kubernetes-validations": [{"rule": "has(self.template)", "message": "provider.job.spec needs a pod template"}],
+    })
+}
+
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct JobMetadata {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub annotations: std::collections::BTreeMap<String, String>,
 }
 
 /// Datadog metrics queries (API v2, scalar): each query reduces to one value per group over
@@ -481,4 +546,7 @@ pub struct Measurement {
     pub finished_at: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// Of a measurement still in progress (phase Running): when it is taken up again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resume_at: Option<Time>,
 }

@@ -22,7 +22,9 @@ use crate::analysis::condition;
 use crate::analysis::providers::secret;
 use crate::analysis::run::{self as analysis_run, Judged};
 use crate::api::{AnalysisPhase, AnalysisRun, AnalysisRunStatus, Rollout};
+use crate::engine::tenancy::{NamedResource, Refusal};
 use crate::platform::kubernetes::FIELD_MANAGER;
+use crate::ports::Measuring;
 
 pub struct Runner {
     pub context: Arc<Context>,
@@ -111,13 +113,18 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
     }
     let now = Timestamp::now();
     status.started_at.get_or_insert(Time(now));
+    let (name, uid) = (run.name_any(), run.uid().unwrap_or_default());
+    let valued: Vec<_> = run.spec.args.iter().filter(|a| a.value.is_some()).cloned().collect();
     for index in analysis_run::due(&run.spec, &status, now) {
         let metric = run.spec.metrics[index].clone();
         let client = Some(&runner.context.client);
+        let (number, resumed) = analysis_run::progress(&status, &metric.name);
+        let at = Measuring { namespace: &namespace, run: &name, run_uid: &uid, args: &valued, now, number, resumed };
         let outcome = match secret::substitute_args(client, &namespace, &metric, &run.spec.args).await {
-            Ok((measured, secrets)) => {
-                runner.measure.measure(&namespace, &measured, now).await.map_err(|e| secret::scrub(&e.to_string(), &secrets))
-            }
+            Ok((measured, secrets)) => match allowed(&runner.context, &namespace, &measured).await {
+                Ok(()) => runner.measure.measure(&at, &measured).await.map_err(|e| secret::scrub(&e.to_string(), &secrets)),
+                Err(refused) => Err(refused.0),
+            },
             Err(unreadable) => Err(unreadable.to_string()),
         };
         let judged = condition::bounded(condition::DEADLINE, move || analysis_run::judge(&metric, outcome))
@@ -173,6 +180,18 @@ fn too_large(status: &kube::core::Status) -> bool {
     let message = status.message.to_ascii_lowercase();
     status.code == 413
         || (matches!(status.code, 422 | 500) && ["too large", "too long", "larger than max"].iter().any(|m| message.contains(m)))
+}
+
+/// A metric that calls into AWS on the controller's identity (a Lambda function) names only
+/// resources the run's namespace is allowed.
+async fn allowed(ctx: &Context, namespace: &str, metric: &crate::api::Metric) -> Result<(), Refusal> {
+    match &metric.provider.lambda {
+        Some(function) => {
+            let resource = NamedResource { field: "provider.lambda.functionArn", arn: function.function_arn.clone() };
+            ctx.tenancy.check_arn(namespace, &resource).await
+        }
+        None => Ok(()),
+    }
 }
 
 /// The status as it was before this pass, ended in Error with why the new measurements could not

@@ -37,6 +37,12 @@ impl Policy {
         allowed
     }
 
+    /// One AWS resource, named by something other than a Rollout's spec (a metric), is allowed
+    /// in `namespace`.
+    pub async fn check_arn(&self, namespace: &str, resource: &tenancy::NamedResource) -> Result<(), Refusal> {
+        tenancy::check_arn(resource, namespace, &self.allowed(namespace).await)
+    }
+
     /// Every AWS resource the Rollout names is allowed in its namespace.
     pub async fn check_arns(&self, rollout: &Rollout) -> Result<(), Refusal> {
         let namespace = rollout.namespace().unwrap_or_default();

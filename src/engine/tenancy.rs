@@ -117,17 +117,20 @@ fn ecs_service_arn(ecs: &EcsWorkload, alb_arn: Option<&str>) -> Result<String, R
 /// Refuses the first AWS resource no pattern allows. With no pattern at all, every AWS resource
 /// is refused: a Rollout reaches nothing in AWS until an admin allows it.
 pub fn check_arns(spec: &RolloutSpec, namespace: &str, allowed: &[Pattern]) -> Result<(), Refusal> {
-    for resource in named_arns(spec)? {
-        if !allowed.iter().any(|pattern| pattern.matches(&resource.arn)) {
-            return Err(Refusal(format!(
-                "{} names {}, which namespace {namespace} is not allowed to use: a cluster admin allows it by adding the ARN \
-                 (or a pattern with *) to the annotation {ALLOWED_AWS_RESOURCES_ANNOTATION} of Namespace {namespace}, \
-                 or to the controller's --allow-aws-resource",
-                resource.field, resource.arn
-            )));
-        }
+    named_arns(spec)?.iter().try_for_each(|resource| check_arn(resource, namespace, allowed))
+}
+
+/// One AWS resource is allowed in `namespace`.
+pub fn check_arn(resource: &NamedResource, namespace: &str, allowed: &[Pattern]) -> Result<(), Refusal> {
+    if allowed.iter().any(|pattern| pattern.matches(&resource.arn)) {
+        return Ok(());
     }
-    Ok(())
+    Err(Refusal(format!(
+        "{} names {}, which namespace {namespace} is not allowed to use: a cluster admin allows it by adding the ARN \
+         (or a pattern with *) to the annotation {ALLOWED_AWS_RESOURCES_ANNOTATION} of Namespace {namespace}, \
+         or to the controller's --allow-aws-resource",
+        resource.field, resource.arn
+    )))
 }
 
 /// A Service as far as tenancy cares: who it is marked for and what it selects.

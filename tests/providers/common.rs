@@ -64,7 +64,7 @@ impl Run {
     /// Takes one measurement with the real provider and records it as the controller does.
     pub async fn measure(&mut self, providers: &Providers, namespace: &str) -> Result<MeasuredValue, ProviderError> {
         let started = Timestamp::now();
-        let outcome = providers.measure(namespace, &self.spec.metrics[0], started).await;
+        let outcome = providers.measure(&sluice::ports::Measuring::at(namespace, started), &self.spec.metrics[0]).await;
         run::record(&self.spec, &mut self.status, 0, started, Timestamp::now(), outcome.clone().map_err(|e| e.to_string()));
         outcome
     }

@@ -2,9 +2,6 @@
 //! metricDataQueries. The value is the series of the first query that returns data: one
 //! datapoint gives a number, several a vector in time order (oldest first), none no data.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{self as cw, ScanBy, StandardUnit, StatusCode};
@@ -17,32 +14,16 @@ use crate::api::{CloudWatchMetric, MetricDataQuery};
 /// Pages of GetMetricData read for one measurement at most.
 const MAX_PAGES: usize = 20;
 
-/// CloudWatch clients built once from the shared SDK configuration: the default region's, and
-/// one per other region a metric names.
-pub struct Clients {
-    config: aws_config::SdkConfig,
-    default: aws_sdk_cloudwatch::Client,
-    by_region: Mutex<HashMap<String, aws_sdk_cloudwatch::Client>>,
-}
+/// CloudWatch clients: the default region's, and one per other region a metric names.
+pub struct Clients(crate::aws::Regional<aws_sdk_cloudwatch::Client>);
 
 impl Clients {
     pub fn new(config: &aws_config::SdkConfig) -> Self {
-        Self { config: config.clone(), default: aws_sdk_cloudwatch::Client::new(config), by_region: Mutex::default() }
+        Self(crate::aws::Regional::new(config, aws_sdk_cloudwatch::Client::new))
     }
 
     pub fn client(&self, region: Option<&str>) -> aws_sdk_cloudwatch::Client {
-        let Some(region) = region.filter(|r| Some(*r) != self.config.region().map(|d| d.as_ref())) else {
-            return self.default.clone();
-        };
-        let mut clients = self.by_region.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        clients
-            .entry(region.to_string())
-            .or_insert_with(|| {
-                let config =
-                    aws_sdk_cloudwatch::config::Builder::from(&self.config).region(aws_config::Region::new(region.to_string())).build();
-                aws_sdk_cloudwatch::Client::from_conf(config)
-            })
-            .clone()
+        self.0.client(region)
     }
 
     pub async fn measure(&self, spec: &CloudWatchMetric, now: Timestamp) -> Result<MeasuredValue, ProviderError> {

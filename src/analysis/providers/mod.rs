@@ -1,5 +1,6 @@
 //! Metric providers: each takes one measurement of a metric (Prometheus, CloudWatch metrics,
-//! CloudWatch alarms, web, Datadog) and returns a value for the conditions to judge.
+//! CloudWatch alarms, web, Datadog, a Lambda function, a Job) and returns a value for the
+//! conditions to judge, or says the measurement is still in progress (Lambda, Job).
 //!
 //! [`Providers`] is built once with long-lived clients (one HTTP client, CloudWatch clients per
 //! region, the Kubernetes client for Secrets) and dispatches on the metric's provider. Every
@@ -10,6 +11,8 @@
 mod cloudwatch;
 mod cloudwatch_alarm;
 mod datadog;
+pub mod job;
+pub mod lambda;
 mod prometheus;
 pub mod secret;
 mod web;
@@ -17,12 +20,10 @@ mod web;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::Timestamp;
-
 use super::condition::MeasuredValue;
 use crate::api::{DurationString, HttpMethod, Metric, format_duration};
 use crate::egress::{Egress, EgressError, ReadError};
-use crate::ports::{Measure, ProviderError};
+use crate::ports::{Measure, Measuring, ProviderError};
 
 /// The deadline of a measurement whose provider sets no `timeout` (CloudWatch sets none).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -32,6 +33,7 @@ pub struct Providers {
     egress: Arc<Egress>,
     kube: Option<kube::Client>,
     cloudwatch: cloudwatch::Clients,
+    lambda: lambda::Clients,
     signing: prometheus::AwsSigning,
 }
 
@@ -42,15 +44,16 @@ impl Providers {
         crate::aws::install_crypto_provider();
         let signing =
             prometheus::AwsSigning { credentials: aws.credentials_provider(), region: aws.region().map(|r| r.as_ref().to_string()) };
-        Self { egress, kube, cloudwatch: cloudwatch::Clients::new(aws), signing }
+        Self { egress, kube, cloudwatch: cloudwatch::Clients::new(aws), lambda: lambda::Clients::new(aws), signing }
     }
 
     fn access<'a>(&'a self, namespace: &'a str) -> prometheus::Access<'a> {
         prometheus::Access { egress: &self.egress, signing: &self.signing, kube: self.kube.as_ref(), namespace }
     }
 
-    /// One measurement of `metric` for a rollout in `namespace` (where its Secrets are), at `now`.
-    pub async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
+    /// One measurement of `metric` where and when `at` says.
+    pub async fn measure(&self, at: &Measuring<'_>, metric: &Metric) -> Result<MeasuredValue, ProviderError> {
+        let (namespace, now) = (at.namespace, at.now);
         let provider = &metric.provider;
         if let Some(judge) = &metric.judge {
             let Some(prometheus) = &provider.prometheus else {
@@ -101,8 +104,18 @@ impl Providers {
             let hint = server_hint("provider.datadog.timeout", datadog.timeout.is_some());
             return within(&what, &hint, timeout, datadog::measure(&self.egress, self.kube.as_ref(), namespace, datadog, now)).await;
         }
+        if let Some(function) = &provider.lambda {
+            let what = format!("Lambda Invoke of {}", function.function_arn);
+            let hint = "(Lambda's limit for one invocation); answer IN_PROGRESS from a function that takes long";
+            return within(&what, hint, lambda::MAX_INVOCATION, lambda::measure(&self.lambda, at, &metric.name, function)).await;
+        }
+        if let Some(job) = &provider.job {
+            let what = format!("the Job of metric {}", metric.name);
+            let hint = "(the default); check that the Kubernetes API server answers";
+            return within(&what, hint, DEFAULT_TIMEOUT, job::measure(self.kube.as_ref(), at, &metric.name, job)).await;
+        }
         Err(ProviderError::Config(format!(
-            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog",
+            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job",
             metric.name
         )))
     }
@@ -110,8 +123,8 @@ impl Providers {
 
 #[async_trait::async_trait]
 impl Measure for Providers {
-    async fn measure(&self, namespace: &str, metric: &Metric, now: Timestamp) -> Result<MeasuredValue, ProviderError> {
-        Providers::measure(self, namespace, metric, now).await
+    async fn measure(&self, at: &Measuring<'_>, metric: &Metric) -> Result<MeasuredValue, ProviderError> {
+        Providers::measure(self, at, metric).await
     }
 }
 
@@ -214,6 +227,8 @@ fn finite(value: f64) -> MeasuredValue {
 
 #[cfg(test)]
 mod tests {
+    use jiff::Timestamp;
+
     use super::*;
 
     #[test]
@@ -251,17 +266,17 @@ mod tests {
             "judge": {"baselineQuery": "y", "direction": "Increase"}
         }))
         .unwrap();
-        let now = Timestamp::UNIX_EPOCH;
-        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        let at = Measuring::at("ns", Timestamp::UNIX_EPOCH);
+        let error = providers.measure(&at, &metric).await.unwrap_err();
         assert_eq!(error.category(), "config");
         assert!(error.to_string().contains("successCondition: result.verdict == 'Pass'"), "{error}");
         metric.success_condition = Some("result.verdict == 'Pass'".into());
         metric.provider.prometheus.as_mut().unwrap().range = None;
-        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        let error = providers.measure(&at, &metric).await.unwrap_err();
         assert!(error.to_string().contains("set provider.prometheus.range"), "{error}");
         metric.provider.prometheus = None;
         metric.provider.web = Some(crate::api::WebMetric { url: "http://127.0.0.1:1".into(), ..Default::default() });
-        let error = providers.measure("ns", &metric, now).await.unwrap_err();
+        let error = providers.measure(&at, &metric).await.unwrap_err();
         assert!(error.to_string().contains("a judge compares Prometheus range queries"), "{error}");
     }
 
