@@ -11,7 +11,7 @@ use sluice::analysis::providers::Providers;
 use sluice::analysis::run;
 use sluice::api::{AnalysisPhase, AnalysisRunSpec, AnalysisRunStatus, Metric, MetricProvider, MetricResult, PrometheusMetric};
 use sluice::egress::{DEFAULT_MAX_ANSWER, Egress, Policy};
-use sluice::ports::ProviderError;
+use sluice::ports::{Measuring, ProviderError};
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
@@ -64,7 +64,9 @@ impl Run {
     /// Takes one measurement with the real provider and records it as the controller does.
     pub async fn measure(&mut self, providers: &Providers, namespace: &str) -> Result<MeasuredValue, ProviderError> {
         let started = Timestamp::now();
-        let outcome = providers.measure(&sluice::ports::Measuring::at(namespace, started), &self.spec.metrics[0]).await;
+        let (number, resumed) = run::progress(&self.status, &self.spec.metrics[0].name);
+        let at = Measuring { namespace, run: "provider-test", run_uid: "", args: &self.spec.args, now: started, number, resumed };
+        let outcome = providers.measure(&at, &self.spec.metrics[0]).await;
         run::record(&self.spec, &mut self.status, 0, started, Timestamp::now(), outcome.clone().map_err(|e| e.to_string()));
         outcome
     }

@@ -12,6 +12,7 @@ mod common;
 mod datadog;
 mod egress;
 mod judge;
+mod lambda;
 mod prometheus;
 mod web;
 

@@ -9,6 +9,7 @@ pub mod cbor;
 pub mod controller;
 #[macro_use]
 pub mod harness;
+pub mod lambda;
 pub mod load_balancer_controller;
 pub mod registrar;
 pub mod scene;
