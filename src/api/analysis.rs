@@ -228,6 +228,7 @@ fn job_spec(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "type": "object",
         "description": "A Job's spec (batch/v1), checked by the API server when the Job is made",
         "x-kubernetes-preserve-unknown-fields": true,
+        "properties": {"template": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}},
         "x-kubernetes-validations": [{"rule": "has(self.template)", "message": "provider.job.spec needs a pod template"}],
     })
 }

@@ -22,7 +22,12 @@ pub struct Harness {
     pub cloudwatch: crate::support::server::Server,
     /// The real AWS Load Balancer Controller, for the Rollouts that go through Ingresses.
     pub load_balancer_controller: crate::support::load_balancer_controller::LoadBalancerController,
+    /// Lambda functions the controllers invoke (`AWS_ENDPOINT_URL_LAMBDA`): [`HOOK_FUNCTION`].
+    pub lambda: crate::support::lambda::LambdaFunctions,
 }
+
+/// The Lambda function every e2e controller can invoke, run by the runtime interface emulator.
+pub const HOOK_FUNCTION: &str = "arn:aws:lambda:us-east-1:123456789012:function:e2e-hook";
 
 impl Harness {
     /// Starts or attaches to the stack, installs the chart and starts the controller `main`.
@@ -65,7 +70,9 @@ impl Harness {
         std::fs::create_dir_all(&log_dir).unwrap();
         let cloudwatch = crate::support::cbor::bridge(&stack.aws_endpoint).await;
         let load_balancer_controller = crate::support::load_balancer_controller::LoadBalancerController::start(&stack);
-        let harness = Harness { stack, kubeconfig: path, processes: Mutex::new(Vec::new()), log_dir, cloudwatch, load_balancer_controller };
+        let lambda = crate::support::lambda::LambdaFunctions::start(&stack, &[HOOK_FUNCTION]).await;
+        let processes = Mutex::new(Vec::new());
+        let harness = Harness { stack, kubeconfig: path, processes, log_dir, cloudwatch, load_balancer_controller, lambda };
         harness.start("main", &[]);
         harness
     }
@@ -83,6 +90,7 @@ impl Harness {
             ("POD_NAME", name),
             ("RUST_LOG", "info,kube_lease_manager=warn"),
             ("AWS_ENDPOINT_URL_CLOUDWATCH", self.cloudwatch.address.as_str()),
+            ("AWS_ENDPOINT_URL_LAMBDA", self.lambda.endpoint.as_str()),
         ];
         let interval = format!("{}s", DRIFT_CHECK_INTERVAL.as_secs());
         let args: Vec<&str> = ["--drift-check-interval", interval.as_str()].into_iter().chain(extra.iter().copied()).collect();
@@ -132,6 +140,7 @@ impl Harness {
     pub fn tear_down(&self) {
         self.stop_all();
         self.load_balancer_controller.stop();
+        self.lambda.stop();
         self.stack.down();
     }
 

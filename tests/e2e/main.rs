@@ -14,6 +14,8 @@ mod examples;
 mod hostile;
 mod hostile_analysis;
 mod ingress;
+mod job_analysis;
+mod lambda_analysis;
 mod registration;
 mod scenarios;
 

@@ -22,7 +22,7 @@ use super::Stack;
 pub struct LambdaFunctions {
     /// What the AWS SDK's Lambda client is pointed at (`AWS_ENDPOINT_URL_LAMBDA`).
     pub endpoint: String,
-    emulators: Vec<Child>,
+    emulators: std::sync::Mutex<Vec<Child>>,
     /// The emulators' invocation addresses.
     listening: Vec<String>,
     logs: BTreeMap<String, PathBuf>,
@@ -73,6 +73,7 @@ impl LambdaFunctions {
         let proxy = tokio::spawn(async move {
             axum::serve(listener, app).await.expect("the Lambda proxy serves");
         });
+        let emulators = std::sync::Mutex::new(emulators);
         let functions = LambdaFunctions { endpoint, emulators, listening, logs, proxy };
         functions.wait_ready().await;
         functions
@@ -123,15 +124,22 @@ async fn invoke(State(routes): State<Arc<Routes>>, Path(function): Path<String>,
     }
 }
 
-impl Drop for LambdaFunctions {
-    fn drop(&mut self) {
+impl LambdaFunctions {
+    /// Stops every emulator and its handler: each shares a process group of its own.
+    pub fn stop(&self) {
         self.proxy.abort();
-        for child in &mut self.emulators {
-            // The emulator and its handler process share a process group of their own.
+        let mut emulators = self.emulators.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        for mut child in emulators.drain(..) {
             let group = format!("-{}", child.id());
             let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
             let _ = child.wait();
         }
+    }
+}
+
+impl Drop for LambdaFunctions {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
