@@ -128,8 +128,9 @@ async fn apply(action: &Action, subject: Subject<'_>, ports: Ports<'_>) -> Resul
         }
         Action::RouteTestTraffic { target_group, .. } => ports.router.route_test_traffic(target_group).await,
         Action::RouteHeaders { routes, target_group } => ports.router.route_headers(routes, target_group.as_deref()).await,
-        Action::CreateAnalysisRun { name, revision, purpose, analysis, builtins } => {
-            let run = build_run(subject, ports.runs, RunRequest { name, revision, purpose: *purpose, analysis, builtins }).await?;
+        Action::CreateAnalysisRun { name, revision, purpose, analysis, metrics, builtins } => {
+            let request = RunRequest { name, revision, purpose: *purpose, analysis, metrics, builtins };
+            let run = build_run(subject, ports.runs, request).await?;
             ports.runs.create(run).await
         }
         Action::TerminateAnalysisRun { name } => ports.runs.terminate(name).await,
@@ -145,14 +146,20 @@ struct RunRequest<'a> {
     revision: &'a str,
     purpose: AnalysisPurpose,
     analysis: &'a RolloutAnalysis,
+    metrics: &'a [crate::api::Metric],
     builtins: &'a [AnalysisArg],
 }
 
 /// Resolves the templates and builds the run. A run that cannot be built is still created,
 /// finished in Error with the reason, so the engine aborts and the person sees why.
 async fn build_run(subject: Subject<'_>, runs: &dyn AnalysisRuns, request: RunRequest<'_>) -> Result<NewRun, PortError> {
-    let RunRequest { name, revision, purpose, analysis, builtins } = request;
+    let RunRequest { name, revision, purpose, analysis, metrics, builtins } = request;
     let mut templates = Vec::new();
+    if !metrics.is_empty() {
+        // A hook's own metric is built as a template of its own, so its arguments resolve alike.
+        let inline = crate::api::AnalysisTemplateSpec { args: Vec::new(), metrics: metrics.to_vec() };
+        templates.push(("hook".to_string(), inline));
+    }
     let mut problem = None;
     for reference in &analysis.templates {
         match runs.template(reference).await? {

@@ -165,7 +165,16 @@ fn analysis_providers_are_exactly_one() {
     let mut two = prometheus;
     two["web"] = json!({"url": "http://x"});
     let errors = kube::core::cel::Validator::new().validate(&schema, &template(two), None).unwrap_err();
-    assert!(errors.iter().any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm, web or datadog")));
+    assert!(
+        errors.iter().any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job"))
+    );
+
+    let lambda = json!({"lambda": {"functionArn": "smoke"}});
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(lambda), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("functionArn is the function's ARN")), "{errors:?}");
+    let job = json!({"job": {"spec": {"backoffLimit": 0}}});
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(job), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("provider.job.spec needs a pod template")), "{errors:?}");
 
     let keys = json!({"apiKey": {"name": "dd", "key": "api"}, "applicationKey": {"name": "dd", "key": "app"}});
     let mut datadog = keys.clone();
@@ -180,6 +189,23 @@ fn analysis_providers_are_exactly_one() {
     loose["formula"] = json!("a / b");
     let errors = kube::core::cel::Validator::new().validate(&schema, &template(json!({"datadog": loose})), None).unwrap_err();
     assert!(errors.iter().any(|e| e.message.contains("formula combines named queries")), "{errors:?}");
+}
+
+#[test]
+fn hooks_set_one_check_each_under_names_of_their_own() {
+    let hook =
+        |name: &str| json!({"name": name, "stage": "PostScaleUp", "lambda": {"functionArn": "arn:aws:lambda:us-east-1:1:function:f"}});
+    let mut valid = canary_rollout();
+    valid["spec"]["hooks"] = json!([hook("smoke"), hook("load")]);
+    assert_eq!(refusal(&valid), "", "two hooks with names of their own pass");
+    let mut twice = canary_rollout();
+    twice["spec"]["hooks"] = json!([hook("smoke"), hook("smoke")]);
+    assert!(refusal(&twice).contains("each hook needs a name of its own"), "{}", refusal(&twice));
+    let mut both = canary_rollout();
+    let mut two_checks = hook("smoke");
+    two_checks["analysis"] = json!({"templates": [{"templateName": "t"}]});
+    both["spec"]["hooks"] = json!([two_checks]);
+    assert!(refusal(&both).contains("a hook sets exactly one of lambda, job or analysis"), "{}", refusal(&both));
 }
 
 #[test]

@@ -50,6 +50,7 @@ fn ecs_canary(steps: Vec<CanaryStep>) -> RolloutSpec {
         paused: false,
         restart_at: None,
         rollback_window: None,
+        hooks: Vec::new(),
     }
 }
 

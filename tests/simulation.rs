@@ -141,6 +141,15 @@ fn random_spec(rng: &mut SmallRng) -> RolloutSpec {
         paused: false,
         restart_at: None,
         rollback_window: rng.random_bool(0.3).then(|| sluice::api::RollbackWindow { revisions: rng.random_range(1..=3) }),
+        // Hooks at random stages, measured like the other analysis.
+        hooks: (0..rng.random_range(0..=2))
+            .map(|i| sluice::api::LifecycleHook {
+                name: format!("hook-{i}"),
+                stage: pick(rng, &sluice::api::LifecycleStage::ALL),
+                analysis: Some(analysis()),
+                ..Default::default()
+            })
+            .collect(),
     }
 }
 
@@ -731,6 +740,8 @@ fn an_update_at_zero_replicas_behind_a_router_waits_with_a_condition_then_goes_o
         ..Default::default()
     };
     spec.workload.kubernetes.as_mut().unwrap().replicas = 0;
+    // No analysis here: this world has no template for hooks to run.
+    spec.hooks.clear();
     let start = Timestamp::from_second(1_767_225_600).unwrap();
     let mut world = World::at_rest("app", &spec, start, Box::new(RandomMetrics { points: vec![] }));
     world.set_spec(with_version(&spec, "app:2"));

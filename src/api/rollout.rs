@@ -68,6 +68,71 @@ pub struct RolloutSpec {
     /// no analysis.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_window: Option<RollbackWindow>,
+    /// Checks at named stages of every rollout of a new revision, the same for every strategy
+    /// and workload; a hook that fails aborts the rollout as a failed analysis does.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 20))]
+    #[x_kube(validation = Rule::new("self.all(h, self.exists_one(o, o.name == h.name))").message("each hook needs a name of its own"))]
+    pub hooks: Vec<LifecycleHook>,
+}
+
+/// A check at one stage of a rollout: a Lambda function, a Job, or analysis templates.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("(has(self.lambda) ? 1 : 0) + (has(self.job) ? 1 : 0) + (has(self.analysis) ? 1 : 0) == 1").message("a hook sets exactly one of lambda, job or analysis"))]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleHook {
+    /// Names the hook in messages and events (a DNS label).
+    #[schemars(length(min = 1, max = 40), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    pub name: String,
+    pub stage: LifecycleStage,
+    /// A function answering `hookStatus` as ECS lifecycle hooks do (see the `lambda` provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lambda: Option<crate::api::LambdaMetric>,
+    /// A Job that must complete (see the `job` provider).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<crate::api::JobMetric>,
+    /// Analysis templates whose run must succeed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<RolloutAnalysis>,
+}
+
+/// Where in a rollout a hook runs, named as ECS names its deployment lifecycle stages.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum LifecycleStage {
+    /// Before the new revision gets any replica.
+    #[default]
+    PreScaleUp,
+    /// Once the new revision's first replicas are ready, before it takes traffic.
+    PostScaleUp,
+    /// Before test traffic reaches the new revision.
+    TestTrafficShift,
+    /// After test traffic reaches it.
+    PostTestTrafficShift,
+    /// Before production traffic first moves to it.
+    ProductionTrafficShift,
+    /// Once all production traffic is on it, before promotion.
+    PostProductionTrafficShift,
+    /// After promotion, while the previous revision is still there to roll back to.
+    PostPromotion,
+}
+
+impl LifecycleStage {
+    /// In the order a rollout passes them.
+    pub const ALL: [Self; 7] = [
+        Self::PreScaleUp,
+        Self::PostScaleUp,
+        Self::TestTrafficShift,
+        Self::PostTestTrafficShift,
+        Self::ProductionTrafficShift,
+        Self::PostProductionTrafficShift,
+        Self::PostPromotion,
+    ];
+}
+
+impl std::fmt::Display for LifecycleStage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// How many of the last stable revisions a rollback may return to at once.

@@ -8,7 +8,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use super::context::{Pass, later};
 use super::gates::Gate;
 use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{BlueGreenStrategy, PauseReason, RolloutPhase};
+use crate::api::{BlueGreenStrategy, LifecycleStage, PauseReason, RolloutPhase};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -82,6 +82,19 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
             return pass.outcome(RolloutPhase::Paused, "paused by spec.paused before promotion");
         }
         let gate = if promoting { Gate::Open } else { preview_gates(pass, blue_green, preview, &mut keep_runs) };
+        let gate = match gate {
+            Gate::Open => {
+                pass.scale(&update, n);
+                let ready = pass.ready(&update);
+                if ready < n {
+                    pass.wait(format!("promoting revision {update}: {ready}/{n} ready before the switch"));
+                    Gate::Shut
+                } else {
+                    pass.hooks_gate(&[LifecycleStage::ProductionTrafficShift], &mut keep_runs)
+                }
+            }
+            other => other,
+        };
         pass.terminate_runs_except(&keep_runs);
         match gate {
             Gate::Shut => return,
@@ -90,11 +103,6 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
                 return pass.roll_back(Some(delay));
             }
             Gate::Open => {}
-        }
-        pass.scale(&update, n);
-        let ready = pass.ready(&update);
-        if ready < n {
-            return pass.wait(format!("promoting revision {update}: {ready}/{n} ready before the switch"));
         }
         // Behind a router, production moves to the preview group (which holds the new pods)
         // before the active Service does: repointing it first would empty the group with all
@@ -117,16 +125,24 @@ pub(super) fn progress(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy) {
     pass.point_service(ServiceRole::Stable, &update);
     let skip_analysis = pass.status.promote_full;
     let post = blue_green.post_promotion_analysis.as_ref().filter(|_| !skip_analysis);
-    match post.map(|analysis| pass.analysis_gate(AnalysisPurpose::PostPromotion, analysis, &mut keep_runs)) {
-        None | Some(Gate::Open) => {
+    // After the switch: its hook, the post-promotion analysis, then the post-promotion hooks.
+    let mut after = pass.hooks_gate(&[LifecycleStage::PostProductionTrafficShift], &mut keep_runs);
+    if let (Gate::Open, Some(analysis)) = (&after, post) {
+        after = pass.analysis_gate(AnalysisPurpose::PostPromotion, analysis, &mut keep_runs);
+    }
+    if let Gate::Open = after {
+        after = pass.hooks_gate(&[LifecycleStage::PostPromotion], &mut keep_runs);
+    }
+    match after {
+        Gate::Open => {
             if let Some(name) = keep_runs.first() {
                 pass.event(EventReason::AnalysisPassed, format!("analysis run {name} passed"));
             }
             pass.terminate_runs_except(&[]);
             pass.mark_stable(delay);
         }
-        Some(Gate::Shut) => pass.terminate_runs_except(&keep_runs),
-        Some(Gate::Abort(reason)) => {
+        Gate::Shut => pass.terminate_runs_except(&keep_runs),
+        Gate::Abort(reason) => {
             pass.abort(&reason);
             pass.roll_back(Some(delay));
         }
@@ -141,11 +157,21 @@ fn awaits_preview_approval(pass: &Pass<'_>, blue_green: &BlueGreenStrategy) -> b
 /// The preview is ready, analysed and (auto-)approved.
 fn preview_gates(pass: &mut Pass<'_>, blue_green: &BlueGreenStrategy, preview: i32, keep_runs: &mut Vec<String>) -> Gate {
     let update = pass.update.clone();
+    match pass.hooks_gate(&[LifecycleStage::PreScaleUp], keep_runs) {
+        Gate::Open => {}
+        other => return other,
+    }
     pass.scale(&update, preview.max(pass.current(&update).min(pass.replicas)));
     let ready = pass.ready(&update);
     if ready < preview {
         pass.wait(format!("waiting for preview revision {update}: {ready}/{preview} ready"));
         return Gate::Shut;
+    }
+    // The preview Service sends test traffic to ready pods: its hooks run once they are up.
+    let tested = [LifecycleStage::PostScaleUp, LifecycleStage::TestTrafficShift, LifecycleStage::PostTestTrafficShift];
+    match pass.hooks_gate(&tested, keep_runs) {
+        Gate::Open => {}
+        other => return other,
     }
     let ready_at = pass.status.preview_ready_at.get_or_insert(Time(pass.input.now)).0;
     if let Some(analysis) = &blue_green.pre_promotion_analysis {

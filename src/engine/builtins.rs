@@ -4,6 +4,7 @@
 //! worked out when a run is created, from the roles as they stand, so on ECS they follow the
 //! target groups' swap at each promotion.
 
+use super::AnalysisPurpose;
 use super::context::Pass;
 use crate::api::AnalysisArg;
 
@@ -14,11 +15,31 @@ pub const CANARY_TARGET_GROUP_ARN: &str = "sluice.canaryTargetGroupArn";
 pub const STABLE_TARGET_GROUP: &str = "sluice.stableTargetGroup";
 pub const CANARY_TARGET_GROUP: &str = "sluice.canaryTargetGroup";
 pub const LOAD_BALANCER: &str = "sluice.loadBalancer";
+pub const ROLLOUT: &str = "sluice.rollout";
+/// Of a hook's run: the hook's name and its stage.
+pub const HOOK: &str = "sluice.hook";
+pub const LIFECYCLE_STAGE: &str = "sluice.lifecycleStage";
 
 impl Pass<'_> {
+    /// The built-in arguments for a run of `purpose`: a hook's also name it and its stage.
+    pub(super) fn builtin_args_for(&self, purpose: AnalysisPurpose) -> Vec<AnalysisArg> {
+        let mut args = self.builtin_args();
+        if let AnalysisPurpose::Hook(index) = purpose
+            && let Some(hook) = self.input.spec.hooks.get(index)
+        {
+            args.push(AnalysisArg::new(HOOK, &hook.name));
+            args.push(AnalysisArg::new(LIFECYCLE_STAGE, hook.stage.to_string()));
+        }
+        args
+    }
+
     /// The built-in arguments for a run of the revision being delivered.
     pub(super) fn builtin_args(&self) -> Vec<AnalysisArg> {
-        let mut args = vec![AnalysisArg::new(STABLE_REVISION, &self.stable), AnalysisArg::new(CANARY_REVISION, &self.update)];
+        let mut args = vec![
+            AnalysisArg::new(ROLLOUT, self.input.name),
+            AnalysisArg::new(STABLE_REVISION, &self.stable),
+            AnalysisArg::new(CANARY_REVISION, &self.update),
+        ];
         // Through Ingresses the groups are known once the router has found them.
         if let Some(groups) = self.target_groups().filter(|g| !g.stable.is_empty() && !g.canary.is_empty()) {
             for (name, arn) in [(STABLE_TARGET_GROUP_ARN, &groups.stable), (CANARY_TARGET_GROUP_ARN, &groups.canary)] {
@@ -78,6 +99,6 @@ mod tests {
         assert_eq!(value(CANARY_TARGET_GROUP).as_deref(), Some("targetgroup/web-canary/2"));
         assert_eq!(value(LOAD_BALANCER).as_deref(), Some("app/web/1"));
         let without = Fixture::new(2, json!({"canary": {"steps": []}}));
-        assert_eq!(without.pass().builtin_args().len(), 2, "without a router, the revisions only");
+        assert_eq!(without.pass().builtin_args().len(), 3, "without a router, the rollout and the revisions only");
     }
 }

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use super::context::{Pass, later, resolve_count};
 use super::gates::Gate;
-use super::{AnalysisPurpose, EventReason, ServiceRole};
-use crate::api::{CanaryScale, CanaryStrategy, PauseReason, RolloutPhase, SetHeaderRoute, StepKind};
+use super::{AnalysisPurpose, EventReason, ServiceRole, hooks};
+use crate::api::{CanaryScale, CanaryStrategy, LifecycleStage, PauseReason, RolloutPhase, SetHeaderRoute, StepKind};
 
 const DEFAULT_SCALE_DOWN_DELAY: Duration = Duration::from_secs(30);
 
@@ -55,7 +55,25 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
     }
 
     let draining = pass.others();
-    while index < steps.len() && draining.is_empty() && !pass.input.spec.paused && !held {
+    let moving = draining.is_empty() && !pass.input.spec.paused && !held;
+    if moving && pass.has_hooks(&[LifecycleStage::PreScaleUp]) {
+        match pass.hooks_gate(&[LifecycleStage::PreScaleUp], &mut keep_runs) {
+            Gate::Open => {}
+            Gate::Shut => {
+                // Before scale-up: the canary keeps what it has (nothing, on a fresh revision).
+                let stable = pass.stable.clone();
+                pass.point_service(ServiceRole::Stable, &stable);
+                pass.scale(&stable, pass.replicas);
+                pass.status.current_step_index = Some(index as i32);
+                return pass.terminate_runs_except(&keep_runs);
+            }
+            Gate::Abort(reason) => {
+                pass.abort(&reason);
+                return pass.roll_back(abort_delay(canary));
+            }
+        }
+    }
+    while index < steps.len() && moving {
         match step_state(pass, canary, steps, index, &mut keep_runs) {
             StepState::Done => {
                 pass.event(EventReason::StepCompleted, format!("step {index} ({}) completed", describe(&steps[index])));
@@ -71,15 +89,31 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
         }
     }
     pass.status.current_step_index = Some(index as i32);
-    if !pass.input.spec.paused {
-        // While paused the current step's run keeps measuring; resuming picks its verdict up.
-        pass.terminate_runs_except(&keep_runs);
-    }
+    let before_traffic = moving && index == first_traffic(steps) && pass.has_hooks(&hooks::BEFORE_TRAFFIC);
+    let traffic_held = before_traffic && {
+        let size = size_before_traffic(pass, steps, index);
+        let update = pass.update.clone();
+        // The hooks before traffic run once the canary is up.
+        pass.ready(&update) < size
+            || match pass.hooks_gate(&hooks::BEFORE_TRAFFIC, &mut keep_runs) {
+                Gate::Open => false,
+                Gate::Shut => true,
+                Gate::Abort(reason) => {
+                    pass.abort(&reason);
+                    return pass.roll_back(abort_delay(canary));
+                }
+            }
+    };
 
     if !draining.is_empty() {
         drain(pass, steps, index, &draining);
+    } else if traffic_held {
+        hold_traffic(pass, steps, index);
     } else if index == steps.len() && !pass.input.spec.paused && !held {
-        promote(pass, canary);
+        if let Some(reason) = promote(pass, canary, &mut keep_runs) {
+            pass.abort(&reason);
+            return pass.roll_back(abort_delay(canary));
+        }
     } else {
         let message = held.then(|| pass.message.clone());
         apply_goal(pass, canary, steps, index);
@@ -91,6 +125,40 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
                 format!("paused by spec.paused at step {index}; `kubectl sluice resume {}` continues", pass.input.name),
             );
         }
+    }
+    if !pass.input.spec.paused {
+        // While paused the current step's run keeps measuring; resuming picks its verdict up.
+        pass.terminate_runs_except(&keep_runs);
+    }
+}
+
+/// The step at which production traffic first moves to the canary: its first setWeight above
+/// zero, else the promotion (`steps.len()`).
+fn first_traffic(steps: &[StepKind<'_>]) -> usize {
+    steps.iter().position(|step| matches!(step, StepKind::SetWeight(weight) if *weight > 0)).unwrap_or(steps.len())
+}
+
+/// The canary's replicas when production traffic first moves to it at step `index`.
+fn size_before_traffic(pass: &Pass<'_>, steps: &[StepKind<'_>], index: usize) -> i32 {
+    if index < steps.len() { canary_replicas_at(steps, index, pass.replicas).max(1) } else { pass.replicas }
+}
+
+/// The canary is brought up for its first traffic and held there, production traffic staying
+/// on stable, until the hooks before traffic have passed. Without a router the replica ratio
+/// is the split, so the canary's ready pods take their share as they come up.
+fn hold_traffic(pass: &mut Pass<'_>, steps: &[StepKind<'_>], index: usize) {
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let size = size_before_traffic(pass, steps, index);
+    pass.point_service(ServiceRole::Stable, &stable);
+    pass.scale(&stable, n);
+    pass.scale(&update, size.max(pass.current(&update).min(n)));
+    if !pass.has_router() || pass.observed_weight() == Some(0) {
+        pass.point_service(ServiceRole::Canary, &update);
+    }
+    let ready = pass.ready(&update);
+    if ready < size {
+        pass.wait(format!("step {index}: waiting for canary revision {update}: {ready}/{size} ready before its hooks"));
     }
 }
 
@@ -364,8 +432,9 @@ fn drain(pass: &mut Pass<'_>, steps: &[StepKind<'_>], index: usize, draining: &[
     pass.wait(format!("retiring superseded revision {} before revision {update} takes traffic", draining.join(", ")));
 }
 
-/// All steps done: the candidate takes every replica, then all traffic, then becomes stable.
-fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
+/// All steps done: the candidate takes every replica, then all traffic, then passes the hooks
+/// after traffic, then becomes stable. Returns why to abort when a hook failed.
+fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy, keep_runs: &mut Vec<String>) -> Option<String> {
     let n = pass.replicas;
     let (stable, update) = (pass.stable.clone(), pass.update.clone());
     let delay = canary.scale_down_delay_seconds.map_or(DEFAULT_SCALE_DOWN_DELAY, |s| Duration::from_secs(s.max(0) as u64));
@@ -377,10 +446,11 @@ fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         }
         let ready = pass.ready(&update);
         if ready < n {
-            return pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
+            pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
+            return None;
         }
         if pass.steer(100, false) {
-            pass.mark_stable(delay);
+            return after_traffic(pass, keep_runs, delay);
         } else if pass.message.is_empty() {
             pass.wait(format!("promoting revision {update}: moving all traffic to it"));
         }
@@ -389,12 +459,22 @@ fn promote(pass: &mut Pass<'_>, canary: &CanaryStrategy) {
         pass.point_service(ServiceRole::Canary, &update);
         scale_by_ratio(pass, canary, n, 0);
         if pass.ready(&update) >= n && pass.current(&stable) == 0 {
-            pass.mark_stable(Duration::ZERO);
-        } else {
-            let ready = pass.ready(&update);
-            pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
+            return after_traffic(pass, keep_runs, Duration::ZERO);
         }
+        let ready = pass.ready(&update);
+        pass.wait(format!("promoting revision {update}: {ready}/{n} ready"));
     }
+    None
+}
+
+/// All traffic is on the candidate: it becomes stable once the hooks after traffic passed.
+fn after_traffic(pass: &mut Pass<'_>, keep_runs: &mut Vec<String>, delay: Duration) -> Option<String> {
+    match pass.hooks_gate(&hooks::AFTER_TRAFFIC, keep_runs) {
+        Gate::Open => pass.mark_stable(delay),
+        Gate::Shut => {}
+        Gate::Abort(reason) => return Some(reason),
+    }
+    None
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use super::context::Pass;
 use super::{Action, AnalysisPurpose, AnalysisRunObservation, EventReason};
-use crate::api::{AnalysisPhase, PauseReason, RolloutAnalysis, RolloutPhase};
+use crate::api::{AnalysisPhase, Metric, PauseReason, RolloutAnalysis, RolloutPhase};
 
 /// What an analysis gate lets through.
 pub(super) enum Gate {
@@ -21,14 +21,6 @@ fn analysis_verdict(name: &str, phase: AnalysisPhase, message: Option<String>) -
     }
 }
 
-/// How a gate still measuring is named in the message: `step 2:` or `pre-promotion`.
-fn measuring_label(purpose: AnalysisPurpose) -> String {
-    match purpose {
-        AnalysisPurpose::Step(index) => format!("step {index}:"),
-        other => other.label(),
-    }
-}
-
 impl Pass<'_> {
     /// The gate of the analysis for `purpose`: Successful opens it, Failed or Error aborts,
     /// Inconclusive pauses for a person. Step and promotion gates hold while their run measures,
@@ -36,7 +28,18 @@ impl Pass<'_> {
     /// beside the rollout: a run still measuring holds nothing, and a promote on Inconclusive
     /// starts a fresh run (a new attempt) instead of ignoring the data.
     pub fn analysis_gate(&mut self, purpose: AnalysisPurpose, analysis: &RolloutAnalysis, keep_runs: &mut Vec<String>) -> Gate {
-        let (run, phase, message) = self.analysis(purpose, analysis);
+        self.gate(purpose, analysis, &[], keep_runs)
+    }
+
+    /// The same gate for a run of templates and `metrics` of its own (a hook's).
+    pub(super) fn gate(
+        &mut self,
+        purpose: AnalysisPurpose,
+        analysis: &RolloutAnalysis,
+        metrics: &[Metric],
+        keep_runs: &mut Vec<String>,
+    ) -> Gate {
+        let (run, phase, message) = self.analysis(purpose, analysis, metrics);
         keep_runs.push(run.clone());
         let verdict = analysis_verdict(&run, phase, message);
         let background = purpose == AnalysisPurpose::Background;
@@ -49,7 +52,7 @@ impl Pass<'_> {
                 self.unpause(PauseReason::InconclusiveAnalysis);
                 self.event(EventReason::Resumed, format!("{verdict}; promoted by a person, measuring again"));
                 self.promote_applied(format!("revision {}: analysis measures again after its Inconclusive verdict", self.update));
-                let (fresh, _, _) = self.analysis(purpose, analysis);
+                let (fresh, _, _) = self.analysis(purpose, analysis, metrics);
                 keep_runs.push(fresh);
                 Gate::Shut
             }
@@ -69,9 +72,23 @@ impl Pass<'_> {
             }
             AnalysisPhase::Pending | AnalysisPhase::Running if background => Gate::Open,
             AnalysisPhase::Pending | AnalysisPhase::Running => {
-                self.outcome(RolloutPhase::Progressing, format!("{} analysis run {run} is {phase}", measuring_label(purpose)));
+                let label = self.measuring_label(purpose);
+                self.outcome(RolloutPhase::Progressing, format!("{label} analysis run {run} is {phase}"));
                 Gate::Shut
             }
+        }
+    }
+
+    /// How a gate still measuring is named in the message: `step 2:`, `pre-promotion` or
+    /// `hook smoke (PostScaleUp):`.
+    fn measuring_label(&self, purpose: AnalysisPurpose) -> String {
+        match purpose {
+            AnalysisPurpose::Step(index) => format!("step {index}:"),
+            AnalysisPurpose::Hook(index) => match self.input.spec.hooks.get(index) {
+                Some(hook) => format!("hook {} ({}):", hook.name, hook.stage),
+                None => purpose.label(),
+            },
+            other => other.label(),
         }
     }
 
@@ -84,7 +101,12 @@ impl Pass<'_> {
     }
 
     /// The phase of the analysis run for `purpose`, creating the run when it does not exist yet.
-    fn analysis(&mut self, purpose: AnalysisPurpose, analysis: &RolloutAnalysis) -> (String, AnalysisPhase, Option<String>) {
+    fn analysis(
+        &mut self,
+        purpose: AnalysisPurpose,
+        analysis: &RolloutAnalysis,
+        metrics: &[Metric],
+    ) -> (String, AnalysisPhase, Option<String>) {
         let name = self.run_name(purpose);
         match self.run(&name) {
             Some(run) => (name, run.phase, run.message.clone()),
@@ -94,7 +116,8 @@ impl Pass<'_> {
                     revision: self.update.clone(),
                     purpose,
                     analysis: analysis.clone(),
-                    builtins: self.builtin_args(),
+                    metrics: metrics.to_vec(),
+                    builtins: self.builtin_args_for(purpose),
                 });
                 self.event(EventReason::AnalysisStarted, format!("analysis run {name} started"));
                 (name, AnalysisPhase::Pending, None)

@@ -18,6 +18,7 @@ pub mod delivery;
 mod drift;
 mod finishing;
 mod gates;
+mod hooks;
 mod rest;
 pub mod restart;
 mod retiring;
@@ -190,6 +191,8 @@ pub enum Action {
         revision: String,
         purpose: AnalysisPurpose,
         analysis: RolloutAnalysis,
+        /// Metrics of the run besides its templates' (a Lambda or Job hook's).
+        metrics: Vec<crate::api::Metric>,
         /// The `sluice.*` arguments, as they stand when the run is created.
         builtins: Vec<crate::api::AnalysisArg>,
     },
@@ -238,6 +241,8 @@ pub enum AnalysisPurpose {
     Background,
     PrePromotion,
     PostPromotion,
+    /// The lifecycle hook at this index of `spec.hooks`.
+    Hook(usize),
 }
 
 impl AnalysisPurpose {
@@ -247,6 +252,7 @@ impl AnalysisPurpose {
             Self::Background => "background".into(),
             Self::PrePromotion => "pre-promotion".into(),
             Self::PostPromotion => "post-promotion".into(),
+            Self::Hook(i) => format!("hook-{i}"),
         }
     }
 }

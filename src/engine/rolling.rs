@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::context::{Pass, resolve_count};
 use super::gates::Gate;
 use super::{AnalysisPurpose, ServiceRole};
-use crate::api::{RollingStrategy, RolloutPhase};
+use crate::api::{LifecycleStage, RollingStrategy, RolloutPhase};
 
 pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.abort_requested {
@@ -26,6 +26,19 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
             Gate::Abort(reason) => pass.abort(&reason),
         }
     }
+    let n = pass.replicas;
+    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let moving = !pass.status.abort && !held && !pass.input.spec.paused;
+    // Before the first new pod, then once every pod is new: replicas are the traffic here.
+    let stages: &[LifecycleStage] = if pass.ready(&update) >= n && pass.others().is_empty() && pass.current(&stable) == 0 {
+        &LifecycleStage::ALL[1..]
+    } else {
+        &[LifecycleStage::PreScaleUp]
+    };
+    let hooks = if moving { pass.hooks_gate(stages, &mut keep_runs) } else { Gate::Open };
+    if let Gate::Abort(reason) = &hooks {
+        pass.abort(reason);
+    }
     if pass.status.abort {
         return pass.roll_back(Some(Duration::ZERO));
     }
@@ -36,9 +49,11 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     if pass.input.spec.paused {
         return pass.outcome(RolloutPhase::Paused, "paused by spec.paused");
     }
-
-    let n = pass.replicas;
-    let (stable, update) = (pass.stable.clone(), pass.update.clone());
+    let hooks_passed = matches!(hooks, Gate::Open);
+    if !hooks_passed && stages[0] == LifecycleStage::PreScaleUp {
+        // Nothing new is scaled up before its hooks pass.
+        return pass.scale(&stable, n.max(pass.current(&stable)));
+    }
     let mut surge = resolve_count(rolling.max_surge.as_ref(), n, 25, true);
     let unavailable = resolve_count(rolling.max_unavailable.as_ref(), n, 25, false);
     if surge == 0 && unavailable == 0 {
@@ -66,7 +81,10 @@ pub(super) fn progress(pass: &mut Pass<'_>, rolling: &RollingStrategy) {
     }
     pass.point_service(ServiceRole::Canary, &update);
     if new_ready >= n && old_total == 0 {
-        return pass.mark_stable(Duration::ZERO);
+        if hooks_passed {
+            pass.mark_stable(Duration::ZERO);
+        }
+        return;
     }
     pass.wait(format!("rolling update to revision {update}: {new_ready}/{n} new ready, {old_total} old replicas left"));
 }

@@ -91,6 +91,7 @@ pub fn rollout(document: Value, step_order: &[Vec<String>], source: &Source, w: 
             paused,
             restart_at,
             rollback_window,
+            hooks: Vec::new(),
         },
     );
     rollout.metadata = meta;

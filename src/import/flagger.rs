@@ -232,6 +232,7 @@ pub fn canary(document: Value, source: &Source, w: &mut Warnings) -> Vec<Object>
             paused,
             restart_at: None,
             rollback_window: None,
+            hooks: Vec::new(),
         },
     );
     rollout.metadata = meta;

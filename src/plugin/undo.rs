@@ -295,6 +295,7 @@ mod tests {
                 paused: false,
                 restart_at: None,
                 rollback_window: None,
+                hooks: Vec::new(),
             },
         );
         rollout.status = Some(crate::api::RolloutStatus { stable_revision: stable.map(String::from), ..Default::default() });
