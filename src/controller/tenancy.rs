@@ -29,7 +29,7 @@ impl Policy {
     /// The patterns that apply in `namespace`: the controller's, then the Namespace's annotation.
     /// No pass runs before the Namespaces' first list is in (`Context::stores_ready`), so a
     /// starting controller never refuses from an empty cache.
-    async fn allowed(&self, namespace: &str) -> Vec<Pattern> {
+    fn allowed(&self, namespace: &str) -> Vec<Pattern> {
         let mut allowed = self.cluster_wide.clone();
         if let Some(object) = self.namespaces.get(&ObjectRef::new(namespace)) {
             allowed.extend(object.annotations().get(ALLOWED_AWS_RESOURCES_ANNOTATION).map(|a| tenancy::patterns(a)).unwrap_or_default());
@@ -40,7 +40,23 @@ impl Policy {
     /// Every AWS resource the Rollout names is allowed in its namespace.
     pub async fn check_arns(&self, rollout: &Rollout) -> Result<(), Refusal> {
         let namespace = rollout.namespace().unwrap_or_default();
-        tenancy::check_arns(&rollout.spec, &namespace, &self.allowed(&namespace).await)
+        tenancy::check_arns(&rollout.spec, &namespace, &self.allowed(&namespace))
+    }
+}
+
+/// A Rollout's SNS topics and EventBridge buses (its notification annotation) are its AWS
+/// resources like any other: allowed the same way, or never published to.
+impl crate::notify::AllowList for Policy {
+    fn check(&self, namespace: &str, arn: &str) -> Result<(), String> {
+        if self.allowed(namespace).iter().any(|pattern| pattern.matches(arn)) {
+            return Ok(());
+        }
+        Err(format!(
+            "{arn} (annotation {}) is not an AWS resource namespace {namespace} is allowed to use: a cluster admin allows it \
+             by adding the ARN (or a pattern with *) to the annotation {ALLOWED_AWS_RESOURCES_ANNOTATION} of Namespace {namespace}, \
+             or to the controller's --allow-aws-resource; or take it out of the Rollout's annotation",
+            crate::notify::ANNOTATION
+        ))
     }
 }
 
