@@ -57,7 +57,13 @@ impl Publisher {
 
     /// Sends one CDEvent; `group` orders a FIFO topic's messages (the Rollout). The SDK retries
     /// what is worth retrying; an `Err` says why it was not delivered.
-    pub async fn publish(&self, target: &Target, event: &serde_json::Value, group: &str) -> Result<(), String> {
+    pub async fn publish(
+        &self,
+        target: &Target,
+        event: &serde_json::Value,
+        group: &str,
+        decided_at: jiff::Timestamp,
+    ) -> Result<(), String> {
         let region = target.region().ok_or("the ARN has no region")?;
         let id = event["context"]["id"].as_str().unwrap_or_default();
         let kind = event["context"]["type"].as_str().unwrap_or_default();
@@ -85,8 +91,9 @@ impl Publisher {
                     .source(EVENT_SOURCE)
                     .detail_type(kind)
                     .detail(event.to_string())
+                    .time(eventbridge::primitives::DateTime::from_millis(decided_at.as_millisecond()))
                     .build();
-                let answer = self.eventbridge(region).put_events().entries(entry).send().await.map_err(|e| described_eventbridge(&e))?;
+                let answer = self.eventbridge(region).put_events().entries(entry).send().await.map_err(|e| described(&e))?;
                 match answer.entries().first().and_then(|e| e.error_code().map(|code| (code, e.error_message().unwrap_or_default()))) {
                     Some((code, message)) => Err(format!("{code}: {message}")),
                     None if answer.failed_entry_count() > 0 => Err("the event was not accepted".into()),
@@ -104,15 +111,5 @@ fn described<E: ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt:
         (Some(code), None) => code.to_string(),
         // No answer at all: connection, timeout, credentials. The chain of causes says which.
         _ => DisplayErrorContext(error).to_string(),
-    }
-}
-
-fn described_eventbridge<E: eventbridge::error::ProvideErrorMetadata + std::error::Error + 'static, R: std::fmt::Debug>(
-    error: &eventbridge::error::SdkError<E, R>,
-) -> String {
-    match (error.code(), error.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => eventbridge::error::DisplayErrorContext(error).to_string(),
     }
 }

@@ -492,7 +492,7 @@ async fn publish_one(delivery: &Delivery, reach: &Reach) -> &'static str {
         warn!(%namespace, %rollout, to = %arn, "notification not published: {why}");
         return "denied";
     }
-    match reach.publisher.publish(&delivery.target, &delivery.body, &format!("{namespace}/{rollout}")).await {
+    match reach.publisher.publish(&delivery.target, &delivery.body, &format!("{namespace}/{rollout}"), delivery.decided_at).await {
         Ok(()) => "delivered",
         Err(error) => {
             warn!(%namespace, %rollout, to = %arn, %error, "notification not published");

@@ -14,6 +14,7 @@ mod examples;
 mod hostile;
 mod hostile_analysis;
 mod ingress;
+mod notify_aws;
 mod registration;
 mod scenarios;
 
