@@ -872,7 +872,7 @@ pub struct RolloutStatus {
     /// Times behind the delivery (DORA) metrics; kept by the controller, never read by the engine.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery: Option<DeliveryStatus>,
-    /// Webhook notifications decided but not yet delivered to every URL, oldest first. Written
+    /// Notifications decided but not yet delivered to every destination, oldest first. Written
     /// with the decision, so a controller stopped before delivering sends them after its restart
     /// (with the same id) instead of losing them. Kept by the controller, never read by the engine.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -880,7 +880,7 @@ pub struct RolloutStatus {
     pub notifications: Vec<PendingNotification>,
 }
 
-/// One webhook notification waiting for delivery.
+/// One notification waiting for delivery.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PendingNotification {
@@ -892,6 +892,9 @@ pub struct PendingNotification {
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<String>,
+    /// The revision serving production after the decision: what an abort returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

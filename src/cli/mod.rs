@@ -88,10 +88,11 @@ pub struct ControllerArgs {
     #[arg(long, env = "SLUICE_METRICS_ROLLOUT_LABEL", default_value_t = true, action = clap::ArgAction::Set)]
     pub metrics_rollout_label: bool,
     /// POST every Rollout's events to this URL (repeatable; `slack+https://...` for a
-    /// Slack-compatible payload). The environment variable takes a comma-separated list.
+    /// Slack-compatible payload), or publish them as CDEvents to this SNS topic or EventBridge
+    /// bus ARN. The environment variable takes a comma-separated list.
     #[arg(long = "webhook-url", env = "SLUICE_WEBHOOK_URLS", value_delimiter = ',')]
     pub webhook_urls: Vec<crate::notify::Target>,
-    /// A file of webhook URLs, one per line (mounted from a Secret: the URLs carry tokens).
+    /// A file of webhook URLs and ARNs, one per line (mounted from a Secret: the URLs carry tokens).
     #[arg(long, env = "SLUICE_WEBHOOKS_FILE")]
     pub webhooks_file: Option<PathBuf>,
     /// A host metrics and webhooks may reach (repeatable): `prometheus.monitoring.svc`,
@@ -246,16 +247,16 @@ mod tests {
         ])
         .unwrap();
         let Command::Controller(args) = cli.command else { panic!("not the controller") };
-        let urls: Vec<(&str, crate::notify::Format)> = args.webhook_urls.iter().map(|t| (t.url.as_str(), t.format)).collect();
+        let urls: Vec<(&str, crate::notify::Sink)> = args.webhook_urls.iter().map(|t| (t.address.as_str(), t.sink)).collect();
         assert_eq!(
             urls,
-            [
-                ("https://a.test/hook", crate::notify::Format::Json),
-                ("https://hooks.slack.com/services/T/B/X", crate::notify::Format::Slack)
-            ]
+            [("https://a.test/hook", crate::notify::Sink::Json), ("https://hooks.slack.com/services/T/B/X", crate::notify::Sink::Slack)]
         );
         assert!(!args.metrics_rollout_label);
         assert!(Cli::try_parse_from(["sluice", "controller", "--webhook-url", "ftp://x"]).is_err());
+        let cli = Cli::try_parse_from(["sluice", "controller", "--webhook-url", "arn:aws:sns:us-east-1:123456789012:deploys"]).unwrap();
+        let Command::Controller(args) = cli.command else { panic!("not the controller") };
+        assert_eq!(args.webhook_urls[0].sink, crate::notify::Sink::Sns, "an SNS topic in the same list");
         let cli = Cli::try_parse_from(["sluice", "controller", "--allow-host", "127.0.0.1", "--allow-host", "*.example.com"]).unwrap();
         let Command::Controller(args) = cli.command else { panic!("not the controller") };
         assert_eq!(args.allowed_hosts.len(), 2);

@@ -121,7 +121,7 @@ async fn pass(run: &AnalysisRun, runner: &Runner) -> Result<Requeue, Error> {
         let (number, resumed) = analysis_run::progress(&status, &metric.name);
         let at = Measuring { namespace: &namespace, run: &name, run_uid: &uid, args: &valued, now, number, resumed };
         let outcome = match secret::substitute_args(client, &namespace, &metric, &run.spec.args).await {
-            Ok((measured, secrets)) => match allowed(&runner.context, &namespace, &measured).await {
+            Ok((measured, secrets)) => match allowed(&runner.context, &namespace, &measured) {
                 Ok(()) => runner.measure.measure(&at, &measured).await.map_err(|e| secret::scrub(&e.to_string(), &secrets)),
                 Err(refused) => Err(refused.0),
             },
@@ -184,11 +184,11 @@ fn too_large(status: &kube::core::Status) -> bool {
 
 /// A metric that calls into AWS on the controller's identity (a Lambda function) names only
 /// resources the run's namespace is allowed.
-async fn allowed(ctx: &Context, namespace: &str, metric: &crate::api::Metric) -> Result<(), Refusal> {
+fn allowed(ctx: &Context, namespace: &str, metric: &crate::api::Metric) -> Result<(), Refusal> {
     match &metric.provider.lambda {
         Some(function) => {
             let resource = NamedResource { field: "provider.lambda.functionArn", arn: function.function_arn.clone() };
-            ctx.tenancy.check_arn(namespace, &resource).await
+            ctx.tenancy.check_arn(namespace, &resource)
         }
         None => Ok(()),
     }

@@ -49,7 +49,8 @@ pub struct Settings {
     pub identity: String,
     /// Label the delivery metrics with each Rollout's name (one series per Rollout).
     pub metrics_per_rollout: bool,
-    /// Notified of every Rollout's events, besides the URLs in each Rollout's annotation.
+    /// Notified of every Rollout's events (webhook URLs, SNS topics, EventBridge buses), besides
+    /// the destinations in each Rollout's annotation.
     pub webhooks: Vec<crate::notify::Target>,
     /// Where metrics and webhooks may connect (`--allow-host`); see [`crate::egress`].
     pub allowed_hosts: Vec<crate::egress::HostPattern>,
@@ -80,7 +81,7 @@ pub struct Context {
     pub router: crate::traffic::alb::AlbRouter,
     /// ECS task sets; one client for every rollout.
     pub ecs: crate::platform::ecs::EcsPlatform,
-    /// Webhook notifications, delivered in the background.
+    /// Notifications to webhooks, SNS topics and EventBridge buses, delivered in the background.
     pub notifier: crate::notify::Notifier,
     /// What each namespace's Rollouts may reach.
     pub tenancy: tenancy::Policy,
@@ -360,7 +361,12 @@ async fn serve(
         crate::egress::DEFAULT_MAX_ANSWER,
     ));
     let measure = Arc::new(crate::analysis::providers::Providers::new(aws, Some(client.clone()), egress.clone()));
-    let (notifier, notified) = crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone(), egress);
+    let reach = crate::notify::Reach {
+        egress,
+        publisher: Arc::new(crate::notify::Publisher::new(aws)),
+        allowed: Arc::new(tenancy::Policy::new(namespaces.clone(), &settings.allowed_aws_resources)),
+    };
+    let (notifier, notified) = crate::notify::Notifier::start(settings.webhooks.clone(), metrics.notifications.clone(), reach);
     // A delivery done or a retry due: that Rollout's pass updates its outbox.
     let notified = futures::stream::unfold(notified, |mut notified| async move {
         let (namespace, name) = notified.recv().await?;

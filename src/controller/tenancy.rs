@@ -29,7 +29,7 @@ impl Policy {
     /// The patterns that apply in `namespace`: the controller's, then the Namespace's annotation.
     /// No pass runs before the Namespaces' first list is in (`Context::stores_ready`), so a
     /// starting controller never refuses from an empty cache.
-    async fn allowed(&self, namespace: &str) -> Vec<Pattern> {
+    fn allowed(&self, namespace: &str) -> Vec<Pattern> {
         let mut allowed = self.cluster_wide.clone();
         if let Some(object) = self.namespaces.get(&ObjectRef::new(namespace)) {
             allowed.extend(object.annotations().get(ALLOWED_AWS_RESOURCES_ANNOTATION).map(|a| tenancy::patterns(a)).unwrap_or_default());
@@ -39,14 +39,23 @@ impl Policy {
 
     /// One AWS resource, named by something other than a Rollout's spec (a metric), is allowed
     /// in `namespace`.
-    pub async fn check_arn(&self, namespace: &str, resource: &tenancy::NamedResource) -> Result<(), Refusal> {
-        tenancy::check_arn(resource, namespace, &self.allowed(namespace).await)
+    pub fn check_arn(&self, namespace: &str, resource: &tenancy::NamedResource) -> Result<(), Refusal> {
+        tenancy::check_arn(resource, namespace, &self.allowed(namespace))
     }
 
     /// Every AWS resource the Rollout names is allowed in its namespace.
     pub async fn check_arns(&self, rollout: &Rollout) -> Result<(), Refusal> {
         let namespace = rollout.namespace().unwrap_or_default();
-        tenancy::check_arns(&rollout.spec, &namespace, &self.allowed(&namespace).await)
+        tenancy::check_arns(&rollout.spec, &namespace, &self.allowed(&namespace))
+    }
+}
+
+/// A Rollout's SNS topics and EventBridge buses (its notification annotation) are its AWS
+/// resources like any other: allowed the same way, or never published to.
+impl crate::notify::AllowList for Policy {
+    fn check(&self, namespace: &str, arn: &str) -> Result<(), String> {
+        let resource = tenancy::NamedResource { field: "The notification annotation (sluice.dev/notify-webhook)", arn: arn.to_string() };
+        self.check_arn(namespace, &resource).map_err(|refusal| refusal.0)
     }
 }
 

@@ -1,23 +1,29 @@
-//! Webhook notifications of rollout events: a JSON payload (or a Slack-compatible `{"text"}`)
-//! POSTed to URLs configured for the controller or per Rollout.
+//! Notifications of rollout events: a JSON payload (or a Slack-compatible `{"text"}`) POSTed to
+//! webhook URLs, and CDEvents ([`cdevents`]) published to SNS topics and EventBridge buses
+//! ([`aws`]), configured for the controller or per Rollout ([`target`]).
 //!
 //! Delivery is at least once, and never holds a rollout up. A pass writes the notifications its
 //! decisions call for into the Rollout's status (its outbox) with the decision, then `send` queues
-//! them; one background task per URL posts in order, with a short timeout and a couple of quick
-//! retries, and an undelivered one is sent again every 30 s for 15 minutes. Each pass takes out
-//! of the outbox what has reached every URL (`settled`); the notifier wakes the Rollout's pass
-//! when that changes. A controller stopped in between sends the outbox again after its restart,
-//! with the same ids, which receivers use to drop repeats. Outcomes are counted in
-//! `sluice_notifications_total{outcome}`, never returned.
+//! them; one background task per destination sends in order, with a short timeout and a couple
+//! of quick retries, and an undelivered one is sent again every 30 s for 15 minutes. Each pass
+//! takes out of the outbox what has reached every destination (`settled`); the notifier wakes
+//! the Rollout's pass when that changes. A controller stopped in between sends the outbox again
+//! after its restart, with the same ids, which receivers use to drop repeats. Outcomes are
+//! counted in `sluice_notifications_total{outcome}`, never returned.
 //!
-//! URLs carry tokens: logs show only their scheme and host. Every request goes through the
-//! outbound policy ([`crate::egress`]): a Rollout's URLs are checked against its namespace's
-//! allowed hosts, the controller's against the cluster's; redirects are never followed. Each
-//! namespace has a quota of URLs and queued notifications, and a URL's task ends once idle, so
-//! one namespace's slow or dead URLs cannot hold up another's.
+//! URLs carry tokens: logs show only their scheme and host. Every request to a URL goes through
+//! the outbound policy ([`crate::egress`]): a Rollout's URLs are checked against its namespace's
+//! allowed hosts, the controller's against the cluster's; redirects are never followed. A
+//! Rollout's ARNs must be allowed in its namespace like its other AWS resources ([`AllowList`]);
+//! the controller's are trusted. Each namespace has a quota of destinations and queued
+//! notifications, and a destination's task ends once idle, so one namespace's slow or dead
+//! destinations cannot hold up another's.
+
+pub mod aws;
+pub mod cdevents;
+pub mod target;
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -34,8 +40,10 @@ use tracing::warn;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{PendingNotification, Rollout, RolloutStatus};
-use crate::egress::{Egress, redact};
+use crate::egress::Egress;
 use crate::engine::{Event, EventReason};
+pub use aws::{AllowList, Publisher};
+pub use target::{ANNOTATION, Sink, Target, targets_in_file, targets_of};
 
 /// How a notification ended: delivered, failed, denied or dropped.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, prometheus_client::encoding::EncodeLabelSet)]
@@ -43,102 +51,23 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
-/// Comma-separated URLs notified of this Rollout's events, besides the controller's own.
-pub const ANNOTATION: &str = "sluice.dev/notify-webhook";
-/// A URL written `slack+https://...` gets a Slack-compatible payload.
-const SLACK_PREFIX: &str = "slack+";
 /// The header that carries a notification's [`Payload::id`], for receivers to drop repeats.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
 
 const QUEUE: usize = 1024;
 const QUEUE_PER_URL: usize = 64;
-/// URLs with a delivery task at once, over all namespaces.
+/// Destinations with a delivery task at once, over all namespaces.
 const MAX_URLS: usize = 512;
-/// URLs of one namespace (or of the controller's own list) with a delivery task at once.
+/// Destinations of one namespace (or of the controller's own list) with a delivery task at once.
 pub const MAX_URLS_PER_NAMESPACE: usize = 16;
 /// Notifications of one namespace waiting for delivery at once: a full queue for each of its
-/// URLs, so that its dead URLs never crowd out its live ones; more are held back (and counted).
+/// destinations, so that its dead ones never crowd out its live ones; more are held back (and
+/// counted).
 pub const MAX_QUEUED_PER_NAMESPACE: usize = MAX_URLS_PER_NAMESPACE * QUEUE_PER_URL;
-/// A URL's task ends after this long without a notification, freeing its slot.
+/// A destination's task ends after this long without a notification, freeing its slot.
 const IDLE: Duration = Duration::from_secs(30);
 const TIMEOUT: Duration = Duration::from_secs(3);
 const RETRY_DELAYS: [Duration; 2] = [Duration::from_millis(250), Duration::from_secs(1)];
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Format {
-    Json,
-    Slack,
-}
-
-#[derive(Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    pub url: String,
-    pub format: Format,
-}
-
-/// Never the path or query: they carry tokens.
-impl std::fmt::Debug for Target {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Target").field("url", &self.redacted()).field("format", &self.format).finish()
-    }
-}
-
-impl Target {
-    /// The URL as it may be logged.
-    pub fn redacted(&self) -> String {
-        reqwest::Url::parse(&self.url).map_or_else(|_| "(not a URL)".to_string(), |url| redact(&url))
-    }
-}
-
-impl std::str::FromStr for Target {
-    type Err = String;
-
-    /// Problems never quote the URL, which may hold a token.
-    fn from_str(text: &str) -> Result<Self, String> {
-        let text = text.trim();
-        let (format, url) = match text.strip_prefix(SLACK_PREFIX) {
-            Some(url) => (Format::Slack, url),
-            None => (Format::Json, text),
-        };
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("a webhook URL does not parse ({e}); write http(s)://host/path"))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!(
-                "a webhook URL of scheme {} is not an http(s) URL (prefix it with slack+ for a Slack-compatible payload)",
-                parsed.scheme()
-            ));
-        }
-        Ok(Target { url: url.to_string(), format })
-    }
-}
-
-/// The webhook URLs in a file (mounted from a Secret): one per line or comma-separated; blank
-/// lines and lines starting with `#` are skipped.
-pub fn targets_in_file(path: &Path) -> Result<Vec<Target>, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the webhooks file {}: {e}", path.display()))?;
-    let mut targets = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        if line.trim().starts_with('#') {
-            continue;
-        }
-        for entry in line.split(',').filter(|e| !e.trim().is_empty()) {
-            targets.push(entry.parse().map_err(|problem| format!("{}, line {}: {problem}", path.display(), number + 1))?);
-        }
-    }
-    Ok(targets)
-}
-
-/// The URLs of a Rollout's annotation; the ones that do not parse are reported.
-pub fn targets_of(rollout: &Rollout) -> (Vec<Target>, Vec<String>) {
-    let Some(value) = rollout.annotations().get(ANNOTATION) else { return (Vec::new(), Vec::new()) };
-    let (mut targets, mut problems) = (Vec::new(), Vec::new());
-    for entry in value.split(',').filter(|e| !e.trim().is_empty()) {
-        match entry.parse() {
-            Ok(target) => targets.push(target),
-            Err(problem) => problems.push(problem),
-        }
-    }
-    (targets, problems)
-}
 
 /// The events people are told about, named for them.
 pub fn reason_of(reason: EventReason) -> Option<&'static str> {
@@ -217,6 +146,7 @@ pub fn decided(uid: &str, generation: Option<i64>, status: &RolloutStatus, event
                 reason: reason.to_string(),
                 message: event.message.clone(),
                 revision,
+                stable_revision: status.stable_revision.clone(),
                 phase,
                 step,
                 time: Time(now),
@@ -247,21 +177,24 @@ pub fn outbox(
     (outbox, dropped)
 }
 
-/// What is POSTed to a URL of this format.
-pub fn body(format: Format, payload: &Payload) -> serde_json::Value {
-    match format {
-        Format::Json => serde_json::to_value(payload).expect("payload serializes"),
-        Format::Slack => {
+/// What is sent to a destination of this kind: `None` when it is not told of this reason (a
+/// CDEvents destination, of a reason CDEvents has no type for).
+pub fn body(sink: Sink, namespace: &str, rollout: &str, notification: &PendingNotification) -> Option<serde_json::Value> {
+    let payload = Payload::new(namespace, rollout, notification);
+    match sink {
+        Sink::Json => Some(serde_json::to_value(&payload).expect("payload serializes")),
+        Sink::Slack => {
             let mut text = format!("*{}/{}* {}: {}", payload.namespace, payload.rollout, payload.reason, payload.message);
             if let Some(revision) = payload.revision.as_ref().filter(|r| !payload.message.contains(r.as_str())) {
                 text.push_str(&format!(" (revision {revision})"));
             }
-            serde_json::json!({ "text": text })
+            Some(serde_json::json!({ "text": text }))
         }
+        Sink::Sns | Sink::EventBridge => cdevents::event(namespace, rollout, notification),
     }
 }
 
-/// Whose quota a notification counts against: a namespace's, or the controller's own URLs'.
+/// Whose quota a notification counts against: a namespace's, or the controller's own destinations'.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Owner {
     Controller,
@@ -281,11 +214,12 @@ struct Delivery {
 /// A Rollout by namespace and name.
 pub type RolloutKey = (String, String);
 
-/// Where a notification stands for one URL.
+/// Where a notification stands for one destination.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Progress {
     Queued,
-    /// Delivered, denied by the outbound policy, or given up on after [`GIVE_UP_AFTER`].
+    /// Delivered, denied (by the outbound or tenancy policy), not meant for that destination, or
+    /// given up on after [`GIVE_UP_AFTER`].
     Done,
     /// Not delivered yet; sent again once this time has come.
     RetryAt(std::time::Instant),
@@ -296,10 +230,10 @@ const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// A notification that could not be delivered for this long since its decision is given up on.
 const GIVE_UP_AFTER: Duration = Duration::from_secs(15 * 60);
 
-/// Where each notification (id) stands for each URL.
+/// Where each notification (id) stands for each destination (address).
 type Slots = HashMap<(String, String), Progress>;
 
-/// Each Rollout's notifications, by id and URL, while they are in its outbox. Lost on restart:
+/// Each Rollout's notifications, by id and destination, while they are in its outbox. Lost on restart:
 /// then the outbox (in the status) is sent again, with the same ids.
 #[derive(Clone, Default)]
 struct Ledger {
@@ -309,10 +243,10 @@ struct Ledger {
 }
 
 impl Ledger {
-    fn mark(&self, rollout: &RolloutKey, id: &str, url: &str, progress: Progress) {
+    fn mark(&self, rollout: &RolloutKey, id: &str, address: &str, progress: Progress) {
         let mut entries = self.entries.lock().expect("ledger lock");
         // A notification no longer in the outbox (pruned by `send`) stays forgotten.
-        if let Some(entry) = entries.get_mut(rollout).and_then(|e| e.get_mut(&(id.to_string(), url.to_string()))) {
+        if let Some(entry) = entries.get_mut(rollout).and_then(|e| e.get_mut(&(id.to_string(), address.to_string()))) {
             *entry = progress;
         }
         drop(entries);
@@ -339,17 +273,17 @@ impl Ledger {
         let progress = match outcome {
             "delivered" | "denied" => Progress::Done,
             _ if given_up => {
-                warn!(url = %delivery.target.redacted(), "notification given up after {}s undelivered", GIVE_UP_AFTER.as_secs());
+                warn!(to = %delivery.target.redacted(), "notification given up after {}s undelivered", GIVE_UP_AFTER.as_secs());
                 Progress::Done
             }
             _ => Progress::RetryAt(std::time::Instant::now() + RETRY_AFTER),
         };
-        self.mark(&delivery.rollout, &delivery.id, &delivery.target.url, progress);
+        self.mark(&delivery.rollout, &delivery.id, &delivery.target.address, progress);
     }
 }
 
 /// Delivers the notifications kept in Rollouts' statuses (their outbox), at least once each:
-/// `send` queues what is due, `settled` says what has reached every URL. Cheap to call from a
+/// `send` queues what is due, `settled` says what has reached every destination. Cheap to call from a
 /// reconcile; delivery runs in the background.
 pub struct Notifier {
     queue: mpsc::Sender<Delivery>,
@@ -358,23 +292,32 @@ pub struct Notifier {
     ledger: Ledger,
 }
 
+/// How destinations are reached: URLs where the outbound policy allows, ARNs through the AWS
+/// SDK where the namespace's AWS resources allow (the controller's own always).
+#[derive(Clone)]
+pub struct Reach {
+    pub egress: Arc<Egress>,
+    pub publisher: Arc<Publisher>,
+    pub allowed: Arc<dyn AllowList>,
+}
+
 impl Notifier {
-    /// Starts the delivery task on the current Tokio runtime; requests go where `egress` allows.
-    /// The receiver yields a Rollout each time its outbox may have changed (a delivery done, a
-    /// retry due), for the controller to run its pass.
+    /// Starts the delivery task on the current Tokio runtime. The receiver yields a Rollout each
+    /// time its outbox may have changed (a delivery done, a retry due), for the controller to run
+    /// its pass.
     pub fn start(
         global: Vec<Target>,
         outcomes: Family<OutcomeLabel, Counter>,
-        egress: Arc<Egress>,
+        reach: Reach,
     ) -> (Self, mpsc::UnboundedReceiver<RolloutKey>) {
         let (queue, received) = mpsc::channel(QUEUE);
         let (wake, woken) = mpsc::unbounded_channel();
         let ledger = Ledger { entries: Default::default(), wake: Some(wake) };
-        tokio::spawn(dispatch(received, egress, outcomes.clone(), ledger.clone()));
+        tokio::spawn(dispatch(received, reach, outcomes.clone(), ledger.clone()));
         (Self { queue, global, outcomes, ledger }, woken)
     }
 
-    /// Where this Rollout's notifications go: the controller's URLs, then its own.
+    /// Where this Rollout's notifications go: the controller's destinations, then its own.
     fn targets(&self, rollout: &Rollout) -> Vec<(Owner, Target)> {
         let (own, problems) = targets_of(rollout);
         for problem in problems {
@@ -390,7 +333,7 @@ impl Notifier {
         !self.global.is_empty() || !targets_of(rollout).0.is_empty()
     }
 
-    /// The ids of `outbox` that every URL has received (or that none will).
+    /// The ids of `outbox` that every destination has received (or that none will).
     pub fn settled(&self, rollout: &Rollout, outbox: &[PendingNotification]) -> HashSet<String> {
         let targets = self.targets(rollout);
         let entries = self.ledger.entries.lock().expect("ledger lock");
@@ -398,13 +341,15 @@ impl Notifier {
         outbox
             .iter()
             .filter(|n| {
-                targets.iter().all(|(_, target)| progress.and_then(|p| p.get(&(n.id.clone(), target.url.clone()))) == Some(&Progress::Done))
+                targets
+                    .iter()
+                    .all(|(_, target)| progress.and_then(|p| p.get(&(n.id.clone(), target.address.clone()))) == Some(&Progress::Done))
             })
             .map(|n| n.id.clone())
             .collect()
     }
 
-    /// Queues every notification of `outbox` not yet sent to a URL, or whose retry is due; forgets
+    /// Queues every notification of `outbox` not yet sent to a destination, or whose retry is due; forgets
     /// those no longer in it.
     pub fn send(&self, rollout: &Rollout, outbox: &[PendingNotification]) {
         let key = key_of(rollout);
@@ -419,9 +364,8 @@ impl Notifier {
         let now = std::time::Instant::now();
         let mut full = Vec::new();
         for notification in outbox {
-            let payload = Payload::new(&key.0, &key.1, notification);
             for (owner, target) in &targets {
-                let slot = (notification.id.clone(), target.url.clone());
+                let slot = (notification.id.clone(), target.address.clone());
                 let due = match progress.get(&slot) {
                     None => true,
                     Some(Progress::RetryAt(at)) => *at <= now,
@@ -430,12 +374,17 @@ impl Notifier {
                 if !due {
                     continue;
                 }
+                let Some(body) = body(target.sink, &key.0, &key.1, notification) else {
+                    // Nothing to send there: it is done with, without counting.
+                    progress.insert(slot, Progress::Done);
+                    continue;
+                };
                 progress.insert(slot, Progress::Queued);
                 let delivery = Delivery {
                     owner: owner.clone(),
                     target: target.clone(),
                     id: notification.id.clone(),
-                    body: body(target.format, &payload),
+                    body,
                     rollout: key.clone(),
                     decided_at: notification.time.0,
                 };
@@ -444,14 +393,14 @@ impl Notifier {
                         mpsc::error::TrySendError::Full(d) | mpsc::error::TrySendError::Closed(d) => d,
                     };
                     self.outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).inc();
-                    warn!(url = %target.redacted(), "notification queue full; trying again later");
+                    warn!(to = %target.redacted(), "notification queue full; trying again later");
                     full.push(delivery);
                 }
             }
         }
         drop(entries);
         for delivery in full {
-            self.ledger.mark(&delivery.rollout, &delivery.id, &delivery.target.url, Progress::RetryAt(now + RETRY_AFTER));
+            self.ledger.mark(&delivery.rollout, &delivery.id, &delivery.target.address, Progress::RetryAt(now + RETRY_AFTER));
         }
     }
 }
@@ -460,20 +409,20 @@ fn key_of(rollout: &Rollout) -> RolloutKey {
     (rollout.namespace().unwrap_or_default(), rollout.name_any())
 }
 
-/// A delivery waiting in a URL's queue, counted against its owner's quota until it is done.
+/// A delivery waiting in a destination's queue, counted against its owner's quota until it is done.
 struct Queued {
     delivery: Delivery,
     waiting: Arc<AtomicUsize>,
 }
 
-/// Hands each delivery to its URL's task, so a slow URL delays only itself and each URL gets its
+/// Hands each delivery to its destination's task, so a slow one delays only itself and each gets its
 /// notifications in order; enforces each owner's quotas.
-async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, outcomes: Family<OutcomeLabel, Counter>, ledger: Ledger) {
+async fn dispatch(mut received: mpsc::Receiver<Delivery>, reach: Reach, outcomes: Family<OutcomeLabel, Counter>, ledger: Ledger) {
     let mut workers: HashMap<(Owner, String), mpsc::Sender<Queued>> = HashMap::new();
     let mut waiting: HashMap<Owner, Arc<AtomicUsize>> = HashMap::new();
     let dropped = |why: &str, delivery: &Delivery| {
         outcomes.get_or_create(&OutcomeLabel { outcome: "dropped" }).inc();
-        warn!(url = %delivery.target.redacted(), owner = ?delivery.owner, "notification held back: {why}; trying again later");
+        warn!(to = %delivery.target.redacted(), owner = ?delivery.owner, "notification held back: {why}; trying again later");
         ledger.finished(delivery, "dropped");
     };
     while let Some(delivery) = received.recv().await {
@@ -485,7 +434,7 @@ async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, o
             dropped(&format!("{MAX_QUEUED_PER_NAMESPACE} notifications of this namespace are already waiting"), &delivery);
             continue;
         }
-        let key = (delivery.owner.clone(), delivery.target.url.clone());
+        let key = (delivery.owner.clone(), delivery.target.address.clone());
         let mut pending = Some(Queued { delivery, waiting: count.clone() });
         for _attempt in 0..2 {
             let Some(item) = pending.take() else { break };
@@ -496,7 +445,7 @@ async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, o
                     break;
                 }
                 let (sender, queue) = mpsc::channel(QUEUE_PER_URL);
-                tokio::spawn(deliver(queue, egress.clone(), outcomes.clone(), ledger.clone()));
+                tokio::spawn(deliver(queue, reach.clone(), outcomes.clone(), ledger.clone()));
                 workers.insert(key.clone(), sender);
             }
             count.fetch_add(1, Ordering::Relaxed);
@@ -504,7 +453,7 @@ async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, o
                 Ok(()) => {}
                 Err(mpsc::error::TrySendError::Full(item)) => {
                     count.fetch_sub(1, Ordering::Relaxed);
-                    dropped("the queue of this URL is full", &item.delivery);
+                    dropped("the queue of this destination is full", &item.delivery);
                 }
                 Err(mpsc::error::TrySendError::Closed(item)) => {
                     // The task ended as idle just now: start another.
@@ -515,23 +464,46 @@ async fn dispatch(mut received: mpsc::Receiver<Delivery>, egress: Arc<Egress>, o
             }
         }
         if let Some(item) = pending {
-            dropped(&format!("this namespace already has {MAX_URLS_PER_NAMESPACE} webhook URLs being delivered to"), &item.delivery);
+            dropped(&format!("this namespace already has {MAX_URLS_PER_NAMESPACE} destinations being delivered to"), &item.delivery);
         }
     }
 }
-/// Delivers one URL's notifications in order; ends after [`IDLE`] without one.
-async fn deliver(mut queue: mpsc::Receiver<Queued>, egress: Arc<Egress>, outcomes: Family<OutcomeLabel, Counter>, ledger: Ledger) {
+/// Delivers one destination's notifications in order; ends after [`IDLE`] without one.
+async fn deliver(mut queue: mpsc::Receiver<Queued>, reach: Reach, outcomes: Family<OutcomeLabel, Counter>, ledger: Ledger) {
     while let Ok(Some(Queued { delivery, waiting })) = tokio::time::timeout(IDLE, queue.recv()).await {
-        let outcome = deliver_one(&delivery, &egress).await;
+        let outcome = match delivery.target.sink.is_aws() {
+            true => publish_one(&delivery, &reach).await,
+            false => deliver_one(&delivery, &reach.egress).await,
+        };
         waiting.fetch_sub(1, Ordering::Relaxed);
         outcomes.get_or_create(&OutcomeLabel { outcome }).inc();
         ledger.finished(&delivery, outcome);
     }
 }
 
+/// Publishes one CDEvent to an SNS topic or EventBridge bus, if the namespace may; the SDK's own
+/// retries stand in for the webhooks' quick ones.
+async fn publish_one(delivery: &Delivery, reach: &Reach) -> &'static str {
+    let arn = &delivery.target.address;
+    let (namespace, rollout) = &delivery.rollout;
+    if let Owner::Namespace(namespace) = &delivery.owner
+        && let Err(why) = reach.allowed.check(namespace, arn)
+    {
+        warn!(%namespace, %rollout, to = %arn, "notification not published: {why}");
+        return "denied";
+    }
+    match reach.publisher.publish(&delivery.target, &delivery.body, &format!("{namespace}/{rollout}"), delivery.decided_at).await {
+        Ok(()) => "delivered",
+        Err(error) => {
+            warn!(%namespace, %rollout, to = %arn, %error, "notification not published");
+            "failed"
+        }
+    }
+}
+
 async fn deliver_one(delivery: &Delivery, egress: &Egress) -> &'static str {
     let url_text = delivery.target.redacted();
-    let Ok(url) = reqwest::Url::parse(&delivery.target.url) else { return "failed" };
+    let Ok(url) = reqwest::Url::parse(&delivery.target.address) else { return "failed" };
     let namespace = match &delivery.owner {
         Owner::Controller => None,
         Owner::Namespace(namespace) => Some(namespace.as_str()),
@@ -600,9 +572,35 @@ mod tests {
         .unwrap()
     }
 
+    /// A namespace's AWS resources as its Namespace annotation would allow them.
+    struct Allowing(Vec<String>);
+
+    impl AllowList for Allowing {
+        fn check(&self, namespace: &str, arn: &str) -> Result<(), String> {
+            self.0.iter().any(|a| a == arn).then_some(()).ok_or_else(|| format!("{arn} is not allowed in namespace {namespace}"))
+        }
+    }
+
+    /// AWS at an address that answers nothing: a publish attempted there fails.
+    fn nowhere() -> Arc<Publisher> {
+        let config = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .endpoint_url("http://127.0.0.1:9")
+            .build();
+        Arc::new(Publisher::new(&config))
+    }
+
+    fn reach(egress: Egress, allowed: &[&str]) -> Reach {
+        Reach {
+            egress: Arc::new(egress),
+            publisher: nowhere(),
+            allowed: Arc::new(Allowing(allowed.iter().map(|a| a.to_string()).collect())),
+        }
+    }
+
     /// The outbound policy with loopback listed, as an admin would for local receivers.
-    fn loopback() -> Arc<Egress> {
-        Arc::new(Egress::new(crate::egress::Policy::new(vec!["127.0.0.1".parse().unwrap()]), None, crate::egress::DEFAULT_MAX_ANSWER))
+    fn loopback() -> Reach {
+        reach(Egress::new(crate::egress::Policy::new(vec!["127.0.0.1".parse().unwrap()]), None, crate::egress::DEFAULT_MAX_ANSWER), &[])
     }
 
     fn rollout_in(namespace: &str, urls: &[String]) -> Rollout {
@@ -714,7 +712,7 @@ mod tests {
         assert!(final_hits.lock().unwrap().is_empty(), "the redirect was not followed");
 
         let (address, hits) = receiver(None).await;
-        let closed = Notifier::start(Vec::new(), outcomes.clone(), Arc::new(Egress::new(Default::default(), None, 1 << 20))).0;
+        let closed = Notifier::start(Vec::new(), outcomes.clone(), reach(Egress::new(Default::default(), None, 1 << 20), &[])).0;
         closed.notify(&rollout_in("shop", &[address]), &status(), &[event(EventReason::Promoted, "stable")]);
         let denied = OutcomeLabel { outcome: "denied" };
         wait_until("the loopback URL to be denied", || outcomes.get_or_create(&denied).get() == 1).await;
@@ -725,6 +723,7 @@ mod tests {
         RolloutStatus {
             phase: Some(RolloutPhase::Paused),
             update_revision: Some("7f9c2".into()),
+            stable_revision: Some("5d1e8".into()),
             current_step_index: Some(3),
             ..Default::default()
         }
@@ -734,32 +733,38 @@ mod tests {
     fn the_json_payload_carries_the_rollout_the_reason_and_where_it_stands() {
         let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
         let events = [event(EventReason::Paused, "paused: CanaryPauseStep"), event(EventReason::WeightSet, "canary weight is 50%")];
-        let payloads = payloads("shop", "checkout", "uid-1", &status(), &events, now);
-        assert_eq!(payloads.len(), 1, "weight changes are not notified");
+        let decided = decided("uid-1", Some(1), &status(), &events, now);
+        assert_eq!(decided.len(), 1, "weight changes are not notified");
         assert_eq!(
-            body(Format::Json, &payloads[0]),
-            serde_json::json!({
-                "id": payloads[0].id, "rollout": "checkout", "namespace": "shop", "reason": "Paused", "message": "paused: CanaryPauseStep",
+            body(Sink::Json, "shop", "checkout", &decided[0]),
+            Some(serde_json::json!({
+                "id": decided[0].id, "rollout": "checkout", "namespace": "shop", "reason": "Paused", "message": "paused: CanaryPauseStep",
                 "revision": "7f9c2", "phase": "Paused", "step": 3, "time": "2026-03-01T10:00:00Z"
-            })
+            })),
+            "the stable revision is kept for CDEvents, not added to the webhook payload"
         );
+        assert_eq!(decided[0].stable_revision.as_deref(), Some("5d1e8"));
+        let cdevent = body(Sink::Sns, "shop", "checkout", &decided[0]);
+        assert_eq!(cdevent, None, "a pause has no CDEvents type");
     }
 
     #[test]
     fn the_slack_payload_is_one_line_of_text() {
         let now: Timestamp = "2026-03-01T10:00:00Z".parse().unwrap();
-        let named =
-            payloads("shop", "checkout", "uid-1", &status(), &[event(EventReason::Aborted, "aborted revision 7f9c2: error rate")], now);
+        let named = decided("uid-1", Some(1), &status(), &[event(EventReason::Aborted, "aborted revision 7f9c2: error rate")], now);
         assert_eq!(
-            body(Format::Slack, &named[0]),
-            serde_json::json!({"text": "*shop/checkout* Aborted: aborted revision 7f9c2: error rate"}),
+            body(Sink::Slack, "shop", "checkout", &named[0]),
+            Some(serde_json::json!({"text": "*shop/checkout* Aborted: aborted revision 7f9c2: error rate"})),
             "a message that names its revision is not told it twice"
         );
-        let unnamed = payloads("shop", "checkout", "uid-1", &status(), &[event(EventReason::Aborted, "aborted: error rate")], now);
+        let unnamed = decided("uid-1", Some(1), &status(), &[event(EventReason::Aborted, "aborted: error rate")], now);
         assert_eq!(
-            body(Format::Slack, &unnamed[0]),
-            serde_json::json!({"text": "*shop/checkout* Aborted: aborted: error rate (revision 7f9c2)"})
+            body(Sink::Slack, "shop", "checkout", &unnamed[0]),
+            Some(serde_json::json!({"text": "*shop/checkout* Aborted: aborted: error rate (revision 7f9c2)"}))
         );
+        let rolled_back = body(Sink::EventBridge, "shop", "checkout", &unnamed[0]).expect("an abort is a CDEvent");
+        assert_eq!(rolled_back["context"]["type"], cdevents::SERVICE_ROLLED_BACK);
+        assert_eq!(rolled_back["context"]["id"], serde_json::json!(unnamed[0].id));
     }
 
     #[test]
@@ -790,29 +795,27 @@ mod tests {
         );
     }
 
-    #[test]
-    fn targets_are_json_unless_prefixed_with_slack() {
-        assert_eq!("https://hooks.example.com/a".parse(), Ok(Target { url: "https://hooks.example.com/a".into(), format: Format::Json }));
+    #[tokio::test]
+    async fn a_rollouts_arn_its_namespace_does_not_allow_is_denied_and_the_controllers_own_is_trusted() {
+        let (allowed, denied_arn) = ("arn:aws:sns:us-east-1:123456789012:allowed", "arn:aws:events:eu-west-1:123456789012:event-bus/other");
+        let global = "arn:aws:sns:us-east-1:123456789012:platform";
+        let outcomes = Family::<OutcomeLabel, Counter>::default();
+        let reach = reach(Egress::new(Default::default(), None, 1 << 20), &[allowed]);
+        let notifier = Notifier::start(vec![global.parse().unwrap()], outcomes.clone(), reach).0;
+        let rollout = rollout_in("shop", &[allowed.to_string(), denied_arn.to_string()]);
+        notifier.notify(&rollout, &status(), &[event(EventReason::Promoted, "stable"), event(EventReason::Paused, "paused")]);
+        let count = |outcome| outcomes.get_or_create(&OutcomeLabel { outcome }).get();
+        // AWS answers nothing here: what is published to fails, what is denied is never tried.
+        wait_until("every destination's outcome", || count("denied") + count("failed") == 3).await;
+        assert_eq!(count("denied"), 1, "only the Rollout's own ARN its namespace does not allow");
+        assert_eq!(count("failed"), 2, "the allowed ARN and the controller's were tried");
+        assert_eq!(count("delivered"), 0);
+        let outbox = decided("uid-shop", None, &status(), &[event(EventReason::Paused, "paused")], Timestamp::now());
         assert_eq!(
-            " slack+https://hooks.slack.com/services/T/B/X".parse(),
-            Ok(Target { url: "https://hooks.slack.com/services/T/B/X".into(), format: Format::Slack })
+            notifier.settled(&rollout, &outbox).len(),
+            1,
+            "a pause is done with at once for CDEvents destinations: it has no type to send"
         );
-        assert!("ftp://example.com".parse::<Target>().unwrap_err().contains("not an http(s) URL"));
-        assert!("not a url".parse::<Target>().is_err());
-        let problem = "ftp://hooks.test/T0/B0/token".parse::<Target>().unwrap_err();
-        assert!(!problem.contains("token"), "problems never quote the URL: {problem}");
-        let target: Target = "slack+https://hooks.slack.com/services/T0/B0/token?x=1".parse().unwrap();
-        assert_eq!(format!("{target:?}"), r#"Target { url: "https://hooks.slack.com", format: Slack }"#);
-
-        let mut rollout = rollout();
-        rollout.metadata.annotations =
-            Some([(ANNOTATION.to_string(), "http://a.test/x, slack+https://b.test/y,,bogus".to_string())].into());
-        let (targets, problems) = targets_of(&rollout);
-        assert_eq!(
-            targets.iter().map(|t| (t.url.as_str(), t.format)).collect::<Vec<_>>(),
-            [("http://a.test/x", Format::Json), ("https://b.test/y", Format::Slack)]
-        );
-        assert_eq!(problems.len(), 1, "{problems:?}");
     }
 
     #[tokio::test]

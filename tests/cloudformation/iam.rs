@@ -118,6 +118,8 @@ pub async fn controller_role_grants_exactly_docs_iam(h: Arc<Harness>) {
             ("EcsServiceName", "orders"),
             ("PassRoleArns", &pass),
             ("CloudWatchAnalysis", "true"),
+            ("NotificationTopicArns", &format!("arn:aws:sns:{REGION}:{ACCOUNT}:deploys")),
+            ("NotificationEventBusArns", &format!("arn:aws:events:{REGION}:{ACCOUNT}:event-bus/delivery")),
         ],
     )
     .await;
@@ -137,6 +139,8 @@ pub async fn controller_role_grants_exactly_docs_iam(h: Arc<Harness>) {
         ("TASK_ROLE", task_role),
         ("CLUSTER", "shop"),
         ("SERVICE", "orders"),
+        ("TOPIC", "deploys"),
+        ("BUS", "delivery"),
     ]);
     assert_eq!(
         granted.keys().collect::<Vec<_>>(),

@@ -127,6 +127,11 @@ impl Harness {
         reqwest::get(format!("http://127.0.0.1:{port}/readyz")).await.is_ok_and(|r| r.status().is_success())
     }
 
+    /// What the controller processes called `name` have logged so far.
+    pub fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.log_dir.join(format!("{name}.log"))).unwrap_or_default()
+    }
+
     /// SIGKILLs the controller process called `name`.
     pub fn kill(&self, name: &str) {
         self.processes.lock().unwrap().retain(|(n, _)| n != name);

@@ -16,6 +16,7 @@ mod hostile_analysis;
 mod ingress;
 mod job_analysis;
 mod lambda_analysis;
+mod notify_aws;
 mod registration;
 mod scenarios;
 
