@@ -89,7 +89,9 @@ pub(super) fn progress(pass: &mut Pass<'_>, canary: &CanaryStrategy, steps: &[St
         }
     }
     pass.status.current_step_index = Some(index as i32);
-    let before_traffic = moving && index == first_traffic(steps) && pass.has_hooks(&hooks::BEFORE_TRAFFIC);
+    // Until the hooks before traffic pass, the planned weight stays 0, whatever a promote skipped.
+    let before_traffic =
+        moving && index >= first_traffic(steps) && pass.status.canary_weight == 0 && pass.has_hooks(&hooks::BEFORE_TRAFFIC);
     let traffic_held = before_traffic && {
         let size = size_before_traffic(pass, steps, index);
         let update = pass.update.clone();

@@ -160,6 +160,19 @@ mod tests {
     }
 
     #[test]
+    fn a_promote_that_skips_the_first_weight_step_does_not_skip_the_hooks_before_traffic() {
+        let hooks = json!([hook("smoke", "PostScaleUp")]);
+        let fixture = canary(hooks.clone(), 0);
+        let update = update(&fixture);
+        let mut promoted = canary(hooks, 0).running(&update, 1, 1).run(&run_name(&fixture, 0), AnalysisPhase::Running);
+        promoted.commands.promote = Some(crate::api::CommandRequest { id: "p-1".into(), revision: Some(update.clone()), full: false });
+        let plan = step(promoted.input());
+        assert_eq!(plan.status.current_step_index, Some(1), "the step is skipped");
+        assert!(weights(&plan).iter().all(|w| *w == 0), "no production weight while the hook runs: {:?}", plan.actions);
+        assert!(plan.status.message.as_deref().unwrap_or_default().contains("hook smoke (PostScaleUp)"), "{:?}", plan.status.message);
+    }
+
+    #[test]
     fn a_failed_hook_aborts_naming_it_and_traffic_stays_on_stable() {
         let hooks = json!([hook("smoke", "PostScaleUp")]);
         let fixture = canary(hooks.clone(), 0);

@@ -11,6 +11,7 @@ mod analysis_args;
 mod controller;
 mod drift;
 mod examples;
+mod hooks;
 mod hostile;
 mod hostile_analysis;
 mod ingress;

@@ -544,7 +544,7 @@ async fn listener_canary_weight(elb: &aws_sdk_elasticloadbalancingv2::Client, li
 
 /// Every distinct value `read` returns, in order, sampled every 50 ms until the returned guard
 /// is stopped: the weights a listener went through.
-struct Recorder<T> {
+pub(crate) struct Recorder<T> {
     seen: Arc<std::sync::Mutex<Vec<T>>>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -572,7 +572,7 @@ impl<T: Clone + PartialEq + Send + 'static> Recorder<T> {
         Recorder { seen, task }
     }
 
-    fn stop(self) -> Vec<T> {
+    pub(crate) fn stop(self) -> Vec<T> {
         self.task.abort();
         self.seen.lock().unwrap().clone()
     }
@@ -1002,7 +1002,7 @@ impl EcsWorld {
         defs
     }
 
-    async fn set_task_definition(s: &Scene, arn: &str) {
+    pub(crate) async fn set_task_definition(s: &Scene, arn: &str) {
         let patch = json!({"spec": {"workload": {"ecs": {"taskDefinition": arn}}}});
         s.rollouts.patch("web", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("task definition set");
     }
@@ -1091,7 +1091,7 @@ impl EcsWorld {
     }
 
     /// Records the production listener's (blue, green) weights as they change.
-    fn record_weights(world: &Arc<EcsWorld>) -> Recorder<(i32, i32)> {
+    pub(crate) fn record_weights(world: &Arc<EcsWorld>) -> Recorder<(i32, i32)> {
         let world = world.clone();
         Recorder::start(move || {
             let world = world.clone();
