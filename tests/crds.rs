@@ -166,8 +166,24 @@ fn analysis_providers_are_exactly_one() {
     two["web"] = json!({"url": "http://x"});
     let errors = kube::core::cel::Validator::new().validate(&schema, &template(two), None).unwrap_err();
     assert!(
-        errors.iter().any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job"))
+        errors
+            .iter()
+            .any(|e| e.message.contains("exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, newRelic, lambda or job")),
+        "{errors:?}"
     );
+
+    let new_relic =
+        json!({"query": "SELECT count(*) FROM Transaction", "apiKey": {"name": "nr", "key": "personal-api-key"}, "accountId": "1234567"});
+    assert!(kube::core::cel::Validator::new().validate(&schema, &template(json!({"newRelic": new_relic.clone()})), None).is_ok());
+    let mut both_accounts = new_relic.clone();
+    both_accounts["accountIdSecretKeyRef"] = json!({"name": "nr", "key": "account-id"});
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(json!({"newRelic": both_accounts})), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("exactly one of accountId or accountIdSecretKeyRef")), "{errors:?}");
+    let mut both_places = new_relic;
+    both_places["region"] = json!("EU");
+    both_places["address"] = json!("https://proxy.example/graphql");
+    let errors = kube::core::cel::Validator::new().validate(&schema, &template(json!({"newRelic": both_places})), None).unwrap_err();
+    assert!(errors.iter().any(|e| e.message.contains("set one of address or region")), "{errors:?}");
 
     let lambda = json!({"lambda": {"functionArn": "smoke"}});
     let errors = kube::core::cel::Validator::new().validate(&schema, &template(lambda), None).unwrap_err();

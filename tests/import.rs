@@ -454,6 +454,11 @@ fn reaches(leaf: &Leaf, output: &[Leaf]) -> bool {
             return true;
         }
     }
+    // Flagger appends a metric's interval to a New Relic query, as Sluice's import does.
+    let seconds = sluice::import::duration(value).and_then(|d| sluice::api::parse_duration(&d).ok()).map(|d| d.as_secs());
+    if key == "interval" && seconds.is_some_and(|n| strings().any(|s| s.ends_with(&format!(" SINCE {n} seconds ago")))) {
+        return true;
+    }
     let mut forms = vec![written.clone(), written.trim_start_matches('{').trim_end_matches('}').to_string()];
     forms.extend(sluice::import::duration(value));
     if let Some(n) = value.as_f64() {
@@ -820,5 +825,76 @@ fn argo_alb_ingresses_without_header_routes_stay_ingresses() {
         [
             "warning: Rollout/checkout: spec.strategy.canary.trafficRouting.alb.rootService: Sluice writes the weighted action under the stable Service's name: point the Ingress rule's backend at Service checkout-stable with port name use-annotation (instead of checkout-root)",
         ]
+    );
+}
+
+#[test]
+fn argo_new_relic_and_job_metrics_map_without_a_warning() {
+    use serde_json::json;
+    use sluice::analysis::condition::{MeasuredValue, judge};
+    use sluice::api::{AnalysisPhase, SecretKeyRef};
+
+    let imported = run(&["argo-newrelic-job.yaml"]);
+    let (_, templates) = accepted(&imported);
+    assert_eq!(warnings(&imported), Vec::<String>::new());
+    let reference = |name: &str, key: &str| SecretKeyRef { name: name.into(), key: key.into() };
+
+    let health = &templates["checkout-health"];
+    let rate = &health.metrics[0];
+    let new_relic = rate.provider.new_relic.as_ref().expect("Argo's New Relic metric");
+    assert!(new_relic.query.contains("appName = '{{args.app}}' SINCE 5 minutes ago"), "{}", new_relic.query);
+    assert_eq!(
+        (&new_relic.api_key, new_relic.account_id_secret_key_ref.as_ref(), new_relic.region, &new_relic.address),
+        (&reference("newrelic", "personal-api-key"), Some(&reference("newrelic", "account-id")), None, &None),
+        "Argo's default profile and keys; NerdGraph's address is read from the Secret as Argo reads it"
+    );
+    let condition = rate.success_condition.as_deref().unwrap();
+    assert_eq!(condition, "result.errorRate < 0.01");
+    let row = MeasuredValue::Json(json!({"errorRate": 0.004}));
+    assert_eq!(judge(Some(condition), None, &row), Ok(AnalysisPhase::Successful), "the value is the query's row");
+
+    let smoke = health.metrics[1].provider.job.as_ref().expect("Argo's Job metric");
+    let metadata = smoke.metadata.as_ref().unwrap();
+    assert_eq!((metadata.labels["purpose"].as_str(), metadata.annotations["team"].as_str()), ("smoke", "shop"));
+    assert_eq!(smoke.spec.backoff_limit, Some(1));
+    let pod = smoke.spec.template.spec.as_ref().unwrap();
+    assert_eq!(pod.containers[0].image.as_deref(), Some("registry.example.com/shop/smoke:1.4.0"));
+    assert_eq!(smoke.timeout.as_ref().map(|t| t.0.as_str()), Some("900s"), "the Job's own deadline");
+    assert_eq!(health.metrics[1].success_condition, None, "decided by how the Job ends");
+
+    let apdex = templates["checkout-apdex"].metrics[0].provider.new_relic.clone().unwrap();
+    assert_eq!((apdex.api_key.name.as_str(), apdex.timeout.as_ref().map(|t| t.0.as_str())), ("newrelic-shop", Some("20s")));
+}
+
+#[test]
+fn flagger_new_relic_template_asks_nerdgraph_over_the_metric_interval() {
+    use serde_json::json;
+    use sluice::analysis::condition::{MeasuredValue, judge};
+    use sluice::api::{AnalysisPhase, SecretKeyRef};
+
+    let imported = run(&["flagger-newrelic.yaml"]);
+    let (_, templates) = accepted(&imported);
+    let metric = templates.values().flat_map(|t| &t.metrics).find(|m| m.provider.new_relic.is_some()).expect("the New Relic metric");
+    let new_relic = metric.provider.new_relic.as_ref().unwrap();
+    assert!(new_relic.query.contains("WHERE appName = 'search'"), "{}", new_relic.query);
+    assert!(new_relic.query.ends_with("FROM Transaction WHERE appName = 'search' SINCE 120 seconds ago"), "{}", new_relic.query);
+    let reference = |key: &str| Some(SecretKeyRef { name: "newrelic-catalog".into(), key: key.into() });
+    assert_eq!(new_relic.account_id_secret_key_ref, reference("newrelic_account_id"));
+    assert_eq!(Some(new_relic.api_key.clone()), reference("newrelic_api_key"), "a User API key beside Flagger's Insights key");
+
+    // Flagger judges the one number of the one row, whatever NRQL names it.
+    let condition = metric.success_condition.as_deref().unwrap();
+    assert_eq!(condition, "result.all(field, result[field] <= 5.0)");
+    assert_eq!(judge(Some(condition), None, &MeasuredValue::Json(json!({"result": 2.5}))), Ok(AnalysisPhase::Successful));
+    assert_eq!(judge(Some(condition), None, &MeasuredValue::Json(json!({"filter": 7}))), Ok(AnalysisPhase::Failed));
+
+    let about_new_relic: Vec<String> =
+        warnings(&imported).into_iter().filter(|w| w.contains("newrelic") || w.contains("New Relic") || w.contains("NerdGraph")).collect();
+    assert_eq!(
+        about_new_relic,
+        [
+            "warning: Canary/search: MetricTemplate/newrelic-errors.spec.provider.secretRef: Flagger's newrelic_query_key is an Insights query key, which NerdGraph does not take: add a User API key (NRAK-…) to Secret newrelic-catalog under newrelic_api_key"
+        ],
+        "only the key Flagger does not have"
     );
 }

@@ -161,7 +161,7 @@ pub struct JudgeTotals {
 
 /// Where a measurement comes from: exactly one provider.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.lambda) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job"))]
+#[x_kube(validation = Rule::new("(has(self.prometheus) ? 1 : 0) + (has(self.cloudWatch) ? 1 : 0) + (has(self.cloudWatchAlarm) ? 1 : 0) + (has(self.web) ? 1 : 0) + (has(self.datadog) ? 1 : 0) + (has(self.newRelic) ? 1 : 0) + (has(self.lambda) ? 1 : 0) + (has(self.job) ? 1 : 0) == 1").message("a metric provider sets exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, newRelic, lambda or job"))]
 #[serde(rename_all = "camelCase")]
 pub struct MetricProvider {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -174,6 +174,8 @@ pub struct MetricProvider {
     pub web: Option<WebMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub datadog: Option<DatadogMetric>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub new_relic: Option<NewRelicMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lambda: Option<LambdaMetric>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -292,6 +294,52 @@ pub enum DatadogAggregator {
     Area,
     L2norm,
     Percentile,
+}
+
+/// New Relic: one NRQL query through NerdGraph, New Relic's GraphQL API. The value judged is
+/// the query's first row as an object (`result.errorRate`) when it answers one row, the list of
+/// rows when several, and no data when none (or when the one row's values are all null).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[x_kube(validation = Rule::new("has(self.accountId) != has(self.accountIdSecretKeyRef)").message("newRelic sets exactly one of accountId or accountIdSecretKeyRef"))]
+#[x_kube(validation = Rule::new("!has(self.address) || !has(self.region)").message("newRelic.address replaces the region's address: set one of address or region"))]
+#[serde(rename_all = "camelCase")]
+pub struct NewRelicMetric {
+    /// NRQL, e.g. `SELECT percentage(count(*), WHERE error IS true) AS errorRate FROM Transaction
+    /// WHERE appName = 'checkout' SINCE 5 minutes ago`; `{{args.NAME}}` is replaced.
+    #[schemars(length(min = 1, max = 4096))]
+    pub query: String,
+    /// The account queried, e.g. `1234567`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([0-9]{1,10}|\{\{args\.[^}]{1,63}\}\})$"))]
+    pub account_id: Option<String>,
+    /// The account queried, from a Secret in the rollout's namespace offered to Sluice (as Argo
+    /// Rollouts keeps it under `account-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id_secret_key_ref: Option<SecretKeyRef>,
+    /// A User API key (`NRAK-…`, sent as `API-Key`), from a Secret in the rollout's namespace
+    /// offered to Sluice.
+    pub api_key: SecretKeyRef,
+    /// The account's data center, which picks NerdGraph's address. Unset, and without `address`:
+    /// the API key's Secret's `base-url-nerdgraph`, else its `region` (`us` or `eu`), as Argo
+    /// Rollouts reads them, else US.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<NewRelicRegion>,
+    /// NerdGraph's address, for a proxy (default: the region's, https://api.newrelic.com/graphql).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^https?://"), length(max = 2048))]
+    pub address: Option<String>,
+    /// How long a measurement may take (default 30s); also sent as NerdGraph's NRQL timeout, at
+    /// most its limit of 120s (New Relic's own default is 5s).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<DurationString>,
+}
+
+#[derive(schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum NewRelicRegion {
+    #[default]
+    Us,
+    Eu,
 }
 
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]

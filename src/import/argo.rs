@@ -11,9 +11,9 @@ use super::{Fields, Source, Warnings, duration_field, metadata};
 use crate::api::{
     AlbTraffic, AnalysisArg, AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, ArgValueFrom, ArgumentSpec, BlueGreenStrategy,
     CanaryStep, CanaryStrategy, CloudWatchMetric, DatadogMetric, DurationString, FieldRef, HeaderMatch, HeaderValueMatch, HttpMethod,
-    IntOrArg, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause, PrometheusMetric,
-    PrometheusSigV4, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, SetCanaryScale, SetHeaderRoute,
-    StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
+    IntOrArg, JobMetadata, JobMetric, KubernetesWorkload, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat,
+    NewRelicMetric, Pause, PrometheusMetric, PrometheusSigV4, RollbackWindow, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown,
+    SecretKeyRef, SetCanaryScale, SetHeaderRoute, StepKind, Strategy, Traffic, WebHeader, WebMetric, Workload,
 };
 use crate::engine::builtins;
 
@@ -22,6 +22,8 @@ const ROUTERS: &str = "Sluice routes traffic through an ALB or by replica ratio"
 pub const PLACEHOLDER_NAME: &str = "fill-in-name";
 /// The Secret Argo Rollouts reads Datadog's keys from when a metric names none.
 const DATADOG_SECRET: &str = "datadog";
+/// The Secret Argo Rollouts reads New Relic's key and account from when a metric names no `profile`.
+const NEW_RELIC_SECRET: &str = "newrelic";
 /// `abortScaleDownDelaySeconds` that keeps an aborted canary running.
 const KEEP_ABORTED_CANARY: i32 = -1;
 
@@ -681,6 +683,8 @@ enum Shape {
     Prometheus,
     CloudWatch,
     Web,
+    /// Decided by how the Job ends: Argo evaluates no condition.
+    Job,
 }
 
 /// Resolves a field written as `{{args.NAME}}` from the argument values known at import, in
@@ -763,12 +767,25 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
     } else if let Some(datadog) = providers.object("datadog") {
         out.provider.datadog = Some(datadog_of(datadog, w));
         Shape::Web
+    } else if let Some(new_relic) = providers.object("newRelic") {
+        out.provider.new_relic = Some(new_relic_of(new_relic, w));
+        Shape::Web
+    } else if let Some(job) = providers.object("job") {
+        let Some(job) = job_of(job, w) else {
+            metric.finish(w);
+            return None;
+        };
+        out.provider.job = Some(job);
+        Shape::Job
     } else {
         let path = metric.path.clone();
         let which = providers_named(&providers);
         w.warn(
             &path,
-            format!("{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm, web or datadog; metric {} dropped", out.name),
+            format!(
+                "{which}: Sluice measures with prometheus, cloudWatch, cloudWatchAlarm, web, datadog, newRelic or job; metric {} dropped",
+                out.name
+            ),
         );
         metric.finish(w);
         return None;
@@ -776,6 +793,10 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
     providers.finish(w);
     for (key, condition) in conditions {
         let Some(condition) = condition else { continue };
+        if shape == Shape::Job {
+            w.warn(&metric.at(key), "Argo decides a Job metric by how the Job ends, as Sluice does without a condition");
+            continue;
+        }
         let translated = match shape {
             Shape::CloudWatch if condition.contains("result[") || condition.contains("result.") => Translation::Kept {
                 expression: condition.clone(),
@@ -800,10 +821,8 @@ fn metric_of(mut metric: Fields, values: &BTreeMap<String, String>, w: &mut Warn
 }
 
 fn providers_named(providers: &Fields) -> String {
-    let names: Vec<&str> = ["newRelic", "wavefront", "kayenta", "job", "graphite", "influxdb", "skywalking", "plugin"]
-        .into_iter()
-        .filter(|p| providers.has(p))
-        .collect();
+    let names: Vec<&str> =
+        ["wavefront", "kayenta", "graphite", "influxdb", "skywalking", "plugin"].into_iter().filter(|p| providers.has(p)).collect();
     if names.is_empty() { "no provider".into() } else { names.join(", ") }
 }
 
@@ -841,6 +860,68 @@ fn datadog_of(mut d: Fields, w: &mut Warnings) -> DatadogMetric {
     };
     d.finish(w);
     out
+}
+
+/// Argo's New Relic metric. Its key and account are in the Secret `profile` names (`newrelic` by
+/// default) under `personal-api-key` and `account-id`; NerdGraph's address (`base-url-nerdgraph`,
+/// else `region`) is read from it as Argo reads it.
+fn new_relic_of(mut n: Fields, w: &mut Warnings) -> NewRelicMetric {
+    let secret = n.string("profile").unwrap_or_else(|| NEW_RELIC_SECRET.into());
+    let key = |key: &str| SecretKeyRef { name: secret.clone(), key: key.into() };
+    let out = NewRelicMetric {
+        query: n.string("query").unwrap_or_default(),
+        account_id_secret_key_ref: Some(key("account-id")),
+        api_key: key("personal-api-key"),
+        timeout: n.take("timeout").and_then(|v| super::duration(&v)).map(|d| d.as_str().into()),
+        ..Default::default()
+    };
+    n.finish(w);
+    out
+}
+
+/// Argo's Job metric: its labels, annotations and spec. Argo names the Job after the run, as
+/// Sluice does, so the rest of its metadata has no use.
+fn job_of(mut job: Fields, w: &mut Warnings) -> Option<JobMetric> {
+    let metadata = job.object("metadata").map(|mut meta| {
+        let mut map = |key: &str| meta.take(key).and_then(|v| serde_json::from_value(v).ok()).unwrap_or_default();
+        let (labels, annotations) = (map("labels"), map("annotations"));
+        for key in ["name", "generateName", "namespace"] {
+            meta.drop(key, "Sluice names the Job after the run, in the rollout's namespace", w);
+        }
+        meta.finish(w);
+        JobMetadata { labels, annotations }
+    });
+    let path = job.at("spec");
+    let spec: k8s_openapi::api::batch::v1::JobSpec = match job.take("spec").map(serde_json::from_value) {
+        Some(Ok(spec)) => spec,
+        Some(Err(e)) => {
+            w.warn(&path, format!("not a Job spec Sluice can read ({e}); metric dropped"));
+            job.finish(w);
+            return None;
+        }
+        None => {
+            w.warn(&path, "missing: a Job metric needs a Job spec; metric dropped");
+            job.finish(w);
+            return None;
+        }
+    };
+    job.finish(w);
+    // Argo waits for the Job however long it runs; its own deadline, if it has one, is the limit.
+    let timeout = match spec.active_deadline_seconds {
+        Some(seconds) => Some(DurationString(format!("{seconds}s"))),
+        None => {
+            let default = crate::api::format_duration(crate::analysis::providers::job::DEFAULT_TIMEOUT);
+            w.warn(
+                &path,
+                format!(
+                    "Argo waits for a Job without activeDeadlineSeconds however long it runs; Sluice fails it after provider.job.timeout (default {default}): set one if it runs longer"
+                ),
+            );
+            None
+        }
+    };
+    let metadata = metadata.filter(|m| !m.labels.is_empty() || !m.annotations.is_empty());
+    Some(JobMetric { metadata, spec, timeout })
 }
 
 fn prometheus_of(mut p: Fields, w: &mut Warnings) -> PrometheusMetric {

@@ -12,11 +12,16 @@ use serde_json::{Value, json};
 use super::{Fields, Object, Source, Warnings, metadata};
 use crate::api::{
     AnalysisTemplate, AnalysisTemplateRef, AnalysisTemplateSpec, BlueGreenStrategy, CanaryStep, CanaryStrategy, CloudWatchMetric,
-    DatadogAggregator, DatadogMetric, IntOrArg, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, Pause,
-    PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, Strategy, Workload,
+    DatadogAggregator, DatadogMetric, IntOrArg, Metric, MetricDataQuery, MetricDimension, MetricProvider, MetricStat, NewRelicMetric,
+    Pause, PrometheusMetric, Rollout, RolloutAnalysis, RolloutSpec, ScaleDown, SecretKeyRef, Strategy, Workload,
 };
 
 pub const NOTIFY_ANNOTATION: &str = "sluice.dev/notify-webhook";
+/// Flagger's default New Relic Secret, its Insights query key, and where Sluice looks for the
+/// User API key NerdGraph needs instead.
+const NEW_RELIC_SECRET: &str = "newrelic";
+const NEW_RELIC_QUERY_KEY: &str = "newrelic_query_key";
+pub const NEW_RELIC_API_KEY: &str = "newrelic_api_key";
 
 /// What the loop needs to know, read from `spec.analysis`.
 struct Loop {
@@ -327,12 +332,6 @@ fn metric_of(
         (None, None, Some(t)) => (None, Some(t)),
         (min, max, _) => (min, max),
     };
-    let condition = match (min, max) {
-        (Some(min), Some(max)) => Some(format!("result >= {} && result <= {}", double(min), double(max))),
-        (Some(min), None) => Some(format!("result >= {}", double(min))),
-        (None, Some(max)) => Some(format!("result <= {}", double(max))),
-        (None, None) => None,
-    };
     let path = metric.path.clone();
     let provider = if let Some(mut reference) = metric.object("templateRef") {
         let template = reference.string("name").unwrap_or_default();
@@ -362,10 +361,26 @@ fn metric_of(
         builtin(&name, provider, &variables, &interval, &path, w)?
     };
     metric.finish(w);
+    // Flagger reads one number from New Relic's one row; Sluice hands the row over whole.
+    let condition = if provider.new_relic.is_some() {
+        threshold_condition(min, max, "result[field]").map(|each| format!("result.all(field, {each})"))
+    } else {
+        threshold_condition(min, max, "result")
+    };
     if condition.is_none() {
         w.warn(&format!("{path}.thresholdRange"), "missing: the metric has no condition, so any value with data passes");
     }
     Some(Metric { name: metric_name(&name), success_condition: condition, provider, ..Default::default() })
+}
+
+/// Flagger's threshold range as a condition on `value`.
+fn threshold_condition(min: Option<f64>, max: Option<f64>, value: &str) -> Option<String> {
+    match (min, max) {
+        (Some(min), Some(max)) => Some(format!("{value} >= {} && {value} <= {}", double(min), double(max))),
+        (Some(min), None) => Some(format!("{value} >= {}", double(min))),
+        (None, Some(max)) => Some(format!("{value} <= {}", double(max))),
+        (None, None) => None,
+    }
 }
 
 /// Flagger allows spaces in metric names; Sluice's names go into labels and messages.
@@ -430,7 +445,7 @@ fn from_template(
     let secret = provider.take("secretRef").and_then(|r| r["name"].as_str().map(String::from));
     provider.drop("insecureSkipVerify", "Sluice always verifies TLS certificates", w);
     provider.finish(w);
-    if secret.is_some() && kind != "datadog" {
+    if secret.is_some() && !["datadog", "newrelic"].contains(&kind.as_str()) {
         w.warn(&secret_path, "Sluice reads one header from a Secret: set provider.prometheus.authHeader {name, secretKeyRef}; dropped");
     }
     let query = spec.string("query").unwrap_or_default();
@@ -477,14 +492,54 @@ fn from_template(
                 ..Default::default()
             })
         }
+        "newrelic" => Some(MetricProvider { new_relic: Some(new_relic(name, query, interval, address, secret, w)?), ..Default::default() }),
         other => {
             w.warn(
                 &format!("MetricTemplate/{name}.spec.provider.type"),
-                format!("{other}: Sluice measures with Prometheus, CloudWatch, Datadog or web; metric dropped"),
+                format!("{other}: Sluice measures with Prometheus, CloudWatch, Datadog, New Relic or web; metric dropped"),
             );
             None
         }
     }
+}
+
+/// Flagger's New Relic template: the account id in the Secret `secretRef` names (`newrelic` by
+/// default) under `newrelic_account_id`, and the NRQL over the metric's interval, which Flagger
+/// appends to each query as `SINCE … seconds ago`. Flagger asks the Insights API with an Insights
+/// query key, which NerdGraph does not take: the User API key goes beside it.
+fn new_relic(
+    name: &str,
+    query: String,
+    interval: &str,
+    address: Option<String>,
+    secret: Option<String>,
+    w: &mut Warnings,
+) -> Option<NewRelicMetric> {
+    let path = format!("MetricTemplate/{name}.spec.provider");
+    let Ok(interval) = crate::api::parse_duration(interval) else {
+        w.warn(&path, format!("the metric's interval `{interval}` is not a duration Sluice reads; metric dropped"));
+        return None;
+    };
+    if address.is_some() {
+        w.warn(
+            &format!("{path}.address"),
+            "an Insights API address; Sluice asks NerdGraph: set provider.newRelic.address to a proxy of it; dropped",
+        );
+    }
+    let secret = secret.unwrap_or_else(|| NEW_RELIC_SECRET.into());
+    w.warn(
+        &format!("{path}.secretRef"),
+        format!(
+            "Flagger's {NEW_RELIC_QUERY_KEY} is an Insights query key, which NerdGraph does not take: add a User API key (NRAK-…) to Secret {secret} under {NEW_RELIC_API_KEY}"
+        ),
+    );
+    let key = |key: &str| SecretKeyRef { name: secret.clone(), key: key.into() };
+    Some(NewRelicMetric {
+        query: format!("{} SINCE {} seconds ago", query.trim_end(), interval.as_secs().max(1)),
+        account_id_secret_key_ref: Some(key("newrelic_account_id")),
+        api_key: key(NEW_RELIC_API_KEY),
+        ..Default::default()
+    })
 }
 
 /// Flagger's CloudWatch query: the GetMetricData queries as JSON, in the AWS API's spelling.

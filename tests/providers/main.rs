@@ -13,6 +13,7 @@ mod datadog;
 mod egress;
 mod judge;
 mod lambda;
+mod newrelic;
 mod prometheus;
 mod web;
 

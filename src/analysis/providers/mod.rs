@@ -1,5 +1,5 @@
 //! Metric providers: each takes one measurement of a metric (Prometheus, CloudWatch metrics,
-//! CloudWatch alarms, web, Datadog, a Lambda function, a Job) and returns a value for the
+//! CloudWatch alarms, web, Datadog, New Relic, a Lambda function, a Job) and returns a value for the
 //! conditions to judge, or says the measurement is still in progress (Lambda, Job).
 //!
 //! [`Providers`] is built once with long-lived clients (one HTTP client, CloudWatch clients per
@@ -13,6 +13,7 @@ mod cloudwatch_alarm;
 mod datadog;
 pub mod job;
 pub mod lambda;
+mod newrelic;
 mod prometheus;
 pub mod secret;
 mod web;
@@ -104,6 +105,13 @@ impl Providers {
             let hint = server_hint("provider.datadog.timeout", datadog.timeout.is_some());
             return within(&what, &hint, timeout, datadog::measure(&self.egress, self.kube.as_ref(), namespace, datadog, now)).await;
         }
+        if let Some(new_relic) = &provider.new_relic {
+            let timeout = timeout_of(new_relic.timeout.as_ref(), "provider.newRelic.timeout")?;
+            let what = format!("new relic query of metric {}", metric.name);
+            let hint = server_hint("provider.newRelic.timeout", new_relic.timeout.is_some());
+            let measuring = newrelic::measure(&self.egress, self.kube.as_ref(), namespace, new_relic, timeout);
+            return within(&what, &hint, timeout, measuring).await;
+        }
         if let Some(function) = &provider.lambda {
             let what = format!("Lambda Invoke of {}", function.function_arn);
             let hint = "(Lambda's limit for one invocation); answer IN_PROGRESS from a function that takes long";
@@ -115,7 +123,7 @@ impl Providers {
             return within(&what, hint, DEFAULT_TIMEOUT, job::measure(self.kube.as_ref(), at, &metric.name, job)).await;
         }
         Err(ProviderError::Config(format!(
-            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, lambda or job",
+            "metric {}: no provider; set exactly one of prometheus, cloudWatch, cloudWatchAlarm, web, datadog, newRelic, lambda or job",
             metric.name
         )))
     }

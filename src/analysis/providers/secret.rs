@@ -53,6 +53,13 @@ pub struct SecretData {
 }
 
 impl SecretData {
+    /// Data as if read from a Secret, for tests.
+    #[cfg(test)]
+    pub fn of(at: &str, pairs: &[(&str, &str)]) -> Self {
+        let data = pairs.iter().map(|(k, v)| (k.to_string(), k8s_openapi::ByteString(v.as_bytes().to_vec()))).collect();
+        Self { at: at.into(), data }
+    }
+
     /// The text under `key`.
     pub fn value(&self, key: &str) -> Result<String, ProviderError> {
         self.optional(key)?.ok_or_else(|| {
